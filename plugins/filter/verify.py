@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of roles/verify: expected verdicts from the policy, and summaries of probe results.
+
+All logic lives in module_utils/verify_plan.py; these wrappers only adapt Ansible's data
+(hostvars, registered loop results) and turn plan errors into filter errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+
+
+def _plain(value):
+    """Deep-copy Ansible's lazy/tagged containers into plain dict/list/str for the pure-Python side."""
+    if isinstance(value, Mapping):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _host_entry(name, hostvars):
+    if hostvars is None:
+        raise AnsibleFilterError("probe_targets: pass hostvars when hosts is a list of names")
+    try:
+        hv = hostvars[name]
+    except KeyError:
+        raise AnsibleFilterError("probe_targets: %s is not in the inventory" % name)
+    addresses = hv.get("verify_addresses") or [hv.get("ansible_host") or name]
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    return {
+        "name": str(name),
+        "effective": _plain(hv.get("mailsec_relay_effective")),
+        "addresses": _plain(addresses),
+        "sasl_users": _plain(hv.get("mailsec_relay_sasl_users") or []),
+    }
+
+
+def probe_targets(hosts, vantages=None, hostvars=None):
+    """Hosts (inventory names + hostvars, or ready ``{name, effective, addresses, sasl_users}``
+    entries) and vantages -> one relay_probe run per vantage."""
+    entries = []
+    for host in hosts or []:
+        if isinstance(host, Mapping):
+            entries.append(_plain(host))
+        else:
+            entries.append(_host_entry(str(host), hostvars))
+    try:
+        return verify_plan.build_plan(entries, _plain(vantages))
+    except verify_plan.VerifyPlanError as exc:
+        raise AnsibleFilterError("probe_targets: %s" % exc)
+
+
+def verify_redact(plan):
+    """A probe plan with passwords masked."""
+    return verify_plan.redact_plan(_plain(plan))
+
+
+def verify_summary(probe_runs, hosts):
+    """Registered relay_probe loop results (or ``[{vantage, results}]``) -> per-host summary."""
+    runs = []
+    for run in _plain(probe_runs) or []:
+        if "item" in run:
+            runs.append({"vantage": run["item"]["vantage"]["name"], "results": run.get("results") or []})
+        else:
+            runs.append(run)
+    return verify_plan.summarize(runs, [str(h) for h in hosts])
+
+
+def verify_brief(summary):
+    """Counts and worst finding per host, for printing."""
+    return verify_plan.brief(_plain(summary))
+
+
+def verify_failure(summary, host):
+    """The failure message lines of one host."""
+    return verify_plan.failure_message(str(host), _plain(summary)[str(host)])
+
+
+def verify_table(before, after, mta_by_host=None):
+    """Before/after verdict table as text."""
+    return verify_plan.comparison_table(_plain(before), _plain(after), _plain(mta_by_host))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "probe_targets": probe_targets,
+            "verify_redact": verify_redact,
+            "verify_summary": verify_summary,
+            "verify_brief": verify_brief,
+            "verify_failure": verify_failure,
+            "verify_table": verify_table,
+        }

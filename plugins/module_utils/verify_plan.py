@@ -1,0 +1,332 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Expected verdicts from the effective relay policy, and what the probes found.
+
+Pure Python (netaddr only), shared by the ``mailsec.relay.probe_targets`` filters, roles/verify and the
+unit tests.  Three steps:
+
+* :func:`build_target` / :func:`build_plan`: effective policy (docs/policy-model.md) + vantage point ->
+  relay_probe targets whose expectations (``relay: allowed|refused``, ``auth_relay``) hold *for that
+  vantage* (docs/probe-contract.md);
+* :func:`summarize`: relay_probe results -> per host verdict counts, FAIL findings and the worst one;
+* :func:`comparison_table`: two summaries (before/after hardening) -> a plain-text table.
+"""
+
+from __future__ import annotations
+
+import netaddr
+
+VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
+
+# Which finding a human should see first: confirmed relay, relay accepted at RCPT, vantage relay,
+# sender spoofing, submission without AUTH, identity spoofing. Other probes follow by ID.
+_PROBE_SEVERITY = ("T12", "T11", "T20", "T15", "T06", "T05", "T19", "T17", "T04", "T02", "T08")
+
+
+class VerifyPlanError(ValueError):
+    """The inputs cannot give a trustworthy expectation (bad vantage, missing policy)."""
+
+
+def _ip(value, what):
+    try:
+        return netaddr.IPAddress(str(value).strip("[]"))
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise VerifyPlanError("%s: %r is not an IP address" % (what, value))
+
+
+def _inside(address, networks):
+    """True when ``address`` (IPAddress or None) lies in one of the CIDRs in ``networks``."""
+    if address is None:
+        return False
+    for net in networks or []:
+        network = netaddr.IPNetwork(str(net))
+        if network.version == address.version and address in network:
+            return True
+    return False
+
+
+def _family(address):
+    """IP version of a probe address, or None for a host name (family unknown: keep it)."""
+    try:
+        return netaddr.IPAddress(str(address).strip("[]")).version
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None
+
+
+def listener_expectation(listener, effective, source, addresses):
+    """Return ``(reachable, relay_allowed, auth_relay)`` of one listener for one vantage.
+
+    ``source`` is the vantage's IPAddress, or None for "the prober's own, untrusted address".
+    ``reachable`` means the vantage can open an SMTP session on this listener at all: the listener is
+    bound where we probe, and connect_allow/connect_deny let the vantage in.
+    """
+    bound = str(listener.get("address", "*"))
+    if bound in ("*", "", "0.0.0.0", "::"):
+        bound_ok = True
+    else:
+        bound_ip = _ip(bound, "listener %s address" % listener.get("name", listener.get("port")))
+        probed = set(str(a).strip("[]") for a in addresses)
+        # A loopback-bound listener is reachable only from the host itself, whatever address we probe.
+        if bound_ip.is_loopback():
+            bound_ok = source is not None and source.is_loopback() and str(bound_ip) in probed
+        else:
+            bound_ok = str(bound_ip) in probed
+
+    connect_allow = listener.get("connect_allow") or effective.get("connect_allow") or []
+    connect_deny = listener.get("connect_deny") or effective.get("connect_deny") or []
+    if connect_allow and not _inside(source, connect_allow):
+        # An unknown (None) source is assumed not to be on anybody's allow list.
+        connect_ok = False
+    else:
+        connect_ok = not _inside(source, connect_deny)
+
+    reachable = bound_ok and connect_ok
+    never = _inside(source, effective.get("never_relay_networks"))
+    role = listener.get("role", "mx")
+
+    relay_allowed = False
+    auth_relay = False
+    if reachable and not never:
+        if role == "mx":
+            relay_allowed = _inside(source, listener.get("relay_networks")) or _inside(
+                source, effective.get("loopback_networks") if effective.get("trust_loopback", True) else []
+            )
+        else:
+            # Submission: only AUTH unlocks relaying; relay networks and loopback never do.
+            auth_relay = bool(effective.get("auth_relay")) and bool(listener.get("auth", True))
+    return reachable, relay_allowed, auth_relay
+
+
+def build_target(name, effective, source_address=None, addresses=None, sasl_users=None):
+    """Build one relay_probe target for host ``name`` as seen from ``source_address``.
+
+    Returns None when no probe address has the vantage's IP family (an IPv6 vantage cannot probe an
+    IPv4-only host); the caller records that as skipped.
+    """
+    if not isinstance(effective, dict) or "listeners" not in effective:
+        raise VerifyPlanError(
+            "%s: no effective relay policy (mailsec_relay_effective); run role mailsec.relay.policy first" % name
+        )
+    source = _ip(source_address, "vantage source_address") if source_address not in (None, "") else None
+    addresses = [str(a) for a in (addresses or [])]
+    if not addresses:
+        raise VerifyPlanError("%s: no address to probe (set verify_addresses or ansible_host)" % name)
+    if source is not None:
+        addresses = [a for a in addresses if _family(a) in (None, source.version)]
+        if not addresses:
+            return None
+
+    listeners = []
+    inbound = False
+    for listener in effective["listeners"]:
+        reachable, relay_allowed, auth_relay = listener_expectation(listener, effective, source, addresses)
+        entry = {
+            "port": int(listener["port"]),
+            "role": listener.get("role", "mx"),
+            "tls": listener.get("tls", "none"),
+            "relay": "allowed" if relay_allowed else "refused",
+        }
+        if entry["role"] == "submission":
+            entry["auth_relay"] = auth_relay
+        if reachable and entry["role"] == "mx":
+            inbound = True
+        listeners.append(entry)
+
+    target = {
+        "name": str(name),
+        "addresses": addresses,
+        "hostname": effective.get("hostname") or str(name),
+        # Hosted domains are accepted only where this vantage can deliver inbound (an MX listener it may
+        # connect to); from anywhere else every recipient must be refused, so none is expected to pass.
+        "local_domains": list(effective.get("local_domains") or []) if inbound else [],
+        "relay_domains": list(effective.get("relay_domains") or []) if inbound else [],
+        "listeners": listeners,
+    }
+    user = (sasl_users or [None])[0]
+    if isinstance(user, dict) and user.get("name") and user.get("password") is not None:
+        target["auth"] = {"username": str(user["name"]), "password": str(user["password"])}
+    return target
+
+
+def _vantages(vantages):
+    result = []
+    seen = set()
+    for index, vantage in enumerate(vantages or [{"name": "default"}]):
+        if not isinstance(vantage, dict) or not vantage.get("name"):
+            raise VerifyPlanError("verify_vantages[%d]: needs a name" % index)
+        if vantage["name"] in seen:
+            raise VerifyPlanError("verify_vantages[%d]: duplicate name %s" % (index, vantage["name"]))
+        seen.add(vantage["name"])
+        source = vantage.get("source_address")
+        if source not in (None, ""):
+            source = str(_ip(source, "verify_vantages[%d].source_address" % index))
+        else:
+            source = None
+        result.append({"name": str(vantage["name"]), "source_address": source})
+    return result
+
+
+def build_plan(hosts, vantages):
+    """One probe run per vantage: ``[{vantage: {name, source_address}, targets: [...], skipped: [...]}]``.
+
+    ``hosts`` is a list of ``{name, effective, addresses, sasl_users}``.
+    """
+    plan = []
+    for vantage in _vantages(vantages):
+        targets, skipped = [], []
+        for host in hosts:
+            target = build_target(
+                host["name"],
+                host.get("effective"),
+                vantage["source_address"],
+                host.get("addresses"),
+                host.get("sasl_users"),
+            )
+            if target is None:
+                skipped.append({"name": host["name"], "reason": "no address of the vantage's IP family"})
+            else:
+                targets.append(target)
+        plan.append({"vantage": vantage, "targets": targets, "skipped": skipped})
+    return plan
+
+
+def redact_plan(plan):
+    """The plan without passwords (for debug output and reports)."""
+    redacted = []
+    for run in plan:
+        targets = []
+        for target in run["targets"]:
+            target = dict(target)
+            if "auth" in target:
+                target["auth"] = {"username": target["auth"]["username"], "password": "********"}
+            targets.append(target)
+        redacted.append(dict(run, targets=targets))
+    return redacted
+
+
+def finding_text(result):
+    """Short form of one result, e.g. ``T11/P02 RCPT 250 on :25``."""
+    probe = result.get("probe", "?")
+    if result.get("case"):
+        probe = "%s/%s" % (probe, result["case"])
+    reply = result.get("reply") or {}
+    if reply.get("code") is not None:
+        seen = "%s %s" % (reply.get("stage") or "reply", reply["code"])
+    else:
+        seen = reply.get("stage") or "no reply"
+    return "%s %s on :%s" % (probe, seen, result.get("port", "?"))
+
+
+def _severity(result):
+    probe = result.get("probe", "")
+    rank = _PROBE_SEVERITY.index(probe) if probe in _PROBE_SEVERITY else len(_PROBE_SEVERITY)
+    return (rank, probe, 0 if result.get("port") == 25 else 1, result.get("case") or "")
+
+
+def summarize(runs, hosts):
+    """Per-host verdicts from relay_probe runs.
+
+    ``runs`` is a list of ``{vantage: name, results: [...]}``; every host in ``hosts`` gets an entry,
+    even with no result (so a host nobody probed is visible rather than silently "clean").
+    Returns ``{host: {counts, failures, warnings, worst, results}}``; results carry ``vantage``.
+    """
+    summary = {}
+    for host in hosts:
+        summary[str(host)] = {
+            "counts": dict((verdict, 0) for verdict in VERDICTS),
+            "failures": [],
+            "warnings": [],
+            "worst": None,
+            "results": [],
+        }
+    for run in runs:
+        vantage = run.get("vantage")
+        for result in run.get("results") or []:
+            host = summary.get(str(result.get("target")))
+            if host is None:
+                continue
+            result = dict(result, vantage=vantage)
+            verdict = result.get("verdict", "INCONCLUSIVE")
+            host["counts"][verdict] = host["counts"].get(verdict, 0) + 1
+            host["results"].append(result)
+            if verdict == "FAIL":
+                host["failures"].append(result)
+            elif verdict == "WARN":
+                host["warnings"].append(result)
+    for host in summary.values():
+        host["failures"].sort(key=_severity)
+        host["warnings"].sort(key=_severity)
+        worst = (host["failures"] or host["warnings"] or [None])[0]
+        host["worst"] = None if worst is None else "%s from %s" % (finding_text(worst), worst["vantage"])
+    return summary
+
+
+def failure_message(host, host_summary, limit=10):
+    """The message a failing host gets: every FAIL (up to ``limit``) with probe, listener and reply."""
+    failures = host_summary["failures"]
+    lines = ["%s: %d FAIL verdict(s) from live SMTP probes" % (host, len(failures))]
+    for result in failures[:limit]:
+        reply = result.get("reply") or {}
+        reply_text = " ".join(
+            str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part
+        ) or "no reply"
+        lines.append(
+            "%s (%s) vantage %s -> %s port %s: %s reply %s [expected %s]"
+            % (
+                result.get("probe"),
+                result.get("title") or result.get("case") or "",
+                result.get("vantage"),
+                result.get("address"),
+                result.get("port"),
+                reply.get("stage") or "",
+                reply_text,
+                result.get("expected", "?"),
+            )
+        )
+    if len(failures) > limit:
+        lines.append("... and %d more (see the report)" % (len(failures) - limit))
+    return lines
+
+
+def brief(summary):
+    """Summary without the bulky per-result lists: ``{host: {counts, worst}}`` for printing."""
+    return dict(
+        (host, {"counts": dict((k, v) for k, v in data["counts"].items() if v), "worst": data["worst"]})
+        for host, data in summary.items()
+    )
+
+
+def _counts_cell(data):
+    if data is None:
+        return "-"
+    counts = data["counts"]
+    return "%d PASS / %d FAIL / %d WARN" % (counts.get("PASS", 0), counts.get("FAIL", 0), counts.get("WARN", 0))
+
+
+def comparison_table(before, after, mta_by_host=None):
+    """Plain-text table: host, MTA, before counts, worst finding before, after counts, worst after."""
+    mta_by_host = mta_by_host or {}
+    hosts = sorted(set(before or {}) | set(after or {}))
+    header = ("host", "MTA", "before", "worst before", "after", "worst after")
+    rows = []
+    for host in hosts:
+        b = (before or {}).get(host)
+        a = (after or {}).get(host)
+        rows.append(
+            (
+                host,
+                str(mta_by_host.get(host, "?")),
+                _counts_cell(b),
+                (b or {}).get("worst") or "-",
+                _counts_cell(a),
+                (a or {}).get("worst") or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+    line = "+".join("-" * (w + 2) for w in widths)
+
+    def fmt(row):
+        return "|".join(" %s " % cell.ljust(widths[i]) for i, cell in enumerate(row))
+
+    return "\n".join([fmt(header), line] + [fmt(row) for row in rows])

@@ -1,0 +1,401 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Expected verdicts derived from the effective policy (module_utils/verify_plan.py)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+import pytest
+
+try:
+    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
+    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+
+
+def listener(name, port, role, tls, relay_networks=(), address="*", **extra):
+    entry = {
+        "name": name,
+        "address": address,
+        "port": port,
+        "role": role,
+        "tls": tls,
+        "auth": role == "submission",
+        "relay_networks": list(relay_networks),
+        "connect_allow": [],
+        "connect_deny": [],
+    }
+    entry.update(extra)
+    return entry
+
+
+def mx_submission(**overrides):
+    """The effective policy of docs/policy-model.md (mx1 of the demo lab)."""
+    effective = {
+        "profile": "mx_submission",
+        "hostname": "mx1.example.test",
+        "local_domains": ["example.test"],
+        "relay_domains": [],
+        "relay_networks": ["198.51.100.48/28"],
+        "never_relay_networks": ["198.51.100.51/32"],
+        "trust_loopback": True,
+        "loopback_networks": ["127.0.0.0/8", "::1/128"],
+        "connect_allow": [],
+        "connect_deny": [],
+        "auth_relay": True,
+        "client_names": [],
+        "listeners": [
+            listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"]),
+            listener("submission", 587, "submission", "required"),
+            listener("submissions", 465, "submission", "implicit"),
+        ],
+        "sasl": {"backend": "dovecot", "users": ["alice@example.test"]},
+        "smarthost": "[198.51.100.100]:25",
+        "warnings": [],
+    }
+    effective.update(overrides)
+    return effective
+
+
+USERS = [{"name": "alice@example.test", "password": "lab-only-not-a-secret"}]
+ADDRS = ["198.51.100.11", "2001:db8:25::11"]
+
+
+def by_port(target):
+    return dict((entry["port"], entry) for entry in target["listeners"])
+
+
+# --- relay expectations -------------------------------------------------------------------------
+
+
+def test_external_vantage_may_not_relay_anywhere_but_may_relay_with_auth_on_submission():
+    target = verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ADDRS, USERS)
+    ports = by_port(target)
+    assert ports[25] == {"port": 25, "role": "mx", "tls": "starttls", "relay": "refused"}
+    assert ports[587] == {"port": 587, "role": "submission", "tls": "required", "relay": "refused", "auth_relay": True}
+    assert ports[465]["tls"] == "implicit" and ports[465]["auth_relay"] is True
+    assert target["local_domains"] == ["example.test"]
+    assert target["hostname"] == "mx1.example.test"
+    # An IPv4 vantage cannot bind to an IPv6 address: only the v4 address is probed from it.
+    assert target["addresses"] == ["198.51.100.11"]
+
+
+def test_trusted_vantage_relays_on_port_25_only():
+    ports = by_port(verify_plan.build_target("mx1", mx_submission(), "198.51.100.50", ADDRS, USERS))
+    assert ports[25]["relay"] == "allowed"
+    # Relay networks never unlock submission listeners: only AUTH does.
+    assert ports[587]["relay"] == "refused" and ports[465]["relay"] == "refused"
+
+
+def test_never_relay_overrides_relay_network_and_auth():
+    # .51 is inside 198.51.100.48/28 AND inside never_relay: the never list wins, AUTH included.
+    ports = by_port(verify_plan.build_target("mx1", mx_submission(), "198.51.100.51", ADDRS, USERS))
+    assert ports[25]["relay"] == "refused"
+    assert ports[587]["auth_relay"] is False
+    assert ports[465]["auth_relay"] is False
+
+
+def test_never_relay_overrides_loopback_trust():
+    effective = mx_submission(never_relay_networks=["127.0.0.2/32"])
+    ports = by_port(verify_plan.build_target("mx1", effective, "127.0.0.2", ["127.0.0.1"]))
+    assert ports[25]["relay"] == "refused"
+    ports = by_port(verify_plan.build_target("mx1", effective, "127.0.0.1", ["127.0.0.1"]))
+    assert ports[25]["relay"] == "allowed"
+
+
+def test_loopback_relays_only_when_trusted():
+    ports = by_port(verify_plan.build_target("mx1", mx_submission(), "127.0.0.1", ["127.0.0.1"]))
+    assert ports[25]["relay"] == "allowed"
+    assert ports[587]["relay"] == "refused"
+    untrusted = mx_submission(trust_loopback=False, loopback_networks=[])
+    ports = by_port(verify_plan.build_target("mx1", untrusted, "127.0.0.1", ["127.0.0.1"]))
+    assert ports[25]["relay"] == "refused"
+    # Even if a stale loopback list were left in, trust_loopback false must win.
+    stale = mx_submission(trust_loopback=False)
+    ports = by_port(verify_plan.build_target("mx1", stale, "127.0.0.1", ["127.0.0.1"]))
+    assert ports[25]["relay"] == "refused"
+
+
+def test_per_listener_relay_networks():
+    effective = mx_submission(
+        relay_networks=[],
+        listeners=[
+            listener("smtp", 25, "mx", "starttls", []),
+            listener("internal", 2525, "mx", "none", ["198.51.100.48/28"]),
+        ],
+    )
+    ports = by_port(verify_plan.build_target("hub", effective, "198.51.100.50", ADDRS))
+    assert ports[25]["relay"] == "refused"
+    assert ports[2525]["relay"] == "allowed"
+    assert ports[2525]["tls"] == "none"
+    assert "auth_relay" not in ports[2525]
+
+
+def test_ipv6_vantage():
+    effective = mx_submission(
+        relay_networks=["198.51.100.48/28", "2001:db8:25::50/127"],
+        never_relay_networks=["198.51.100.51/32", "2001:db8:25::51/128"],
+        listeners=[listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28", "2001:db8:25::50/127"])],
+    )
+    trusted = verify_plan.build_target("mx1", effective, "2001:db8:25::50", ADDRS)
+    assert trusted["addresses"] == ["2001:db8:25::11"]
+    assert by_port(trusted)[25]["relay"] == "allowed"
+    never = verify_plan.build_target("mx1", effective, "2001:db8:25::51", ADDRS)
+    assert by_port(never)[25]["relay"] == "refused"
+    outside = verify_plan.build_target("mx1", effective, "2001:db8:25::100", ADDRS)
+    assert by_port(outside)[25]["relay"] == "refused"
+    # An IPv4-mapped or same-numbered v4 address must not match a v6 network, and vice versa.
+    v4 = verify_plan.build_target("mx1", effective, "198.51.100.100", ADDRS)
+    assert by_port(v4)[25]["relay"] == "refused"
+
+
+def test_vantage_family_without_matching_address_skips_target():
+    assert verify_plan.build_target("mx1", mx_submission(), "2001:db8:25::100", ["198.51.100.11"]) is None
+    plan = verify_plan.build_plan(
+        [{"name": "mx1", "effective": mx_submission(), "addresses": ["198.51.100.11"]}],
+        [{"name": "v6", "source_address": "2001:db8:25::100"}],
+    )
+    assert plan[0]["targets"] == []
+    assert plan[0]["skipped"][0]["name"] == "mx1"
+
+
+def test_hostname_addresses_are_kept_for_any_family():
+    target = verify_plan.build_target("mx1", mx_submission(), "2001:db8:25::100", ["mx1.example.test"])
+    assert target["addresses"] == ["mx1.example.test"]
+
+
+def test_unknown_vantage_address_is_treated_as_untrusted():
+    ports = by_port(verify_plan.build_target("mx1", mx_submission(), None, ADDRS, USERS))
+    assert ports[25]["relay"] == "refused"
+    assert ports[587]["auth_relay"] is True
+    # No family filter without a source address.
+    assert verify_plan.build_target("mx1", mx_submission(), None, ADDRS)["addresses"] == ADDRS
+
+
+def test_auth_relay_disabled_by_policy():
+    ports = by_port(verify_plan.build_target("mx1", mx_submission(auth_relay=False), "198.51.100.100", ADDRS))
+    assert ports[587]["auth_relay"] is False
+
+
+def test_relay_hub_profile():
+    hub = mx_submission(
+        profile="relay_hub",
+        auth_relay=False,
+        listeners=[listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"])],
+    )
+    assert by_port(verify_plan.build_target("hub1", hub, "198.51.100.50", ADDRS))[25]["relay"] == "allowed"
+    assert by_port(verify_plan.build_target("hub1", hub, "198.51.100.51", ADDRS))[25]["relay"] == "refused"
+    assert by_port(verify_plan.build_target("hub1", hub, "198.51.100.100", ADDRS))[25]["relay"] == "refused"
+
+
+def test_null_client_offers_nothing_but_refusals_from_outside():
+    null = mx_submission(
+        profile="null_client",
+        local_domains=["example.test"],
+        auth_relay=False,
+        listeners=[listener("smtp", 25, "mx", "none", ["198.51.100.48/28"], address="127.0.0.1")],
+    )
+    for vantage in ("198.51.100.100", "198.51.100.50", "198.51.100.51", None):
+        target = verify_plan.build_target("null1", null, vantage, ["198.51.100.20"])
+        assert [entry["relay"] for entry in target["listeners"]] == ["refused"]
+        assert target["local_domains"] == [] and target["relay_domains"] == []
+    # From the host itself (prober on the host, probing its loopback) local delivery and relay work.
+    local = verify_plan.build_target("null1", null, "127.0.0.1", ["127.0.0.1"])
+    assert local["listeners"][0]["relay"] == "allowed"
+    assert local["local_domains"] == ["example.test"]
+
+
+def test_listener_bound_to_one_address():
+    effective = mx_submission(
+        listeners=[
+            listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"], address="198.51.100.11"),
+            listener("other", 26, "mx", "starttls", ["198.51.100.48/28"], address="198.51.100.99"),
+        ]
+    )
+    ports = by_port(verify_plan.build_target("mx1", effective, "198.51.100.50", ["198.51.100.11"]))
+    assert ports[25]["relay"] == "allowed"
+    assert ports[26]["relay"] == "refused"  # not bound where we probe: nothing there may relay
+
+
+def test_connect_allow_and_deny():
+    effective = mx_submission(connect_deny=["198.51.100.52/32"])
+    target = verify_plan.build_target("mx1", effective, "198.51.100.52", ADDRS, USERS)
+    ports = by_port(target)
+    # .52 is in the relay network but refused at connect: no relay, no AUTH relay, no inbound.
+    assert ports[25]["relay"] == "refused"
+    assert ports[587]["auth_relay"] is False
+    assert target["local_domains"] == []
+    # Per-listener connect_allow replaces the global list.
+    effective = mx_submission(
+        connect_allow=["198.51.100.0/24"],
+        listeners=[
+            listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"]),
+            listener("submission", 587, "submission", "required", connect_allow=["198.51.100.50/32"]),
+        ],
+    )
+    ports = by_port(verify_plan.build_target("mx1", effective, "198.51.100.100", ADDRS, USERS))
+    assert ports[25]["relay"] == "refused" and ports[587]["auth_relay"] is False
+    ports = by_port(verify_plan.build_target("mx1", effective, "198.51.100.50", ADDRS, USERS))
+    assert ports[25]["relay"] == "allowed" and ports[587]["auth_relay"] is True
+    # An unknown vantage is not on anybody's allow list.
+    ports = by_port(verify_plan.build_target("mx1", effective, None, ADDRS, USERS))
+    assert ports[587]["auth_relay"] is False
+
+
+def test_auth_comes_from_first_sasl_user_and_is_redacted():
+    users = USERS + [{"name": "bob@example.test", "password": "other"}]
+    target = verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ADDRS, users)
+    assert target["auth"] == {"username": "alice@example.test", "password": "lab-only-not-a-secret"}
+    plan = verify_plan.build_plan(
+        [{"name": "mx1", "effective": mx_submission(), "addresses": ADDRS, "sasl_users": users}],
+        [{"name": "external", "source_address": "198.51.100.100"}],
+    )
+    redacted = verify_plan.redact_plan(plan)
+    assert "lab-only-not-a-secret" not in repr(redacted)
+    assert redacted[0]["targets"][0]["auth"]["username"] == "alice@example.test"
+    # Redaction does not touch the plan that goes to relay_probe.
+    assert plan[0]["targets"][0]["auth"]["password"] == "lab-only-not-a-secret"
+
+
+def test_no_auth_without_users_or_password():
+    assert "auth" not in verify_plan.build_target("mx1", mx_submission(), None, ADDRS, [])
+    assert "auth" not in verify_plan.build_target("mx1", mx_submission(), None, ADDRS, [{"name": "alice"}])
+
+
+def test_effective_policy_is_not_modified():
+    effective = mx_submission()
+    before = copy.deepcopy(effective)
+    verify_plan.build_target("mx1", effective, "198.51.100.50", ADDRS, USERS)
+    assert effective == before
+
+
+# --- plan validation ----------------------------------------------------------------------------
+
+
+def test_plan_has_one_run_per_vantage():
+    hosts = [
+        {"name": "mx1", "effective": mx_submission(), "addresses": ADDRS, "sasl_users": USERS},
+        {"name": "mx2", "effective": mx_submission(hostname="mx2.example.test"), "addresses": ["198.51.100.12"]},
+    ]
+    vantages = [
+        {"name": "external", "source_address": "198.51.100.100"},
+        {"name": "trusted", "source_address": "198.51.100.50"},
+        {"name": "never", "source_address": "198.51.100.51"},
+    ]
+    plan = verify_plan.build_plan(hosts, vantages)
+    assert [run["vantage"]["name"] for run in plan] == ["external", "trusted", "never"]
+    assert [t["name"] for t in plan[1]["targets"]] == ["mx1", "mx2"]
+    assert [by_port(t)[25]["relay"] for run in plan for t in run["targets"]] == [
+        "refused", "refused", "allowed", "allowed", "refused", "refused",
+    ]
+
+
+@pytest.mark.parametrize(
+    "vantages, message",
+    [
+        ([{"source_address": "198.51.100.1"}], "needs a name"),
+        ([{"name": "a"}, {"name": "a"}], "duplicate"),
+        ([{"name": "a", "source_address": "not-an-ip"}], "not an IP"),
+    ],
+)
+def test_bad_vantages(vantages, message):
+    with pytest.raises(verify_plan.VerifyPlanError, match=message):
+        verify_plan.build_plan([], vantages)
+
+
+def test_missing_policy_or_address_is_an_error():
+    with pytest.raises(verify_plan.VerifyPlanError, match="mailsec.relay.policy"):
+        verify_plan.build_target("mx1", None, None, ADDRS)
+    with pytest.raises(verify_plan.VerifyPlanError, match="verify_addresses"):
+        verify_plan.build_target("mx1", mx_submission(), None, [])
+
+
+def test_default_vantage_is_untrusted():
+    plan = verify_plan.build_plan([{"name": "mx1", "effective": mx_submission(), "addresses": ADDRS}], None)
+    assert plan[0]["vantage"] == {"name": "default", "source_address": None}
+
+
+# --- summaries -----------------------------------------------------------------------------------
+
+
+def result(target, probe, verdict, port=25, case=None, code=250, stage="RCPT", **extra):
+    entry = {
+        "target": target,
+        "address": "198.51.100.13",
+        "port": port,
+        "probe": probe,
+        "case": case,
+        "title": "t",
+        "verdict": verdict,
+        "expected": "refused",
+        "reply": {"code": code, "enhanced": "2.1.5", "text": "Ok", "stage": stage},
+    }
+    entry.update(extra)
+    return entry
+
+
+def test_summary_counts_and_worst_finding():
+    runs = [
+        {
+            "vantage": "external",
+            "results": [
+                result("legacy1", "T01", "FAIL", code=None, stage="EHLO"),
+                result("legacy1", "T11", "FAIL", port=587, case="P02"),
+                result("legacy1", "T11", "FAIL", case="P05"),
+                result("legacy1", "T11", "FAIL", case="P02"),
+                result("legacy1", "T13", "PASS"),
+                result("mx1", "T11", "PASS", case="P02", code=554),
+                result("mx1", "T12", "WARN", case="P14"),
+                result("ghost", "T11", "FAIL"),  # not a play host: ignored
+            ],
+        },
+        {"vantage": "trusted", "results": [result("mx1", "T11", "PASS", case="P02")]},
+    ]
+    summary = verify_plan.summarize(runs, ["legacy1", "mx1", "exim1"])
+    assert summary["legacy1"]["counts"]["FAIL"] == 4
+    assert summary["legacy1"]["counts"]["PASS"] == 1
+    assert summary["legacy1"]["worst"] == "T11/P02 RCPT 250 on :25 from external"
+    assert summary["mx1"]["counts"]["PASS"] == 2
+    assert summary["mx1"]["worst"] == "T12/P14 RCPT 250 on :25 from external"
+    assert summary["exim1"]["counts"]["PASS"] == 0 and summary["exim1"]["worst"] is None
+    assert "ghost" not in summary
+    assert {r["vantage"] for r in summary["mx1"]["results"]} == {"external", "trusted"}
+    brief = verify_plan.brief(summary)
+    assert brief["mx1"] == {"counts": {"PASS": 2, "WARN": 1}, "worst": summary["mx1"]["worst"]}
+
+
+def test_failure_message_names_probe_listener_and_reply():
+    runs = [{"vantage": "external", "results": [result("legacy1", "T11", "FAIL", case="P02", title="plain relay")]}]
+    lines = verify_plan.failure_message("legacy1", verify_plan.summarize(runs, ["legacy1"])["legacy1"])
+    assert lines[0] == "legacy1: 1 FAIL verdict(s) from live SMTP probes"
+    assert "T11 (plain relay) vantage external -> 198.51.100.13 port 25: RCPT reply 250 2.1.5 Ok" in lines[1]
+    many = [{"vantage": "v", "results": [result("h", "T11", "FAIL", case="P%02d" % i) for i in range(15)]}]
+    lines = verify_plan.failure_message("h", verify_plan.summarize(many, ["h"])["h"], limit=10)
+    assert len(lines) == 12 and lines[-1].startswith("... and 5 more")
+
+
+def test_comparison_table():
+    before = verify_plan.summarize(
+        [{"vantage": "external", "results": [result("legacy1", "T11", "FAIL", case="P02"), result("mx1", "T11", "PASS")]}],
+        ["legacy1", "mx1"],
+    )
+    after = verify_plan.summarize(
+        [{"vantage": "external", "results": [result("legacy1", "T11", "PASS", case="P02", code=554)]}], ["legacy1"]
+    )
+    table = verify_plan.comparison_table(before, after, {"legacy1": "Postfix", "mx1": "Postfix"}).splitlines()
+    assert table[0].split("|")[0].strip() == "host"
+    legacy = [line for line in table if line.startswith(" legacy1")][0]
+    cells = [cell.strip() for cell in legacy.split("|")]
+    assert cells == [
+        "legacy1", "Postfix", "0 PASS / 1 FAIL / 0 WARN", "T11/P02 RCPT 250 on :25 from external",
+        "1 PASS / 0 FAIL / 0 WARN", "-",
+    ]
+    mx1 = [cell.strip() for cell in [line for line in table if line.startswith(" mx1")][0].split("|")]
+    assert mx1[4] == "-"  # not verified after: shown as missing, not as clean
+
+
+def test_finding_text_without_reply():
+    assert verify_plan.finding_text({"probe": "T07", "port": 465, "reply": None}) == "T07 no reply on :465"
