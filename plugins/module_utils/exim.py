@@ -1,0 +1,842 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Exim (Debian exim4, split configuration) for the mailsec.relay policy.
+
+Three parts, all without Ansible imports so that tests and the filter use them directly:
+
+- ``render(effective)``: the effective relay policy (docs/policy-model.md) -> the files we own
+  under /etc/exim4 (a main macro file, our ACLs, the Dovecot authenticators, the smarthost router
+  and update-exim4.conf.conf). Debian's own conf.d files are never edited.
+- ``derive_checks(effective)``: the ``exim -bh`` test matrix the candidate configuration must pass
+  (expectations come from the policy semantics, not from the rendered ACL).
+- ``EximConfig``: stage /etc/exim4 in a temp dir, build and validate the candidate (``-bV`` and the
+  ``-bh`` matrix), and only then install, regenerate, reload, confirm and roll back on failure.
+
+Why split config with our own files only: the Debian ACL cannot be patched from outside for
+never-relay (its relay accepts come before any local hook), and editing its conffiles causes
+dpkg prompts. Debian reads ``MAIN_ACL_CHECK_RCPT`` etc. as ``.ifndef`` macros, and the macros
+update-exim4.conf generates from dc_* are ``.ifndef`` too, so the macros defined in our main file
+(sorted first: ``000_``) win, including ``MAIN_RELAY_NETS``, to which update-exim4.conf would
+otherwise always append loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import time
+
+ETC_EXIM = "/etc/exim4"
+MAIN_FILE = "/etc/exim4/conf.d/main/000_mailsec_relay"
+ACL_FILE = "/etc/exim4/conf.d/acl/35_mailsec_relay"
+AUTH_FILE = "/etc/exim4/conf.d/auth/05_mailsec_dovecot"
+ROUTER_FILE = "/etc/exim4/conf.d/router/050_mailsec_smarthost"
+UPDATE_CONF = "/etc/exim4/update-exim4.conf.conf"
+# Exim reads this file instead of everything else when it exists (Debian README): never ours.
+OVERRIDE_FILE = "/etc/exim4/exim4.conf"
+OWNED_FILES = (MAIN_FILE, ACL_FILE, AUTH_FILE, ROUTER_FILE, UPDATE_CONF)
+
+DOVECOT_SOCKET = "/var/run/dovecot/auth-client"
+AUTHENTICATOR_PLAIN = "mailsec_dovecot_plain"
+AUTHENTICATOR_LOGIN = "mailsec_dovecot_login"
+HEADER = "# Managed by mailsec.relay (role mailsec.relay.exim): local changes are overwritten.\n"
+
+CHECK_SENDER = "mailsec-check@example.com"
+CHECK_FOREIGN_RCPT = "mailsec-check@example.net"
+# Addresses tried, in order, as "a client outside every list" for the -bh matrix (documentation ranges).
+OUTSIDE_CANDIDATES = ("203.0.113.254", "198.51.100.254", "2001:db8:ffff::fe", "203.0.113.1", "198.51.100.1")
+
+
+class EximError(Exception):
+    """A failure of the Exim configuration cycle; ``details`` go to the module result."""
+
+    def __init__(self, message, **details):
+        super(EximError, self).__init__(message)
+        self.details = details
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering: effective policy -> files
+# --------------------------------------------------------------------------------------------
+
+
+def _hostlist(items):
+    """An Exim host list with ';' as separator (IPv6 addresses contain ':')."""
+    items = [str(item) for item in items]
+    return "<; " + " ; ".join(items) if items else ""
+
+
+def _domainlist(items):
+    return " : ".join(items)
+
+
+def _listener_test(listener, listeners):
+    """Exim expansion condition (no ${if}) that is true on connections received by ``listener``.
+
+    A wildcard listener yields to listeners bound to a specific address on the same port, so the
+    most specific listener wins, as the policy model says.
+    """
+    port = "eq{$received_port}{%d}" % int(listener["port"])
+    if listener["address"] != "*":
+        return "and{{%s}{match_ip{$received_ip_address}{<; %s}}}" % (port, listener["address"])
+    specific = [
+        other["address"] for other in listeners if other["port"] == listener["port"] and other["address"] != "*"
+    ]
+    if not specific:
+        return port
+    return "and{{%s}{!match_ip{$received_ip_address}{%s}}}" % (port, _hostlist(specific))
+
+
+def _any_listener(selected, listeners):
+    """``${if or{...}}`` over the selected listeners; a condition that is never true when none."""
+    if not selected:
+        return "${if eq{1}{0}}"
+    return "${if or{%s}}" % "".join("{%s}" % _listener_test(item, listeners) for item in selected)
+
+
+def _list_name(kind, listener):
+    return "mailsec_%s_%s" % (kind, re.sub(r"[^a-z0-9_]", "_", listener["name"].lower()))
+
+
+def _smarthost_route(smarthost):
+    """'host', '[host]', '[host]:port' (policy form) -> an Exim host list with ';' separators."""
+    text = smarthost.strip()
+    match = re.match(r"^\[([^\]]+)\](?::(\d+))?$", text)
+    if match:
+        host, port = match.group(1), match.group(2)
+    elif text.count(":") == 1:
+        host, _sep, port = text.partition(":")
+    else:
+        host, port = text, None
+    if not port:
+        return "<; %s" % host
+    # With ';' as separator a port follows a single ':'; an IPv6 literal needs brackets then.
+    return "<; [%s]:%s" % (host, port) if ":" in host else "<; %s:%s" % (host, port)
+
+
+def tls_enabled(effective):
+    tls = effective.get("tls") or {}
+    return bool(tls.get("cert") and tls.get("key")) and any(
+        item["tls"] != "none" for item in effective["listeners"]
+    )
+
+
+def auth_listeners(effective):
+    return [item for item in effective["listeners"] if item["role"] == "submission" and item.get("auth")]
+
+
+def local_interfaces(effective):
+    """local_interfaces with explicit ports: a wildcard listener binds both address families."""
+    items = []
+    for item in effective["listeners"]:
+        addresses = ["::0", "0.0.0.0"] if item["address"] == "*" else [item["address"]]
+        for address in addresses:
+            entry = "%s.%d" % (address, int(item["port"]))
+            if entry not in items:
+                items.append(entry)
+    return _hostlist(items)
+
+
+def render_main(effective):
+    listeners = effective["listeners"]
+    ports = []
+    for item in listeners:
+        if int(item["port"]) not in ports:
+            ports.append(int(item["port"]))
+    lines = [
+        HEADER,
+        "# Policy: profile %s. Macros here are defined before Debian's .ifndef defaults and before"
+        % effective["profile"],
+        "# the macros update-exim4.conf generates from dc_*, so these values win.",
+        "",
+        "MAIN_HARDCODE_PRIMARY_HOSTNAME = %s" % effective["hostname"],
+        # '@' is the primary hostname: the host's own name is always local, as on Debian.
+        "MAIN_LOCAL_DOMAINS = %s" % _domainlist(["@", "localhost"] + list(effective["local_domains"])),
+        "MAIN_RELAY_TO_DOMAINS = %s" % _domainlist(effective["relay_domains"]),
+        # Replaces dc_relay_nets, to which update-exim4.conf always appends 127.0.0.1 : ::1.
+        "MAIN_RELAY_NETS = %s" % _hostlist(list(effective["relay_networks"]) + list(effective["loopback_networks"])),
+        "MAIN_LOCAL_INTERFACES = %s" % local_interfaces(effective),
+        "MAIN_ACL_CHECK_MAIL = acl_mailsec_mail",
+        "MAIN_ACL_CHECK_RCPT = acl_mailsec_rcpt",
+        "",
+        "hostlist mailsec_never_relay_hosts = %s" % _hostlist(effective["never_relay_networks"]),
+        "hostlist mailsec_loopback_hosts = %s" % _hostlist(effective["loopback_networks"]),
+    ]
+    for item in listeners:
+        if item["role"] == "mx":
+            grants = list(item["relay_networks"])
+            if effective.get("client_names"):
+                # Names need rDNS + forward confirmation; an unresolvable client simply does not match.
+                grants += ["+ignore_unknown"] + [
+                    "*" + name if name.startswith(".") else name for name in effective["client_names"]
+                ]
+            lines.append("hostlist %s = %s" % (_list_name("relay", item), _hostlist(grants)))
+        if item.get("connect_allow"):
+            lines.append("hostlist %s = %s" % (_list_name("connect_allow", item), _hostlist(item["connect_allow"])))
+        if item.get("connect_deny"):
+            lines.append("hostlist %s = %s" % (_list_name("connect_deny", item), _hostlist(item["connect_deny"])))
+    lines += [
+        "",
+        "daemon_smtp_ports = %s" % " : ".join(str(port) for port in ports),
+        "acl_smtp_connect = acl_mailsec_connect",
+    ]
+    implicit = [int(item["port"]) for item in listeners if item["tls"] == "implicit"]
+    if tls_enabled(effective):
+        starttls = [item for item in listeners if item["tls"] in ("starttls", "required")]
+        lines += [
+            "MAIN_TLS_ENABLE = yes",
+            "MAIN_TLS_CERTIFICATE = %s" % effective["tls"]["cert"],
+            "MAIN_TLS_PRIVATEKEY = %s" % effective["tls"]["key"],
+            # STARTTLS only where a listener offers it (tls: none stays plain).
+            "MAIN_TLS_ADVERTISE_HOSTS = %s" % _any_listener_hosts(starttls, listeners),
+        ]
+        if implicit:
+            lines.append("tls_on_connect_ports = %s" % " : ".join(str(port) for port in implicit))
+    # AUTH only on submission listeners and only inside TLS; never on mx listeners (port 25).
+    auth = auth_listeners(effective)
+    if auth and tls_enabled(effective):
+        lines.append(
+            "auth_advertise_hosts = ${if and{{%s}{def:tls_in_cipher}}{*}{}}"
+            % _any_listener(auth, listeners)[len("${if "):-1]
+        )
+    else:
+        lines.append("auth_advertise_hosts =")
+    return "\n".join(lines) + "\n"
+
+
+def _any_listener_hosts(selected, listeners):
+    """A host list expansion: '*' on the selected listeners, empty (nobody) elsewhere."""
+    if not selected:
+        return ""
+    return "${if or{%s}{*}{}}" % "".join("{%s}" % _listener_test(item, listeners) for item in selected)
+
+
+def render_acl(effective):
+    listeners = effective["listeners"]
+    mx = [item for item in listeners if item["role"] == "mx"]
+    submission = [item for item in listeners if item["role"] == "submission"]
+    tls_required = [item for item in listeners if item["tls"] == "required"]
+    auth = auth_listeners(effective)
+    deny_relay = "550 5.7.1 Relay not permitted"
+    out = [HEADER]
+
+    out += [
+        "acl_mailsec_connect:",
+        "  # local SMTP sessions (exim -bs from this host's own processes)",
+        "  accept  hosts = :",
+    ]
+    for item in listeners:
+        if item.get("connect_deny"):
+            out += [
+                "  deny    condition = %s" % _any_listener([item], listeners),
+                "          hosts = +%s" % _list_name("connect_deny", item),
+                "          message = 554 5.7.1 Connection refused by policy",
+            ]
+        if item.get("connect_allow"):
+            out += [
+                "  deny    condition = %s" % _any_listener([item], listeners),
+                "          !hosts = +%s" % _list_name("connect_allow", item),
+                "          message = 554 5.7.1 Connection refused by policy",
+            ]
+    out += ["  accept", ""]
+
+    out += [
+        "acl_mailsec_mail:",
+        "  accept  hosts = :",
+    ]
+    if tls_required:
+        # AUTH is only advertised inside TLS, so an authenticated session has had TLS already.
+        out += [
+            "  deny    condition = %s" % _any_listener(tls_required, listeners),
+            "          !encrypted = *",
+            "          !authenticated = *",
+            "          message = 530 5.7.0 Must issue a STARTTLS command first",
+        ]
+    if submission:
+        # RFC 6409 4.3: submission refuses MAIL before AUTH with 530.
+        out += [
+            "  deny    condition = %s" % _any_listener(submission, listeners),
+            "          !authenticated = *",
+            "          message = 530 5.7.0 Authentication required",
+        ]
+    out += ["  accept", ""]
+
+    out += [
+        "acl_mailsec_rcpt:",
+        "  accept  hosts = :",
+        "          control = dkim_disable_verify",
+        "  # Debian's restricted local parts: percent hack, bang paths, hidden '@', pipes",
+        "  deny    domains = +local_domains",
+        "          local_parts = ^[.] : ^.*[@%!/|`#&?]",
+        "          message = 550 5.7.1 Restricted characters in address",
+        "  deny    domains = !+local_domains",
+        "          local_parts = ^[./|] : ^.*[@%!`#&?] : ^.*/\\\\.\\\\./",
+        "          message = 550 5.7.1 Restricted characters in address",
+        "  # never-relay comes before every grant, AUTH included",
+        "  deny    hosts = +mailsec_never_relay_hosts",
+        "          domains = !+local_domains : !+relay_to_domains",
+        "          message = %s" % deny_relay,
+    ]
+    if submission:
+        out += [
+            "  # submission: nothing without AUTH, and AUTH relays only where the policy allows it",
+            "  deny    condition = %s" % _any_listener(submission, listeners),
+            "          !authenticated = *",
+            "          message = 530 5.7.0 Authentication required",
+        ]
+        if auth:
+            out += [
+                "  accept  condition = %s" % _any_listener(auth, listeners),
+                "          authenticated = *",
+                "          control = submission/sender_retain",
+                "          control = dkim_disable_verify",
+            ]
+        out += [
+            "  deny    condition = %s" % _any_listener(submission, listeners),
+            "          message = %s" % deny_relay,
+        ]
+    if mx:
+        out += [
+            "  # inbound on mx listeners: local and relay domains from anyone",
+            "  accept  condition = %s" % _any_listener(mx, listeners),
+            "          local_parts = postmaster",
+            "          domains = +local_domains : +relay_to_domains",
+            "  accept  condition = %s" % _any_listener(mx, listeners),
+            "          domains = +local_domains : +relay_to_domains",
+            "          endpass",
+            "          message = 550 5.1.1 Unknown user",
+            "          verify = recipient",
+            "  # relay networks per listener (and trusted loopback), never AUTH on these listeners",
+        ]
+        for item in mx:
+            out += [
+                "  accept  condition = %s" % _any_listener([item], listeners),
+                "          hosts = +%s : +mailsec_loopback_hosts" % _list_name("relay", item),
+                "          control = submission/sender_retain",
+                "          control = dkim_disable_verify",
+            ]
+    out += ["  deny    message = %s" % deny_relay, ""]
+    return "\n".join(out) + "\n"
+
+
+def render_auth(effective):
+    """Dovecot authenticators, advertised only inside TLS (and only on submission listeners)."""
+    out = [HEADER]
+    for name, public, set_id in (
+        (AUTHENTICATOR_PLAIN, "PLAIN", "$auth1"),
+        (AUTHENTICATOR_LOGIN, "LOGIN", "$auth1"),
+    ):
+        out += [
+            "%s:" % name,
+            "  driver = dovecot",
+            "  public_name = %s" % public,
+            "  server_socket = %s" % DOVECOT_SOCKET,
+            "  server_set_id = %s" % set_id,
+            "  server_advertise_condition = ${if def:tls_in_cipher}",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def render_router(effective):
+    """Everything that is not local goes to the policy's smarthost (labs: the canary sink)."""
+    return "\n".join(
+        [
+            HEADER,
+            "mailsec_smarthost:",
+            "  driver = manualroute",
+            "  domains = ! +local_domains",
+            "  transport = remote_smtp",
+            "  route_data = %s" % _smarthost_route(effective["smarthost"]),
+            "  host_find_failed = defer",
+            "  same_domain_copy_routing = yes",
+            "  no_more",
+            "",
+        ]
+    )
+
+
+def render_update_conf(effective):
+    """update-exim4.conf.conf: split config, and dc_* values that grant nothing by themselves."""
+    values = [
+        # 'internet' keeps Debian's dnslookup router for non-local mail when there is no smarthost.
+        ("dc_eximconfig_configtype", "internet"),
+        ("dc_other_hostnames", ""),
+        ("dc_local_interfaces", ""),
+        ("dc_readhost", ""),
+        ("dc_relay_domains", ""),
+        ("dc_minimaldns", "false"),
+        # Still gets '127.0.0.1 : ::1' appended by update-exim4.conf; MAIN_RELAY_NETS overrides it.
+        ("dc_relay_nets", ""),
+        ("dc_smarthost", ""),
+        ("CFILEMODE", "644"),
+        ("dc_use_split_config", "true"),
+        ("dc_hide_mailname", ""),
+        ("dc_mailname_in_oh", "true"),
+        ("dc_localdelivery", "mail_spool"),
+    ]
+    return HEADER + "".join("%s='%s'\n" % item for item in values)
+
+
+def render(effective):
+    """The files for this policy: {path: {'content': str, 'mode': '0644', 'state': 'present'|'absent'}}."""
+    files = {
+        UPDATE_CONF: render_update_conf(effective),
+        MAIN_FILE: render_main(effective),
+        ACL_FILE: render_acl(effective),
+        AUTH_FILE: render_auth(effective) if auth_listeners(effective) else None,
+        ROUTER_FILE: render_router(effective) if effective.get("smarthost") else None,
+    }
+    return {
+        path: {"content": content, "mode": "0644", "state": "present"}
+        if content is not None
+        else {"state": "absent"}
+        for path, content in files.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The -bh matrix: expectations from the policy semantics
+# --------------------------------------------------------------------------------------------
+
+
+def _networks(items):
+    return [ipaddress.ip_network(str(item), strict=False) for item in items or []]
+
+
+def _inside(address, networks):
+    address = ipaddress.ip_address(address)
+    return any(address.version == net.version and address in net for net in networks)
+
+
+def expected_verdict(effective, listener, client, domain, authenticated=False):
+    """What the policy says happens to RCPT TO:<x@domain> from ``client`` on ``listener``.
+
+    Returns 'accept' or 'deny'. This is the policy model, written independently of the ACL, so
+    that the -bh matrix really tests the rendering.
+    """
+    if _inside(client, _networks(listener.get("connect_deny"))):
+        return "deny"
+    if listener.get("connect_allow") and not _inside(client, _networks(listener["connect_allow"])):
+        return "deny"
+    domain = domain.lower()
+    ours = domain in effective["local_domains"] or domain in effective["relay_domains"]
+    never = _inside(client, _networks(effective["never_relay_networks"]))
+    if listener["role"] == "submission":
+        if not authenticated or not listener.get("auth"):
+            return "deny"
+        return "accept" if ours or not never else "deny"
+    if ours:
+        return "accept"
+    if never:
+        return "deny"
+    grants = _networks(listener.get("relay_networks")) + _networks(effective.get("loopback_networks"))
+    return "accept" if _inside(client, grants) else "deny"
+
+
+def _hosts_of(network):
+    """A few addresses of a network to choose from (first, last, and the network address for /32)."""
+    net = ipaddress.ip_network(str(network), strict=False)
+    if net.num_addresses <= 2:
+        return [net.network_address, net.broadcast_address]
+    return [net.network_address + 1, net.broadcast_address - 1, net.network_address + net.num_addresses // 2]
+
+
+def _pick(candidates, avoid):
+    for candidate in candidates:
+        if not _inside(candidate, avoid):
+            return str(candidate)
+    return None
+
+
+def sample_clients(effective, listener):
+    """Representative clients for a listener: name -> address (only those that exist)."""
+    never = _networks(effective["never_relay_networks"])
+    deny = _networks(listener.get("connect_deny"))
+    relay = _networks(listener.get("relay_networks"))
+    loopback = _networks(effective.get("loopback_networks"))
+    allow = _networks(listener.get("connect_allow"))
+    clients = {}
+    outside = list(OUTSIDE_CANDIDATES)
+    if allow:
+        # Outsiders must still be allowed to connect, or every check would stop at connect.
+        outside = [host for net in allow for host in _hosts_of(net)] + outside
+        outside = [host for host in outside if _inside(host, allow)]
+    external = _pick(outside, never + deny + relay + loopback)
+    if external:
+        clients["external"] = external
+    # The global relay networks too: on submission listeners they must not grant anything.
+    relay_hosts = [host for net in relay + _networks(effective["relay_networks"]) for host in _hosts_of(net)]
+    trusted = _pick(relay_hosts, never + deny)
+    if trusted:
+        clients["relay_network"] = trusted
+    # A never-relay client inside a relay network is the interesting case: never must win.
+    never_hosts = [host for net in never for host in _hosts_of(net)]
+    in_both = [host for host in never_hosts if _inside(host, relay)]
+    never_client = _pick(in_both + never_hosts, deny)
+    if never_client:
+        clients["never_relay"] = never_client
+    for net in deny:
+        clients.setdefault("connect_denied", str(_hosts_of(net)[0]))
+    if allow:
+        refused = _pick([ipaddress.ip_address(item) for item in OUTSIDE_CANDIDATES], allow)
+        if refused:
+            clients["not_connect_allowed"] = refused
+    if effective.get("trust_loopback") is not None:
+        clients["loopback"] = "127.0.0.1"
+    return clients
+
+
+def derive_checks(effective, interface_address="127.0.0.1"):
+    """The -bh matrix for a policy: one check per listener x client x recipient kind x AUTH.
+
+    ``interface_address`` stands for the host's address on wildcard listeners.
+    """
+    listeners = effective["listeners"]
+    specific = {item["address"] for item in listeners if item["address"] != "*"}
+    checks = []
+    for listener in listeners:
+        if listener["address"] != "*":
+            interface = listener["address"]
+        elif interface_address in specific:
+            # The sample address would hit another listener; any address that is not bound specifically will do.
+            interface = _pick([ipaddress.ip_address(item) for item in OUTSIDE_CANDIDATES], _networks(specific)) or "::1"
+        else:
+            interface = interface_address
+        recipients = [("foreign", CHECK_FOREIGN_RCPT)]
+        for domain in effective["local_domains"][:1] + effective["relay_domains"][:1]:
+            recipients.append(("domain %s" % domain, "postmaster@%s" % domain))
+        auth_cases = [False, True] if listener["role"] == "submission" or listener is listeners[0] else [False]
+        for client_kind, client in sorted(sample_clients(effective, listener).items()):
+            for rcpt_kind, rcpt in recipients:
+                for authenticated in auth_cases:
+                    if authenticated and client_kind not in ("external", "never_relay", "relay_network"):
+                        continue
+                    domain = rcpt.rpartition("@")[2]
+                    checks.append(
+                        {
+                            "name": "%s: %s client %s -> %s%s"
+                            % (listener["name"], client_kind, client, rcpt_kind, ", authenticated" if authenticated else ""),
+                            "client": client,
+                            "interface": interface,
+                            "port": int(listener["port"]),
+                            "sender": CHECK_SENDER,
+                            "recipient": rcpt,
+                            "authenticated": authenticated,
+                            "expect": expected_verdict(effective, listener, client, domain, authenticated),
+                        }
+                    )
+    return checks
+
+
+def settings(effective, interface_address="127.0.0.1"):
+    """Everything the role hands to the exim_config module: files and the -bh matrix."""
+    return {"files": render(effective), "checks": derive_checks(effective, interface_address)}
+
+
+# --------------------------------------------------------------------------------------------
+# -bh sessions
+# --------------------------------------------------------------------------------------------
+
+_REPLY = re.compile(r"^(\d{3})([ -])(.*)$")
+
+
+def bh_command(exim, config, check):
+    """argv for one -bh session (an authenticated session is simulated with -oMaa/-oMai)."""
+    argv = [exim, "-C", config, "-bh", check["client"], "-oMi", "%s.%d" % (check["interface"], int(check["port"]))]
+    if check.get("authenticated"):
+        argv += ["-oMaa", AUTHENTICATOR_PLAIN, "-oMai", check.get("user") or "mailsec-check"]
+    return argv
+
+
+def bh_input(check):
+    return "EHLO mailsec-check.example.com\r\nMAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nQUIT\r\n" % (
+        check.get("sender") or CHECK_SENDER,
+        check["recipient"],
+    )
+
+
+def parse_replies(output):
+    """SMTP replies in a -bh transcript: [(code, text)], multi-line replies joined."""
+    replies, current = [], []
+    for line in output.splitlines():
+        match = _REPLY.match(line)
+        if not match:
+            continue
+        current.append(match.group(3))
+        if match.group(2) == " ":
+            replies.append((int(match.group(1)), " / ".join(current)))
+            current = []
+    return replies
+
+
+def bh_verdict(output):
+    """(verdict, stage, reply) from a -bh transcript: accept only if RCPT got 2xx.
+
+    A 4xx anywhere is an 'error' (a test that says nothing), not a deny.
+    """
+    replies = parse_replies(output)
+    stages = ("connect", "EHLO", "MAIL", "RCPT")
+    for stage, (code, text) in zip(stages, replies):
+        if code >= 400:
+            return ("deny" if code >= 500 else "error"), stage, "%d %s" % (code, text)
+        if stage == "RCPT":
+            return "accept", stage, "%d %s" % (code, text)
+    return "error", "session", "no reply to RCPT (%d replies)" % len(replies)
+
+
+# --------------------------------------------------------------------------------------------
+# The configuration cycle
+# --------------------------------------------------------------------------------------------
+
+
+def _read(path):
+    try:
+        with open(path, "r") as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def _mode(path):
+    try:
+        return "0%o" % stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def _write(path, content, mode):
+    """Atomic write: a temp file in the same directory, then rename."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    handle, temp = tempfile.mkstemp(prefix=".mailsec-", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(content)
+        os.chmod(temp, int(mode, 8))
+        os.rename(temp, path)
+    except Exception:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _remove(path):
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+class EximConfig(object):
+    """One configuration cycle on one host.
+
+    ``run(argv, data=None) -> (rc, stdout, stderr)`` runs a command (AnsibleModule.run_command in
+    the module, subprocess in tests); ``root`` relocates /etc/exim4 for tests.
+    """
+
+    def __init__(self, run, files, checks=(), exim="exim4", update="update-exim4.conf", root=ETC_EXIM,
+                 pid_file="/run/exim4/exim.pid", confirm=("127.0.0.1", 25), confirm_timeout=15):
+        self.run = run
+        self.files = self._validate_files(files, root)
+        self.checks = list(checks)
+        self.exim = exim
+        self.update = update
+        self.root = root
+        self.pid_file = pid_file
+        self.confirm = confirm
+        self.confirm_timeout = confirm_timeout
+
+    @staticmethod
+    def _validate_files(files, root):
+        clean = {}
+        for path, spec in (files or {}).items():
+            real = os.path.normpath(path)
+            if not real.startswith(root.rstrip("/") + "/"):
+                raise EximError("%s is outside %s: exim_config only manages files of the Exim configuration" % (path, root))
+            if os.path.basename(real) == "exim4.conf" and os.path.dirname(real) == root.rstrip("/"):
+                raise EximError("%s would silently replace the whole Debian configuration: never managed here" % path)
+            spec = dict(spec or {})
+            spec.setdefault("state", "present")
+            spec.setdefault("mode", "0644")
+            if spec["state"] == "present" and spec.get("content") is None:
+                raise EximError("%s: state present needs content" % path)
+            clean[real] = spec
+        return clean
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan(self):
+        """Per-file changes and the Ansible diff for them."""
+        changes, diffs = [], []
+        for path in sorted(self.files):
+            spec = self.files[path]
+            before = _read(path)
+            if spec["state"] == "absent":
+                if before is not None or os.path.lexists(path):
+                    changes.append(path)
+                    diffs.append({"before_header": path, "after_header": path + " (absent)", "before": before or "", "after": ""})
+                continue
+            if before != spec["content"] or _mode(path) != "0%o" % int(spec["mode"], 8):
+                changes.append(path)
+                diffs.append({"before_header": path if before is not None else path + " (absent)", "after_header": path,
+                              "before": before or "", "after": spec["content"]})
+        return changes, diffs
+
+    # -- validation on a staged copy --------------------------------------------------------
+
+    def stage(self, workdir):
+        """Copy /etc/exim4 into ``workdir`` and apply our files there."""
+        staged = os.path.join(workdir, "exim4")
+        shutil.copytree(self.root, staged, symlinks=True)
+        for path, spec in self.files.items():
+            target = os.path.join(staged, os.path.relpath(path, self.root))
+            if spec["state"] == "absent":
+                _remove(target)
+            else:
+                _write(target, spec["content"], spec["mode"])
+        return staged
+
+    def build_candidate(self, staged, output):
+        rc, out, err = self.run([self.update, "-d", staged, "-o", output])
+        if rc != 0 or not os.path.exists(output):
+            raise EximError("update-exim4.conf could not build the candidate configuration", rc=rc, stdout=out, stderr=err)
+        rc, out, err = self.run([self.exim, "-C", output, "-bV"])
+        if rc != 0:
+            raise EximError("exim -bV rejected the candidate configuration: nothing was installed",
+                            rc=rc, stdout=out, stderr=err, candidate=_read(output))
+        return output
+
+    def run_checks(self, config):
+        """Run the -bh matrix against ``config``; returns (results, failures)."""
+        results, failures = [], []
+        for check in self.checks:
+            argv = bh_command(self.exim, config, check)
+            rc, out, err = self.run(argv, data=bh_input(check))
+            verdict, stage, reply = bh_verdict(out)
+            result = {
+                "name": check.get("name") or "%s -> %s on %s" % (check["client"], check["recipient"], check["port"]),
+                "client": check["client"],
+                "port": int(check["port"]),
+                "recipient": check["recipient"],
+                "authenticated": bool(check.get("authenticated")),
+                "expect": check["expect"],
+                "verdict": verdict,
+                "stage": stage,
+                "reply": reply,
+            }
+            if verdict != check["expect"]:
+                result["stderr"] = err.strip()
+                failures.append(result)
+            results.append(result)
+        return results, failures
+
+    def validate(self):
+        """Build and test the candidate in a temp dir; raises EximError when it must not go live."""
+        workdir = tempfile.mkdtemp(prefix="mailsec-exim-")
+        try:
+            staged = self.stage(workdir)
+            candidate = self.build_candidate(staged, os.path.join(workdir, "candidate.conf"))
+            results, failures = self.run_checks(candidate)
+            if failures:
+                raise EximError(
+                    "%d of %d -bh checks disagree with the policy: nothing was installed" % (len(failures), len(results)),
+                    checks=results, failed_checks=failures,
+                )
+            return results
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- going live ---------------------------------------------------------------------------
+
+    def daemon_pid(self):
+        text = _read(self.pid_file)
+        try:
+            pid = int((text or "").split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (ValueError, IndexError, OSError):
+            return None
+
+    def answers(self):
+        """True when the confirm address greets with an SMTP reply (the daemon re-execs on HUP)."""
+        deadline = time.time() + self.confirm_timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                conn = socket.create_connection(self.confirm, timeout=3)
+                try:
+                    banner = conn.recv(512).decode("ascii", "replace")
+                finally:
+                    conn.close()
+                if _REPLY.match(banner.splitlines()[0] if banner else ""):
+                    return True, banner.strip()
+                last = "unexpected greeting %r" % banner
+            except (OSError, socket.error) as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        return False, last
+
+    def regenerate_and_reload(self, reload):
+        rc, out, err = self.run([self.update])
+        if rc != 0:
+            raise EximError("update-exim4.conf failed on the installed files", rc=rc, stdout=out, stderr=err)
+        if not reload:
+            return False
+        pid = self.daemon_pid()
+        if pid is None:
+            return False
+        # SIGHUP makes the daemon re-exec itself with the regenerated configuration.
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(0.5)
+        ok, detail = self.answers()
+        if not ok:
+            raise EximError("exim did not answer on %s:%s after the reload: %s" % (self.confirm[0], self.confirm[1], detail))
+        return True
+
+    def install(self, changes, reload=True, backup=False):
+        """Install the changed files; on any failure restore the previous ones and reload again."""
+        saved = {path: (_read(path), _mode(path)) for path in changes}
+        backups = []
+        stamp = time.strftime("%Y-%m-%d@%H:%M:%S")
+        try:
+            for path in changes:
+                spec = self.files[path]
+                if backup and saved[path][0] is not None:
+                    # Outside conf.d/<section>/ a backup would be concatenated into the config.
+                    dest = os.path.join(self.root, ".mailsec-backup", "%s.%s~" % (os.path.relpath(path, self.root).replace("/", "__"), stamp))
+                    _write(dest, saved[path][0], saved[path][1] or "0644")
+                    backups.append(dest)
+                if spec["state"] == "absent":
+                    _remove(path)
+                else:
+                    _write(path, spec["content"], spec["mode"])
+            reloaded = self.regenerate_and_reload(reload)
+        except Exception as exc:
+            rollback_error = self.rollback(saved, reload)
+            details = dict(getattr(exc, "details", {}))
+            details["rolled_back"] = rollback_error is None
+            if rollback_error:
+                details["rollback_error"] = rollback_error
+            raise EximError("%s; the previous configuration was restored" % exc, **details)
+        return reloaded, backups
+
+    def rollback(self, saved, reload):
+        try:
+            for path, (content, mode) in saved.items():
+                if content is None:
+                    _remove(path)
+                else:
+                    _write(path, content, mode or "0644")
+            self.regenerate_and_reload(reload)
+        except Exception as exc:  # reported, never masks the original failure
+            return str(exc)
+        return None
+
+    def live_override(self):
+        return os.path.exists(os.path.join(self.root, "exim4.conf"))
