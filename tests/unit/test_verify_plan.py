@@ -403,3 +403,45 @@ def test_comparison_table():
 
 def test_finding_text_without_reply():
     assert verify_plan.finding_text({"probe": "T07", "port": 465, "reply": None}) == "T07 no reply on :465"
+
+
+# --- the demo fleet's policy, through the real policy model ------------------------------------
+
+LAB_INVENTORY = os.path.join(os.path.dirname(__file__), "..", "lab", "inventory")
+
+
+def lab_host_policy(host):
+    import yaml
+
+    with open(os.path.join(LAB_INVENTORY, "group_vars", "mta.yml")) as fh:
+        variables = yaml.safe_load(fh)
+    with open(os.path.join(LAB_INVENTORY, "host_vars", host + ".yml")) as fh:
+        variables.update(yaml.safe_load(fh))
+    if variables.get("mailsec_relay_sasl_users") == "{{ lab_sasl_users }}":
+        variables["mailsec_relay_sasl_users"] = variables["lab_sasl_users"]
+    return variables
+
+
+@pytest.mark.parametrize("host", ["mx1", "hub1", "legacy1", "exim1"])
+def test_lab_fleet_policy_gives_the_demo_relay_matrix(host):
+    from ansible_collections.mailsec.relay.plugins.module_utils import policy
+
+    variables = lab_host_policy(host)
+    effective = policy.build_policy(variables, host)
+    hosts = [{
+        "name": host,
+        "effective": effective,
+        "addresses": variables["verify_addresses"],
+        "sasl_users": variables.get("mailsec_relay_sasl_users"),
+    }]
+    plan = dict((run["vantage"]["name"], run) for run in verify_plan.build_plan(hosts, variables["verify_vantages"]))
+    relay_on_25 = dict((name, by_port(run["targets"][0])[25]["relay"]) for name, run in plan.items())
+    assert relay_on_25 == {"external": "refused", "trusted": "allowed", "never": "refused", "external6": "refused"}
+    assert plan["external6"]["targets"][0]["addresses"] == [variables["verify_addresses"][1]]
+    submission = by_port(plan["external"]["targets"][0]).get(587)
+    if variables["mailsec_relay_profile"] == "mx_submission":
+        assert submission["auth_relay"] is True
+        assert by_port(plan["never"]["targets"][0])[587]["auth_relay"] is False
+        assert plan["external"]["targets"][0]["auth"]["username"] == "alice@example.test"
+    else:
+        assert submission is None
