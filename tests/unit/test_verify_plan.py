@@ -417,6 +417,10 @@ def lab_host_policy(host):
         variables = yaml.safe_load(fh)
     with open(os.path.join(LAB_INVENTORY, "host_vars", host + ".yml")) as fh:
         variables.update(yaml.safe_load(fh))
+    with open(os.path.join(LAB_INVENTORY, "hosts.yml")) as fh:
+        inventory = yaml.safe_load(fh)
+    groups = inventory["all"]["children"]["mta"]["children"]
+    variables.update(groups["exim" if host.startswith("exim") else "postfix"]["hosts"][host])
     if variables.get("mailsec_relay_sasl_users") == "{{ lab_sasl_users }}":
         variables["mailsec_relay_sasl_users"] = variables["lab_sasl_users"]
     return variables
