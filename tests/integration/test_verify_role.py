@@ -1,0 +1,128 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""roles/verify end to end: a tiny playbook on localhost probes an in-process fake SMTP server.
+
+The same policy (relay refused from 127.0.0.1: loopback not trusted) is verified against a server
+that refuses foreign recipients (the role must pass) and one that accepts everything (the role
+must fail the host, naming the probe, the port and the reply). Only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+if not os.path.exists(os.path.join(REPO, "plugins", "modules", "relay_probe.py")):
+    pytest.skip("mailsec.relay.relay_probe is not there yet", allow_module_level=True)
+
+
+class ClosedRelay:
+    """Accepts mail for example.test only, like a hardened MX."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower().endswith("@example.test") or address.lower() in ("postmaster",):
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Ok"
+        return "554 5.7.1 <%s>: Relay access denied" % address
+
+    async def handle_DATA(self, server, session, envelope):
+        return "250 2.0.0 Ok: queued"
+
+
+class OpenRelay:
+    """Accepts every recipient: the legacy open relay."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        return "250 2.0.0 Ok: queued"
+
+
+@pytest.fixture
+def fake_smtp(request):
+    controller = aiosmtpd_controller.Controller(request.param(), hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        yield controller.server.sockets[0].getsockname()[1]
+    finally:
+        controller.stop()
+
+
+def run_verify(tmp_path, port):
+    inventory = {
+        "all": {
+            "hosts": {
+                "fake": {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                    "mailsec_relay_profile": "mx",
+                    "mailsec_relay_hostname": "fake.example.test",
+                    "mailsec_relay_local_domains": ["example.test"],
+                    "mailsec_relay_trust_loopback": False,
+                    "mailsec_relay_listeners": [
+                        {"name": "smtp", "address": "*", "port": port, "role": "mx", "tls": "none"}
+                    ],
+                    "verify_addresses": ["127.0.0.1"],
+                }
+            }
+        }
+    }
+    playbook = [
+        {
+            "name": "Verify the fake server",
+            "hosts": "fake",
+            "gather_facts": False,
+            "roles": [
+                {
+                    "role": "mailsec.relay.verify",
+                    "vars": {
+                        "verify_prober": "localhost",
+                        "verify_vantages": [{"name": "loopback", "source_address": "127.0.0.1"}],
+                        "verify_probes": ["T11", "T13"],
+                        "verify_timeout": 3,
+                        "verify_retries": 0,
+                        "verify_report_dir": str(tmp_path / "reports"),
+                    },
+                }
+            ],
+        }
+    ]
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "verify.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
+         str(tmp_path / "verify.yml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    report_path = tmp_path / "reports" / "verify.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return proc, report
+
+
+@pytest.mark.parametrize("fake_smtp", [ClosedRelay], indirect=True)
+def test_role_passes_a_closed_relay(tmp_path, fake_smtp):
+    proc, report = run_verify(tmp_path, fake_smtp)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    counts = report["hosts"]["fake"]["counts"]
+    assert counts.get("PASS", 0) > 0 and counts.get("FAIL", 0) == 0
+    assert {r["probe"] for r in report["results"]} >= {"T11"}
+
+
+@pytest.mark.parametrize("fake_smtp", [OpenRelay], indirect=True)
+def test_role_fails_an_open_relay_and_names_the_finding(tmp_path, fake_smtp):
+    proc, report = run_verify(tmp_path, fake_smtp)
+    assert proc.returncode != 0
+    assert "fake: " in proc.stdout and "FAIL verdict(s) from live SMTP probes" in proc.stdout
+    assert "FAIL T11/P02" in proc.stdout and "port %d: RCPT reply 250" % fake_smtp in proc.stdout
+    assert report["hosts"]["fake"]["counts"]["FAIL"] > 0
+    assert report["hosts"]["fake"]["worst"].startswith("T11/")
