@@ -18,10 +18,14 @@ import re
 try:
     import netaddr
 except ImportError:  # pragma: no cover - exercised only where netaddr is missing
+    import traceback
+
     netaddr = None
     HAS_NETADDR = False
+    NETADDR_IMPORT_ERROR = traceback.format_exc()  # for module.fail_json(msg=missing_required_lib('netaddr'), exception=...)
 else:
     HAS_NETADDR = True
+    NETADDR_IMPORT_ERROR = None
 
 try:  # the IANA special-purpose registries behind IPAddress.is_global() (netaddr >= 0.10)
     from netaddr.ip import (
