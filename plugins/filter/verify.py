@@ -76,6 +76,23 @@ def verify_summary(probe_runs, hosts):
     return verify_plan.summarize(runs, [str(h) for h in hosts])
 
 
+def verify_probe_errors(probe_runs):
+    """Registered relay_probe loop results -> one line per run that did not complete.
+
+    Only the vantage name and the module's message are kept: the rest of a failed result (its
+    ``invocation`` and loop ``item``) holds the targets, credentials included.
+    """
+    errors = []
+    for run in probe_runs or []:
+        if run.get("skipped") or "results" in run:
+            continue
+        item = run.get("item") or {}
+        errors.append(
+            "vantage %s: %s" % ((item.get("vantage") or {}).get("name", "?"), str(run.get("msg") or "no message"))
+        )
+    return errors
+
+
 def verify_brief(summary):
     """Counts and worst finding per host, for printing."""
     return verify_plan.brief(_plain(summary))
@@ -98,6 +115,7 @@ class FilterModule(object):
             "verify_redact": verify_redact,
             "verify_summary": verify_summary,
             "verify_brief": verify_brief,
+            "verify_probe_errors": verify_probe_errors,
             "verify_failure": verify_failure,
             "verify_table": verify_table,
         }
