@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Test stages of mailsec.relay.  `tests/run_all.sh` runs every stage, even after a failure, then
+# prints each stage's summary line in a table and exits non-zero if any stage failed.
+# `tests/run_all.sh unit` (or lint, sanity, molecule) runs one stage the same way.
+# A stage with nothing to run (no unit tests collected, no Molecule scenario) is reported as
+# SKIP: visible in the table, not a failure.
+# Expects the venv and the collection link from `make setup` (and images for molecule).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+LOGS=$ROOT/.cache/test-logs
+ALL_STAGES=(lint sanity unit molecule)
+SKIP_RC=200   # internal: the stage found nothing to run
+
+cd "$ROOT"
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+mkdir -p "$LOGS"
+# Plain logs, so summary lines can be found in them.
+export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+
+# Each stage_* function runs its tool; summary_* extracts that tool's own summary line from the log.
+stage_lint() { ansible-lint --profile production; }
+summary_lint() { grep -E '^(Passed|Failed):' "$1" | tail -1; }
+
+stage_sanity() { "$ROOT/tests/sanity.sh"; }
+summary_sanity() { grep -E '^sanity: ' "$1" | tail -1; }
+
+stage_unit() {
+  python -m pytest tests/unit -q -p no:cacheprovider
+  local rc=$?
+  # pytest exit 5: no tests were collected.
+  ((rc == 5)) && return "$SKIP_RC"
+  return "$rc"
+}
+summary_unit() { grep -E '^=*.*(passed|failed|error|no tests ran).* in [0-9.]+s' "$1" | tail -1 | tr -d '='; }
+
+stage_molecule() {
+  local file scenario rc=0 passed=0 failed=0
+  local -a scenarios=()
+  for file in molecule/*/molecule.yml; do
+    [[ -e $file ]] && scenarios+=("$(basename "$(dirname "$file")")")
+  done
+  if ((${#scenarios[@]} == 0)); then
+    echo "molecule: no scenarios found (molecule/*/molecule.yml)"
+    return "$SKIP_RC"
+  fi
+  for scenario in "${scenarios[@]}"; do
+    echo "=== molecule scenario: $scenario"
+    if "$ROOT/tests/lab/lab.sh" net molecule && molecule test -s "$scenario"; then
+      echo "molecule: scenario $scenario PASSED"
+      passed=$((passed + 1))
+    else
+      echo "molecule: scenario $scenario FAILED"
+      failed=$((failed + 1))
+      rc=1
+    fi
+  done
+  echo "molecule: ${#scenarios[@]} scenarios, $passed passed, $failed failed"
+  return "$rc"
+}
+summary_molecule() { grep -E '^molecule: ([0-9]+ scenarios|no scenarios)' "$1" | tail -1; }
+
+declare -A RESULT SECONDS_TAKEN SUMMARY
+
+run_stage() {
+  local stage=$1 log=$LOGS/$1.log start=$SECONDS rc
+  echo
+  echo "################ $stage ################"
+  "stage_$stage" </dev/null 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  SECONDS_TAKEN[$stage]=$((SECONDS - start))
+  case $rc in
+    0) RESULT[$stage]=PASS ;;
+    "$SKIP_RC") RESULT[$stage]=SKIP ;;
+    *) RESULT[$stage]=FAIL ;;
+  esac
+  SUMMARY[$stage]=$("summary_$stage" <(sed 's/\x1b\[[0-9;]*m//g' "$log"))
+  [[ -n ${SUMMARY[$stage]} ]] || SUMMARY[$stage]="(no summary line; exit $rc, log $log)"
+  [[ ${RESULT[$stage]} == SKIP && $stage == unit ]] && SUMMARY[$stage]="SKIP: pytest collected no tests in tests/unit"
+  echo "$stage: ${RESULT[$stage]} - ${SUMMARY[$stage]}"
+}
+
+stages=("$@")
+((${#stages[@]})) || stages=("${ALL_STAGES[@]}")
+for stage in "${stages[@]}"; do
+  declare -F "stage_$stage" >/dev/null || { echo "unknown stage: $stage (known: ${ALL_STAGES[*]})" >&2; exit 2; }
+done
+
+failed=0
+for stage in "${stages[@]}"; do
+  run_stage "$stage"
+  [[ ${RESULT[$stage]} == FAIL ]] && failed=1
+done
+
+echo
+printf '%-9s %-6s %7s  %s\n' STAGE RESULT SECONDS SUMMARY
+for stage in "${stages[@]}"; do
+  printf '%-9s %-6s %7s  %s\n' "$stage" "${RESULT[$stage]}" "${SECONDS_TAKEN[$stage]}" "${SUMMARY[$stage]}"
+done
+echo "logs: $LOGS"
+exit "$failed"
