@@ -1,0 +1,285 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Findings -> JSON, JUnit XML and Markdown reports.
+
+Pure functions, no Ansible imports. Two inputs are understood:
+
+* relay_probe ``results`` (docs/probe-contract.md): ``{target, address, port, probe, case, title,
+  verdict, expected, reply, transcript, duration, vantage?}``;
+* drift findings: ``{host, check, verdict, expected, actual, detail}``.
+
+Both become rows ``{host, check, verdict, expected, actual, detail, ...}``; every renderer works on rows.
+Output is deterministic (no timestamps), so a report file changes only when the findings do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "ERROR")
+# Worst first: a host's status is its worst verdict.
+SEVERITY = ("ERROR", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "PASS")
+VERDICT_ALIASES = {"OK": "PASS", "PASSED": "PASS", "FAILED": "FAIL", "DRIFT": "FAIL", "SKIPPED": "SKIP", "WARNING": "WARN"}
+NO_CHECKS = "NO CHECKS"
+
+_XML_ILLEGAL = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _text(value):
+    """Any finding value as one readable string (mappings and lists as compact, sorted JSON)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def normalize_verdict(value):
+    """Upper-case verdict; known aliases mapped; anything unknown becomes ERROR (never silently PASS)."""
+    verdict = str(value or "").strip().upper()
+    verdict = VERDICT_ALIASES.get(verdict, verdict)
+    return verdict if verdict in VERDICTS else "ERROR"
+
+
+def reply_text(reply):
+    """``{code, enhanced, text, stage}`` -> ``554 5.7.1 Relay access denied (RCPT)``."""
+    if not isinstance(reply, dict):
+        return _text(reply)
+    head = " ".join(_text(reply.get(key)) for key in ("code", "enhanced", "text") if reply.get(key) not in (None, ""))
+    stage = reply.get("stage")
+    return "%s (%s)" % (head, stage) if stage and head else head or (_text(stage) if stage else "")
+
+
+def _endpoint(address, port):
+    if address in (None, ""):
+        return ":%s" % port if port not in (None, "") else ""
+    address = str(address)
+    host = "[%s]" % address if ":" in address else address
+    return "%s:%s" % (host, port) if port not in (None, "") else host
+
+
+def probe_check_name(result):
+    """``T11/P13 198.51.100.11:25 relay refused: ... [external]``: unique per probe, case, listener, vantage."""
+    probe = _text(result.get("probe")) or "probe"
+    if result.get("case"):
+        probe += "/" + _text(result["case"])
+    parts = [probe, _endpoint(result.get("address"), result.get("port")), _text(result.get("title"))]
+    name = " ".join(part for part in parts if part)
+    if result.get("vantage"):
+        name += " [%s]" % _text(result["vantage"])
+    return name
+
+
+def rows_from_results(results):
+    """relay_probe results -> rows."""
+    rows = []
+    for result in results or []:
+        raw_verdict = result.get("verdict")
+        verdict = normalize_verdict(raw_verdict)
+        row = {
+            "host": _text(result.get("target") or result.get("host")) or "unknown",
+            "check": probe_check_name(result),
+            "verdict": verdict,
+            "expected": _text(result.get("expected")),
+            "actual": reply_text(result.get("reply")),
+            "detail": _text(result.get("title")),
+            "source": "probe",
+        }
+        if verdict == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
+            row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
+        for key in ("probe", "case", "address", "port", "vantage", "client_seen"):
+            if result.get(key) not in (None, ""):
+                row[key] = result[key]
+        if result.get("duration") is not None:
+            try:
+                row["duration"] = float(result["duration"])
+            except (TypeError, ValueError):
+                pass
+        if result.get("transcript"):
+            row["transcript"] = [_text(line) for line in result["transcript"]]
+        rows.append(row)
+    return rows
+
+
+def rows_from_findings(findings):
+    """Drift findings -> rows."""
+    rows = []
+    for finding in findings or []:
+        raw_verdict = finding.get("verdict")
+        row = {
+            "host": _text(finding.get("host")) or "unknown",
+            "check": _text(finding.get("check")) or "check",
+            "verdict": normalize_verdict(raw_verdict),
+            "expected": _text(finding.get("expected")),
+            "actual": _text(finding.get("actual")),
+            "detail": _text(finding.get("detail")),
+            "source": "drift",
+        }
+        if row["verdict"] == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
+            row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
+        rows.append(row)
+    return rows
+
+
+def collect(results=None, findings=None):
+    """Rows from both inputs, grouped by host (hosts sorted; each host keeps its input order)."""
+    rows = rows_from_results(results) + rows_from_findings(findings)
+    order = dict((host, index) for index, host in enumerate(sorted(set(row["host"] for row in rows))))
+    return sorted(rows, key=lambda row: order[row["host"]])  # stable: input order within a host
+
+
+def _counts(rows):
+    counts = dict((verdict, 0) for verdict in VERDICTS)
+    for row in rows:
+        counts[row["verdict"]] += 1
+    return counts
+
+
+def worst(verdicts):
+    present = set(verdicts)
+    for verdict in SEVERITY:
+        if verdict in present:
+            return verdict
+    return NO_CHECKS
+
+
+def summarize(rows, hosts=None):
+    """``(per_host, totals)``; ``hosts`` adds hosts that have no rows (shown, not silently clean)."""
+    names = sorted(set(row["host"] for row in rows) | set(_text(host) for host in hosts or []))
+    per_host = {}
+    for name in names:
+        host_rows = [row for row in rows if row["host"] == name]
+        entry = {"checks": len(host_rows), "status": worst(row["verdict"] for row in host_rows)}
+        entry.update(_counts(host_rows))
+        per_host[name] = entry
+    totals = {"hosts": len(names), "checks": len(rows), "status": worst(entry["status"] for entry in per_host.values())}
+    totals.update(_counts(rows))
+    return per_host, totals
+
+
+def to_json(rows, title, hosts=None):
+    per_host, totals = summarize(rows, hosts)
+    document = {"title": title, "totals": totals, "hosts": per_host, "findings": rows}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _xml_text(value):
+    return _XML_ILLEGAL.sub("?", _text(value))
+
+
+def _failure_message(row):
+    message = "expected %s, got %s" % (row["expected"] or "?", row["actual"] or "nothing")
+    return message if not row["detail"] or row["source"] == "probe" else "%s: %s" % (row["detail"], message)
+
+
+def _body(row):
+    lines = []
+    for key in ("detail", "expected", "actual"):
+        if row.get(key):
+            lines.append("%s: %s" % (key, row[key]))
+    for key in ("vantage", "address", "port", "client_seen"):
+        if row.get(key) not in (None, ""):
+            lines.append("%s: %s" % (key, row[key]))
+    if row.get("transcript"):
+        lines.append("transcript:")
+        lines.extend("  " + line for line in row["transcript"])
+    return "\n".join(lines)
+
+
+def to_junit(rows, title, hosts=None):
+    """JUnit XML: a testsuite per host, a testcase per check (classname = host, name = check).
+
+    FAIL -> <failure>, ERROR -> <error>, INCONCLUSIVE/SKIP -> <skipped>, WARN -> passes with a
+    ``WARN:`` line in <system-out> (it ran and found something weak, which is not a failure).
+    """
+    per_host, totals = summarize(rows, hosts)
+    root = ET.Element("testsuites")
+    _set(root, name=title, tests=totals["checks"], failures=totals["FAIL"], errors=totals["ERROR"],
+         skipped=totals["INCONCLUSIVE"] + totals["SKIP"], time=_seconds(rows))
+    for host, entry in per_host.items():
+        host_rows = [row for row in rows if row["host"] == host]
+        suite = ET.SubElement(root, "testsuite")
+        _set(suite, name=host, tests=entry["checks"], failures=entry["FAIL"], errors=entry["ERROR"],
+             skipped=entry["INCONCLUSIVE"] + entry["SKIP"], time=_seconds(host_rows))
+        for row in host_rows:
+            case = ET.SubElement(suite, "testcase")
+            _set(case, classname=host, name=row["check"], time=_seconds([row]))
+            verdict = row["verdict"]
+            if verdict == "FAIL":
+                element = ET.SubElement(case, "failure")
+                _set(element, message=_failure_message(row), type="FAIL")
+                element.text = _xml_text(_body(row))
+            elif verdict == "ERROR":
+                element = ET.SubElement(case, "error")
+                _set(element, message=row["detail"] or "error", type="ERROR")
+                element.text = _xml_text(_body(row))
+            elif verdict in ("INCONCLUSIVE", "SKIP"):
+                element = ET.SubElement(case, "skipped")
+                _set(element, message="%s: %s" % (verdict, row["actual"] or row["detail"] or "no answer"))
+            if verdict == "WARN" or (verdict in ("INCONCLUSIVE", "SKIP") and _body(row)):
+                out = ET.SubElement(case, "system-out")
+                out.text = _xml_text(("%s: " % verdict if verdict == "WARN" else "") + _body(row))
+    if hasattr(ET, "indent"):  # Python >= 3.9; only cosmetic
+        ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _set(element, **attributes):
+    for key, value in attributes.items():
+        element.set(key, _xml_text(value))
+
+
+def _seconds(rows):
+    return "%.3f" % sum(row.get("duration") or 0.0 for row in rows)
+
+
+def _cell(value, limit=160):
+    text = " ".join(_text(value).split())  # one line per table row
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.replace("\\", "\\\\").replace("|", "\\|") or " "
+
+
+def to_markdown(rows, title, hosts=None):
+    """A readable summary: totals, a per-host table, then every non-PASS finding per host."""
+    per_host, totals = summarize(rows, hosts)
+    counted = [verdict for verdict in VERDICTS if verdict != "ERROR" or totals["ERROR"]]
+    lines = ["# %s" % title, ""]
+    lines.append(
+        "**%s**: %d host(s), %d check(s): %s."
+        % (totals["status"], totals["hosts"], totals["checks"], ", ".join("%d %s" % (totals[verdict], verdict) for verdict in counted))
+    )
+    lines += ["", "| host | status | checks | %s |" % " | ".join(counted), "|---|---|---:|%s|" % "|".join("---:" for _ in counted)]
+    for host, entry in per_host.items():
+        lines.append("| %s | %s | %d | %s |" % (_cell(host), entry["status"], entry["checks"], " | ".join(str(entry[verdict]) for verdict in counted)))
+    lines.append("| **total** | **%s** | %d | %s |" % (totals["status"], totals["checks"], " | ".join(str(totals[verdict]) for verdict in counted)))
+    attention = [row for row in rows if row["verdict"] != "PASS"]
+    lines += ["", "## Findings", ""]
+    if not attention:
+        lines.append("Every check passed." if rows else "No checks were run.")
+    for host in per_host:
+        host_rows = [row for row in attention if row["host"] == host]
+        if not host_rows:
+            continue
+        lines += ["### %s" % host, "", "| verdict | check | expected | actual | detail |", "|---|---|---|---|---|"]
+        for row in sorted(host_rows, key=lambda row: SEVERITY.index(row["verdict"])):
+            detail = "" if row["source"] == "probe" and row["detail"] and row["detail"] in row["check"] else row["detail"]
+            lines.append("| %s | %s | %s | %s | %s |" % (row["verdict"], _cell(row["check"]), _cell(row["expected"]), _cell(row["actual"]), _cell(detail)))
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+RENDERERS = {"json": (".json", to_json), "junit": (".xml", to_junit), "markdown": (".md", to_markdown)}
+
+
+def render(rows, title, formats=("json", "junit", "markdown"), hosts=None):
+    """``{format: (file suffix, content)}`` for the requested formats."""
+    rendered = {}
+    for name in formats:
+        suffix, renderer = RENDERERS[name]
+        rendered[name] = (suffix, renderer(rows, title, hosts))
+    return rendered

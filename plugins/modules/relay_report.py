@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+DOCUMENTATION = r"""
+---
+module: relay_report
+short_description: Write relay probe results and drift findings as JSON, JUnit XML and Markdown
+description:
+  - Turns C(mailsec.relay.relay_probe) results and drift findings into report files on the host it runs on;
+    run it on the controller with C(delegate_to: localhost) and C(run_once: true).
+  - JUnit has one testsuite per host and one testcase per check (C(classname) = host, C(name) = check).
+    C(FAIL) becomes a C(<failure>), C(ERROR) an C(<error>), C(INCONCLUSIVE) and C(SKIP) a C(<skipped>),
+    and C(WARN) a passing testcase with a C(WARN:) line in C(<system-out>).
+  - The Markdown file has the totals, a per-host table and every finding that is not C(PASS).
+  - Reports contain no timestamps, so a file is rewritten (and the task C(changed)) only when its content changes.
+  - A C(FAIL) verdict does not fail this module; callers decide (for example with C(failed_when) on RV(totals)).
+version_added: "0.1.0"
+options:
+  results:
+    description:
+      - C(results) of C(mailsec.relay.relay_probe) (see C(docs/probe-contract.md)); the host is C(target).
+      - A C(vantage) key, as added by role C(mailsec.relay.verify), becomes part of the check name.
+    type: list
+    elements: dict
+    default: []
+  findings:
+    description:
+      - Drift findings, each C({host, check, verdict, expected, actual, detail}).
+      - Verdicts are C(PASS), C(FAIL), C(WARN), C(INCONCLUSIVE), C(SKIP) or C(ERROR) (C(OK) and C(DRIFT) are read
+        as C(PASS) and C(FAIL)); any other verdict is reported as C(ERROR), never silently as a pass.
+    type: list
+    elements: dict
+    default: []
+  hosts:
+    description:
+      - Hosts to list even if they have no result, so a host nobody checked is visible as C(NO CHECKS).
+    type: list
+    elements: str
+    default: []
+  dest_dir:
+    description:
+      - Directory for the report files; created if missing.
+    type: path
+    required: true
+  name:
+    description:
+      - Base name of the files C(<name>.json), C(<name>.xml) and C(<name>.md).
+    type: str
+    default: mailsec-relay
+  formats:
+    description:
+      - Which files to write.
+    type: list
+    elements: str
+    choices: [json, junit, markdown]
+    default: [json, junit, markdown]
+  title:
+    description:
+      - Title of the report (Markdown heading, JUnit C(testsuites) name, JSON C(title)).
+    type: str
+    default: mailsec.relay report
+  mode:
+    description:
+      - Permissions of the report files.
+    type: raw
+    default: "0644"
+extends_documentation_fragment:
+  - action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports which files would change and writes nothing.
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+notes:
+  - Probe results never contain passwords (docs/probe-contract.md), and this module adds none.
+seealso:
+  - module: mailsec.relay.relay_probe
+author:
+  - mailsec.relay developers
+"""
+
+EXAMPLES = r"""
+- name: Write the verification reports on the controller
+  mailsec.relay.relay_report:
+    results: "{{ probe.results }}"
+    hosts: "{{ ansible_play_hosts }}"
+    dest_dir: "{{ playbook_dir }}/reports"
+    name: verify
+    title: Relay verification
+  delegate_to: localhost
+  run_once: true
+  register: report
+
+- name: Write only JUnit for CI, from drift findings
+  mailsec.relay.relay_report:
+    findings:
+      - {host: mx1, check: mynetworks, verdict: FAIL, expected: [198.51.100.48/28], actual: [0.0.0.0/0],
+         detail: mynetworks differs from the policy}
+    dest_dir: /tmp/reports
+    name: drift
+    formats: [junit]
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+files:
+  description: Path of each report file by format (written, or that would be written in check mode).
+  returned: always
+  type: dict
+  sample: {json: /srv/reports/verify.json, junit: /srv/reports/verify.xml, markdown: /srv/reports/verify.md}
+changed_files:
+  description: Paths whose content changed (or would change in check mode).
+  returned: always
+  type: list
+  elements: str
+totals:
+  description: Counts over all hosts; C(status) is the worst verdict.
+  returned: always
+  type: dict
+  sample: {hosts: 2, checks: 80, status: FAIL, PASS: 75, FAIL: 1, WARN: 2, INCONCLUSIVE: 2, SKIP: 0, ERROR: 0}
+hosts:
+  description: Per-host counts and status (worst verdict, or C(NO CHECKS)).
+  returned: always
+  type: dict
+  sample: {mx1: {checks: 40, status: FAIL, PASS: 37, FAIL: 1, WARN: 2, INCONCLUSIVE: 0, SKIP: 0, ERROR: 0}}
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.mailsec.relay.plugins.module_utils import report
+
+
+def _current(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            results=dict(type="list", elements="dict", default=[]),
+            findings=dict(type="list", elements="dict", default=[]),
+            hosts=dict(type="list", elements="str", default=[]),
+            dest_dir=dict(type="path", required=True),
+            name=dict(type="str", default="mailsec-relay"),
+            formats=dict(type="list", elements="str", choices=["json", "junit", "markdown"], default=["json", "junit", "markdown"]),
+            title=dict(type="str", default="mailsec.relay report"),
+            mode=dict(type="raw", default="0644"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["name"] or os.sep in params["name"]:
+        module.fail_json(msg="name must be a plain file name without '%s'" % os.sep)
+
+    rows = report.collect(params["results"], params["findings"])
+    per_host, totals = report.summarize(rows, params["hosts"])
+    rendered = report.render(rows, params["title"], formats=list(dict.fromkeys(params["formats"])), hosts=params["hosts"])
+
+    dest_dir = params["dest_dir"]
+    files, changed_files, diffs = {}, [], []
+    changed = False
+    if not os.path.isdir(dest_dir):
+        changed = True
+        if not module.check_mode:
+            try:
+                os.makedirs(dest_dir)
+            except OSError as exc:
+                module.fail_json(msg="cannot create %s: %s" % (dest_dir, to_text(exc)))
+    for fmt, (suffix, content) in rendered.items():
+        path = os.path.join(dest_dir, params["name"] + suffix)
+        files[fmt] = path
+        data = to_bytes(content)
+        before = _current(path)
+        if before != data:
+            changed = True
+            changed_files.append(path)
+            if module._diff:
+                diffs.append({
+                    "before_header": path,
+                    "after_header": path,
+                    "before": to_text(before) if before is not None else "",
+                    "after": content,
+                })
+            if not module.check_mode:
+                handle, temp = tempfile.mkstemp(prefix=".%s." % params["name"], dir=dest_dir)
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                module.atomic_move(temp, path)
+        if os.path.exists(path) or not module.check_mode:
+            file_args = module.load_file_common_arguments(dict(path=path, mode=params["mode"]))
+            changed = module.set_fs_attributes_if_different(file_args, changed)
+
+    result = dict(changed=changed, files=files, changed_files=changed_files, totals=totals, hosts=per_host)
+    if diffs:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
