@@ -11,7 +11,7 @@ module: relay_report
 short_description: Write relay probe results and drift findings as JSON, JUnit XML and Markdown
 description:
   - Turns C(mailsec.relay.relay_probe) results and drift findings into report files on the host it runs on;
-    run it on the controller with C(delegate_to: localhost) and C(run_once: true).
+    run it on the controller, delegated to localhost, once per play (run_once).
   - JUnit has one testsuite per host and one testcase per check (C(classname) = host, C(name) = check).
     C(FAIL) becomes a C(<failure>), C(ERROR) an C(<error>), C(INCONCLUSIVE) and C(SKIP) a C(<skipped>),
     and C(WARN) a passing testcase with a C(WARN:) line in C(<system-out>).
