@@ -1,0 +1,870 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailsec.relay developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Postfix backend of mailsec.relay.
+
+Three parts, importable without Ansible so unit tests drive them directly:
+
+* the renderer: effective relay policy -> ``{main, master, files}`` (``render_postfix``);
+* the diff: current ``postconf -n/-M/-P`` state + desired state -> a ``ChangeSet`` (``compute_changes``);
+* the applier: stage a copy of the configuration, validate it, swap it in file by file, reload,
+  confirm the listeners answer, roll back on any failure (``PostfixApplier``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import ssl
+import stat
+import tempfile
+import time
+
+# --------------------------------------------------------------------------------------------
+# Value helpers
+# --------------------------------------------------------------------------------------------
+
+MASTER_FIELDS = ('private', 'unpriv', 'chroot', 'wakeup', 'maxproc')
+# Standard service names for the ports a policy uses; any other port is written as a number.
+PORT_SERVICE_NAMES = {25: 'smtp', 587: 'submission', 465: 'submissions'}
+HASHED_MAP_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'sdbm')
+# Parameters whose value names a file smtpd/smtp must be able to open at run time.
+FILE_PARAM_RE = re.compile(r'_(cert|key|dcert|dkey|eccert|eckey|dsa_cert|dsa_key)_file$|_chain_files$')
+
+
+class PostfixError(Exception):
+    """A failure with a reason fit for the user (never contains secrets)."""
+
+
+def to_postconf_value(value):
+    """Render a Python value as a main.cf/-o value; None stays None (= absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    if isinstance(value, (list, tuple)):
+        return ', '.join(to_postconf_value(v) for v in value)
+    return str(value)
+
+
+def normalize_value(value):
+    """Postconf joins continuation lines with single spaces; compare values the same way."""
+    if value is None:
+        return None
+    return ' '.join(str(value).split())
+
+
+def postfix_network(cidr, brackets=True):
+    """Postfix network notation: IPv6 in brackets for mynetworks, bare for cidr tables."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.version == 6 and brackets:
+        return '[%s]/%d' % (net.network_address, net.prefixlen)
+    return str(net)
+
+
+def version_tuple(version):
+    parts = []
+    for part in str(version or '').split('.'):
+        digits = re.match(r'\d+', part)
+        parts.append(int(digits.group(0)) if digits else 0)
+    return tuple(parts)
+
+
+def supports_forbid_bare_newline(version):
+    """smtpd_forbid_bare_newline shipped in 3.9 and was back-ported to 3.5.23, 3.6.13, 3.7.9, 3.8.4."""
+    v = version_tuple(version)
+    if not v or v[0] == 0:
+        return False
+    minimum = {(3, 5): (3, 5, 23), (3, 6): (3, 6, 13), (3, 7): (3, 7, 9), (3, 8): (3, 8, 4)}
+    if v[:2] in minimum:
+        return v[:3] >= minimum[v[:2]]
+    return v[:2] >= (3, 9)
+
+
+# --------------------------------------------------------------------------------------------
+# Renderer: effective policy -> Postfix settings
+# --------------------------------------------------------------------------------------------
+
+RENDER_DEFAULTS = {
+    'config_dir': '/etc/postfix',
+    'table_dir': '/etc/postfix/mailsec',
+    'postfix_version': '3.7.11',
+    'compatibility_level': '3.6',
+    'chroot': True,
+    'sasl_path': 'private/auth',
+    'extra_main': {},
+}
+
+
+def _listener_service_name(listener):
+    port = int(listener['port'])
+    service = PORT_SERVICE_NAMES.get(port, str(port))
+    address = listener.get('address') or '*'
+    if address in ('*', ''):
+        return service
+    ip = ipaddress.ip_address(address)
+    host = '[%s]' % ip if ip.version == 6 else str(ip)
+    return '%s:%s' % (host, service)
+
+
+def _cidr_table(networks, action):
+    lines = ['# Managed by mailsec.relay: do not edit, changes are overwritten.']
+    lines += ['%s %s' % (postfix_network(n, brackets=False), action) for n in networks]
+    return '\n'.join(lines) + '\n'
+
+
+def _table_ref(options, kind, filename):
+    return '%s:%s' % (kind, os.path.join(options['table_dir'], filename))
+
+
+def _tls_overrides(listener):
+    tls = listener.get('tls', 'none')
+    if tls == 'implicit':
+        return {'smtpd_tls_wrappermode': 'yes', 'smtpd_tls_security_level': 'encrypt'}
+    return {'smtpd_tls_security_level': {'none': 'none', 'starttls': 'may', 'required': 'encrypt'}[tls]}
+
+
+def _client_restrictions(allow, deny, refs):
+    """Connect control (C7): deny table first, then allow table + reject when an allowlist exists."""
+    parts = []
+    if deny:
+        parts.append('check_client_access ' + refs['deny'])
+    if allow:
+        parts += ['check_client_access ' + refs['allow'], 'reject']
+    return ', '.join(parts)
+
+
+def render_postfix(effective, **options):
+    """Map the effective relay policy (docs/policy-model.md) onto Postfix.
+
+    Returns ``{'main': {name: value|None}, 'master': [service...], 'files': [file...]}`` in the
+    shape the ``mailsec.relay.postconf`` module takes. Pure: no I/O.
+    """
+    opts = dict(RENDER_DEFAULTS)
+    opts.update({k: v for k, v in options.items() if v is not None})
+    table_dir = opts['table_dir']
+    files = []
+    refs = {}
+
+    def add_table(filename, content, kind='cidr'):
+        files.append({'path': os.path.join(table_dir, filename), 'content': content, 'mode': '0644',
+                      'map_type': kind})
+        return _table_ref(opts, kind, filename)
+
+    listeners = effective.get('listeners') or []
+    if not listeners:
+        raise PostfixError('the effective policy has no listeners')
+    tls = effective.get('tls') or {}
+    has_tls = bool(tls.get('cert') and tls.get('key'))
+    for listener in listeners:
+        if listener.get('tls', 'none') != 'none' and not has_tls:
+            raise PostfixError('listener %s wants TLS (%s) but the policy has no certificate and key'
+                               % (listener['name'], listener['tls']))
+
+    loopback = list(effective.get('loopback_networks') or [])
+    relay_networks = list(effective.get('relay_networks') or [])
+    never = list(effective.get('never_relay_networks') or [])
+
+    # C5: deny before allow. The table value is a restriction name (access(5)), so listed hosts
+    # may still mail local/relay domains but never relay, whatever else they are granted.
+    never_ref = add_table('relay_never.cidr', _cidr_table(never, 'reject_unauth_destination'))
+    never_check = 'check_client_access ' + never_ref
+
+    relay_grants = ['permit_mynetworks']
+    client_names = list(effective.get('client_names') or [])
+    if client_names:
+        # C3: forward-confirmed client name; 'unknown' when FCrDNS fails, so a lookup never matches.
+        content = '# Managed by mailsec.relay: do not edit.\n' + ''.join('%s OK\n' % n for n in client_names)
+        relay_grants.append('check_client_access ' + add_table('relay_clients', content, 'hash'))
+
+    global_allow = list(effective.get('connect_allow') or [])
+    global_deny = list(effective.get('connect_deny') or [])
+    if global_deny:
+        refs['deny'] = add_table('connect_deny.cidr', _cidr_table(global_deny, 'REJECT'))
+    if global_allow:
+        refs['allow'] = add_table('connect_allow.cidr', _cidr_table(global_allow, 'OK'))
+
+    only_loopback = all((lst.get('address') or '*') not in ('*', '') and
+                        ipaddress.ip_address(lst['address']).is_loopback for lst in listeners)
+
+    smarthost = effective.get('smarthost')
+    main = {
+        # C1: never rely on defaults.
+        'compatibility_level': opts['compatibility_level'],
+        'myhostname': effective['hostname'],
+        'mydestination': ', '.join(['$myhostname', 'localhost'] + list(effective.get('local_domains') or [])),
+        'mynetworks': ' '.join(postfix_network(n) for n in loopback + relay_networks),
+        'mynetworks_style': 'host',
+        'relay_domains': ', '.join(effective.get('relay_domains') or []),
+        # Exact-match domains and client names: "example.com" must not also cover its subdomains.
+        'parent_domain_matches_subdomains': 'debug_peer_list, fast_flush_domains, mynetworks, '
+                                            'permit_mx_backup_networks, qmqpd_authorized_clients',
+        'smtpd_relay_restrictions': ', '.join([never_check] + relay_grants + ['reject_unauth_destination']),
+        'smtpd_client_restrictions': _client_restrictions(global_allow, global_deny, refs),
+        'inet_interfaces': 'loopback-only' if only_loopback else 'all',
+        'relayhost': smarthost or '',
+        # C10/C11: no AUTH on 25; where AUTH is on, only over TLS and never anonymous.
+        'smtpd_sasl_auth_enable': 'no',
+        'smtpd_sasl_type': effective.get('sasl', {}).get('backend') or 'dovecot',
+        'smtpd_sasl_path': opts['sasl_path'],
+        'smtpd_sasl_security_options': 'noanonymous, noplaintext',
+        'smtpd_sasl_tls_security_options': 'noanonymous',
+        'smtpd_tls_auth_only': 'yes',
+        'smtpd_tls_security_level': 'may' if has_tls else 'none',
+        'smtpd_tls_cert_file': tls.get('cert') if has_tls else None,
+        'smtpd_tls_key_file': tls.get('key') if has_tls else None,
+        'smtpd_tls_mandatory_protocols': '>=TLSv1.2',
+        'smtpd_tls_protocols': '>=TLSv1.2',
+        # Anti-smuggling: refuse pipelined commands before the greeting and bare newlines.
+        'smtpd_data_restrictions': 'reject_unauth_pipelining',
+        'smtpd_helo_required': 'yes',
+        'disable_vrfy_command': 'yes',
+    }
+    if supports_forbid_bare_newline(opts['postfix_version']):
+        main['smtpd_forbid_bare_newline'] = 'yes'
+    main.update(opts.get('extra_main') or {})
+
+    chroot = 'y' if opts['chroot'] else 'n'
+    master = []
+    for listener in listeners:
+        name = _listener_service_name(listener)
+        overrides = {'syslog_name': 'postfix/%s' % listener['name']}
+        overrides.update(_tls_overrides(listener))
+        if listener.get('role') == 'submission':
+            auth = bool(listener.get('auth'))
+            overrides['smtpd_sasl_auth_enable'] = 'yes' if auth else 'no'
+            grants = ['permit_sasl_authenticated'] if auth else []
+            overrides['smtpd_relay_restrictions'] = ', '.join([never_check] + grants + ['reject'])
+        else:
+            overrides['smtpd_sasl_auth_enable'] = 'no'
+            lst_relay = list(listener.get('relay_networks') or [])
+            if lst_relay != relay_networks:
+                # C9: this listener's own relay networks, in its own table instead of mynetworks.
+                table = add_table('relay_%s.cidr' % listener['name'], _cidr_table(loopback + lst_relay, 'OK'))
+                grants = ['check_client_access ' + table] + relay_grants[1:]
+                overrides['smtpd_relay_restrictions'] = ', '.join(
+                    [never_check] + grants + ['reject_unauth_destination'])
+        lst_allow = list(listener.get('connect_allow') or [])
+        lst_deny = list(listener.get('connect_deny') or [])
+        if (lst_allow, lst_deny) != (global_allow, global_deny):
+            lrefs = {}
+            if lst_deny:
+                lrefs['deny'] = add_table('connect_deny_%s.cidr' % listener['name'], _cidr_table(lst_deny, 'REJECT'))
+            if lst_allow:
+                lrefs['allow'] = add_table('connect_allow_%s.cidr' % listener['name'], _cidr_table(lst_allow, 'OK'))
+            overrides['smtpd_client_restrictions'] = _client_restrictions(lst_allow, lst_deny, lrefs)
+        master.append({'name': name, 'type': 'inet', 'private': 'n', 'unpriv': '-', 'chroot': chroot,
+                       'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'overrides': overrides,
+                       'state': 'present'})
+    return {'main': main, 'master': master, 'files': files}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading postconf output
+# --------------------------------------------------------------------------------------------
+
+def parse_postconf_n(text):
+    """``postconf -n`` -> {name: value}."""
+    result = {}
+    for line in text.splitlines():
+        if ' = ' in line:
+            name, value = line.split(' = ', 1)
+        elif line.endswith(' ='):
+            name, value = line[:-2], ''
+        else:
+            continue
+        result[name.strip()] = value.strip()
+    return result
+
+
+def split_master_args(text):
+    """Split a master.cf command tail into tokens; ``{ ... }`` groups stay one token."""
+    tokens, i, n = [], 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] == '{':
+            depth, j = 0, i
+            while j < n:
+                if text[j] == '{':
+                    depth += 1
+                elif text[j] == '}':
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            tokens.append(text[i:j + 1])
+            i = j + 1
+        else:
+            j = i
+            while j < n and not text[j].isspace():
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+    return tokens
+
+
+def parse_postconf_M(text):
+    """``postconf -M`` (one entry per line) -> {(name, type): {fields..., command}}.
+
+    The command keeps its non ``-o`` arguments; ``-o`` overrides come from ``postconf -P``.
+    """
+    services = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith((' ', '\t', '#')):
+            continue
+        parts = line.split(None, 7)
+        if len(parts) < 8:
+            continue
+        name, stype = parts[0], parts[1]
+        tokens = split_master_args(parts[7])
+        command, skip = [], False
+        for token in tokens:
+            if skip:
+                skip = False
+                continue
+            if token == '-o':
+                skip = True
+                continue
+            command.append(token)
+        entry = dict(zip(MASTER_FIELDS, parts[2:7]))
+        entry['command'] = ' '.join(command)
+        entry['overrides'] = {}
+        services[(name, stype)] = entry
+    return services
+
+
+def parse_postconf_P(text, services):
+    """Merge ``postconf -P`` (service/type/param = value) into parsed services."""
+    for line in text.splitlines():
+        if ' = ' not in line:
+            continue
+        key, value = line.split(' = ', 1)
+        pieces = key.strip().split('/')
+        if len(pieces) < 3:
+            continue
+        name, stype, param = '/'.join(pieces[:-2]), pieces[-2], pieces[-1]
+        entry = services.get((name, stype))
+        if entry is not None:
+            entry['overrides'][param] = value.strip()
+    return services
+
+
+def format_override(name, value):
+    if '}' in value or '{' in value:
+        raise PostfixError('master.cf override %s: braces are not allowed in a value' % name)
+    # Short form cannot carry whitespace; the long form "{ name = value }" can (Postfix >= 3.0).
+    if re.search(r'\s', value) or value == '':
+        return '-o { %s = %s }' % (name, value)
+    return '-o %s=%s' % (name, value)
+
+
+def format_master_entry(service):
+    fields = [service['name'], service.get('type', 'inet')] + [str(service.get(f) or '-') for f in MASTER_FIELDS]
+    line = ' '.join(fields + [service['command']])
+    for name in sorted(service.get('overrides') or {}):
+        value = to_postconf_value(service['overrides'][name])
+        if value is not None:
+            line += ' ' + format_override(name, value)
+    return line
+
+
+# --------------------------------------------------------------------------------------------
+# The diff
+# --------------------------------------------------------------------------------------------
+
+class ChangeSet(object):
+    def __init__(self):
+        self.main = {}        # name -> (before, after); None = absent
+        self.master = {}      # "name/type" -> (before_line|None, after_line|None)
+        self.master_set = []  # full entries to (re)write
+        self.master_remove = []  # "name/type" keys to remove
+        self.files = {}       # path -> (before_content|None, after_content, reasons)
+
+    @property
+    def changed(self):
+        return bool(self.main or self.master or self.files)
+
+    def diff(self, hidden_paths=()):
+        """Per-key before/after text for Ansible's --diff."""
+        before, after = [], []
+        for name in sorted(self.main):
+            old, new = self.main[name]
+            before.append('main.cf: %s' % ('%s = %s' % (name, old) if old is not None else '%s (absent)' % name))
+            after.append('main.cf: %s' % ('%s = %s' % (name, new) if new is not None else '%s (absent)' % name))
+        for key in sorted(self.master):
+            old, new = self.master[key]
+            before.append('master.cf: %s' % (old if old is not None else '%s (absent)' % key))
+            after.append('master.cf: %s' % (new if new is not None else '%s (absent)' % key))
+        for path in sorted(self.files):
+            old, new, reasons = self.files[path]
+            if path in hidden_paths:
+                old = new = '(content hidden)'
+            before.append('file %s:\n%s' % (path, old if old is not None else '(absent)'))
+            after.append('file %s (%s):\n%s' % (path, ', '.join(reasons), new))
+        return {'before': '\n'.join(before) + ('\n' if before else ''),
+                'after': '\n'.join(after) + ('\n' if after else ''),
+                'before_header': 'postfix (before)', 'after_header': 'postfix (after)'}
+
+    def summary(self):
+        return {
+            'main': {k: {'before': v[0], 'after': v[1]} for k, v in self.main.items()},
+            'master': {k: {'before': v[0], 'after': v[1]} for k, v in self.master.items()},
+            'files': sorted(self.files),
+        }
+
+
+def _service_line(name, stype, entry):
+    if entry is None:
+        return None
+    service = dict(entry, name=name, type=stype)
+    return format_master_entry(service)
+
+
+def compute_changes(current_main, current_master, current_files, main, master, files, purge_commands=()):
+    """Compare the current state with the desired one.
+
+    current_files: path -> {'content': str|None, 'mode': int|None, 'db_fresh': bool}.
+    master services are exclusive about their -o overrides: a managed service ends up with
+    exactly the declared ones, so a stale permissive override cannot survive.
+    """
+    changes = ChangeSet()
+    for name, value in (main or {}).items():
+        want = to_postconf_value(value)
+        have = current_main.get(name)
+        if normalize_value(want) != normalize_value(have):
+            changes.main[name] = (have, want)
+
+    declared = set()
+    for service in master or []:
+        key = (service['name'], service.get('type', 'inet'))
+        declared.add(key)
+        have = current_master.get(key)
+        label = '%s/%s' % key
+        if service.get('state', 'present') == 'absent':
+            if have is not None:
+                changes.master[label] = (_service_line(key[0], key[1], have), None)
+                changes.master_remove.append(label)
+            continue
+        want = {f: str(service.get(f) or '-') for f in MASTER_FIELDS}
+        want['command'] = ' '.join(str(service['command']).split())
+        want['overrides'] = {k: to_postconf_value(v) for k, v in (service.get('overrides') or {}).items()
+                             if v is not None}
+        if have is None or any(have.get(f) != want[f] for f in MASTER_FIELDS + ('command',)) or \
+                {k: normalize_value(v) for k, v in have['overrides'].items()} != \
+                {k: normalize_value(v) for k, v in want['overrides'].items()}:
+            new_line = format_master_entry(dict(service, **want))
+            changes.master[label] = (_service_line(key[0], key[1], have), new_line)
+            changes.master_set.append((label, new_line))
+
+    if purge_commands:
+        for key, have in sorted(current_master.items()):
+            if key in declared or key[1] != 'inet':
+                continue
+            if have['command'].split()[0] in purge_commands:
+                label = '%s/%s' % key
+                changes.master[label] = (_service_line(key[0], key[1], have), None)
+                changes.master_remove.append(label)
+
+    for spec in files or []:
+        path = spec['path']
+        have = current_files.get(path) or {}
+        reasons = []
+        if have.get('content') != spec['content']:
+            reasons.append('content')
+        if have.get('mode') is not None and have['mode'] != int(str(spec.get('mode') or '0644'), 8):
+            reasons.append('mode')
+        if spec.get('map_type') in HASHED_MAP_TYPES and not have.get('db_fresh'):
+            reasons.append('postmap')
+        if reasons:
+            changes.files[path] = (have.get('content'), spec['content'], reasons)
+    return changes
+
+
+# --------------------------------------------------------------------------------------------
+# The applier
+# --------------------------------------------------------------------------------------------
+
+class PostfixApplier(object):
+    """Read, diff, stage, validate, commit, reload, confirm, roll back.
+
+    ``run`` is a callable(args list) -> (rc, stdout, stderr), normally AnsibleModule.run_command.
+    """
+
+    def __init__(self, run, config_dir='/etc/postfix', backup_dir='/var/backups/postfix',
+                 postconf='postconf', postfix='postfix', postmap='postmap', confirm_timeout=15.0, run_tty=None):
+        self.run = run
+        self.config_dir = config_dir
+        self.backup_dir = backup_dir
+        self.postconf = postconf
+        self.postfix = postfix
+        self.postmap = postmap
+        self.confirm_timeout = confirm_timeout
+        self.run_tty = run_tty or run_with_tty
+        self.log = []
+
+    # -- reading ---------------------------------------------------------------------------
+    def _postconf(self, args, config_dir=None, strict=False):
+        cmd = [self.postconf, '-c', config_dir or self.config_dir] + list(args)
+        rc, out, err = self.run(cmd)
+        if rc != 0 or (strict and err.strip()):
+            raise PostfixError('%s failed (rc=%s): %s' % (' '.join(cmd), rc, (err or out).strip()))
+        return out
+
+    def read_state(self, config_dir=None):
+        config_dir = config_dir or self.config_dir
+        if not os.path.exists(os.path.join(config_dir, 'main.cf')):
+            main = {}
+        else:
+            main = parse_postconf_n(self._postconf(['-n'], config_dir))
+        if not os.path.exists(os.path.join(config_dir, 'master.cf')):
+            return main, {}
+        services = parse_postconf_M(self._postconf(['-M'], config_dir))
+        parse_postconf_P(self._postconf(['-P'], config_dir), services)
+        return main, services
+
+    def read_files(self, files):
+        current = {}
+        for spec in files or []:
+            path = self._abs(spec['path'])
+            info = {'content': None, 'mode': None, 'db_fresh': False}
+            if os.path.exists(path):
+                with open(path, 'r') as handle:
+                    info['content'] = handle.read()
+                info['mode'] = stat.S_IMODE(os.stat(path).st_mode)
+                db = path + '.db'
+                if spec.get('map_type') in HASHED_MAP_TYPES and os.path.exists(db):
+                    info['db_fresh'] = os.stat(db).st_mtime >= os.stat(path).st_mtime
+            current[spec['path']] = info
+        return current
+
+    def _abs(self, path):
+        return path if os.path.isabs(path) else os.path.join(self.config_dir, path)
+
+    def _rel(self, path):
+        """Path of a managed file relative to config_dir (files must live under it)."""
+        full = os.path.normpath(self._abs(path))
+        root = os.path.normpath(self.config_dir)
+        if not full.startswith(root + os.sep):
+            raise PostfixError('file %s is outside %s: only files under the configuration '
+                               'directory are staged with it' % (path, root))
+        return os.path.relpath(full, root)
+
+    def plan(self, main, master, files, purge_commands=()):
+        for spec in files or []:
+            self._rel(spec['path'])
+        cur_main, cur_master = self.read_state()
+        cur_files = self.read_files(files)
+        return compute_changes(cur_main, cur_master, cur_files, main, master, files, purge_commands)
+
+    # -- staging & validation ----------------------------------------------------------------
+    def stage(self, changes, files):
+        stage = tempfile.mkdtemp(prefix='mailsec-postfix-stage-')
+        target = os.path.join(stage, 'etc')
+        shutil.copytree(self.config_dir, target, symlinks=True)
+        for name in ('main.cf', 'master.cf'):
+            path = os.path.join(target, name)
+            if not os.path.exists(path):
+                open(path, 'a').close()
+        sets = ['%s=%s' % (n, v[1]) for n, v in sorted(changes.main.items()) if v[1] is not None]
+        unsets = [n for n, v in sorted(changes.main.items()) if v[1] is None]
+        if sets:
+            self._postconf(['-e'] + sets, target)
+        if unsets:
+            self._postconf(['-X'] + unsets, target)
+        for label, line in changes.master_set:
+            self._postconf(['-M', '-e', '%s=%s' % (label, line)], target)
+        if changes.master_remove:
+            self._postconf(['-M', '-X'] + changes.master_remove, target)
+        by_path = {spec['path']: spec for spec in files or []}
+        touched = ['main.cf', 'master.cf']
+        for path in changes.files:
+            spec = by_path[path]
+            rel = self._rel(path)
+            staged = os.path.join(target, rel)
+            if not os.path.isdir(os.path.dirname(staged)):
+                os.makedirs(os.path.dirname(staged), 0o755)
+            with open(staged, 'w') as handle:
+                handle.write(spec['content'])
+            os.chmod(staged, int(str(spec.get('mode') or '0644'), 8))
+            touched.append(rel)
+            if spec.get('map_type') in HASHED_MAP_TYPES:
+                self._check_run([self.postmap, '-c', target, '%s:%s' % (spec['map_type'], staged)], 'postmap')
+                touched.append(rel + '.db')
+        return stage, target, touched
+
+    def _check_run(self, cmd, what, fail_on_stderr=True):
+        rc, out, err = self.run(cmd)
+        noise = [ln for ln in (err or '').splitlines() if ln.strip()]
+        if rc != 0 or (fail_on_stderr and noise):
+            raise PostfixError('%s rejected the staged configuration: %s' % (what, '; '.join(noise) or out.strip()
+                                                                          or 'rc=%s' % rc))
+        return out
+
+    def validate(self, target, main, master, files):
+        # Warnings (unused/unknown parameters, bad master.cf lines) go to stderr: any is a failure.
+        self._check_run([self.postconf, '-c', target, '-n'], 'postconf -n')
+        self._check_run([self.postconf, '-c', target, '-M'], 'postconf -M')
+        # postfix check: fatal problems (rc != 0) fail; its permission warnings concern the whole
+        # installation, so they are reported, not fatal.
+        rc, out = self.run_tty([self.postfix, '-c', target, 'check'])
+        if rc != 0:
+            reasons = [ln.strip() for ln in out.splitlines() if 'fatal' in ln or 'error' in ln] or [out.strip()]
+            raise PostfixError('postfix check rejected the staged configuration: %s' % '; '.join(reasons))
+        for spec in files or []:
+            if spec.get('map_type') == 'cidr':
+                staged = os.path.join(target, self._rel(spec['path']))
+                # rc 1 only means "not found"; syntax errors are warnings on stderr.
+                rc, out, err = self.run([self.postmap, '-q', '0.0.0.0', 'cidr:' + staged])
+                if rc not in (0, 1) or err.strip():
+                    raise PostfixError('cidr table %s is invalid: %s' % (spec['path'], (err or out).strip()))
+        # Files that smtpd opens at run time (certificates, keys) must exist before we switch.
+        staged_main = parse_postconf_n(self._postconf(['-n'], target))
+        refs = [(n, v) for n, v in staged_main.items() if FILE_PARAM_RE.search(n)]
+        for service in master or []:
+            if service.get('state', 'present') == 'present':
+                refs += [(n, to_postconf_value(v)) for n, v in (service.get('overrides') or {}).items()
+                         if v is not None and FILE_PARAM_RE.search(n)]
+        for name, value in refs:
+            for path in (value or '').replace(',', ' ').split():
+                if path.startswith('$'):
+                    continue
+                if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                    raise PostfixError('%s = %s: file missing or unreadable' % (name, path))
+        return out
+
+    # -- committing --------------------------------------------------------------------------
+    def commit(self, target, touched, backup_root):
+        """Swap staged files in one by one (each an atomic rename); return what was replaced."""
+        committed = []
+        for rel in touched:
+            src = os.path.join(target, rel)
+            dst = os.path.join(self.config_dir, rel)
+            if not os.path.exists(src):
+                continue
+            if os.path.exists(dst) and _same_file_content(src, dst):
+                continue
+            existed = os.path.exists(dst)
+            if existed:
+                saved = os.path.join(backup_root, rel)
+                if not os.path.isdir(os.path.dirname(saved)):
+                    os.makedirs(os.path.dirname(saved), 0o700)
+                shutil.copy2(dst, saved)
+            elif not os.path.isdir(os.path.dirname(dst)):
+                os.makedirs(os.path.dirname(dst), 0o755)
+            tmp = dst + '.mailsec-new'
+            shutil.copy2(src, tmp)
+            os.rename(tmp, dst)
+            committed.append((rel, existed))
+        return committed
+
+    def rollback(self, committed, backup_root):
+        for rel, existed in reversed(committed):
+            dst = os.path.join(self.config_dir, rel)
+            if existed:
+                tmp = dst + '.mailsec-old'
+                shutil.copy2(os.path.join(backup_root, rel), tmp)
+                os.rename(tmp, dst)
+            elif os.path.exists(dst):
+                os.unlink(dst)
+
+    # -- running Postfix -----------------------------------------------------------------------
+    def is_running(self):
+        rc, out, err = self.run([self.postfix, '-c', self.config_dir, 'status'])
+        return rc == 0
+
+    def _control(self, action):
+        rc, out, err = self.run([self.postfix, '-c', self.config_dir, action])
+        if rc != 0:
+            raise PostfixError('postfix %s failed: %s' % (action, (err or out).strip()))
+        self.log.append('postfix %s' % action)
+
+    def activate(self, changes, was_running):
+        restart_keys = ('inet_interfaces', 'inet_protocols')
+        if was_running and any(k in changes.main for k in restart_keys):
+            # postconf(5): inet_interfaces/inet_protocols changes need stop + start, not reload.
+            self._control('stop')
+            self._control('start')
+            return 'restarted'
+        if was_running:
+            self._control('reload')
+            return 'reloaded'
+        self._control('start')
+        return 'started'
+
+    def _reactivate_previous(self, was_running):
+        # A full restart, not a reload: master throttles a service whose processes died at startup,
+        # and only a restart clears that at once.
+        if self.is_running():
+            self._control('stop')
+        if was_running:
+            self._control('start')
+            self.confirm()
+
+    def listeners(self):
+        """(service, host, port, wrapper, starttls) for every inet smtpd service in the live config."""
+        main, services = self.read_state()
+        level = main.get('smtpd_tls_security_level', 'none')
+        interfaces = main.get('inet_interfaces', 'all')
+        result = []
+        for (name, stype), entry in sorted(services.items()):
+            if stype != 'inet' or entry['command'].split()[0] != 'smtpd':
+                continue
+            host, _, port = name.rpartition(':')
+            host = host.strip('[]')
+            if not host:
+                first = interfaces.replace(',', ' ').split()[0] if interfaces else 'all'
+                host = '127.0.0.1' if first in ('all', 'loopback-only', 'localhost') or first.startswith('$') \
+                    else first
+            try:
+                port_num = int(port) if port.isdigit() else socket.getservbyname(port, 'tcp')
+            except OSError:
+                raise PostfixError('master.cf service %s: unknown port name %s' % (name, port))
+            ov = entry['overrides']
+            wrapper = ov.get('smtpd_tls_wrappermode', main.get('smtpd_tls_wrappermode', 'no')) == 'yes'
+            starttls = ov.get('smtpd_tls_security_level', level) in ('may', 'encrypt') and not wrapper
+            result.append((name, host, port_num, wrapper, starttls))
+        return result
+
+    def confirm(self):
+        """Every smtpd listener must greet with 220 (and complete TLS where TLS is configured)."""
+        deadline = time.time() + self.confirm_timeout
+        pending = self.listeners()
+        errors = {}
+        while pending:
+            still = []
+            for item in pending:
+                try:
+                    smtp_greets(item[1], item[2], wrapper=item[3], starttls=item[4])
+                except (OSError, ssl.SSLError, PostfixError) as exc:
+                    errors[item[0]] = '%s:%s %s' % (item[1], item[2], exc)
+                    still.append(item)
+            pending = still
+            if pending:
+                if time.time() > deadline:
+                    raise PostfixError('listener check failed: %s' % '; '.join(errors[p[0]] for p in pending))
+                time.sleep(0.5)
+        return True
+
+    # -- the whole transaction ----------------------------------------------------------------
+    def apply(self, changes, main, master, files, reload=True, backup=True, confirm=True):
+        result = {'reloaded': False, 'backup_path': None, 'validation': None, 'service': None}
+        stage, target, touched = self.stage(changes, files)
+        backup_root = os.path.join(self.backup_dir, time.strftime('%Y%m%dT%H%M%S') + '-%d' % os.getpid())
+        committed = []
+        was_running = self.is_running() if reload else False
+        try:
+            result['validation'] = self.validate(target, main, master, files)
+            os.makedirs(backup_root, 0o700)
+            committed = self.commit(target, touched, backup_root)
+            if reload:
+                result['service'] = self.activate(changes, was_running)
+                result['reloaded'] = True
+                if confirm:
+                    self.confirm()
+        except (PostfixError, OSError) as exc:
+            reason = str(exc)
+            if committed:
+                self.rollback(committed, backup_root)
+                reason += '; rolled back to the previous configuration'
+                if reload:
+                    try:
+                        self._reactivate_previous(was_running)
+                    except PostfixError as again:
+                        reason += ' (and reactivating it failed too: %s)' % again
+            raise PostfixError(reason)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            if not backup and os.path.isdir(backup_root):
+                shutil.rmtree(backup_root, ignore_errors=True)
+        if backup and committed:
+            result['backup_path'] = backup_root
+        elif os.path.isdir(backup_root) and not os.listdir(backup_root):
+            os.rmdir(backup_root)
+        return result
+
+
+def run_with_tty(cmd):
+    """Run cmd with stderr on a pseudo-terminal: postfix(1) and postfix-script only print their
+    warnings and fatal errors to stderr when it is a terminal (otherwise they go to syslog only)."""
+    import pty
+    import subprocess
+    master_fd, slave_fd = pty.openpty()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave_fd, stderr=slave_fd,
+                                env=dict(os.environ, LANG='C', LC_ALL='C'))
+        os.close(slave_fd)
+        slave_fd = None
+        chunks = []
+        while True:
+            try:
+                data = os.read(master_fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        rc = proc.wait()
+    finally:
+        if slave_fd is not None:
+            os.close(slave_fd)
+        os.close(master_fd)
+    return rc, b''.join(chunks).decode('utf-8', 'replace').replace('\r\n', '\n')
+
+
+def _same_file_content(a, b):
+    with open(a, 'rb') as fa, open(b, 'rb') as fb:
+        return hashlib.sha256(fa.read()).digest() == hashlib.sha256(fb.read()).digest() and \
+            stat.S_IMODE(os.stat(a).st_mode) == stat.S_IMODE(os.stat(b).st_mode)
+
+
+def _read_reply(sock_file):
+    lines = []
+    while True:
+        line = sock_file.readline(1024)
+        if not line:
+            raise PostfixError('connection closed without a reply')
+        lines.append(line.decode('latin-1').rstrip('\r\n'))
+        if len(line) < 4 or line[3:4] != b'-':
+            return int(line[:3]) if line[:3].isdigit() else 0, lines
+
+
+def smtp_greets(host, port, wrapper=False, starttls=False, timeout=5.0):
+    """Connect, expect 220; with TLS configured also complete a TLS handshake (bad key/cert shows here)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if wrapper:
+            sock = ctx.wrap_socket(sock)
+        reader = sock.makefile('rb')
+        code, lines = _read_reply(reader)
+        if code != 220:
+            raise PostfixError('greeting %r' % (lines[-1] if lines else ''))
+        if starttls:
+            sock.sendall(b'EHLO mailsec-postconf.invalid\r\n')
+            code, lines = _read_reply(reader)
+            if code != 250:
+                raise PostfixError('EHLO refused: %r' % (lines[-1] if lines else ''))
+            # Postfix quietly stops offering STARTTLS when it cannot load its certificate or key.
+            if not any(ln[4:].upper().startswith('STARTTLS') for ln in lines):
+                raise PostfixError('TLS is configured but STARTTLS is not offered')
+            sock.sendall(b'STARTTLS\r\n')
+            code, lines = _read_reply(reader)
+            if code != 220:
+                raise PostfixError('STARTTLS refused: %r' % lines[-1])
+            reader.close()
+            sock = ctx.wrap_socket(sock)
+        try:
+            sock.sendall(b'QUIT\r\n')
+        except OSError:
+            pass
+    finally:
+        sock.close()
+    return True
