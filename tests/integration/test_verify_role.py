@@ -104,25 +104,29 @@ def run_verify(tmp_path, port):
          str(tmp_path / "verify.yml")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
-    report_path = tmp_path / "reports" / "verify.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
-    return proc, report
+    reports = tmp_path / "reports"
+    report = json.loads((reports / "verify.json").read_text()) if (reports / "verify.json").exists() else None
+    plan = json.loads((reports / "verify-plan.json").read_text()) if (reports / "verify-plan.json").exists() else None
+    return proc, report, plan
 
 
 @pytest.mark.parametrize("fake_smtp", [ClosedRelay], indirect=True)
 def test_role_passes_a_closed_relay(tmp_path, fake_smtp):
-    proc, report = run_verify(tmp_path, fake_smtp)
+    proc, report, plan = run_verify(tmp_path, fake_smtp)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    counts = report["hosts"]["fake"]["counts"]
-    assert counts.get("PASS", 0) > 0 and counts.get("FAIL", 0) == 0
-    assert {r["probe"] for r in report["results"]} >= {"T11"}
+    assert report["hosts"]["fake"]["PASS"] > 0 and report["hosts"]["fake"]["FAIL"] == 0
+    assert {row["probe"] for row in report["findings"]} >= {"T11"}
+    assert (tmp_path / "reports" / "verify.xml").exists() and (tmp_path / "reports" / "verify.md").exists()
+    # Loopback is not trusted by this policy: the prober at 127.0.0.1 must be refused.
+    assert plan["plan"][0]["targets"][0]["listeners"][0]["relay"] == "refused"
+    assert plan["hosts"]["fake"]["worst"] is None
 
 
 @pytest.mark.parametrize("fake_smtp", [OpenRelay], indirect=True)
 def test_role_fails_an_open_relay_and_names_the_finding(tmp_path, fake_smtp):
-    proc, report = run_verify(tmp_path, fake_smtp)
+    proc, report, plan = run_verify(tmp_path, fake_smtp)
     assert proc.returncode != 0
     assert "fake: " in proc.stdout and "FAIL verdict(s) from live SMTP probes" in proc.stdout
     assert "FAIL T11/P02" in proc.stdout and "port %d: RCPT reply 250" % fake_smtp in proc.stdout
-    assert report["hosts"]["fake"]["counts"]["FAIL"] > 0
-    assert report["hosts"]["fake"]["worst"].startswith("T11/")
+    assert report["hosts"]["fake"]["FAIL"] > 0
+    assert plan["hosts"]["fake"]["worst"].startswith("T11/")
