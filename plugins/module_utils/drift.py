@@ -1,0 +1,412 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drift: compare the relay policy an MTA really enforces with the desired effective policy.
+
+Both sides have the effective-policy shape of docs/policy-model.md: the desired one comes from
+``mailsec.relay.relay_policy`` (fact ``mailsec_relay_effective``), the actual one from
+``mailsec.relay.mta_facts`` (``postfix_readback`` / ``exim_readback``).
+
+The comparison is semantic: networks are compared as merged address sets (order, spelling,
+``[v6]/n`` brackets, split or merged CIDRs are not drift), domains as sets, listeners by
+(address, port). Each finding is ``{host, check, verdict, expected, actual, detail}`` with verdict
+``PASS`` or ``FAIL``; a FAIL says "from what to what".
+
+This code runs inside the module on the managed host, where netaddr is usually not installed,
+so address sets use the standard library's ``ipaddress`` (same set semantics as netaddr.IPSet).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+LOOPBACK_TEXT = ("127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104")
+WILDCARD_ADDRESSES = ("*", "", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
+
+
+# --------------------------------------------------------------------------------------------
+# Address sets
+# --------------------------------------------------------------------------------------------
+
+def parse_network(text):
+    """One network in any spelling MTAs use -> ip_network, or None when it is not an address.
+
+    Accepts ``198.51.100.0/24``, ``[2001:db8::]/48`` (Postfix), ``2001:db8::1`` (a host) and
+    host bits set (``198.51.100.7/24`` means the /24, as MTAs read it).
+    """
+    text = str(text).strip()
+    if not text:
+        return None
+    address, _, prefix = text.partition("/")
+    address = address.strip()
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if prefix and not prefix.strip().isdigit():
+        return None
+    width = ip.max_prefixlen
+    prefixlen = int(prefix) if prefix else width
+    if prefixlen > width:
+        return None
+    return ipaddress.ip_network("%s/%d" % (ip, prefixlen), strict=False)
+
+
+class NetSet(object):
+    """An immutable set of addresses (IPv4 and IPv6) kept as merged CIDRs."""
+
+    def __init__(self, networks=()):
+        nets = []
+        for item in networks or ():
+            net = item if isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)) else parse_network(item)
+            if net is not None:
+                nets.append(net)
+        self.v4 = list(ipaddress.collapse_addresses([n for n in nets if n.version == 4]))
+        self.v6 = list(ipaddress.collapse_addresses([n for n in nets if n.version == 6]))
+
+    @property
+    def networks(self):
+        return self.v4 + self.v6
+
+    def cidrs(self):
+        """Merged CIDRs as strings, IPv4 first (the effective-policy ordering)."""
+        return [str(n) for n in self.networks]
+
+    def __bool__(self):
+        return bool(self.v4 or self.v6)
+
+    __nonzero__ = __bool__
+
+    def __eq__(self, other):
+        return isinstance(other, NetSet) and self.v4 == other.v4 and self.v6 == other.v6
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((tuple(self.v4), tuple(self.v6)))
+
+    def __repr__(self):
+        return "NetSet(%r)" % self.cidrs()
+
+    def __or__(self, other):
+        return NetSet(self.networks + other.networks)
+
+    def __sub__(self, other):
+        result = []
+        for net in self.networks:
+            pieces = [net]
+            for cut in other.networks:
+                if cut.version != net.version:
+                    continue
+                next_pieces = []
+                for piece in pieces:
+                    if piece.subnet_of(cut):
+                        continue
+                    if cut.subnet_of(piece):
+                        next_pieces.extend(piece.address_exclude(cut))
+                    else:
+                        next_pieces.append(piece)
+                pieces = next_pieces
+            result.extend(pieces)
+        return NetSet(result)
+
+    def __and__(self, other):
+        return self - (self - other)
+
+    def contains(self, address):
+        ip = ipaddress.ip_address(str(address).strip("[]"))
+        return any(ip in net for net in self.networks if net.version == ip.version)
+
+    def covers(self, other):
+        return not (other - self)
+
+    def is_everything(self):
+        """True when a whole address family is inside (0.0.0.0/0 or ::/0)."""
+        return any(n.prefixlen == 0 for n in self.networks)
+
+    def outside(self, other):
+        """Networks of this set not entirely inside ``other`` (for readable "extra X" messages)."""
+        return NetSet([n for n in self.networks if NetSet([n]) - other])
+
+    def describe(self, limit=4):
+        """Short text: the CIDRs themselves, or a count when the set is fragmented."""
+        cidrs = self.cidrs()
+        if len(cidrs) <= limit:
+            return ", ".join(cidrs)
+        return "%s and %d more" % (", ".join(cidrs[:limit]), len(cidrs) - limit)
+
+
+LOOPBACK = NetSet(LOOPBACK_TEXT)
+
+
+def without_loopback(netset):
+    """Drop the networks entirely inside loopback; 0.0.0.0/0 stays whole (it is not "trust loopback")."""
+    return NetSet([n for n in netset.networks if NetSet([n]) - LOOPBACK])
+
+
+def split_loopback(networks):
+    """(non-loopback NetSet, loopback NetSet) of a list: networks entirely inside loopback go right.
+
+    A network that merely contains loopback (0.0.0.0/0) stays a relay grant: it is not "trust loopback".
+    """
+    relay, loop = [], []
+    for item in networks:
+        net = parse_network(item)
+        if net is None:
+            continue
+        (loop if NetSet([net]) - LOOPBACK == NetSet() else relay).append(net)
+    return NetSet(relay), NetSet(loop)
+
+
+def is_wildcard(address):
+    return str(address if address is not None else "*").strip("[]") in WILDCARD_ADDRESSES
+
+
+def normalize_address(address):
+    if is_wildcard(address):
+        return "*"
+    try:
+        return str(ipaddress.ip_address(str(address).strip("[]")))
+    except ValueError:
+        return str(address)
+
+
+def normalize_smarthost(value):
+    """``[host]:port`` / ``host:port`` / ``<; host:port`` -> (host, port|None, mx_lookup) for comparison."""
+    if not value:
+        return None
+    text = str(value).strip()
+    if text.startswith("<;"):
+        text = text[2:].strip()
+    text = text.split(";")[0].split(",")[0].strip()
+    bracketed = text.startswith("[")
+    host, port = text, None
+    if bracketed and "]" in text:
+        host, rest = text[1:].split("]", 1)
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, tail = text.partition(":")
+        port = int(tail) if tail.isdigit() else None
+    host = host.strip().lower()
+    try:
+        host = str(ipaddress.ip_address(host))
+        bracketed = True  # an address never has MX records
+    except ValueError:
+        pass
+    return (host, port, not bracketed)
+
+
+def smarthost_text(parsed):
+    if parsed is None:
+        return None
+    host, port, mx = parsed
+    text = host if mx else "[%s]" % host
+    return text + (":%d" % port if port else "")
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison
+# --------------------------------------------------------------------------------------------
+
+def finding(host, check, ok, expected, actual, detail=""):
+    return {
+        "host": host,
+        "check": check,
+        "verdict": "PASS" if ok else "FAIL",
+        "expected": expected,
+        "actual": actual,
+        "detail": detail,
+    }
+
+
+def _domains(items, drop=()):
+    return sorted(set(str(d).strip().lower().rstrip(".") for d in items or [] if str(d).strip()) - set(drop))
+
+
+def _net_text(difference, whole, other):
+    """The exact difference when short; else the configured networks it comes from ("within ...")."""
+    if len(difference.networks) <= 4:
+        return difference.describe()
+    return "within " + whole.outside(other).describe()
+
+
+def _net_detail(expected, actual, extra_word="extra", missing_word="missing"):
+    extra = actual - expected
+    missing = expected - actual
+    parts = []
+    if extra:
+        parts.append("%s %s" % (extra_word, _net_text(extra, actual, expected)))
+    if missing:
+        parts.append("%s %s" % (missing_word, _net_text(missing, expected, actual)))
+    if extra and actual.is_everything() and not expected.is_everything():
+        parts.insert(0, "OPEN RELAY")
+    return "; ".join(parts)
+
+
+def listener_key(listener):
+    return (normalize_address(listener.get("address")), int(listener.get("port")))
+
+
+def listener_label(listener):
+    address = normalize_address(listener.get("address"))
+    if ":" in address:
+        address = "[%s]" % address
+    return "%s:%s" % (address, listener.get("port"))
+
+
+def unauth_grants(policy, listener):
+    """Who may relay without AUTH on ``listener`` per the model: its relay networks (+ loopback on
+    mx listeners), minus the never-relay networks, which override every grant."""
+    if listener.get("role") == "submission":
+        return NetSet()
+    grants = NetSet(listener.get("relay_networks") or []) | NetSet(policy.get("loopback_networks") or [])
+    return grants - NetSet(policy.get("never_relay_networks") or [])
+
+
+def compare(desired, actual, host="localhost"):
+    """Findings for one host: desired effective policy vs the read-back one (both policy-shaped).
+
+    ``actual`` is ``readback['policy']``; per-listener ``grants`` (unauthenticated relay, loopback
+    included) and ``never`` sets come from the readback when present.
+    """
+    out = []
+    add = out.append
+
+    if actual is None:
+        add(finding(host, "mta", False, "a running Postfix or Exim", None, "no MTA found to read the policy from"))
+        return out
+
+    # -- names and domains --------------------------------------------------------------------
+    want, have = desired.get("hostname"), actual.get("hostname")
+    add(finding(host, "hostname", want == have, want, have,
+                "" if want == have else "hostname from %s to %s" % (want, have)))
+
+    drop = {"localhost", "@", str(desired.get("hostname") or "").lower(), str(actual.get("hostname") or "").lower()}
+    for key in ("local_domains", "relay_domains"):
+        want = _domains(desired.get(key), drop)
+        have = _domains(actual.get(key), drop)
+        extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+        detail = "; ".join(p for p in ("extra %s" % ", ".join(extra) if extra else "",
+                                        "missing %s" % ", ".join(missing) if missing else "") if p)
+        add(finding(host, key, not detail, want, have, detail))
+
+    # -- relay grants -------------------------------------------------------------------------
+    want = NetSet(desired.get("relay_networks") or [])
+    have = NetSet(actual.get("relay_networks") or [])
+    detail = _net_detail(want, have, "extra relay grant", "missing relay network")
+    add(finding(host, "relay_networks", want == have, want.cidrs(), have.cidrs(), detail))
+
+    want = NetSet(desired.get("never_relay_networks") or [])
+    have = NetSet(actual.get("never_relay_networks") or [])
+    add(finding(host, "never_relay_networks", want == have, want.cidrs(), have.cidrs(),
+                _net_detail(want, have, "extra never-relay entry", "missing never-relay entry (these hosts may relay again)")))
+
+    want, have = bool(desired.get("trust_loopback")), bool(actual.get("trust_loopback"))
+    add(finding(host, "trust_loopback", want == have, want, have,
+                "" if want == have else "loopback relay from %s to %s" % (want, have)))
+
+    for key in ("connect_allow", "connect_deny"):
+        if key not in actual:
+            continue
+        want, have = NetSet(desired.get(key) or []), NetSet(actual.get(key) or [])
+        add(finding(host, key, want == have, want.cidrs(), have.cidrs(), _net_detail(want, have)))
+
+    want, have = bool(desired.get("auth_relay")), bool(actual.get("auth_relay"))
+    add(finding(host, "auth_relay", want == have, want, have,
+                "" if want == have else "authenticated relay from %s to %s" % (want, have)))
+
+    want = normalize_smarthost(desired.get("smarthost"))
+    have = normalize_smarthost(actual.get("smarthost"))
+    add(finding(host, "smarthost", want == have, smarthost_text(want), smarthost_text(have),
+                "" if want == have else "smarthost from %s to %s" % (smarthost_text(want), smarthost_text(have))))
+
+    # -- listeners ------------------------------------------------------------------------------
+    out.extend(compare_listeners(desired, actual, host))
+    return out
+
+
+def compare_listeners(desired, actual, host):
+    out = []
+    add = out.append
+    have_by_key = dict((listener_key(item), item) for item in actual.get("listeners") or [])
+    want_keys = set()
+    for want in desired.get("listeners") or []:
+        key = listener_key(want)
+        want_keys.add(key)
+        label = listener_label(want)
+        have = have_by_key.get(key)
+        check = "listener %s" % label
+        if have is None:
+            add(finding(host, check, False, "%s (%s)" % (label, want.get("role")), None,
+                        "listener %s is missing" % label))
+            continue
+        add(finding(host, check, True, label, label))
+        for attr in ("tls", "auth"):
+            w, h = want.get(attr), have.get(attr)
+            detail = "" if w == h else "%s from %s to %s" % (attr, w, h)
+            if attr == "auth" and h and (want.get("role") == "mx" or int(want["port"]) == 25):
+                detail = "AUTH offered on %s (an mx listener): password guessers can relay through it" % label
+            add(finding(host, "%s %s" % (check, attr), w == h, w, h, detail))
+        w = unauth_grants(desired, want)
+        h = NetSet(have["grants"]) if "grants" in have else unauth_grants(actual, have)
+        detail = _net_detail(w, h, "extra relay grant", "missing relay grant")
+        add(finding(host, "%s relay" % check, w == h, w.cidrs(), h.cidrs(), detail))
+        if "never" in have:
+            w = NetSet(desired.get("never_relay_networks") or [])
+            h = NetSet(have["never"])
+            missing = w - h
+            add(finding(host, "%s never_relay" % check, not missing, w.cidrs(), h.cidrs(),
+                        "missing never-relay entry %s on this listener" % ", ".join(missing.cidrs()) if missing else ""))
+    for key, have in sorted(have_by_key.items()):
+        if key in want_keys:
+            continue
+        label = listener_label(have)
+        detail = "unexpected listener %s (tls %s, auth %s)" % (label, have.get("tls"), have.get("auth"))
+        add(finding(host, "listener %s" % label, False, None, label, detail))
+    return out
+
+
+def spot_check_findings(host, checks):
+    """Findings from behavioural spot checks (e.g. ``exim -bh``): expectation vs what the MTA did."""
+    out = []
+    for check in checks or []:
+        ok = check.get("verdict") == check.get("expect")
+        out.append(finding(host, "spot %s" % check.get("name"), ok, check.get("expect"), check.get("verdict"),
+                           "" if ok else "%s (reply at %s: %s)" % (check.get("name"), check.get("stage"), check.get("reply"))))
+    return out
+
+
+def summarize(findings):
+    """{'PASS': n, 'FAIL': n, 'drifted': bool, 'failed_checks': [...]}."""
+    failed = [f for f in findings if f["verdict"] == "FAIL"]
+    return {
+        "PASS": len(findings) - len(failed),
+        "FAIL": len(failed),
+        "drifted": bool(failed),
+        "failed_checks": [f["check"] for f in failed],
+    }
+
+
+def _fmt(value):
+    if isinstance(value, list):
+        return "[%s]" % ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def diff(findings):
+    """Ansible --diff: one line per setting, desired (before) vs actual (after), FAILs only."""
+    before, after = [], []
+    for item in findings:
+        if item["verdict"] != "FAIL":
+            continue
+        before.append("%s: %s" % (item["check"], _fmt(item["expected"])))
+        after.append("%s: %s%s" % (item["check"], _fmt(item["actual"]), "  # " + item["detail"] if item["detail"] else ""))
+    return {
+        "before_header": "desired relay policy",
+        "after_header": "effective (read back)",
+        "before": "\n".join(before) + ("\n" if before else ""),
+        "after": "\n".join(after) + ("\n" if after else ""),
+    }
