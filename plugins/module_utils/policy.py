@@ -267,7 +267,9 @@ class _Builder(object):
             )
             return None
         if text.startswith("!"):
-            self.error(variable, "'%s': negation is not supported in network lists" % text, "list the networks themselves; there is no 'all except' form")
+            self.error(
+                variable, "'%s': negation is not supported in network lists" % text, "list the networks themselves; there is no 'all except' form"
+            )
             return None
         address, slash, prefix = text.partition("/")
         address = address.strip()
@@ -276,7 +278,9 @@ class _Builder(object):
         try:
             ip = netaddr.IPAddress(address, flags=netaddr.INET_PTON)
         except (netaddr.AddrFormatError, ValueError, TypeError):
-            self.error(variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address")
+            self.error(
+                variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address"
+            )
             return None
         width = 32 if ip.version == 4 else 128
         if slash:
@@ -322,21 +326,27 @@ class _Builder(object):
             if net.prefixlen < NARROWEST_BROAD_PREFIX[net.version]:
                 problems.append("is wider than /%d" % NARROWEST_BROAD_PREFIX[net.version])
             if problems and not _covered(net, broad_allowed):
-                fix = "relay only for the networks of your own servers; if %s really is yours, also list it in mailsec_relay_allow_broad_networks" % net
+                fix = (
+                    "relay only for the networks of your own servers; if %s really is yours, also list it in mailsec_relay_allow_broad_networks" % net
+                )
                 if any(_overlaps(net, netaddr.IPNetwork(loopback)) for loopback in LOOPBACK_NETWORKS):
                     fix = "let mailsec_relay_trust_loopback cover loopback instead; otherwise " + fix
                 self.error(name, "the relay network %s %s" % (net, " and ".join(problems)), fix)
                 continue
             good.append((name, net))
-        merged = sorted(netaddr.cidr_merge([net for _, net in good]), key=_sort_key)
-        originals = set(net for _, net in good)
+        merged = sorted(netaddr.cidr_merge([net for unused, net in good]), key=_sort_key)
+        originals = set(net for unused, net in good)
         for net in merged:
             if net in originals:
                 continue
             # Merging can build what no single entry says: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0.
             parts = ", ".join("%s (%s)" % (n, name) for name, n in good if n in net)
             if net.prefixlen == 0:
-                self.error(variable, "%s together cover %s, which would make this host an open relay" % (parts, net), "list only the networks of your own servers")
+                self.error(
+                    variable,
+                    "%s together cover %s, which would make this host an open relay" % (parts, net),
+                    "list only the networks of your own servers",
+                )
             elif net.prefixlen < NARROWEST_BROAD_PREFIX[net.version] and not _covered(net, broad_allowed):
                 self.error(
                     variable,
@@ -355,7 +365,11 @@ class _Builder(object):
         if text.endswith("."):
             text = text[:-1]  # the absolute form means the same domain
         if "*" in text:
-            fix = "use '.%s' to match every name below it" % text.lstrip("*.") if subtree_ok else "list the domain itself (each subdomain that must be handled is listed on its own)"
+            fix = (
+                "use '.%s' to match every name below it" % text.lstrip("*.")
+                if subtree_ok
+                else "list the domain itself (each subdomain that must be handled is listed on its own)"
+            )
             self.error(variable, "'%s': wildcards are not allowed" % value, fix)
             return None
         subtree = False
@@ -378,7 +392,11 @@ class _Builder(object):
             )
             return None
         if labels[-1].isdigit():
-            self.error(variable, "'%s' looks like an IP address, not a domain name" % value, "write a domain name here; networks belong in mailsec_relay_networks")
+            self.error(
+                variable,
+                "'%s' looks like an IP address, not a domain name" % value,
+                "write a domain name here; networks belong in mailsec_relay_networks",
+            )
             return None
         if fqdn and len(labels) < 2:
             self.error(variable, "'%s' is not a fully qualified name" % value, "use a name with a domain, e.g. mx1.example.test")
@@ -437,7 +455,7 @@ class _Builder(object):
         relay_sources = list(relay_parsed or [])
 
         never_parsed = self.parse_networks("mailsec_relay_never_networks", None) or []
-        never_networks = sorted(netaddr.cidr_merge([net for _, net in never_parsed]), key=_sort_key)
+        never_networks = sorted(netaddr.cidr_merge([net for unused, net in never_parsed]), key=_sort_key)
 
         trust_loopback = self.get_bool("mailsec_relay_trust_loopback", True)
         connect_allow = self.merged("mailsec_relay_connect_allow")
@@ -478,7 +496,8 @@ class _Builder(object):
         for item in submission:
             if not item["auth"]:
                 self.warnings.append(
-                    "listener %s (port %d) is a submission listener without AUTH: it accepts mail only for local and relay domains." % (item["name"], item["port"])
+                    "listener %s (port %d) is a submission listener without AUTH: it accepts mail only for local and relay domains."
+                    % (item["name"], item["port"])
                 )
 
         # Judged on what the user wrote, so a rejected entry does not also read as "nothing listed".
@@ -530,7 +549,7 @@ class _Builder(object):
         for name in sorted(self.raw):
             if not name.startswith(PREFIX) or name in VARIABLES or name in OUTPUT_VARIABLES:
                 continue
-            if _EXCEPT_VARIABLE.search(name[len(PREFIX):]):
+            if _EXCEPT_VARIABLE.search(name[len(PREFIX) :]):
                 self.error(
                     name,
                     "'relay for all except ...' is not supported: without a connect-level limit it is an open relay",
@@ -545,7 +564,7 @@ class _Builder(object):
 
     def merged(self, variable, value=None, given=False):
         parsed = self.parse_networks(variable, value, given=given) or []
-        return [str(net) for net in sorted(netaddr.cidr_merge([net for _, net in parsed]), key=_sort_key)]
+        return [str(net) for net in sorted(netaddr.cidr_merge([net for unused, net in parsed]), key=_sort_key)]
 
     def check_never_swallows(self, never_parsed, relay_sources):
         for never_name, never in never_parsed:
@@ -554,7 +573,8 @@ class _Builder(object):
                     self.error(
                         never_name,
                         "the never-relay network %s covers the relay network %s (%s), so that grant could never be used" % (never, relay, relay_name),
-                        "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay" % (relay, relay_name.rsplit("[", 1)[0]),
+                        "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay"
+                        % (relay, relay_name.rsplit("[", 1)[0]),
                     )
 
     def tls(self):
@@ -563,7 +583,9 @@ class _Builder(object):
         selfsigned = self.get_bool("mailsec_relay_tls_selfsigned", False)
         for name, path in (("mailsec_relay_tls_cert", cert), ("mailsec_relay_tls_key", key)):
             if path is not None and not path.startswith("/"):
-                self.error(name, "'%s' is not an absolute path" % path, "give the full path of the file on the managed host, e.g. /etc/ssl/private/mx.key")
+                self.error(
+                    name, "'%s' is not an absolute path" % path, "give the full path of the file on the managed host, e.g. /etc/ssl/private/mx.key"
+                )
         if bool(cert) != bool(key):
             missing = "mailsec_relay_tls_key" if cert else "mailsec_relay_tls_cert"
             self.error(missing, "a certificate needs its key and a key its certificate", "set both mailsec_relay_tls_cert and mailsec_relay_tls_key")
@@ -587,7 +609,11 @@ class _Builder(object):
             self.listener_errors = True
             return [], []
         if not entries and profile != "null_client":
-            self.error("mailsec_relay_listeners", "no listeners: this host would receive no mail", "remove the variable to get the profile's listeners, or list at least one")
+            self.error(
+                "mailsec_relay_listeners",
+                "no listeners: this host would receive no mail",
+                "remove the variable to get the profile's listeners, or list at least one",
+            )
         listeners, sources, seen_names = [], [], {}
         for index, entry in enumerate(entries):
             variable = "mailsec_relay_listeners[%d]" % index
@@ -597,7 +623,11 @@ class _Builder(object):
             listener, relay_sources = item
             same_port = [other for other in listeners if other["port"] == listener["port"]]
             if listener["name"] in seen_names:
-                self.error(variable + ".name", "name '%s' is already used by %s" % (listener["name"], seen_names[listener["name"]]), "give every listener its own name")
+                self.error(
+                    variable + ".name",
+                    "name '%s' is already used by %s" % (listener["name"], seen_names[listener["name"]]),
+                    "give every listener its own name",
+                )
             seen_names.setdefault(listener["name"], variable)
             for other in same_port:
                 # '*' binds every address of both families, so it collides with any specific one.
@@ -614,7 +644,9 @@ class _Builder(object):
 
     def listener(self, variable, entry, profile, has_tls, auth_relay, broad_allowed, check_tls):
         if not isinstance(entry, dict):
-            self.error(variable, "expected a mapping {name, address, port, role, tls}, got %s" % _kind_of(entry), "write each listener as a YAML mapping")
+            self.error(
+                variable, "expected a mapping {name, address, port, role, tls}, got %s" % _kind_of(entry), "write each listener as a YAML mapping"
+            )
             return None
         ok = True
         for key in entry:
@@ -628,7 +660,11 @@ class _Builder(object):
 
         name = entry.get("name")
         if not isinstance(name, str) or not _LISTENER_NAME.match(name):
-            self.error(variable + ".name", "missing or invalid listener name (%r)" % (name,), "name the listener with lower-case letters, digits, '-' or '_' (e.g. smtp, submission)")
+            self.error(
+                variable + ".name",
+                "missing or invalid listener name (%r)" % (name,),
+                "name the listener with lower-case letters, digits, '-' or '_' (e.g. smtp, submission)",
+            )
             ok = False
 
         role = entry.get("role")
@@ -651,7 +687,11 @@ class _Builder(object):
         if address != "*":
             address = _parse_address(address)
             if address is None:
-                self.error(variable + ".address", "%r is not '*' or one IP address" % (entry.get("address"),), "use '*' for all addresses, or one address such as 198.51.100.10 (no prefix length)")
+                self.error(
+                    variable + ".address",
+                    "%r is not '*' or one IP address" % (entry.get("address"),),
+                    "use '*' for all addresses, or one address such as 198.51.100.10 (no prefix length)",
+                )
                 ok = False
         if ok and profile == "null_client" and not is_loopback_address(address):
             self.error(
@@ -666,7 +706,9 @@ class _Builder(object):
         if tls is None:  # no default without a valid role and port, already reported
             ok = False
         elif tls not in TLS_MODES:
-            self.error(variable + ".tls", "unknown TLS mode %r%s" % (tls, _did_you_mean(str(tls), TLS_MODES)), "use one of: %s" % ", ".join(TLS_MODES))
+            self.error(
+                variable + ".tls", "unknown TLS mode %r%s" % (tls, _did_you_mean(str(tls), TLS_MODES)), "use one of: %s" % ", ".join(TLS_MODES)
+            )
             ok = False
 
         auth_given = entry.get("auth")
@@ -696,7 +738,11 @@ class _Builder(object):
 
         if role == "submission":
             if port == 25:
-                self.error(variable + ".role", "a submission listener on port 25 would offer AUTH on 25", "use role mx on port 25, and ports 587/465 for submission")
+                self.error(
+                    variable + ".role",
+                    "a submission listener on port 25 would offer AUTH on 25",
+                    "use role mx on port 25, and ports 587/465 for submission",
+                )
             if tls == "none":
                 self.error(variable + ".tls", "a submission listener must protect AUTH with TLS", "use tls: required (587) or tls: implicit (465)")
             if relay_value:
@@ -708,13 +754,25 @@ class _Builder(object):
             if auth is None:
                 auth = auth_relay
             elif auth and not auth_relay:
-                self.error(variable + ".auth", "AUTH is enabled on this listener but mailsec_relay_auth_relay is false", "set mailsec_relay_auth_relay: true, or remove auth here")
+                self.error(
+                    variable + ".auth",
+                    "AUTH is enabled on this listener but mailsec_relay_auth_relay is false",
+                    "set mailsec_relay_auth_relay: true, or remove auth here",
+                )
         else:
             if auth:
-                self.error(variable + ".auth", "AUTH on an mx listener lets password guessers relay through port 25", "remove auth here; offer AUTH on a submission listener (587/465)")
+                self.error(
+                    variable + ".auth",
+                    "AUTH on an mx listener lets password guessers relay through port 25",
+                    "remove auth here; offer AUTH on a submission listener (587/465)",
+                )
             auth = False
         if port == 25 and tls == "implicit":
-            self.error(variable + ".tls", "implicit TLS on port 25 breaks every sending MTA (they speak plain SMTP, then STARTTLS)", "use tls: starttls on port 25, and implicit only on 465")
+            self.error(
+                variable + ".tls",
+                "implicit TLS on port 25 breaks every sending MTA (they speak plain SMTP, then STARTTLS)",
+                "use tls: starttls on port 25, and implicit only on 465",
+            )
         if check_tls and tls != "none" and not has_tls:
             self.error(
                 variable + ".tls",
@@ -777,7 +835,11 @@ class _Builder(object):
             if not isinstance(password, str) or not password:
                 self.error(variable + ".password", "the user has no password (a non-empty string)", "set a password, ideally from Ansible Vault")
             elif ":" in password or "\n" in password or "\r" in password:
-                self.error(variable + ".password", "the password contains ':' or a line break, which Dovecot's passwd-file cannot store", "choose a password without ':' and line breaks")
+                self.error(
+                    variable + ".password",
+                    "the password contains ':' or a line break, which Dovecot's passwd-file cannot store",
+                    "choose a password without ':' and line breaks",
+                )
             if name is not None and name not in names:
                 names.append(name)
         if names and not auth_relay:

@@ -198,13 +198,27 @@ def to_junit(rows, title, hosts=None):
     """
     per_host, totals = summarize(rows, hosts)
     root = ET.Element("testsuites")
-    _set(root, name=title, tests=totals["checks"], failures=totals["FAIL"], errors=totals["ERROR"],
-         skipped=totals["INCONCLUSIVE"] + totals["SKIP"], time=_seconds(rows))
+    _set(
+        root,
+        name=title,
+        tests=totals["checks"],
+        failures=totals["FAIL"],
+        errors=totals["ERROR"],
+        skipped=totals["INCONCLUSIVE"] + totals["SKIP"],
+        time=_seconds(rows),
+    )
     for host, entry in per_host.items():
         host_rows = [row for row in rows if row["host"] == host]
         suite = ET.SubElement(root, "testsuite")
-        _set(suite, name=host, tests=entry["checks"], failures=entry["FAIL"], errors=entry["ERROR"],
-             skipped=entry["INCONCLUSIVE"] + entry["SKIP"], time=_seconds(host_rows))
+        _set(
+            suite,
+            name=host,
+            tests=entry["checks"],
+            failures=entry["FAIL"],
+            errors=entry["ERROR"],
+            skipped=entry["INCONCLUSIVE"] + entry["SKIP"],
+            time=_seconds(host_rows),
+        )
         for row in host_rows:
             case = ET.SubElement(suite, "testcase")
             _set(case, classname=host, name=row["check"], time=_seconds([row]))
@@ -253,9 +267,11 @@ def to_markdown(rows, title, hosts=None):
         "**%s**: %d host(s), %d check(s): %s."
         % (totals["status"], totals["hosts"], totals["checks"], ", ".join("%d %s" % (totals[verdict], verdict) for verdict in counted))
     )
-    lines += ["", "| host | status | checks | %s |" % " | ".join(counted), "|---|---|---:|%s|" % "|".join("---:" for _ in counted)]
+    lines += ["", "| host | status | checks | %s |" % " | ".join(counted), "|---|---|---:|%s|" % "|".join("---:" for unused in counted)]
     for host, entry in per_host.items():
-        lines.append("| %s | %s | %d | %s |" % (_cell(host), entry["status"], entry["checks"], " | ".join(str(entry[verdict]) for verdict in counted)))
+        lines.append(
+            "| %s | %s | %d | %s |" % (_cell(host), entry["status"], entry["checks"], " | ".join(str(entry[verdict]) for verdict in counted))
+        )
     lines.append("| **total** | **%s** | %d | %s |" % (totals["status"], totals["checks"], " | ".join(str(totals[verdict]) for verdict in counted)))
     attention = [row for row in rows if row["verdict"] != "PASS"]
     lines += ["", "## Findings", ""]
@@ -268,7 +284,9 @@ def to_markdown(rows, title, hosts=None):
         lines += ["### %s" % host, "", "| verdict | check | expected | actual | detail |", "|---|---|---|---|---|"]
         for row in sorted(host_rows, key=lambda row: SEVERITY.index(row["verdict"])):
             detail = "" if row["source"] == "probe" and row["detail"] and row["detail"] in row["check"] else row["detail"]
-            lines.append("| %s | %s | %s | %s | %s |" % (row["verdict"], _cell(row["check"]), _cell(row["expected"]), _cell(row["actual"]), _cell(detail)))
+            lines.append(
+                "| %s | %s | %s | %s | %s |" % (row["verdict"], _cell(row["check"]), _cell(row["expected"]), _cell(row["actual"]), _cell(detail))
+            )
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 

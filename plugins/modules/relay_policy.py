@@ -62,7 +62,7 @@ seealso:
     description: Variables, profile defaults, the effective policy and its errors.
     link: https://github.com/mailsec/relay/blob/main/docs/policy-model.md
 author:
-  - mailsec.relay developers
+  - mailsec.relay developers (@mailsec)
 """
 
 EXAMPLES = r"""

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-
 DOCUMENTATION = r"""
 ---
 module: relay_report
@@ -83,7 +82,7 @@ notes:
 seealso:
   - module: mailsec.relay.relay_probe
 author:
-  - mailsec.relay developers
+  - mailsec.relay developers (@mailsec)
 """
 
 EXAMPLES = r"""
@@ -191,12 +190,14 @@ def main():
             changed = True
             changed_files.append(path)
             if module._diff:
-                diffs.append({
-                    "before_header": path,
-                    "after_header": path,
-                    "before": to_text(before) if before is not None else "",
-                    "after": content,
-                })
+                diffs.append(
+                    {
+                        "before_header": path,
+                        "after_header": path,
+                        "before": to_text(before) if before is not None else "",
+                        "after": content,
+                    }
+                )
             if not module.check_mode:
                 handle, temp = tempfile.mkstemp(prefix=".%s." % params["name"], dir=dest_dir)
                 with os.fdopen(handle, "wb") as stream:

@@ -50,7 +50,14 @@ RESULTS = [
     probe("mx2", "T03", "PASS", vantage="trusted"),
 ]
 FINDINGS = [
-    {"host": "mx2", "check": "mynetworks", "verdict": "DRIFT", "expected": ["198.51.100.48/28"], "actual": ["0.0.0.0/0"], "detail": "mynetworks | differs"},
+    {
+        "host": "mx2",
+        "check": "mynetworks",
+        "verdict": "DRIFT",
+        "expected": ["198.51.100.48/28"],
+        "actual": ["0.0.0.0/0"],
+        "detail": "mynetworks | differs",
+    },
     {"host": "mx3", "check": "smtpd_relay_restrictions", "verdict": "PASS", "expected": "x", "actual": "x", "detail": ""},
     {"host": "mx3", "check": "weird", "verdict": "MAYBE", "expected": 1, "actual": 2, "detail": "odd"},
 ]
@@ -175,7 +182,7 @@ def run_module(tmp_path, args, check=False, diff=False):
         (collections / "ansible_collections" / "mailsec").mkdir(parents=True)
         (collections / "ansible_collections" / "mailsec" / "relay").symlink_to(REPO)
     env = dict(os.environ, PYTHONPATH=str(collections))
-    run = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, env=env, timeout=60)
+    run = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, env=env, timeout=60, check=False)
     output = json.loads(run.stdout)
     assert not output.get("failed"), output
     return output
