@@ -7,6 +7,7 @@
 # A stage with nothing to run (no unit tests collected, no Molecule scenario) is reported as
 # SKIP: visible in the table, not a failure.
 # Expects the venv and the collection link from `make setup` (and images for molecule).
+# shellcheck disable=SC2317  # stage_* and summary_* functions are called by name
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +16,7 @@ LOGS=$ROOT/.cache/test-logs
 ALL_STAGES=(lint sanity unit molecule)
 SKIP_RC=200   # internal: the stage found nothing to run
 
-cd "$ROOT"
+cd "$ROOT" || exit 2
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 mkdir -p "$LOGS"

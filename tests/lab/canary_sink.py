@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Canary sink for the mailsec.relay lab: an SMTP server that accepts everything and keeps it.
 

@@ -56,7 +56,7 @@ cmd_host_setup() {
   need_root
   local -a missing=()
   local pkg
-  for pkg in podman runc debootstrap nmap swaks; do
+  for pkg in podman runc debootstrap nmap swaks shellcheck; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -64,7 +64,7 @@ cmd_host_setup() {
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
   else
-    log "packages present: podman runc debootstrap nmap swaks"
+    log "packages present: podman runc debootstrap nmap swaks shellcheck"
   fi
 
   # containers.conf: some machines (root without CAP_SYS_RESOURCE, hybrid cgroups) cannot start
@@ -300,7 +300,8 @@ cmd_down() {
 cmd_status() {
   local -a names
   mapfile -t names < <(fleet_names)
-  local fleet_re="^($(IFS='|'; echo "${names[*]}")) "
+  local fleet_re
+  fleet_re="^($(IFS='|'; echo "${names[*]}")) "
   echo "containers:"
   podman ps -a --format '{{.Names}} {{.Status}} {{.Networks}}' | grep -E "$fleet_re|mailsec-" | sed 's/^/  /' || echo "  (none)"
   echo "networks:"
@@ -322,7 +323,7 @@ lab_smoke() {
 
 cmd_smoke() {
   need_root
-  local entry name image n failed=0 routes t0 t1
+  local entry name image n failed=0 routes
   podman container exists prober || die "the lab is not up: run '$0 up'"
   lab_smoke --wait 5 || failed=1
   # A name lookup inside an MTA must fail in well under a second (no DNS in the lab), or every
