@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small asyncio SMTP client made for probing, not for sending mail.
+
+Differences from smtplib: every read has a deadline, replies and lines are bounded, the transcript
+is kept (with credentials masked), raw pipelined writes are possible (STARTTLS injection,
+smuggling), and every write passes the safety guard (``_write`` is the only writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+
+from .reply import MAX_LINE, MAX_LINES, ReplyError, is_last_line, parse_ehlo, parse_reply
+from .safety import b64
+
+_CLIENT_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
+
+
+class SMTPError(Exception):
+    """Base of the client's failures; ``stage`` says where it happened."""
+
+    transient = False
+
+    def __init__(self, message: str, stage: str = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class ConnectFailed(SMTPError):
+    transient = True
+
+
+class ReadTimeout(SMTPError):
+    transient = True
+
+
+class Closed(SMTPError):
+    transient = True
+
+
+class ProtocolError(SMTPError):
+    """Malformed or oversized reply: retrying would see the same thing."""
+
+
+class TLSFailed(SMTPError):
+    pass
+
+
+def escape_bytes(data: bytes, limit: int = 200) -> str:
+    text = data.decode("utf-8", "backslashreplace")
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
+    return text if len(text) <= limit else "%s...(%d bytes)" % (text[:limit], len(data))
+
+
+def make_tls_context(verify: bool = False) -> ssl.SSLContext:
+    # Relay hardening is judged on what the server accepts, not on its certificate chain;
+    # labs use self-signed certificates. tls_verify turns verification on.
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SMTPClient:
+    def __init__(self, host, port, *, guard, ehlo_name="prober.mailsec.test", timeout=5.0,
+                 source_address=None, server_hostname=None, tls_context=None, transcript_limit=400):
+        self.host = str(host).strip("[]")
+        self.port = int(port)
+        self.guard = guard
+        self.ehlo_name = ehlo_name
+        self.timeout = float(timeout)
+        self.source_address = source_address
+        self.server_hostname = server_hostname
+        self.tls_context = tls_context
+        self.transcript = []
+        self.transcript_limit = transcript_limit
+        self.reader = None
+        self.writer = None
+        self.tls_active = False
+        self.tls_info = None
+        self.banner = None
+        self.ehlo_reply = None
+        self.extensions = {}
+        self.client_seen = None
+        self.usable = False
+        self.dirty = False            # a transaction was started: RSET before the next one
+        self.errors = 0               # 4xx/5xx replies (Postfix smtpd_soft_error_limit counts these)
+        self.syntax_errors = 0        # 500-504 (Exim smtp_max_synprot_errors counts these)
+        self.plaintext_after_starttls = b""
+        self.stage = "CONNECT"
+        self.on_close = None
+
+    # -- transcript -------------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        if len(self.transcript) < self.transcript_limit:
+            self.transcript.append(line if len(line) <= 300 else line[:297] + "...")
+        elif len(self.transcript) == self.transcript_limit:
+            self.transcript.append("*** transcript truncated")
+
+    # -- connection -------------------------------------------------------------------------
+    async def connect(self, implicit_tls: bool = False, preface: bytes = None):
+        """Open the connection (TLS first when ``implicit_tls``) and read the greeting.
+
+        ``preface`` is written before the greeting is read (a PROXY protocol header)."""
+        self.stage = "CONNECT"
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        local_addr = (self.source_address, 0) if self.source_address else None
+        kwargs = {"limit": MAX_LINE, "family": family, "local_addr": local_addr}
+        if implicit_tls:
+            kwargs.update(ssl=self.tls_context or make_tls_context(),
+                          server_hostname=self.server_hostname or "",
+                          ssl_handshake_timeout=self.timeout)
+        where = "%s port %d" % (self.host, self.port)
+        self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "",
+                                        " from %s" % self.source_address if self.source_address else ""))
+        try:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, **kwargs), self.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.log("*** connect timed out")
+            raise ConnectFailed("connect to %s timed out after %ss" % (where, self.timeout), "CONNECT")
+        except ssl.SSLError as exc:
+            self.log("*** TLS handshake failed: %s" % exc)
+            raise TLSFailed("TLS handshake with %s failed: %s" % (where, exc), "TLS")
+        except OSError as exc:
+            self.log("*** connect failed: %s" % exc)
+            raise ConnectFailed("connect to %s failed: %s" % (where, exc.strerror or exc), "CONNECT")
+        self.usable = True
+        if implicit_tls:
+            self._tls_established()
+        if preface:
+            self.stage = "PROXY"
+            await self._write(preface, escape_bytes(preface))
+        self.stage = "BANNER"
+        self.banner = await self.read_reply()
+        return self.banner
+
+    def _tls_established(self) -> None:
+        self.tls_active = True
+        sslobj = self.writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_info = "%s %s" % (sslobj.version(), (sslobj.cipher() or ("?",))[0])
+        self.log("*** TLS established: %s" % self.tls_info)
+
+    async def close(self) -> None:
+        writer, self.writer = self.writer, None
+        self.usable = False
+        if writer is not None:
+            try:
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
+                pass
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            callback()
+
+    # -- I/O --------------------------------------------------------------------------------
+    async def _write(self, payload: bytes, shown: str = None) -> None:
+        # The only writer: the guard sees every byte before it leaves (DATA, credentials).
+        self.guard.inspect(payload, tls_active=self.tls_active)
+        self.log("C: " + (shown if shown is not None else escape_bytes(payload)))
+        if self.writer is None:
+            raise Closed("connection already closed", self.stage)
+        try:
+            self.writer.write(payload)
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.usable = False
+            raise ReadTimeout("write timed out", self.stage)
+        except (ConnectionError, OSError) as exc:
+            self.usable = False
+            raise Closed("connection lost while writing: %s" % exc, self.stage)
+
+    async def read_reply(self, timeout: float = None):
+        lines = []
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                while True:
+                    raw = await self.reader.readline()
+                    if not raw.endswith(b"\n"):
+                        self.usable = False
+                        if raw:
+                            self.log("S: " + escape_bytes(raw))
+                        self.log("*** connection closed by server")
+                        raise Closed("connection closed by the server", self.stage)
+                    self.log("S: " + escape_bytes(raw.rstrip(b"\r\n")))
+                    lines.append(raw)
+                    if len(lines) > MAX_LINES:
+                        raise ProtocolError("reply longer than %d lines" % MAX_LINES, self.stage)
+                    if is_last_line(raw):
+                        break
+        except TimeoutError:
+            self.usable = False
+            self.log("*** no complete reply within %ss" % (timeout or self.timeout))
+            raise ReadTimeout("no reply within %ss" % (timeout or self.timeout), self.stage)
+        except ValueError:
+            # StreamReader: a line longer than its limit
+            self.usable = False
+            self.log("*** reply line longer than %d bytes" % MAX_LINE)
+            raise ProtocolError("reply line longer than %d bytes" % MAX_LINE, self.stage)
+        except (ConnectionError, OSError) as exc:
+            self.usable = False
+            raise Closed("connection lost: %s" % exc, self.stage)
+        except ProtocolError:
+            self.usable = False
+            raise
+        try:
+            reply = parse_reply(lines)
+        except ReplyError as exc:
+            self.usable = False
+            raise ProtocolError("malformed reply: %s" % exc, self.stage)
+        if reply.code >= 400:
+            self.errors += 1
+            if reply.code in (500, 501, 502, 503, 504):
+                self.syntax_errors += 1
+            if reply.code == 421:
+                self.usable = False
+        return reply
+
+    async def send_raw(self, payload: bytes, shown: str = None) -> None:
+        """Write bytes as they are (pipelining, injection, smuggling); still guarded."""
+        await self._write(payload, shown)
+
+    async def command(self, line: str, shown: str = None, stage: str = None, timeout: float = None):
+        self.stage = stage or line.split(" ", 1)[0].split(":", 1)[0].upper()
+        await self._write((line + "\r\n").encode("utf-8"), shown if shown is not None else line)
+        return await self.read_reply(timeout)
+
+    # -- SMTP verbs -------------------------------------------------------------------------
+    async def ehlo(self):
+        reply = await self.command("EHLO " + self.ehlo_name)
+        self.extensions = {}
+        if reply.code == 250:
+            self.extensions = parse_ehlo(reply)
+        elif reply.code // 100 == 5:
+            reply = await self.command("HELO " + self.ehlo_name)
+        self.ehlo_reply = reply
+        match = _CLIENT_IP.search(reply.lines[0]) if reply.lines else None
+        if match:
+            self.client_seen = match.group(1)
+        return reply
+
+    async def starttls(self, extra: bytes = b""):
+        """STARTTLS (``extra`` is pipelined in the same write: the T16 injection probe)."""
+        self.stage = "STARTTLS"
+        shown = "STARTTLS" + (" + " + escape_bytes(extra) if extra else "")
+        await self._write(b"STARTTLS\r\n" + extra, shown)
+        reply = await self.read_reply()
+        if reply.code != 220:
+            return reply
+        # Anything already buffered arrived in plaintext after the 220; keep it out of the TLS stream.
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            self.plaintext_after_starttls = bytes(buffered)
+            self.log("*** %d bytes of plaintext after the 220: %s" % (
+                len(buffered), escape_bytes(self.plaintext_after_starttls)))
+            buffered.clear()
+        self.stage = "TLS"
+        try:
+            await asyncio.wait_for(self.writer.start_tls(
+                self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "",
+                ssl_handshake_timeout=self.timeout), self.timeout + 0.5)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.usable = False
+            self.log("*** TLS handshake timed out")
+            raise TLSFailed("TLS handshake timed out", "TLS")
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            self.usable = False
+            self.log("*** TLS handshake failed: %s" % exc)
+            raise TLSFailed("TLS handshake failed: %s" % exc, "TLS")
+        self._tls_established()
+        self.extensions = {}    # RFC 3207 4.2: forget what was learnt before TLS
+        return reply
+
+    async def auth(self, mechanism: str, creds):
+        """AUTH PLAIN (initial response) or LOGIN; the transcript shows only ``****``."""
+        self.guard.check_credentials(creds, self.tls_active)
+        mechanism = mechanism.upper()
+        if mechanism == "PLAIN":
+            return await self.command("AUTH PLAIN " + creds.plain_token(), shown="AUTH PLAIN ****", stage="AUTH")
+        if mechanism == "LOGIN":
+            reply = await self.command("AUTH LOGIN", stage="AUTH")
+            if reply.code == 334:
+                reply = await self.command(b64(creds.username), shown="****", stage="AUTH")
+            if reply.code == 334:
+                reply = await self.command(b64(creds.password), shown="****", stage="AUTH")
+            return reply
+        raise ValueError("unsupported AUTH mechanism %s" % mechanism)
+
+    async def mail(self, sender: str):
+        self.dirty = True
+        return await self.command("MAIL FROM:" + sender, stage="MAIL")
+
+    async def rcpt(self, recipient: str):
+        return await self.command("RCPT TO:" + recipient, stage="RCPT")
+
+    async def rset(self):
+        reply = await self.command("RSET")
+        self.guard.recipients = []
+        self.dirty = False
+        return reply
+
+    async def data(self, body: bytes):
+        """DATA, then the dot-stuffed body; returns ``(reply_to_DATA, reply_to_end_of_data)``."""
+        first = await self.command("DATA")
+        if first.code != 354:
+            return first, None
+        lines = body.replace(b"\r\n", b"\n").split(b"\n")
+        stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+        await self._write(stuffed + b"\r\n.\r\n", "<message, %d bytes> ." % len(stuffed))
+        self.stage = "EOD"
+        final = await self.read_reply()
+        self.guard.end_of_data()
+        return first, final
+
+    async def quit(self) -> None:
+        if self.usable and self.writer is not None:
+            try:
+                await self.command("QUIT", timeout=min(self.timeout, 1.0))
+            except Exception:  # noqa: BLE001 - QUIT is a courtesy
+                pass
+        await self.close()

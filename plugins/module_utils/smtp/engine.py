@@ -1,0 +1,541 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the probe matrix against many targets at once (docs/probe-contract.md).
+
+Speed without tripping MTA defences: connections are reused with RSET while their error count
+stays well under Postfix's smtpd_soft_error_limit (10) and Exim's smtp_max_synprot_errors (3),
+and connections run concurrently, bounded globally (``concurrency``) and per probed address
+(``per_host``, under Postfix's 50-per-client and Exim's 20-total defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import ipaddress
+import re
+import secrets
+import time
+
+from .canary import CanaryWatcher, received_client
+from .client import ConnectFailed, SMTPClient, SMTPError, TLSFailed, make_tls_context
+from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, SKIP, WARN, Outcome, build_cases)
+from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
+
+VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
+FOREIGN_DOMAIN = "example.net"   # resolves publicly (RFC 2606), never receives DATA from us
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class SessionError(Exception):
+    """The session a case needs could not be set up (greeting refused, no STARTTLS, ...)."""
+
+    def __init__(self, kind, message, reply=None, transient=False):
+        super().__init__(message)
+        self.kind = kind
+        self.reply = reply
+        self.transient = transient
+
+
+class Unreachable(SMTPError):
+    """An earlier connection to this listener already failed for good."""
+
+
+# -- configuration ---------------------------------------------------------------------------
+class Listener:
+    def __init__(self, spec, where):
+        if not isinstance(spec, dict) or "port" not in spec:
+            raise ConfigError("%s: a listener needs a port" % where)
+        self.port = int(spec["port"])
+        self.role = spec.get("role") or ("submission" if self.port in (465, 587) else "mx")
+        self.tls = spec.get("tls") or ("implicit" if self.port == 465 else "none")
+        self.relay = spec.get("relay") or "refused"
+        self.auth_relay = bool(spec.get("auth_relay", self.role == "submission"))
+        self.sender_login_match = bool(spec.get("sender_login_match", False))
+        for name, value, allowed in (("role", self.role, ("mx", "submission")),
+                                     ("tls", self.tls, ("none", "starttls", "required", "implicit")),
+                                     ("relay", self.relay, ("refused", "allowed"))):
+            if value not in allowed:
+                raise ConfigError("%s: %s must be one of %s, not %r" % (where, name, ", ".join(allowed), value))
+
+
+class Target:
+    def __init__(self, spec, index):
+        where = "targets[%d]" % index
+        if not isinstance(spec, dict):
+            raise ConfigError("%s: must be a dict" % where)
+        self.name = str(spec.get("name") or "target%d" % index)
+        self.addresses = [str(a).strip("[]") for a in (spec.get("addresses") or [])]
+        if not self.addresses:
+            raise ConfigError("%s (%s): no addresses" % (where, self.name))
+        self.hostname = str(spec.get("hostname") or self.name).lower()
+        self.local_domains = [str(d).lower() for d in (spec.get("local_domains") or [])]
+        self.relay_domains = [str(d).lower() for d in (spec.get("relay_domains") or [])]
+        self.test_mailbox = (spec.get("test_mailbox") or None)
+        listeners = spec.get("listeners") or [{"port": 25, "role": "mx", "tls": "starttls"}]
+        self.listeners = [Listener(item, "%s.listeners[%d]" % (where, i)) for i, item in enumerate(listeners)]
+        auth = spec.get("auth")
+        self.auth = None
+        if auth:
+            if not auth.get("username") or auth.get("password") in (None, ""):
+                raise ConfigError("%s.auth: needs username and password" % where)
+            self.auth = Credentials(str(auth["username"]), str(auth["password"]), real=True)
+
+    def own_names(self):
+        names = [self.hostname]
+        for address in self.addresses:
+            names.append(literal(address))
+            names.append(address)
+        return names
+
+
+class Options:
+    def __init__(self, params):
+        source = params.get("source_address")
+        self.sources = [str(s) for s in (source if isinstance(source, list) else [source] if source else [])]
+        self.vantage = params.get("vantage")
+        self.ehlo_name = params.get("ehlo_name") or "prober.mailsec.test"
+        canary = params.get("canary") or {}
+        self.canary_domain = (canary.get("domain") or "").lower() or None
+        self.canary_spool = canary.get("spool")
+        self.canary_wait = float(canary.get("wait", 10) if canary.get("wait") is not None else 10)
+        wanted = [str(p).upper() for p in (params.get("probes") or ["all"])]
+        self.explicit = set(p for p in wanted if p != "ALL")
+        unknown = self.explicit - set(ALL_PROBES)
+        if unknown:
+            raise ConfigError("probes: unknown %s (known: all, T01 ... T20)" % ", ".join(sorted(unknown)))
+        self.probes = set(DEFAULT_PROBES) | self.explicit if "ALL" in wanted else set(self.explicit)
+        self.concurrency = max(1, int(params.get("concurrency") or 64))
+        self.per_host = max(1, int(params.get("per_host") or 10))
+        self.timeout = float(params.get("timeout") or 5)
+        self.retries = max(0, int(params.get("retries") if params.get("retries") is not None else 1))
+        self.retry_delay = float(params.get("retry_delay") if params.get("retry_delay") is not None else 2)
+        self.error_budget = max(3, int(params.get("error_budget") or 8))
+        self.tls_verify = bool(params.get("tls_verify", False))
+
+
+def literal(address):
+    return "[IPv6:%s]" % address if ":" in address else "[%s]" % address
+
+
+# -- per listener context --------------------------------------------------------------------
+class ListenerState:
+    def __init__(self):
+        self.unreachable = None
+        self.session_errors = {}     # kind -> SessionError that will not change on a retry
+
+
+class ProbeContext:
+    """What a case sees: the target, listener, options, and ways to open sessions."""
+
+    def __init__(self, runner, target, address, listener, policy, source):
+        self.runner = runner
+        self.target = target
+        self.address = address
+        self.listener = listener
+        self.policy = policy
+        self.source = source
+        self.opts = runner.opts
+        self.canary = runner.canary
+        self.state = ListenerState()
+        self.clients = []
+        self.literal = literal(address)
+        self.host_name = target.hostname
+        self.foreign = FOREIGN_DOMAIN
+        self.canary_domain = self.opts.canary_domain
+        self.can_data = bool(self.canary_domain and self.canary is not None and self.canary.usable())
+        self.rcpt_domain = self.canary_domain or FOREIGN_DOMAIN
+        self.clean_sender = "probe@%s" % (self.canary_domain or FOREIGN_DOMAIN)
+        home = target.local_domains[0] if target.local_domains else target.hostname
+        if target.auth is not None:
+            user = target.auth.username
+            self.account_address = user if "@" in user else "%s@%s" % (user, home)
+        else:
+            self.account_address = "probe@%s" % home
+        secure = listener.role == "submission" or listener.tls in ("required", "implicit")
+        self.relay_kind = "secure" if secure else "plain"
+
+    def fork(self):
+        twin = copy.copy(self)
+        twin.clients = []
+        return twin
+
+    # tokens
+    @staticmethod
+    def nonce():
+        return secrets.token_hex(5)
+
+    def token(self, probe, case):
+        digits = re.sub(r"[^0-9]", "", probe)[:2]
+        suffix = re.sub(r"[^a-z0-9]", "", (re.sub(r"^T[0-9]+", "", probe) + (case or "")).lower())[:8]
+        return "t%s%s-%s" % (digits, suffix, self.nonce())
+
+    @staticmethod
+    def localpart(address):
+        match = PROBE_LOCALPART.search(address)
+        return match.group(0) if match else address
+
+    @staticmethod
+    def received_client(text):
+        return received_client(text)
+
+    def canary_check(self, token, unless=None):
+        """A look at the spool at the end of the run (no wait of its own)."""
+        if not self.can_data:
+            return None
+
+        def check():
+            if self.canary.find(token, unless) is not None:
+                return FAIL, "the smuggled message (%s) reached the canary" % token, None
+            return None
+        return check
+
+    # connections
+    async def connect(self, implicit_tls=False, preface=None, allow_local_mailbox=False):
+        if self.state.unreachable:
+            raise Unreachable(self.state.unreachable, "CONNECT")
+        await self.runner.acquire(self.address)
+        client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
+                            ehlo_name=self.opts.ehlo_name, timeout=self.opts.timeout, source_address=self.source,
+                            server_hostname=self.target.hostname, tls_context=self.runner.tls_context)
+        client.on_close = lambda: self.runner.release(self.address)
+        client.preamble_len = 0
+        self.clients.append(client)
+        try:
+            await client.connect(implicit_tls=implicit_tls, preface=preface)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def session(self, kind, allow_local_mailbox=False):
+        known = self.state.session_errors.get(kind)
+        if known is not None:
+            raise known
+        try:
+            return await self._session(kind, allow_local_mailbox)
+        except SessionError as exc:
+            if not exc.transient:
+                self.state.session_errors[kind] = exc
+            raise
+
+    async def _session(self, kind, allow_local_mailbox):
+        implicit = self.listener.tls == "implicit"
+        if kind == "plain" and implicit:
+            raise SessionError("plain", "no plaintext session on an implicit-TLS listener")
+        try:
+            client = await self.connect(implicit_tls=implicit, allow_local_mailbox=allow_local_mailbox)
+        except TLSFailed as exc:
+            raise SessionError("tls", str(exc))
+        if client.banner.code // 100 != 2:
+            await client.close()
+            raise SessionError("greeting", "greeting %d %s" % (client.banner.code, client.banner.text),
+                               client.banner, transient=client.banner.code // 100 == 4)
+        reply = await client.ehlo()
+        if reply.code // 100 != 2:
+            raise SessionError("ehlo", "EHLO/HELO refused: %d %s" % (reply.code, reply.text), reply,
+                               transient=reply.code // 100 == 4)
+        if kind == "secure" and self.listener.tls in ("starttls", "required"):
+            if "STARTTLS" not in client.extensions:
+                raise SessionError("no-starttls", "STARTTLS not offered (listener tls=%s)" % self.listener.tls,
+                                   client.ehlo_reply)
+            try:
+                reply = await client.starttls()
+            except TLSFailed as exc:
+                raise SessionError("tls", str(exc))
+            if reply.code != 220:
+                raise SessionError("starttls", "STARTTLS refused: %d %s" % (reply.code, reply.text), reply,
+                                   transient=reply.code // 100 == 4)
+            await client.ehlo()
+        client.preamble_len = len(client.transcript)
+        return client
+
+
+# -- the runner ------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, targets, opts):
+        self.targets = targets
+        self.opts = opts
+        self.results = []
+        self._pending = []
+        self._late = []
+        self.canary = CanaryWatcher(opts.canary_spool) if opts.canary_spool else None
+        self.tls_context = make_tls_context(opts.tls_verify)
+        self._global = None
+        self._per_host = {}
+        self.secrets = []
+        for target in targets:
+            if target.auth is not None:
+                self.secrets.extend(target.auth.secret_forms())
+
+    async def acquire(self, address):
+        await self._global.acquire()
+        host = self._per_host.setdefault(address, asyncio.Semaphore(self.opts.per_host))
+        try:
+            await host.acquire()
+        except BaseException:
+            self._global.release()
+            raise
+
+    def release(self, address):
+        self._per_host[address].release()
+        self._global.release()
+
+    def _source_for(self, address):
+        if not self.opts.sources:
+            return None
+        family = ipaddress.ip_address(address).version if _is_ip(address) else 4
+        for source in self.opts.sources:
+            if ipaddress.ip_address(source).version == family:
+                return source
+        return False
+
+    async def run(self):
+        self._global = asyncio.Semaphore(self.opts.concurrency)
+        started = time.monotonic()
+        jobs = []
+        for target in self.targets:
+            policy = SafetyPolicy(self.opts.canary_domain, target.test_mailbox, target.own_names(), [target.auth])
+            for address in target.addresses:
+                source = self._source_for(address)
+                for listener in target.listeners:
+                    ctx = ProbeContext(self, target, address, listener, policy, source or None)
+                    jobs.append(self._run_listener(ctx, skip_reason=None if source is not False else
+                                                   "no source address of this address family"))
+        await asyncio.gather(*jobs)
+        for result, task in self._pending:
+            verdict, text, seen = await task
+            result.update(verdict=verdict, reason=text)
+            result["client_seen"] = seen or result["client_seen"]
+        for result, check in self._late:
+            found = check()
+            if found:
+                result.update(verdict=found[0], reason=found[1])
+        self._derive()
+        self._scrub()
+        counts = collections.Counter(result["verdict"] for result in self.results)
+        summary = {"targets": len(self.targets), "results": len(self.results)}
+        summary.update((verdict, counts.get(verdict, 0)) for verdict in VERDICTS)
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        if self.opts.vantage:
+            summary["vantage"] = self.opts.vantage
+        order = {probe: index for index, probe in enumerate(ALL_PROBES)}
+        self.results.sort(key=lambda r: (r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or ""))
+        return {"results": self.results, "summary": summary}
+
+    async def _run_listener(self, ctx, skip_reason=None):
+        cases = build_cases(ctx)
+        if skip_reason:
+            for case in cases:
+                self._record(ctx, case, Outcome(SKIP, skip_reason), [], 0.0, None)
+            return
+        shared = {"plain": collections.deque(), "secure": collections.deque()}
+        jobs = []
+        for case in cases:
+            if case.kind == "own":
+                jobs.append(self._run_own(ctx, case))
+            else:
+                shared[case.kind].append(case)
+        for queue in shared.values():
+            # About one connection per six cases, a few in parallel per listener.
+            for _ in range(min(4, (len(queue) + 5) // 6)):
+                jobs.append(self._worker(ctx.fork(), queue))
+        await asyncio.gather(*jobs)
+
+    def _needs_new_connection(self, client, case):
+        return (not client.usable or client.errors + case.cost > self.opts.error_budget
+                or client.syntax_errors >= 2)
+
+    async def _worker(self, ctx, queue):
+        client = None
+        try:
+            while queue:
+                case = queue.popleft()
+                started = time.monotonic()
+                attempt = 0
+                while True:
+                    mark, transcript, failed_client = 0, None, None
+                    try:
+                        if client is not None and self._needs_new_connection(client, case):
+                            await client.quit()
+                            client = None
+                        if client is None:
+                            ctx.clients = []
+                            client = await ctx.session(case.kind)
+                        elif client.dirty:
+                            await client.rset()
+                        mark = len(client.transcript)
+                        outcome = await case.run(ctx, client)
+                    except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
+                        outcome = self._failure(ctx, case, exc)
+                        if client is not None:
+                            client.usable = False
+                        else:
+                            # the session could not be set up: keep its transcript, free its slot
+                            failed_client = ctx.clients[-1] if ctx.clients else None
+                            for leftover in ctx.clients:
+                                await leftover.close()
+                    source = client or failed_client
+                    if source is not None:
+                        transcript = source.transcript[:source.preamble_len] + source.transcript[mark:]
+                    if outcome.transient and attempt < self.opts.retries:
+                        attempt += 1
+                        if client is not None and not client.usable:
+                            await client.close()
+                            client = None
+                        await asyncio.sleep(self.opts.retry_delay * attempt)
+                        continue
+                    break
+                if client is not None and not client.usable:
+                    await client.close()
+                    client = None
+                self._finish_attempts(ctx, case, outcome, attempt)
+                self._record(ctx, case, outcome, transcript or [], time.monotonic() - started, source)
+        finally:
+            if client is not None:
+                await client.quit()
+            for leftover in ctx.clients:
+                await leftover.close()
+
+    async def _run_own(self, ctx, case):
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            run = ctx.fork()
+            try:
+                outcome = await case.run(run, None)
+            except Exception as exc:  # noqa: BLE001
+                outcome = self._failure(run, case, exc)
+            finally:
+                for client in run.clients:
+                    await client.quit()
+            if outcome.transient and attempt < self.opts.retries:
+                attempt += 1
+                await asyncio.sleep(self.opts.retry_delay * attempt)
+                continue
+            break
+        self._finish_attempts(ctx, case, outcome, attempt)
+        transcript = [line for client in run.clients for line in client.transcript]
+        self._record(ctx, case, outcome, transcript, time.monotonic() - started, run.clients[-1] if run.clients else None)
+
+    def _finish_attempts(self, ctx, case, outcome, attempt):
+        if outcome.transient:
+            outcome.text += " (after %d attempt%s)" % (attempt + 1, "s" if attempt else "")
+            if outcome.stage in ("CONNECT", "BANNER") and not ctx.state.unreachable:
+                ctx.state.unreachable = outcome.text
+
+    def _failure(self, ctx, case, exc):
+        if isinstance(exc, SessionError):
+            if exc.kind == "greeting" and not exc.transient:
+                return Outcome(case.greeting_refused, "listener refuses this client at the greeting: %s" % exc,
+                               exc.reply, "BANNER")
+            if exc.kind == "no-starttls":
+                return Outcome(case.no_tls, str(exc), exc.reply, "EHLO")
+            return Outcome(INCONCLUSIVE, str(exc), exc.reply, exc.kind.upper(), transient=exc.transient)
+        if isinstance(exc, UnsafeProbe):
+            return Outcome(INCONCLUSIVE, "blocked by the safety guard: %s" % exc, stage="GUARD")
+        if isinstance(exc, Unreachable):
+            return Outcome(INCONCLUSIVE, str(exc), stage="CONNECT")
+        if isinstance(exc, SMTPError):
+            return Outcome(INCONCLUSIVE, str(exc), stage=exc.stage, transient=exc.transient)
+        raise exc
+
+    def _record(self, ctx, case, outcome, transcript, duration, client):
+        reply = outcome.reply.as_dict(outcome.stage) if outcome.reply is not None else {
+            "code": None, "enhanced": None, "text": "", "stage": outcome.stage}
+        result = {
+            "target": ctx.target.name, "address": ctx.address, "port": ctx.listener.port,
+            "probe": case.probe, "case": case.case, "title": case.title, "verdict": outcome.verdict,
+            "expected": case.expected, "reason": outcome.text, "reply": reply,
+            "transcript": transcript[:80],
+            "client_seen": outcome.client_seen or (client.client_seen if client is not None else None),
+            "duration": round(duration, 3), "vantage": self.opts.vantage, "source_address": ctx.source,
+        }
+        self.results.append(result)
+        if callable(outcome.pending):
+            self._pending.append((result, asyncio.ensure_future(outcome.pending())))
+        if callable(getattr(outcome, "late", None)):
+            self._late.append((result, outcome.late))
+
+    def _derive(self):
+        """T18 escalation and T20 per-vantage summaries."""
+        groups = collections.defaultdict(list)
+        for result in self.results:
+            groups[(result["target"], result["address"], result["port"])].append(result)
+        for (name, address, port), results in groups.items():
+            if any(r["probe"] == "T17" and r["verdict"] == FAIL for r in results):
+                for r in results:
+                    if r["probe"] == "T18" and r["verdict"] == WARN:
+                        r["verdict"] = FAIL
+                        r["reason"] += "; FAIL because the smuggling probes (T17) also fail"
+            if "T20" not in self.opts.probes:
+                continue
+            parts = [r for r in results if (r["probe"], r["case"]) in (("T11", "P02"), ("T05", None), ("T06", "relay"))]
+            if not parts:
+                continue
+            rank = {FAIL: 0, INCONCLUSIVE: 1, WARN: 2, PASS: 3, SKIP: 4}
+            worst = min(parts, key=lambda r: rank[r["verdict"]])
+            vantage = self.opts.vantage or "default"
+            p02 = next((r for r in parts if r["probe"] == "T11"), worst)
+            self.results.append({
+                "target": name, "address": address, "port": port, "probe": "T20", "case": vantage,
+                "title": "vantage %s%s: relay decision" % (vantage, " (%s)" % p02["source_address"]
+                                                          if p02["source_address"] else ""),
+                "verdict": worst["verdict"], "expected": p02["expected"],
+                "reason": "; ".join("%s%s %s" % (r["probe"], "/" + r["case"] if r["case"] else "", r["verdict"])
+                                    for r in parts),
+                "reply": p02["reply"], "transcript": [], "client_seen": p02["client_seen"], "duration": 0.0,
+                "vantage": self.opts.vantage, "source_address": p02["source_address"],
+            })
+
+    def _scrub(self):
+        """Belt and braces: no password form may survive in any result."""
+        forms = sorted(set(s for s in self.secrets if s), key=len, reverse=True)
+        if not forms:
+            return
+        for result in self.results:
+            for key in ("reason", "title"):
+                result[key] = _mask(result[key], forms)
+            result["reply"]["text"] = _mask(result["reply"]["text"], forms)
+            result["transcript"] = [_mask(line, forms) for line in result["transcript"]]
+
+
+def _mask(text, forms):
+    for form in forms:
+        if text and form in text:
+            text = text.replace(form, "****")
+    return text
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def normalize(params):
+    targets = params.get("targets") or []
+    if not targets:
+        raise ConfigError("targets: at least one target is needed")
+    opts = Options(params)
+    for source in opts.sources:
+        if not _is_ip(source):
+            raise ConfigError("source_address: %r is not an IP address" % source)
+    return [Target(spec, index) for index, spec in enumerate(targets)], opts
+
+
+async def run_async(params):
+    targets, opts = normalize(params)
+    return await Runner(targets, opts).run()
+
+
+def run(params):
+    """Probe every target; returns ``{results, summary}`` (docs/probe-contract.md)."""
+    return asyncio.run(run_async(params))

@@ -1,0 +1,420 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A configurable in-process SMTP server for probe tests and the bench (loopback only).
+
+Plain asyncio rather than aiosmtpd, because the tests need server *faults* aiosmtpd cannot
+produce: keeping plaintext across STARTTLS, bare-LF end of data, 334 before TLS, tarpits,
+malformed replies. Every DATA transaction is recorded in ``FakeSMTP.transactions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import ssl
+
+VULNERABLE_ENDINGS = (b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n\x00.\r\n")
+
+
+@dataclasses.dataclass
+class Behaviour:
+    hostname: str = "mx.example.test"
+    local_domains: tuple = ("example.test",)
+    role: str = "mx"                   # mx: never AUTH; submission: AUTH after TLS, 530 before
+    relay: str = "refuse"              # refuse | accept (open relay at RCPT)
+    deliver: bool = True               # accepted foreign mail for the canary really reaches the spool
+    canary_domain: str = "canary.test"
+    spool: str = None
+    starttls: bool = True              # offer STARTTLS (needs a context)
+    tls_required: bool = False         # 530 before STARTTLS
+    auth_before_tls: bool = False      # advertise and process AUTH in cleartext
+    auth_on_mx: bool = False
+    users: dict = dataclasses.field(default_factory=lambda: {"alice": "s3cret-Pass"})
+    keep_plaintext_after_starttls: bool = False   # CVE-2011-0411 class
+    broken_tls: bool = False           # 220 to STARTTLS, then garbage instead of a handshake
+    greylist: bool = False             # 450 to every RCPT
+    tarpit: float = 0.0                # seconds before the greeting
+    banner: str = "multiline"          # multiline | plain | garbage | oversized | mixed | refuse
+    smuggle_vulnerable: bool = False   # treat bare LF/CR endings as end of data
+    reject_bare_lf: bool = False       # 550 and disconnect on bare LF/CR in DATA
+    forbid_pipelining: bool = True     # 554 when DATA is not the last command of a write
+    xclient: bool = False              # advertise and honour XCLIENT
+    proxy: bool = False                # honour a PROXY v1 header
+    syntax_reject: bool = True         # 501 for double-@ recipients (exercises the non-relay class)
+
+
+class FakeSMTP:
+    def __init__(self, behaviour=None, tls_context=None, implicit=False):
+        self.b = behaviour or Behaviour()
+        self.tls_context = tls_context
+        self.implicit = implicit
+        self.transactions = []     # every DATA the server took: {mail, rcpts, data, tls, auth, port}
+        self.connections = 0
+        self.commands = []
+        self.server = None
+        self.port = None
+
+    async def start(self, host="127.0.0.1", port=0):
+        self.server = await asyncio.start_server(self._handle, host, port,
+                                                 ssl=self.tls_context if self.implicit else None)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self):
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader, writer):
+        self.connections += 1
+        session = _Session(self, reader, writer)
+        try:
+            await session.run()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class _Session:
+    def __init__(self, server, reader, writer):
+        self.srv, self.b = server, server.b
+        self.reader, self.writer = reader, writer
+        self.buf = b""
+        self.tls = server.implicit
+        self.authed = False
+        self.mail = None
+        self.rcpts = []
+        self.errors = 0
+
+    async def send(self, code, *lines):
+        lines = lines or ("",)
+        out = b"".join(("%d%s%s\r\n" % (code, " " if i == len(lines) - 1 else "-", text)).encode()
+                       for i, text in enumerate(lines))
+        self.writer.write(out)
+        await self.writer.drain()
+
+    async def readline(self):
+        while b"\n" not in self.buf:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("latin-1")
+
+    async def run(self):
+        b = self.b
+        if b.tarpit:
+            await asyncio.sleep(b.tarpit)
+        if b.proxy:
+            first = await self.readline()
+            if first is None:
+                return
+            if not first.startswith("PROXY "):
+                self.buf = first.encode() + b"\r\n" + self.buf
+        if b.banner == "refuse":
+            await self.send(554, "5.7.1 %s: client not allowed" % b.hostname)
+            return
+        if b.banner == "garbage":
+            self.writer.write(b"hello there, not smtp\r\n")
+            await self.writer.drain()
+        elif b.banner == "oversized":
+            self.writer.write(b"220 " + b"x" * 5000 + b"\r\n")
+            await self.writer.drain()
+        elif b.banner == "mixed":
+            self.writer.write(b"220-%s\r\n250 ESMTP\r\n" % b.hostname.encode())
+            await self.writer.drain()
+        elif b.banner == "multiline":
+            await self.send(220, "%s ESMTP fake" % b.hostname, "this server is fake", "and multi-line")
+        else:
+            await self.send(220, "%s ESMTP fake" % b.hostname)
+        while True:
+            line = await self.readline()
+            if line is None:
+                return
+            self.srv.commands.append(line)
+            verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
+            handler = getattr(self, "cmd_" + verb, None)
+            if handler is None:
+                self.errors += 1
+                await self.send(502, "5.5.2 Error: command not recognized")
+                continue
+            if await handler(line) == "close":
+                return
+
+    # -- commands --------------------------------------------------------------------------
+    def auth_allowed(self):
+        if self.b.role == "mx" and not self.b.auth_on_mx:
+            return False
+        return self.tls or self.b.auth_before_tls
+
+    async def cmd_EHLO(self, line):
+        ext = ["%s Hello [127.0.0.1]" % self.b.hostname, "PIPELINING", "SIZE 10240000", "8BITMIME"]
+        if self.b.starttls and not self.tls and self.srv.tls_context is not None:
+            ext.append("STARTTLS")
+        if self.auth_allowed():
+            ext.append("AUTH PLAIN LOGIN")
+        if self.b.xclient:
+            ext.append("XCLIENT ADDR NAME")
+        ext.append("ENHANCEDSTATUSCODES")
+        self.reset()
+        await self.send(250, *ext)
+
+    async def cmd_HELO(self, line):
+        self.reset()
+        await self.send(250, self.b.hostname)
+
+    async def cmd_NOOP(self, line):
+        await self.send(250, "2.0.0 Ok")
+
+    async def cmd_RSET(self, line):
+        self.reset()
+        await self.send(250, "2.0.0 Ok")
+
+    async def cmd_QUIT(self, line):
+        await self.send(221, "2.0.0 Bye")
+        return "close"
+
+    async def cmd_XCLIENT(self, line):
+        if not self.b.xclient:
+            await self.send(502, "5.5.2 Error: command not recognized")
+        else:
+            await self.send(220, "%s ESMTP fake" % self.b.hostname)
+
+    async def cmd_STARTTLS(self, line):
+        if self.tls or self.srv.tls_context is None or not self.b.starttls:
+            await self.send(502, "5.5.1 Error: command not implemented")
+            return
+        await self.send(220, "2.0.0 Ready to start TLS")
+        if self.b.broken_tls:
+            self.writer.write(b"this is not a TLS handshake\r\n" * 4)
+            await self.writer.drain()
+            return "close"
+        if not self.b.keep_plaintext_after_starttls:
+            self.buf = b""       # RFC 3207 / CVE-2011-0411: discard what came in plaintext
+            getattr(self.reader, "_buffer", bytearray()).clear()
+        await self.writer.start_tls(self.srv.tls_context)
+        self.tls = True
+        self.reset()
+
+    async def cmd_AUTH(self, line):
+        if not self.auth_allowed():
+            self.errors += 1
+            await self.send(503, "5.5.1 Error: authentication not enabled")
+            return
+        words = line.split()
+        mech = words[1].upper() if len(words) > 1 else ""
+        if mech == "PLAIN":
+            token = words[2] if len(words) > 2 else None
+            if token is None:
+                await self.send(334, "")
+                token = await self.readline()
+            user, password = _decode_plain(token)
+        elif mech == "LOGIN":
+            await self.send(334, "VXNlcm5hbWU6")
+            first = await self.readline()
+            if first is None or first.strip() == "*":
+                await self.send(501, "5.7.0 Authentication aborted")
+                return
+            await self.send(334, "UGFzc3dvcmQ6")
+            second = await self.readline()
+            if second is None or second.strip() == "*":
+                await self.send(501, "5.7.0 Authentication aborted")
+                return
+            user, password = _b64(first), _b64(second)
+        else:
+            await self.send(504, "5.5.4 Unrecognized authentication type")
+            return
+        if user is not None and self.b.users.get(user) == password:
+            self.authed = True
+            await self.send(235, "2.7.0 Authentication successful")
+        else:
+            await self.send(535, "5.7.8 Error: authentication failed")
+
+    async def cmd_MAIL(self, line):
+        if self.b.tls_required and not self.tls:
+            await self.send(530, "5.7.0 Must issue a STARTTLS command first")
+            return
+        if self.b.role == "submission" and not self.authed:
+            await self.send(530, "5.7.0 Authentication required")
+            return
+        self.mail = line.split(":", 1)[1].strip() if ":" in line else ""
+        self.rcpts = []
+        await self.send(250, "2.1.0 Ok")
+
+    def is_local(self, address):
+        address = address.strip().strip("<>").lower()
+        if address == "postmaster":
+            return True
+        if address.count("@") != 1 or any(ch in address for ch in '%!":'):
+            return False
+        return address.rsplit("@", 1)[1] in self.b.local_domains
+
+    async def cmd_RCPT(self, line):
+        if self.mail is None:
+            await self.send(503, "5.5.1 Error: need MAIL command")
+            return
+        address = line.split(":", 1)[1].strip() if ":" in line else ""
+        if self.b.greylist:
+            await self.send(450, "4.2.0 <%s>: Recipient address rejected: Greylisted" % address)
+            return
+        if self.is_local(address) or self.authed or self.b.relay == "accept":
+            self.rcpts.append(address)
+            await self.send(250, "2.1.5 Ok")
+            return
+        if self.b.syntax_reject and address.strip("<>").count("@") > 1:
+            await self.send(501, "5.1.3 Bad recipient address syntax")
+            return
+        await self.send(554, "5.7.1 <%s>: Relay access denied" % address)
+
+    async def cmd_DATA(self, line):
+        if not self.rcpts:
+            await self.send(554, "5.5.1 Error: no valid recipients")
+            return
+        if self.b.forbid_pipelining and not self.authed and self.buf:
+            await self.send(554, "5.5.0 Error: SMTP protocol synchronization")
+            return "close"
+        await self.send(354, "End data with <CR><LF>.<CR><LF>")
+        body = await self.read_data()
+        if body is None:
+            return "close"
+        if self.b.reject_bare_lf and _bare_newline(body):
+            await self.send(550, "5.5.2 Error: bare <LF> received")
+            return "close"
+        self.srv.transactions.append({"mail": self.mail, "rcpts": list(self.rcpts), "data": body,
+                                      "tls": self.tls, "auth": self.authed, "port": self.srv.port})
+        self.deliver(body)
+        self.mail, self.rcpts = None, []
+        await self.send(250, "2.0.0 Ok: queued as FAKE%d" % len(self.srv.transactions))
+
+    async def read_data(self):
+        markers = (b"\r\n.\r\n",) + (VULNERABLE_ENDINGS if self.b.smuggle_vulnerable else ())
+        while True:
+            search = b"\r\n" + self.buf
+            hits = [(search.find(m), m) for m in markers if search.find(m) >= 0]
+            if hits:
+                index, marker = min(hits)
+                self.buf = search[index + len(marker):]
+                return search[2:index] if index >= 2 else b""
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def deliver(self, body):
+        canary = self.b.canary_domain
+        if not (self.b.spool and self.b.deliver):
+            return
+        if not any(canary in rcpt.lower() and not self.is_local(rcpt) for rcpt in self.rcpts):
+            return
+        name = os.path.join(self.b.spool, "msg-%d-%d.eml" % (os.getpid(), id(body)))
+        with open(name + ".tmp", "wb") as handle:
+            handle.write(b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [127.0.0.1])\r\n"
+                         b"\tby " + self.b.hostname.encode() + b" (fake)\r\n" + body)
+        os.rename(name + ".tmp", name)
+
+    def reset(self):
+        self.mail, self.rcpts = None, []
+
+
+def _b64(text):
+    try:
+        return base64.b64decode(text.strip(), validate=True).decode("utf-8")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _decode_plain(token):
+    decoded = _b64(token or "")
+    if decoded is None or decoded.count("\0") != 2:
+        return None, None
+    _, user, password = decoded.split("\0")
+    return user, password
+
+
+def _bare_newline(body):
+    stripped = body.replace(b"\r\n", b"")
+    return b"\n" in stripped or b"\r" in stripped
+
+
+def make_cert(directory, hostname="mx.example.test"):
+    """Self-signed EC certificate (fast handshakes) -> (certfile, keyfile)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(certfile, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(keyfile, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return certfile, keyfile
+
+
+def server_context(certfile, keyfile):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+class FakeHost:
+    """Three listeners like a hardened mx_submission host: mx (STARTTLS), submission
+    (STARTTLS required, AUTH after TLS), submissions (implicit TLS)."""
+
+    def __init__(self, tls_context, spool=None, mx=None, submission=None, submissions=None):
+        def behaviour(role, overrides, **base):
+            values = dict(role=role, spool=spool, **base)
+            values.update(overrides or {})
+            return Behaviour(**values)
+
+        self.mx = FakeSMTP(behaviour("mx", mx), tls_context)
+        self.submission = FakeSMTP(behaviour("submission", submission, tls_required=True), tls_context)
+        self.submissions = FakeSMTP(behaviour("submission", submissions), tls_context, implicit=True)
+        self.servers = (self.mx, self.submission, self.submissions)
+
+    async def start(self):
+        for server in self.servers:
+            await server.start()
+
+    async def stop(self):
+        for server in self.servers:
+            await server.stop()
+
+    @property
+    def transactions(self):
+        return [t for server in self.servers for t in server.transactions]
+
+    def target(self, auth=True, test_mailbox="alice@example.test", **listener_overrides):
+        listeners = [
+            {"port": self.mx.port, "role": "mx", "tls": "starttls", "relay": "refused"},
+            {"port": self.submission.port, "role": "submission", "tls": "required", "relay": "refused",
+             "auth_relay": True},
+            {"port": self.submissions.port, "role": "submission", "tls": "implicit", "relay": "refused",
+             "auth_relay": True},
+        ]
+        target = {"name": "mx1", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
+                  "local_domains": ["example.test"], "listeners": listeners}
+        if auth:
+            target["auth"] = {"username": "alice", "password": "s3cret-Pass"}
+        if test_mailbox:
+            target["test_mailbox"] = test_mailbox
+        return target
