@@ -585,6 +585,8 @@ def test_action_end_to_end(tmp_path):
                     "mailsec_relay_networks": ["198.51.100.48/28", "{{ '2001:db8:25::/64' }}"],
                     "mailsec_relay_sasl_users": [{"name": "alice", "password": "{{ 'Tr0ub4dor' + '-and-3' }}"}],
                 },
+                # Never contacted: the policy is checked on the controller (port 1 would refuse).
+                "offline.example.test": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1},
                 "bad.example.test": {
                     "mailsec_relay_networks": ["0.0.0.0/0"],
                     "mailsec_relay_listeners": [{"name": "smtp", "port": 25, "role": "mx", "tls": "implicit"}],
@@ -605,6 +607,7 @@ def test_action_end_to_end(tmp_path):
                     "tasks": [
                         {
                             "name": "Keep the fact",
+                            "when": "inventory_hostname == 'mx1.example.test'",
                             "ansible.builtin.copy": {"content": "{{ mailsec_relay_effective | to_json }}", "dest": str(fact_file), "mode": "0600"},
                         }
                     ],
@@ -649,6 +652,7 @@ def test_action_end_to_end(tmp_path):
     assert "mailsec_relay_listeners[0].tls: implicit TLS on port 25" in output
     assert re.search(r"bad\.example\.test\s*:.*failed=1", output), output
     assert re.search(r"mx1\.example\.test\s*:.*failed=0", output), output
+    assert re.search(r"offline\.example\.test\s*:.*unreachable=0\s+failed=0", output), output
     assert SECRET not in output and "Tr0ub4dor" not in output
     effective = json.loads(fact_file.read_text())
     assert effective["relay_networks"] == ["198.51.100.48/28", "2001:db8:25::/64"]
