@@ -207,6 +207,23 @@ def smarthost_text(parsed):
     return text + (":%d" % port if port else "")
 
 
+def finish_policy(policy):
+    """Global fields derived from the listeners (shared by the Postfix and Exim readbacks)."""
+    listeners = policy["listeners"]
+    primary = [item for item in listeners if item["port"] == 25] or listeners
+    loop = NetSet()
+    for item in primary:
+        loop = loop | (NetSet(item["grants"]) & LOOPBACK)
+    policy["trust_loopback"] = loop.contains("127.0.0.1") if loop else False
+    policy["loopback_networks"] = loop.cidrs()
+    never = None
+    for item in listeners:
+        mine = NetSet(item["never"])
+        never = mine if never is None else never & mine
+    policy["never_relay_networks"] = (never or NetSet()).cidrs()
+    policy["auth_relay"] = any(item["auth_relay"] for item in listeners)
+
+
 # --------------------------------------------------------------------------------------------
 # The comparison
 # --------------------------------------------------------------------------------------------
@@ -375,7 +392,8 @@ def spot_check_findings(host, checks):
     for check in checks or []:
         ok = check.get("verdict") == check.get("expect")
         out.append(finding(host, "spot %s" % check.get("name"), ok, check.get("expect"), check.get("verdict"),
-                           "" if ok else "%s (reply at %s: %s)" % (check.get("name"), check.get("stage"), check.get("reply"))))
+                           "" if ok else "expected %s, the MTA answered %s at %s: %s" % (
+                               check.get("expect"), check.get("verdict"), check.get("stage"), check.get("reply"))))
     return out
 
 

@@ -21,6 +21,7 @@ import socket
 from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
     LOOPBACK,
     NetSet,
+    finish_policy,
     normalize_address,
     parse_network,
     split_loopback,
@@ -390,23 +391,6 @@ def interpret(raw):
         "notes": notes,
         "explicit": explicit,
     }
-
-
-def finish_policy(policy):
-    """Global fields derived from the listeners (shared with the Exim readback)."""
-    listeners = policy["listeners"]
-    primary = [item for item in listeners if item["port"] == 25] or listeners
-    loop = NetSet()
-    for item in primary:
-        loop = loop | (NetSet(item["grants"]) & LOOPBACK)
-    policy["trust_loopback"] = loop.contains("127.0.0.1") if loop else False
-    policy["loopback_networks"] = loop.cidrs()
-    never = None
-    for item in listeners:
-        mine = NetSet(item["never"])
-        never = mine if never is None else never & mine
-    policy["never_relay_networks"] = (never or NetSet()).cidrs()
-    policy["auth_relay"] = any(item["auth_relay"] for item in listeners)
 
 
 def _domain_words(value, hostname, notes, param):
