@@ -31,7 +31,7 @@ stage_sanity() { "$ROOT/tests/sanity.sh"; }
 summary_sanity() { grep -E '^sanity: ' "$1" | tail -1; }
 
 stage_unit() {
-  python -m pytest tests/unit -q -p no:cacheprovider
+  python -m pytest "${UNIT_TESTS:-tests/unit}" -q -p no:cacheprovider
   local rc=$?
   # pytest exit 5: no tests were collected.
   ((rc == 5)) && return "$SKIP_RC"
@@ -81,7 +81,7 @@ run_stage() {
   esac
   SUMMARY[$stage]=$("summary_$stage" <(sed 's/\x1b\[[0-9;]*m//g' "$log"))
   [[ -n ${SUMMARY[$stage]} ]] || SUMMARY[$stage]="(no summary line; exit $rc, log $log)"
-  [[ ${RESULT[$stage]} == SKIP && $stage == unit ]] && SUMMARY[$stage]="SKIP: pytest collected no tests in tests/unit"
+  [[ ${RESULT[$stage]} == SKIP && $stage == unit ]] && SUMMARY[$stage]="SKIP: pytest collected no tests in ${UNIT_TESTS:-tests/unit}"
   echo "$stage: ${RESULT[$stage]} - ${SUMMARY[$stage]}"
 }
 

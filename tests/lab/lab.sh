@@ -286,6 +286,7 @@ cmd_down() {
       mapfile -t -O "${#names[@]}" names < <(podman ps -a --filter "network=$net" --format '{{.Names}}')
     fi
     if ((${#names[@]})); then
+      mapfile -t names < <(printf '%s\n' "${names[@]}" | sort -u)
       podman rm -f -t 0 --ignore "${names[@]}" >/dev/null
       log "removed containers: ${names[*]}"
     fi
