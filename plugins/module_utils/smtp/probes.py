@@ -65,6 +65,11 @@ def transient(text, reply=None, stage=None):
     return Outcome(INCONCLUSIVE, text, reply, stage, transient=True)
 
 
+def show(data):
+    """Control characters of a smuggling ending as escapes (\\r, \\n, \\x00)."""
+    return data.decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
 def describe(reply):
     return "%d%s %s" % (reply.code, " " + reply.enhanced if reply.enhanced else "", reply.text)
 
@@ -499,8 +504,8 @@ async def t17(ctx, client, name, ending):
     payload = (message(token, rcpt, sender).rstrip(b"\r\n") + ending
                + b"MAIL FROM:<" + sender.encode() + b">\r\nRCPT TO:<" + smuggled_rcpt.encode() + b">\r\nDATA\r\n"
                + message(smuggled, smuggled_rcpt, sender) + b".\r\nQUIT\r\n")
-    await client.send_raw(payload, "<body with fake end %s, smuggled message, CRLF.CRLF, QUIT>"
-                          % ending.decode().encode("unicode_escape").decode())
+    await client.send_raw(payload, "<body, fake end %s, smuggled MAIL/RCPT/DATA + message, CRLF.CRLF, QUIT>"
+                          % show(ending))
     client.stage = "EOD"
     replies, ended = await _read_until_quit(client)
     client.usable = False
@@ -510,14 +515,14 @@ async def t17(ctx, client, name, ending):
         return Outcome(INCONCLUSIVE, "no reply to the end of data (%s)" % ended, stage="EOD")
     first = answers[0]
     if len(answers) > 1 and first.code != 421:
-        return Outcome(FAIL, "fake end-of-data %r taken as the end: %d replies (%s)" % (
-            ending, len(answers), ", ".join(str(reply.code) for reply in answers)), first, "EOD")
+        return Outcome(FAIL, "fake end-of-data %s taken as the end: %d replies (%s)" % (
+            show(ending), len(answers), ", ".join(str(reply.code) for reply in answers)), first, "EOD")
     if classify(first) == TRANSIENT and first.code != 421:
         return transient("temporary reply to the message: %s" % describe(first), first, "EOD")
     if first.code // 100 in (4, 5):
-        return Outcome(PASS, "message with %r refused: %s" % (ending, describe(first)), first, "EOD")
+        return Outcome(PASS, "message with %s refused: %s" % (show(ending), describe(first)), first, "EOD")
     check = ctx.canary_check(smuggled, unless=token)
-    return Outcome(PASS, "one message accepted: %r not taken as end of data" % ending, first, "EOD",
+    return Outcome(PASS, "one message accepted: %s not taken as end of data" % show(ending), first, "EOD",
                    late=check)
 
 

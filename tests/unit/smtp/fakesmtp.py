@@ -54,6 +54,8 @@ class FakeSMTP:
         self.transactions = []     # every DATA the server took: {mail, rcpts, data, tls, auth, port}
         self.connections = 0
         self.commands = []
+        self.peers = []            # client addresses seen
+        self.max_errors = 0        # most 4xx/5xx replies on one connection (error-budget test)
         self.server = None
         self.port = None
 
@@ -92,9 +94,15 @@ class _Session:
         self.mail = None
         self.rcpts = []
         self.errors = 0
+        peer = writer.get_extra_info("peername")
+        self.peer = peer[0] if peer else "?"
+        server.peers.append(self.peer)
 
     async def send(self, code, *lines):
         lines = lines or ("",)
+        if code >= 400:
+            self.errors += 1
+            self.srv.max_errors = max(self.srv.max_errors, self.errors)
         out = b"".join(("%d%s%s\r\n" % (code, " " if i == len(lines) - 1 else "-", text)).encode()
                        for i, text in enumerate(lines))
         self.writer.write(out)
@@ -143,7 +151,6 @@ class _Session:
             verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
             handler = getattr(self, "cmd_" + verb, None)
             if handler is None:
-                self.errors += 1
                 await self.send(502, "5.5.2 Error: command not recognized")
                 continue
             if await handler(line) == "close":
@@ -156,7 +163,7 @@ class _Session:
         return self.tls or self.b.auth_before_tls
 
     async def cmd_EHLO(self, line):
-        ext = ["%s Hello [127.0.0.1]" % self.b.hostname, "PIPELINING", "SIZE 10240000", "8BITMIME"]
+        ext = ["%s Hello [%s]" % (self.b.hostname, self.peer), "PIPELINING", "SIZE 10240000", "8BITMIME"]
         if self.b.starttls and not self.tls and self.srv.tls_context is not None:
             ext.append("STARTTLS")
         if self.auth_allowed():
@@ -206,7 +213,6 @@ class _Session:
 
     async def cmd_AUTH(self, line):
         if not self.auth_allowed():
-            self.errors += 1
             await self.send(503, "5.5.1 Error: authentication not enabled")
             return
         words = line.split()
@@ -263,7 +269,7 @@ class _Session:
             return
         address = line.split(":", 1)[1].strip() if ":" in line else ""
         if self.b.greylist:
-            await self.send(450, "4.2.0 <%s>: Recipient address rejected: Greylisted" % address)
+            await self.send(450, "4.2.0 <%s>: Recipient address rejected: Greylisted" % address.strip("<>"))
             return
         if self.is_local(address) or self.authed or self.b.relay == "accept":
             self.rcpts.append(address)
@@ -272,7 +278,7 @@ class _Session:
         if self.b.syntax_reject and address.strip("<>").count("@") > 1:
             await self.send(501, "5.1.3 Bad recipient address syntax")
             return
-        await self.send(554, "5.7.1 <%s>: Relay access denied" % address)
+        await self.send(554, "5.7.1 <%s>: Relay access denied" % address.strip("<>"))
 
     async def cmd_DATA(self, line):
         if not self.rcpts:
@@ -316,7 +322,7 @@ class _Session:
             return
         name = os.path.join(self.b.spool, "msg-%d-%d.eml" % (os.getpid(), id(body)))
         with open(name + ".tmp", "wb") as handle:
-            handle.write(b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [127.0.0.1])\r\n"
+            handle.write(b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [" + self.peer.encode() + b"])\r\n"
                          b"\tby " + self.b.hostname.encode() + b" (fake)\r\n" + body)
         os.rename(name + ".tmp", name)
 
@@ -418,3 +424,62 @@ class FakeHost:
         if test_mailbox:
             target["test_mailbox"] = test_mailbox
         return target
+
+
+async def _serve(args):
+    import json
+    import resource
+    import signal
+    import tempfile
+
+    # 1000 endpoints need more descriptors than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    directory = tempfile.mkdtemp(prefix="fakesmtp-")
+    context = server_context(*make_cert(directory))
+    overrides = json.loads(args.behaviour)
+    hosts = []
+    for _ in range(args.hosts):
+        host = FakeHost(context, spool=args.spool, mx=dict(overrides), submission=dict(overrides) if
+                        args.full else None, submissions=None)
+        if not args.full:
+            host.servers = (host.mx,)
+        for server in host.servers:
+            await server.start(args.listen)
+        hosts.append(host)
+    targets = []
+    for index, host in enumerate(hosts):
+        target = host.target(auth=args.full)
+        target["name"] = "fake%d" % index
+        target["addresses"] = [args.listen]
+        if not args.full:
+            target["listeners"] = target["listeners"][:1]
+        targets.append(target)
+    print(json.dumps({"targets": targets, "pid": os.getpid()}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for host in hosts:
+        for server in host.servers:
+            await server.stop()
+
+
+def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake SMTP hosts on loopback (tests, bench)")
+    parser.add_argument("--hosts", type=int, default=1)
+    parser.add_argument("--full", action="store_true", help="three listeners per host (mx, 587-like, 465-like)")
+    parser.add_argument("--listen", default="127.0.0.1")
+    parser.add_argument("--spool")
+    parser.add_argument("--behaviour", default="{}", help="JSON overrides of Behaviour for the MX listener")
+    args = parser.parse_args()
+    if not (args.listen.startswith("127.") or args.listen == "::1"):
+        parser.error("--listen must be a loopback address")
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: relay_probe
+short_description: Probe SMTP listeners for open relaying, AUTH placement, STARTTLS and smuggling flaws
+version_added: 0.1.0
+description:
+  - Speaks SMTP to every listener of every target and compares what it sees with what the caller says must
+    happen (the probe matrix T01-T20 of C(docs/probe-contract.md)). It knows nothing about MTAs.
+  - Many targets per call; connections run concurrently (bounded by O(concurrency) and O(per_host)) and are reused
+    with RSET while their error count stays well under the servers' error limits.
+  - Never fails on a FAIL verdict; a finding is a result. C(mailsec.relay.verify) decides what fails.
+  - Safety rules enforced by the engine for every write - DATA only to recipients in the canary domain (or the
+    target's O(targets[].test_mailbox) for smuggling probes on port 25), no DATA at all without O(canary), and real
+    credentials only after TLS.
+  - Run it where the vantage is (C(delegate_to) the prober) and once per vantage, passing that vantage's
+    O(source_address) and O(vantage).
+author:
+  - mailsec.relay developers
+options:
+  targets:
+    description: Hosts to probe.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name used in results (the inventory name).
+        type: str
+        required: true
+      addresses:
+        description: Every address is probed (IPv4 and IPv6).
+        type: list
+        elements: str
+        required: true
+      hostname:
+        description: The server's own name, used in the hostname trick forms. Defaults to O(targets[].name).
+        type: str
+      local_domains:
+        description: Hosted domains; inbound mail for them must be accepted on MX listeners (T13/T14).
+        type: list
+        elements: str
+        default: []
+      relay_domains:
+        description: Domains accepted and forwarded (backup MX); inbound must be accepted.
+        type: list
+        elements: str
+        default: []
+      test_mailbox:
+        description:
+          - A real local mailbox (C(user@domain)). Used for T13, as spoofed sender (T15), and as the only
+            non-canary recipient allowed for DATA (smuggling probes T17/T18 on MX listeners).
+        type: str
+      listeners:
+        description: Listeners and what must happen on each for this vantage.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          port:
+            description: TCP port.
+            type: int
+            required: true
+          role:
+            description: C(mx) (port 25 semantics, never AUTH) or C(submission) (AUTH after TLS).
+            type: str
+            choices: [mx, submission]
+            default: mx
+          tls:
+            description: C(none), C(starttls) (offered), C(required) (before anything), C(implicit) (465).
+            type: str
+            choices: [none, starttls, required, implicit]
+            default: none
+          relay:
+            description: May this vantage relay unauthenticated here (C(allowed)), or must it be refused.
+            type: str
+            choices: [refused, allowed]
+            default: refused
+          auth_relay:
+            description: Authenticated clients may relay here (submission listeners).
+            type: bool
+          sender_login_match:
+            description: The policy binds the envelope sender to the login (T10 FAIL instead of WARN).
+            type: bool
+            default: false
+      auth:
+        description: Test account for authenticated probes (T09, T10, T17 on submission); used only after TLS.
+        type: dict
+        suboptions:
+          username:
+            description: Login name.
+            type: str
+            required: true
+          password:
+            description: Password; never appears in results.
+            type: str
+            required: true
+            no_log: true
+  source_address:
+    description:
+      - Address(es) to bind to (the vantage point); one per IP family. Addresses of a family with no source
+        address here are reported as SKIP.
+    type: list
+    elements: str
+  vantage:
+    description: Name of the vantage point, copied into every result and used as the case of T20.
+    type: str
+  ehlo_name:
+    description: EHLO name (a name the verifier owns).
+    type: str
+    default: prober.mailsec.test
+  canary:
+    description:
+      - Canary sink the verifier controls. Without it no DATA is ever sent (RCPT-only probes).
+    type: dict
+    suboptions:
+      domain:
+        description: Canary domain (its mail reaches the sink).
+        type: str
+        required: true
+      spool:
+        description: Directory where the sink stores one file per message, on the host running the module.
+        type: path
+      wait:
+        description: Seconds to wait for a message to arrive.
+        type: float
+        default: 10
+  probes:
+    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T20).
+    type: list
+    elements: str
+    default: [all]
+  concurrency:
+    description: Most connections open at once.
+    type: int
+    default: 64
+  per_host:
+    description: Most connections open at once to one address (stay under MTA per-client limits).
+    type: int
+    default: 10
+  timeout:
+    description: Seconds to wait for each SMTP reply (and connect, TLS handshake).
+    type: float
+    default: 5
+  retries:
+    description: Retries for 4xx replies and timeouts before INCONCLUSIVE.
+    type: int
+    default: 1
+  retry_delay:
+    description: Seconds before the first retry (grows linearly).
+    type: float
+    default: 2
+  error_budget:
+    description: Most error replies on one connection before a new one is opened (Postfix slows down after 10).
+    type: int
+    default: 8
+  tls_verify:
+    description: Verify server certificates (off by default; relay verdicts do not depend on the chain).
+    type: bool
+    default: false
+notes:
+  - Supports check mode; the probes change nothing on the targets (DATA reaches only the canary or the test mailbox).
+"""
+
+EXAMPLES = r"""
+- name: Probe the hardened fleet from the external vantage
+  mailsec.relay.relay_probe:
+    targets:
+      - name: mx1
+        addresses: [198.51.100.11, "2001:db8:25::11"]
+        hostname: mx1.example.test
+        local_domains: [example.test]
+        listeners:
+          - {port: 25, role: mx, tls: starttls, relay: refused}
+          - {port: 587, role: submission, tls: required, relay: refused, auth_relay: true}
+          - {port: 465, role: submission, tls: implicit, relay: refused, auth_relay: true}
+        auth: {username: alice, password: "{{ vault_alice_password }}"}
+    source_address: [198.51.100.100]
+    vantage: external
+    canary: {domain: canary.test, spool: /var/spool/canary, wait: 10}
+  delegate_to: prober
+  run_once: true
+  register: probe
+"""
+
+RETURN = r"""
+results:
+  description: One entry per probe case (see docs/probe-contract.md).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - target: mx1
+      address: 198.51.100.11
+      port: 25
+      probe: T12
+      case: P13
+      title: "relay refused: quoted local part hiding an @"
+      verdict: PASS
+      expected: refused
+      reason: "relay refused: 554 5.7.1 Relay access denied"
+      reply: {code: 554, enhanced: 5.7.1, text: "Relay access denied", stage: RCPT}
+      transcript: ["C: EHLO prober.mailsec.test", "S: 250-mx1.example.test"]
+      client_seen: 198.51.100.100
+      duration: 0.012
+      vantage: external
+      source_address: 198.51.100.100
+summary:
+  description: Counts per verdict, number of targets and results, wall time in seconds.
+  returned: always
+  type: dict
+  sample: {targets: 1, results: 126, PASS: 124, FAIL: 0, WARN: 1, INCONCLUSIVE: 1, SKIP: 0, seconds: 0.8}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
+
+
+def main():
+    listener = dict(
+        port=dict(type="int", required=True),
+        role=dict(type="str", choices=["mx", "submission"], default="mx"),
+        tls=dict(type="str", choices=["none", "starttls", "required", "implicit"], default="none"),
+        relay=dict(type="str", choices=["refused", "allowed"], default="refused"),
+        auth_relay=dict(type="bool"),
+        sender_login_match=dict(type="bool", default=False),
+    )
+    target = dict(
+        name=dict(type="str", required=True),
+        addresses=dict(type="list", elements="str", required=True),
+        hostname=dict(type="str"),
+        local_domains=dict(type="list", elements="str", default=[]),
+        relay_domains=dict(type="list", elements="str", default=[]),
+        test_mailbox=dict(type="str"),
+        listeners=dict(type="list", elements="dict", required=True, options=listener),
+        auth=dict(type="dict", options=dict(username=dict(type="str", required=True),
+                                            password=dict(type="str", required=True, no_log=True))),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            targets=dict(type="list", elements="dict", required=True, options=target),
+            source_address=dict(type="list", elements="str"),
+            vantage=dict(type="str"),
+            ehlo_name=dict(type="str", default="prober.mailsec.test"),
+            canary=dict(type="dict", options=dict(domain=dict(type="str", required=True),
+                                                  spool=dict(type="path"),
+                                                  wait=dict(type="float", default=10))),
+            probes=dict(type="list", elements="str", default=["all"]),
+            concurrency=dict(type="int", default=64),
+            per_host=dict(type="int", default=10),
+            timeout=dict(type="float", default=5),
+            retries=dict(type="int", default=1),
+            retry_delay=dict(type="float", default=2),
+            error_budget=dict(type="int", default=8),
+            tls_verify=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    # auth_relay unset means "the role's default" (submission: true); the engine decides.
+    for spec in params["targets"]:
+        for item in spec["listeners"]:
+            if item.get("auth_relay") is None:
+                item.pop("auth_relay", None)
+    try:
+        outcome = run(params)
+    except ConfigError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, results=outcome["results"], summary=outcome["summary"])
+
+
+if __name__ == "__main__":
+    main()
