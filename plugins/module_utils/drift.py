@@ -414,6 +414,12 @@ def _fmt(value):
     return str(value)
 
 
+def lines(findings):
+    """One line per FAIL: ``check: expected -> actual (detail)``."""
+    return ["%s: %s -> %s%s" % (f["check"], _fmt(f["expected"]), _fmt(f["actual"]), " (%s)" % f["detail"] if f["detail"] else "")
+            for f in findings if f["verdict"] != "PASS"]
+
+
 def diff(findings):
     """Ansible --diff: one line per setting, desired (before) vs actual (after), FAILs only."""
     before, after = [], []
