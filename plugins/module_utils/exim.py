@@ -114,10 +114,11 @@ def _smarthost_route(smarthost):
         host, _sep, port = text.partition(":")
     else:
         host, port = text, None
+    # No blank after '<;': manualroute splits route_data at white space into hosts and options.
     if not port:
-        return "<; %s" % host
+        return "<;%s" % host
     # With ';' as separator a port follows a single ':'; an IPv6 literal needs brackets then.
-    return "<; [%s]:%s" % (host, port) if ":" in host else "<; %s:%s" % (host, port)
+    return "<;[%s]:%s" % (host, port) if ":" in host else "<;%s:%s" % (host, port)
 
 
 def tls_enabled(effective):
@@ -535,9 +536,30 @@ def derive_checks(effective, interface_address="127.0.0.1"):
     return checks
 
 
+def derive_route_checks(effective):
+    """Address tests (-bt): non-local mail must route to the smarthost, so nothing leaves the lab.
+
+    The -bh sessions never route a relayed recipient, so only these catch a broken router.
+    """
+    if not effective.get("smarthost"):
+        return []
+    return [
+        {
+            "name": "route: %s -> smarthost %s" % (CHECK_FOREIGN_RCPT, effective["smarthost"]),
+            "kind": "route",
+            "recipient": CHECK_FOREIGN_RCPT,
+            "router": "mailsec_smarthost",
+            "expect": "accept",
+        }
+    ]
+
+
 def settings(effective, interface_address="127.0.0.1"):
     """Everything the role hands to the exim_config module: files and the -bh matrix."""
-    return {"files": render(effective), "checks": derive_checks(effective, interface_address)}
+    return {
+        "files": render(effective),
+        "checks": derive_checks(effective, interface_address) + derive_route_checks(effective),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,6 +596,17 @@ def parse_replies(output):
             replies.append((int(match.group(1)), " / ".join(current)))
             current = []
     return replies
+
+
+def route_verdict(rc, output, router=None):
+    """(verdict, stage, detail) of an -bt address test: 'accept' when it routes (via ``router``)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    detail = " / ".join(line for line in lines if not line.startswith("LOG:"))[:300]
+    if rc != 0:
+        return "deny", "route", detail
+    if router and "router = %s," % router not in output:
+        return "deny", "route", detail
+    return "accept", "route", detail
 
 
 def bh_verdict(output):
@@ -644,7 +677,7 @@ class EximConfig(object):
                  pid_file="/run/exim4/exim.pid", confirm=("127.0.0.1", 25), confirm_timeout=15):
         self.run = run
         self.files = self._validate_files(files, root)
-        self.checks = list(checks)
+        self.checks = [self._validate_check(check) for check in checks or []]
         self.exim = exim
         self.update = update
         self.root = root
@@ -668,6 +701,16 @@ class EximConfig(object):
                 raise EximError("%s: state present needs content" % path)
             clean[real] = spec
         return clean
+
+    @staticmethod
+    def _validate_check(check):
+        check = dict(check)
+        check["kind"] = check.get("kind") or "session"
+        needed = ("recipient", "expect") if check["kind"] == "route" else ("client", "interface", "port", "recipient", "expect")
+        missing = [key for key in needed if check.get(key) in (None, "")]
+        if missing or check["kind"] not in ("session", "route") or check["expect"] not in ("accept", "deny"):
+            raise EximError("invalid check %r: needs %s, kind session|route, expect accept|deny" % (check, ", ".join(needed)))
+        return check
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -716,13 +759,17 @@ class EximConfig(object):
         """Run the -bh matrix against ``config``; returns (results, failures)."""
         results, failures = [], []
         for check in self.checks:
-            argv = bh_command(self.exim, config, check)
-            rc, out, err = self.run(argv, data=bh_input(check))
-            verdict, stage, reply = bh_verdict(out)
+            if check.get("kind") == "route":
+                rc, out, err = self.run([self.exim, "-C", config, "-bt", check["recipient"]])
+                verdict, stage, reply = route_verdict(rc, out, check.get("router"))
+            else:
+                rc, out, err = self.run(bh_command(self.exim, config, check), data=bh_input(check))
+                verdict, stage, reply = bh_verdict(out)
             result = {
-                "name": check.get("name") or "%s -> %s on %s" % (check["client"], check["recipient"], check["port"]),
-                "client": check["client"],
-                "port": int(check["port"]),
+                "name": check.get("name") or "%s -> %s on %s" % (check.get("client"), check["recipient"], check.get("port")),
+                "kind": check.get("kind") or "session",
+                "client": check.get("client"),
+                "port": check.get("port"),
                 "recipient": check["recipient"],
                 "authenticated": bool(check.get("authenticated")),
                 "expect": check["expect"],
@@ -731,7 +778,8 @@ class EximConfig(object):
                 "reply": reply,
             }
             if verdict != check["expect"]:
-                result["stderr"] = err.strip()
+                # -bh writes its ACL trace to stderr: the end of it explains the verdict.
+                result["trace"] = err.strip().splitlines()[-25:]
                 failures.append(result)
             results.append(result)
         return results, failures

@@ -41,18 +41,25 @@ options:
       name:
         description: Label used in results.
         type: str
+      kind:
+        description:
+          - V(session) simulates an SMTP session with C(-bh); V(route) is an address test with C(-bt) (does the
+            recipient route, via O(checks[].router) when given).
+        type: str
+        choices: [session, route]
+        default: session
+      router:
+        description: For V(route) checks, the router that must accept the recipient.
+        type: str
       client:
-        description: Client IP address (C(-bh <client>)).
+        description: Client IP address (C(-bh <client>)); required for V(session) checks.
         type: str
-        required: true
       interface:
-        description: Local address the session arrives on (C(-oMi <interface>.<port>)).
+        description: Local address the session arrives on (C(-oMi <interface>.<port>)); required for V(session) checks.
         type: str
-        required: true
       port:
-        description: Local port the session arrives on.
+        description: Local port the session arrives on; required for V(session) checks.
         type: int
-        required: true
       sender:
         description: Envelope sender.
         type: str
@@ -66,7 +73,9 @@ options:
         type: bool
         default: false
       expect:
-        description: The verdict at RCPT the policy demands; a refusal at connect or MAIL counts as V(deny).
+        description:
+          - The verdict at RCPT the policy demands; a refusal at connect or MAIL counts as V(deny).
+          - For V(route) checks, V(accept) means the recipient routes.
         type: str
         choices: [accept, deny]
         required: true
@@ -183,9 +192,11 @@ def main():
                 default=[],
                 options=dict(
                     name=dict(type="str"),
-                    client=dict(type="str", required=True),
-                    interface=dict(type="str", required=True),
-                    port=dict(type="int", required=True),
+                    kind=dict(type="str", default="session", choices=["session", "route"]),
+                    router=dict(type="str"),
+                    client=dict(type="str"),
+                    interface=dict(type="str"),
+                    port=dict(type="int"),
                     sender=dict(type="str", default="mailsec-check@example.com"),
                     recipient=dict(type="str", required=True),
                     authenticated=dict(type="bool", default=False),
@@ -244,6 +255,8 @@ def main():
     try:
         result["checks"] = config.validate()
     except EximError as exc:
+        # Nothing went live: changed_files only says what would have changed.
+        result["changed"] = False
         result.update(exc.details)
         module.fail_json(msg=str(exc), **result)
 
