@@ -54,6 +54,7 @@ class FakeSMTP:
         self.transactions = []     # every DATA the server took: {mail, rcpts, data, tls, auth, port}
         self.connections = 0
         self.commands = []
+        self.command_log = []      # (over_tls, line) of every line read in command or AUTH state
         self.peers = []            # client addresses seen
         self.max_errors = 0        # most 4xx/5xx replies on one connection (error-budget test)
         self.server = None
@@ -117,12 +118,18 @@ class _Session:
         line, _, self.buf = self.buf.partition(b"\n")
         return line.rstrip(b"\r").decode("latin-1")
 
+    async def auth_line(self):
+        line = await self.readline()
+        if line is not None:
+            self.srv.command_log.append((self.tls, line))
+        return line
+
     async def run(self):
         b = self.b
         if b.tarpit:
             await asyncio.sleep(b.tarpit)
         if b.proxy:
-            first = await self.readline()
+            first = await self.auth_line()
             if first is None:
                 return
             if not first.startswith("PROXY "):
@@ -148,6 +155,7 @@ class _Session:
             if line is None:
                 return
             self.srv.commands.append(line)
+            self.srv.command_log.append((self.tls, line))
             verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
             handler = getattr(self, "cmd_" + verb, None)
             if handler is None:
@@ -221,16 +229,16 @@ class _Session:
             token = words[2] if len(words) > 2 else None
             if token is None:
                 await self.send(334, "")
-                token = await self.readline()
+                token = await self.auth_line()
             user, password = _decode_plain(token)
         elif mech == "LOGIN":
             await self.send(334, "VXNlcm5hbWU6")
-            first = await self.readline()
+            first = await self.auth_line()
             if first is None or first.strip() == "*":
                 await self.send(501, "5.7.0 Authentication aborted")
                 return
             await self.send(334, "UGFzc3dvcmQ6")
-            second = await self.readline()
+            second = await self.auth_line()
             if second is None or second.strip() == "*":
                 await self.send(501, "5.7.0 Authentication aborted")
                 return

@@ -1,0 +1,64 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures for the probe engine tests: a TLS context for the fake servers, a scenario runner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+try:
+    import ansible_collections.mailsec.relay.plugins.module_utils.smtp  # noqa: F401
+except ImportError:  # straight from the checkout: the collection is reachable through .cache/collections
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", ".cache", "collections"))
+
+import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine  # noqa: E402
+
+PASSWORD = "s3cret-Pass"
+
+
+@pytest.fixture(scope="session")
+def tls_context(tmp_path_factory):
+    certfile, keyfile = fakesmtp.make_cert(str(tmp_path_factory.mktemp("tls")))
+    return fakesmtp.server_context(certfile, keyfile)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    path = tmp_path / "spool"
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def scenario(tls_context, spool):
+    """Run the engine against a FakeHost: ``scenario(mx={...}, target={...}, **params)``."""
+
+    def run(mx=None, submission=None, submissions=None, target=None, canary=True, **params):
+        async def go():
+            host = fakesmtp.FakeHost(tls_context, spool=spool, mx=mx, submission=submission,
+                                     submissions=submissions)
+            await host.start()
+            try:
+                spec = host.target()
+                spec.update(target or {})
+                options = {"targets": [spec], "timeout": 2, "retry_delay": 0.05}
+                if canary:
+                    options["canary"] = {"domain": "canary.test", "spool": spool, "wait": 0.5}
+                options.update(params)
+                return await engine.run_async(options), host
+            finally:
+                await host.stop()
+        return asyncio.run(go())
+
+    return run
+
+
+def verdicts(outcome, probe=None, port=None):
+    """{(probe, case): verdict} of the results (optionally of one probe/port)."""
+    return {(r["probe"], r["case"]): r["verdict"] for r in outcome["results"]
+            if (probe is None or r["probe"] == probe) and (port is None or r["port"] == port)}

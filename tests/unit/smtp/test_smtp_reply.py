@@ -1,0 +1,84 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SMTP reply parser: multi-line, enhanced codes, classes, and a hypothesis fuzz test."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import reply as R
+
+
+def test_multiline_reply_with_enhanced_code():
+    parsed = R.parse_reply([b"250-mx.example.test Hello\r\n", b"250-PIPELINING\r\n", b"250 AUTH PLAIN LOGIN\r\n"])
+    assert parsed.code == 250
+    assert parsed.lines == ("mx.example.test Hello", "PIPELINING", "AUTH PLAIN LOGIN")
+    assert R.parse_ehlo(parsed) == {"PIPELINING": "", "AUTH": "PLAIN LOGIN"}
+
+
+@pytest.mark.parametrize("line, code, enhanced, klass", [
+    (b"554 5.7.1 <x@example.net>: Relay access denied\r\n", 554, "5.7.1", R.REFUSED),
+    (b"530 5.7.0 Must issue a STARTTLS command first\r\n", 530, "5.7.0", R.REFUSED),
+    (b"501 5.1.3 Bad recipient address syntax\r\n", 501, "5.1.3", R.NON_RELAY),
+    (b"550 5.1.1 <u@example.test>: User unknown\r\n", 550, "5.1.1", R.NON_RELAY),
+    (b"504 5.5.2 <x>: Helo command rejected\r\n", 504, "5.5.2", R.NON_RELAY),
+    (b"550 Relay not permitted\r\n", 550, None, R.REFUSED),
+    (b"502 Command not implemented\r\n", 502, None, R.NON_RELAY),
+    (b"450 4.2.0 Greylisted\r\n", 450, "4.2.0", R.TRANSIENT),
+    (b"250 2.1.5 Ok\r\n", 250, "2.1.5", R.ACCEPTED),
+    (b"334 VXNlcm5hbWU6\r\n", 334, None, R.INTERMEDIATE),
+    (b"550 4.7.1 class digit disagrees\r\n", 550, None, R.REFUSED),
+    (b"250\r\n", 250, None, R.ACCEPTED),
+])
+def test_enhanced_codes_and_classes(line, code, enhanced, klass):
+    parsed = R.parse_reply([line])
+    assert (parsed.code, parsed.enhanced, R.classify(parsed)) == (code, enhanced, klass)
+
+
+def test_auth_required():
+    assert R.is_auth_required(R.parse_reply([b"530 5.7.0 Authentication required\r\n"]))
+    assert not R.is_auth_required(R.parse_reply([b"554 5.7.1 Relay access denied\r\n"]))
+
+
+@pytest.mark.parametrize("lines", [
+    [b"hello world\r\n"],
+    [b"250-first\r\n", b"251 second\r\n"],              # mixed codes
+    [b"250 done\r\n", b"250 again\r\n"],                # last marker before the end
+    [b"250-open\r\n"],                                  # never finished
+    [b"25 short\r\n"],
+    [b"250" + b"x" * 10 + b"\r\n"],                      # no separator
+    [b"220 " + b"x" * (R.MAX_LINE + 10) + b"\r\n"],      # oversized line
+    [b"250-x\r\n"] * (R.MAX_LINES + 1) + [b"250 x\r\n"],
+    [],
+])
+def test_malformed_replies_raise_reply_error(lines):
+    with pytest.raises(R.ReplyError):
+        R.parse_reply(lines)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=80), min_size=0, max_size=6))
+def test_fuzz_parser_only_raises_reply_error(lines):
+    try:
+        parsed = R.parse_reply(lines)
+    except R.ReplyError:
+        return
+    assert 100 <= parsed.code <= 599
+    assert len(parsed.lines) == len(lines)
+    R.classify(parsed)
+    assert isinstance(parsed.text, str)
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=200, max_value=599), st.lists(_text, min_size=1, max_size=5))
+def test_fuzz_round_trip(code, texts):
+    wire = R.format_reply(code, texts)
+    lines = [line + b"\n" for line in wire.split(b"\n") if line]
+    parsed = R.parse_reply(lines)
+    assert parsed.code == code
+    assert list(parsed.lines) == [text.rstrip("\r") for text in texts]
+    assert all(R.is_last_line(line) == (i == len(lines) - 1) for i, line in enumerate(lines))
