@@ -1,0 +1,265 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The probe matrix against in-process fake servers: one scenario per kind of server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import fakesmtp
+import pytest
+from conftest import PASSWORD, verdicts
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
+
+def by_verdict(outcome, verdict):
+    return sorted((r["port"], r["probe"], r["case"]) for r in outcome["results"] if r["verdict"] == verdict)
+
+
+def test_hardened_host_passes_everything_fast(scenario):
+    started = time.monotonic()
+    outcome, host = scenario()
+    elapsed = time.monotonic() - started
+    summary = outcome["summary"]
+    assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "WARN") == []
+    assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "SKIP") == []
+    covered = set(r["probe"] for r in outcome["results"])
+    assert covered == set("T%02d" % n for n in range(1, 21)) - {"T10"}
+    assert summary["PASS"] == summary["results"] > 100
+    # three listeners, the whole matrix: well under a second on loopback (generous bound for busy CI)
+    assert elapsed < 3, elapsed
+    # connection reuse kept every connection under the error budget (Postfix slows down after 10)
+    assert max(server.max_errors for server in host.servers) <= 8
+    # ... and did reuse: far fewer connections than cases
+    assert sum(server.connections for server in host.servers) < summary["results"] / 2
+    t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
+    assert [r["verdict"] for r in t09] == ["PASS", "PASS"] and all("canary" in r["reason"] for r in t09)
+
+
+def test_open_relay_fails_and_is_confirmed_by_the_canary(scenario):
+    outcome, _ = scenario(mx=dict(relay="accept"))
+    mx = verdicts(outcome, port=outcome["results"][0]["port"])
+    port = min(r["port"] for r in outcome["results"] if r["probe"] == "T13")
+    mx = verdicts(outcome, port=port)
+    assert mx[("T11", "P02")] == "FAIL" and mx[("T11", "P01")] == "FAIL"
+    assert mx[("T12", "P13")] == "FAIL" and mx[("T15", "null")] == "FAIL" and mx[("T20", "default")] == "FAIL"
+    t12 = [r for r in outcome["results"] if r["probe"] == "T12" and r["port"] == port]
+    assert all("reached the canary" in r["reason"] for r in t12 if r["verdict"] == "FAIL")
+    assert mx[("T13", "example.test")] == "PASS"
+
+
+def test_accept_then_drop_is_a_warning_not_a_failure(scenario):
+    outcome, _ = scenario(mx=dict(relay="accept", deliver=False))
+    t12 = [r for r in outcome["results"] if r["probe"] == "T12" and r["verdict"] != "PASS"]
+    assert t12 and all(r["verdict"] == "WARN" and "accept-then-drop" in r["reason"] for r in t12)
+    # plain forms accepted at RCPT are still a FAIL (reference d, T11)
+    assert ("T11", "P02") in [(r["probe"], r["case"]) for r in outcome["results"] if r["verdict"] == "FAIL"]
+
+
+def test_hack_forms_without_canary_are_warnings(scenario):
+    outcome, host = scenario(mx=dict(relay="accept"), canary=False)
+    assert host.transactions == []
+    hacks = [r for r in outcome["results"] if r["probe"] == "T11" and r["case"] >= "P11" and r["verdict"] != "PASS"]
+    assert hacks and all(r["verdict"] == "WARN" and "no canary" in r["reason"] for r in hacks)
+
+
+def test_greylisting_is_inconclusive_after_bounded_retries(scenario):
+    outcome, host = scenario(mx=dict(greylist=True), retries=2)
+    port = host.mx.port
+    results = [r for r in outcome["results"] if r["port"] == port and r["probe"] in ("T11", "T13", "T15")]
+    assert results and all(r["verdict"] == "INCONCLUSIVE" and "3 attempts" in r["reason"] for r in results)
+    p02 = next(r for r in results if r["case"] == "P02")
+    local = p02["transcript"][-1]
+    assert "450" in local
+    tokens = [c for c in host.mx.commands if c.startswith("RCPT") and "t11p02-" in c]
+    assert len(tokens) == 3       # one try + two retries, never more
+
+
+def test_tarpit_gives_inconclusive_quickly(scenario):
+    started = time.monotonic()
+    outcome, _ = scenario(mx=dict(tarpit=30), submission=dict(tarpit=30), submissions=dict(tarpit=30),
+                          timeout=0.3, retries=1)
+    assert time.monotonic() - started < 10
+    assert by_verdict(outcome, "PASS") == [] and by_verdict(outcome, "FAIL") == []
+    assert all(r["verdict"] in ("INCONCLUSIVE", "SKIP") for r in outcome["results"])
+    assert any("no reply within 0.3s" in r["reason"] for r in outcome["results"])
+
+
+@pytest.mark.parametrize("banner, words", [("garbage", "malformed"), ("oversized", "longer than"),
+                                           ("mixed", "malformed")])
+def test_malformed_and_oversized_replies_are_inconclusive(scenario, banner, words):
+    outcome, host = scenario(mx=dict(banner=banner))
+    mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
+    assert mx and all(r["verdict"] == "INCONCLUSIVE" for r in mx if r["probe"] not in ("T17", "T18", "T20"))
+    assert any(words in r["reason"] for r in mx)
+    # the other listeners are unaffected
+    assert verdicts(outcome, "T09")[("T09", None)] == "PASS"
+
+
+def test_multiline_banner_and_ehlo_are_parsed(scenario):
+    outcome, _ = scenario(mx=dict(banner="multiline"))
+    t01 = next(r for r in outcome["results"] if r["probe"] == "T01" and r["case"] == "plain")
+    assert t01["verdict"] == "PASS"
+    assert any(line.startswith("S: 220-") for line in t01["transcript"])
+    assert t01["client_seen"] == "127.0.0.1"   # learnt from the EHLO greeting line
+
+
+def test_tls_handshake_failure_is_inconclusive(scenario):
+    outcome, host = scenario(mx=dict(broken_tls=True))
+    mx = verdicts(outcome, port=host.mx.port)
+    assert mx[("T01", "tls")] == "INCONCLUSIVE" and mx[("T16", None)] == "INCONCLUSIVE"
+    assert mx[("T01", "plain")] == "PASS" and mx[("T11", "P02")] == "PASS"
+
+
+def test_plaintext_greeting_on_implicit_tls_listener_fails(scenario, tls_context):
+    outcome, host = scenario(submissions=dict(role="submission"))
+    assert verdicts(outcome, "T07")[("T07", None)] == "PASS"
+
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), tls_context, implicit=False)
+        port = await server.start()
+        target = {"name": "plain465", "addresses": ["127.0.0.1"],
+                  "listeners": [{"port": port, "role": "submission", "tls": "implicit"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T07"], "timeout": 2})
+        finally:
+            await server.stop()
+    outcome = asyncio.run(go())
+    assert verdicts(outcome) == {("T07", None): "FAIL"}
+
+
+def test_auth_before_tls_fails(scenario):
+    outcome, host = scenario(mx=dict(auth_on_mx=True, auth_before_tls=True), submission=dict(auth_before_tls=True))
+    mx = verdicts(outcome, port=host.mx.port)
+    assert mx[("T01", "plain")] == "FAIL" and mx[("T02", "plain")] == "FAIL" and mx[("T02", "tls")] == "FAIL"
+    sub = verdicts(outcome, port=host.submission.port)
+    assert sub[("T03", None)] == "FAIL" and sub[("T04", "PLAIN")] == "FAIL" and sub[("T04", "LOGIN")] == "FAIL"
+    t04 = next(r for r in outcome["results"] if r["probe"] == "T04" and r["case"] == "PLAIN")
+    assert "C: AUTH PLAIN ****" in t04["transcript"]
+
+
+def test_starttls_injection_fails(scenario):
+    outcome, host = scenario(mx=dict(keep_plaintext_after_starttls=True))
+    assert verdicts(outcome, port=host.mx.port)[("T16", None)] == "FAIL"
+    assert verdicts(outcome, port=host.submission.port)[("T16", None)] == "PASS"
+
+
+def test_smuggling_and_pipelining(scenario):
+    outcome, host = scenario(mx=dict(smuggle_vulnerable=True, forbid_pipelining=False))
+    mx = verdicts(outcome, port=host.mx.port)
+    assert all(v == "FAIL" for (probe, _), v in mx.items() if probe == "T17") and mx[("T18", None)] == "FAIL"
+    outcome, host = scenario(mx=dict(reject_bare_lf=True, forbid_pipelining=False))
+    mx = verdicts(outcome, port=host.mx.port)
+    t17 = [r for r in outcome["results"] if r["probe"] == "T17" and r["port"] == host.mx.port]
+    assert all(r["verdict"] == "PASS" and "refused" in r["reason"] for r in t17[:-1])  # NUL form has no bare LF
+    assert mx[("T18", None)] == "WARN"   # pipelining accepted, but smuggling refused: a warning only
+
+
+def test_xclient_honoured_fails(scenario):
+    outcome, host = scenario(mx=dict(xclient=True))
+    mx = verdicts(outcome, port=host.mx.port)
+    assert mx[("T19", "xclient")] == "FAIL" and mx[("T19", "proxy")] == "PASS"
+
+
+def test_proxy_header_honoured_fails():
+    # A PROXY-protocol listener withholds its greeting until the header: plain sessions there time out.
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(proxy=True), None)
+        port = await server.start()
+        target = {"name": "proxied", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T19"], "timeout": 0.5,
+                                           "retries": 0})
+        finally:
+            await server.stop()
+    assert verdicts(asyncio.run(go())) == {("T19", "proxy"): "FAIL", ("T19", "xclient"): "INCONCLUSIVE"}
+
+
+def test_relay_allowed_expectation():
+    """A trusted vantage: only P02 is judged (no spoof probes), and a refusal is the failure."""
+
+    async def go(relay_mode):
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(relay=relay_mode), None)
+        port = await server.start()
+        target = {"name": "trusted", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                  "listeners": [{"port": port, "role": "mx", "tls": "none", "relay": "allowed"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T11", "T15", "T20"], "timeout": 2,
+                                           "vantage": "trusted"})
+        finally:
+            await server.stop()
+    assert verdicts(asyncio.run(go("accept"))) == {("T11", "P02"): "PASS", ("T20", "trusted"): "PASS"}
+    assert verdicts(asyncio.run(go("refuse"))) == {("T11", "P02"): "FAIL", ("T20", "trusted"): "FAIL"}
+
+
+def test_greeting_refusal_and_unreachable_listener(scenario):
+    outcome, host = scenario(mx=dict(banner="refuse"))
+    mx = verdicts(outcome, port=host.mx.port)
+    assert mx[("T11", "P02")] == "PASS" and mx[("T13", "example.test")] == "FAIL"
+
+    with socket.socket() as sock:          # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    started = time.monotonic()
+    outcome = engine.run({"targets": [{"name": "gone", "addresses": ["127.0.0.1"],
+                                       "listeners": [{"port": closed_port, "tls": "starttls"}]}],
+                          "timeout": 1, "retry_delay": 0.05})
+    assert time.monotonic() - started < 5
+    assert set(r["verdict"] for r in outcome["results"] if r["probe"] not in ("T17", "T18")) == {"INCONCLUSIVE"}
+    assert any("connect to 127.0.0.1 port %d failed" % closed_port in r["reason"] for r in outcome["results"])
+
+
+def test_passwords_never_in_results(scenario):
+    outcome, _ = scenario()
+    text = json.dumps(outcome)
+    assert PASSWORD not in text
+    assert "AUTH PLAIN ****" in text
+
+
+def test_source_address_and_vantage(scenario):
+    outcome, host = scenario(source_address=["127.0.0.2"], vantage="second", probes=["T11", "T13", "T20"])
+    assert set(host.mx.peers) == {"127.0.0.2"}
+    assert all(r["source_address"] == "127.0.0.2" and r["vantage"] == "second" for r in outcome["results"])
+    assert any(r["client_seen"] == "127.0.0.2" for r in outcome["results"])
+    assert ("T20", "second") in verdicts(outcome)
+    outcome, _ = scenario(source_address=["::1"], probes=["T11"])
+    assert set(r["verdict"] for r in outcome["results"]) == {"SKIP"}   # no IPv4 source given
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_literal_forms():
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(), None)
+        port = await server.start("::1")
+        target = {"name": "v6", "addresses": ["::1"], "hostname": "mx.example.test",
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T11"], "timeout": 2}), server
+        finally:
+            await server.stop()
+    outcome, server = asyncio.run(go())
+    assert set(r["verdict"] for r in outcome["results"]) == {"PASS"}
+    assert any("[IPv6:::1]" in c for c in server.commands)
+
+
+def test_config_errors():
+    with pytest.raises(engine.ConfigError):
+        engine.normalize({"targets": []})
+    with pytest.raises(engine.ConfigError):
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "probes": ["T99"]})
+    with pytest.raises(engine.ConfigError):
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"],
+                                       "listeners": [{"port": 25, "tls": "sometimes"}]}]})
