@@ -42,6 +42,7 @@ def _host_entry(name, hostvars):
         "effective": _plain(hv.get("mailsec_relay_effective")),
         "addresses": _plain(addresses),
         "sasl_users": _plain(hv.get("mailsec_relay_sasl_users") or []),
+        "test_mailbox": _plain(hv.get("verify_test_mailbox")),
     }
 
 

@@ -104,7 +104,7 @@ def listener_expectation(listener, effective, source, addresses):
     return reachable, relay_allowed, auth_relay
 
 
-def build_target(name, effective, source_address=None, addresses=None, sasl_users=None):
+def build_target(name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None):
     """Build one relay_probe target for host ``name`` as seen from ``source_address``.
 
     Returns None when no probe address has the vantage's IP family (an IPv6 vantage cannot probe an
@@ -149,6 +149,9 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
         "relay_domains": list(effective.get("relay_domains") or []) if inbound else [],
         "listeners": listeners,
     }
+    if test_mailbox and inbound:
+        # A real local mailbox: inbound control (T13) and the only non-canary DATA recipient (T17).
+        target["test_mailbox"] = str(test_mailbox)
     user = (sasl_users or [None])[0]
     if isinstance(user, dict) and user.get("name") and user.get("password") is not None:
         target["auth"] = {"username": str(user["name"]), "password": str(user["password"])}
@@ -156,6 +159,8 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
 
 
 def _vantages(vantages):
+    """Validate vantages; ``source_address`` (a string or a list, one address per IP family)
+    becomes a list of normalized addresses ([] = the prober's own, untrusted address)."""
     result = []
     seen = set()
     for index, vantage in enumerate(vantages or [{"name": "default"}]):
@@ -164,35 +169,51 @@ def _vantages(vantages):
         if vantage["name"] in seen:
             raise VerifyPlanError("verify_vantages[%d]: duplicate name %s" % (index, vantage["name"]))
         seen.add(vantage["name"])
-        source = vantage.get("source_address")
-        if source not in (None, ""):
-            source = str(_ip(source, "verify_vantages[%d].source_address" % index))
-        else:
-            source = None
-        result.append({"name": str(vantage["name"]), "source_address": source})
+        sources = vantage.get("source_address")
+        if sources in (None, ""):
+            sources = []
+        elif not isinstance(sources, (list, tuple)):
+            sources = [sources]
+        normalized, families = [], set()
+        for source in sources:
+            address = _ip(source, "verify_vantages[%d].source_address" % index)
+            if address.version in families:
+                raise VerifyPlanError(
+                    "verify_vantages[%d].source_address: one address per IP family (two IPv%d)" % (index, address.version)
+                )
+            families.add(address.version)
+            normalized.append(str(address))
+        result.append({"name": str(vantage["name"]), "source_address": normalized})
     return result
 
 
 def build_plan(hosts, vantages):
     """One probe run per vantage: ``[{vantage: {name, source_address}, targets: [...], skipped: [...]}]``.
 
-    ``hosts`` is a list of ``{name, effective, addresses, sasl_users}``.
+    ``hosts`` is a list of ``{name, effective, addresses, sasl_users, test_mailbox}``. A dual-stack vantage gives a
+    host one target per IP family (same name), since each source address may sit in different
+    networks and so expect different verdicts.
     """
     plan = []
     for vantage in _vantages(vantages):
         targets, skipped = [], []
+        sources = vantage["source_address"] or [None]
         for host in hosts:
-            target = build_target(
-                host["name"],
-                host.get("effective"),
-                vantage["source_address"],
-                host.get("addresses"),
-                host.get("sasl_users"),
-            )
-            if target is None:
+            addresses = [str(a) for a in host.get("addresses") or []]
+            found = False
+            for index, source in enumerate(sources):
+                # Host names (family unknown) are probed once, with the first source address.
+                wanted = addresses if index == 0 else [a for a in addresses if _family(a) is not None]
+                if not wanted and addresses:
+                    continue
+                target = build_target(
+                    host["name"], host.get("effective"), source, wanted, host.get("sasl_users"), host.get("test_mailbox")
+                )
+                if target is not None:
+                    targets.append(target)
+                    found = True
+            if not found:
                 skipped.append({"name": host["name"], "reason": "no address of the vantage's IP family"})
-            else:
-                targets.append(target)
         plan.append({"vantage": vantage, "targets": targets, "skipped": skipped})
     return plan
 

@@ -258,6 +258,18 @@ def test_auth_comes_from_first_sasl_user_and_is_redacted():
     assert plan[0]["targets"][0]["auth"]["password"] == "lab-only-not-a-secret"
 
 
+def test_test_mailbox_only_where_inbound_mail_is_accepted():
+    target = verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ADDRS, None, "postmaster@example.test")
+    assert target["test_mailbox"] == "postmaster@example.test"
+    assert "test_mailbox" not in verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ADDRS)
+    denied = mx_submission(connect_deny=["198.51.100.100/32"])
+    for entry in denied["listeners"]:
+        entry["connect_deny"] = ["198.51.100.100/32"]
+    assert "test_mailbox" not in verify_plan.build_target(
+        "mx1", denied, "198.51.100.100", ADDRS, None, "postmaster@example.test"
+    )
+
+
 def test_no_auth_without_users_or_password():
     assert "auth" not in verify_plan.build_target("mx1", mx_submission(), None, ADDRS, [])
     assert "auth" not in verify_plan.build_target("mx1", mx_submission(), None, ADDRS, [{"name": "alice"}])
@@ -313,7 +325,37 @@ def test_missing_policy_or_address_is_an_error():
 
 def test_default_vantage_is_untrusted():
     plan = verify_plan.build_plan([{"name": "mx1", "effective": mx_submission(), "addresses": ADDRS}], None)
-    assert plan[0]["vantage"] == {"name": "default", "source_address": None}
+    assert plan[0]["vantage"] == {"name": "default", "source_address": []}
+
+
+def test_dual_stack_vantage_gives_one_target_per_family_with_its_own_expectation():
+    effective = mx_submission(
+        relay_networks=["198.51.100.48/28"],
+        listeners=[listener("smtp", 25, "mx", "starttls", ["198.51.100.48/28"])],
+    )
+    hosts = [
+        {"name": "mx1", "effective": effective, "addresses": ADDRS},
+        {"name": "v4only", "effective": effective, "addresses": ["198.51.100.12"]},
+        {"name": "byname", "effective": effective, "addresses": ["mx3.example.test", "2001:db8:25::13"]},
+    ]
+    # v4 source trusted, v6 source not: the two families of one host expect different verdicts.
+    plan = verify_plan.build_plan(hosts, [{"name": "both", "source_address": ["198.51.100.50", "2001:db8:25::50"]}])
+    run = plan[0]
+    assert run["vantage"]["source_address"] == ["198.51.100.50", "2001:db8:25::50"]
+    seen = [(t["name"], t["addresses"], by_port(t)[25]["relay"]) for t in run["targets"]]
+    assert seen == [
+        ("mx1", ["198.51.100.11"], "allowed"),
+        ("mx1", ["2001:db8:25::11"], "refused"),
+        ("v4only", ["198.51.100.12"], "allowed"),
+        ("byname", ["mx3.example.test"], "allowed"),
+        ("byname", ["2001:db8:25::13"], "refused"),
+    ]
+    assert run["skipped"] == []
+    # A single string is one source address.
+    plan = verify_plan.build_plan(hosts[:1], [{"name": "one", "source_address": "2001:db8:25::50"}])
+    assert plan[0]["vantage"]["source_address"] == ["2001:db8:25::50"]
+    with pytest.raises(verify_plan.VerifyPlanError, match="one address per IP family"):
+        verify_plan.build_plan(hosts, [{"name": "x", "source_address": ["198.51.100.50", "198.51.100.51"]}])
 
 
 # --- summaries -----------------------------------------------------------------------------------
