@@ -1,0 +1,145 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared helpers of the benches: paths, timing a child process, medians, machine facts.
+
+Benches print figures and never gate anything; they talk only to loopback or to the lab's own
+containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+FAKESMTP_DIR = os.path.join(ROOT, "tests", "unit", "smtp")
+
+
+def import_paths():
+    """Make the engine (as mailsec.relay) and the test fake SMTP server importable."""
+    for path in (COLLECTIONS, FAKESMTP_DIR):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def env_with_paths(extra=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([COLLECTIONS, FAKESMTP_DIR] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if os.path.isdir(VENV_BIN) and not env.get("PATH", "").startswith(VENV_BIN):
+        env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env.update(extra or {})
+    return env
+
+
+def raise_nofile():
+    """Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65536)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None):
+    """Run cmd; return (rc, stdout, stderr, wall seconds, peak RSS in MiB of the process tree).
+
+    os.wait4 reports the child's ru_maxrss folded with that of every descendant it reaped:
+    for ansible-playbook that is the largest of controller, worker and module process.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL if stdin is None else stdin)
+        deadline = None if timeout is None else started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
+                wall, usage.ru_maxrss / 1024.0)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def fmt(value, digits=2, unit=""):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return ("%." + str(digits) + "f%s") % (value, unit)
+    return "%s%s" % (value, unit)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def tool_version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env_with_paths()).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+def machine_facts():
+    facts = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "nofile": "%d/%d" % resource.getrlimit(resource.RLIMIT_NOFILE),
+        "ansible_core": None,
+        "podman": tool_version(["podman", "--version"]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        from importlib.metadata import version
+        facts["ansible_core"] = version("ansible-core")
+    except Exception:  # noqa: BLE001 - a fact, not a requirement
+        pass
+    return facts
+
+
+def write_json(path, data):
+    if not path:
+        return
+    with open(path, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.write("\n")

@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verify a fleet of N emulated SMTP endpoints on loopback with ONE probe-engine run.
+
+Each endpoint is a hardened MTA emulated by tests/unit/smtp/fakesmtp.FakeHost on its own
+127.77.x.y address: port 25 (mx, STARTTLS, foreign RCPT 554 5.7.1, local domain accepted),
+587 (STARTTLS required, AUTH only after TLS) and 465 (implicit TLS), self-signed EC cert.
+One or two server processes hold all endpoints; every measured probe run is a fresh process,
+so its ru_maxrss is that run's peak.
+
+Paths measured for N in --sizes (median of --repeat runs each):
+  engine    plugins/module_utils/smtp engine.run in a fresh Python process
+  module    ansible-playbook, one mailsec.relay.relay_probe task on localhost (module overhead)
+  lab       (--with-lab) the real lab MTAs, probed from the lab's prober container
+
+Run: .venv/bin/python bench/fleet_bench.py [--sizes 10,100,1000] [--repeat 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+ADDRESS_BASE = "127.77"           # 127/8 is all routed to lo on Linux: no setup needed
+LAB_PROBER = "prober"
+LAB_SOURCE = "198.51.100.100"     # the prober's "external" vantage (outside every relay network)
+
+
+def endpoint_address(index):
+    return "%s.%d.%d" % (ADDRESS_BASE, index // 250, index % 250 + 1)
+
+
+# -- server process ----------------------------------------------------------------------------
+async def serve(args):
+    benchlib.raise_nofile()
+    benchlib.import_paths()
+    from fakesmtp import FakeHost, make_cert, server_context
+
+    certfile, keyfile = make_cert(args.certdir, "fleet.example.test")
+    context = server_context(certfile, keyfile)
+    ports = [int(p) for p in args.ports.split(",")]
+    hosts, targets = [], []
+    for index in range(args.index, args.count, args.of):
+        address = endpoint_address(index)
+        name = "ep%04d" % index
+        hostname = "%s.example.test" % name
+        same = {"hostname": hostname}
+        host = FakeHost(context, mx=same, submission=same, submissions=same)
+        for server, port in zip(host.servers, ports):
+            await server.start(address, port)
+        target = host.target()
+        target.update(name=name, addresses=[address], hostname=hostname)
+        hosts.append(host)
+        targets.append((index, target))
+    with open(args.targets_out, "w") as handle:
+        json.dump(targets, handle)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("READY %d" % len(hosts), flush=True)
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        if line.strip() == b"stats":
+            connections = sum(s.connections for h in hosts for s in h.servers)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({"connections": connections, "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+    for host in hosts:
+        await host.stop()
+
+
+class ServerPool:
+    """The endpoint processes: endpoint i lives in process i % count (small N still spreads)."""
+
+    def __init__(self, size, processes, ports, workdir):
+        self.procs = []
+        self.targets = {}
+        for index in range(processes):
+            out = os.path.join(workdir, "targets-%d.json" % index)
+            cmd = [sys.executable, os.path.abspath(__file__), "_serve", "--index", str(index), "--of",
+                   str(processes), "--count", str(size), "--ports", ports, "--certdir", workdir,
+                   "--targets-out", out]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=benchlib.env_with_paths())
+            self.procs.append((proc, out))
+        for proc, out in self.procs:
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                self.stop()
+                raise SystemExit("endpoint server failed to start (ports %s need root or free ports)" % ports)
+            for index, target in json.load(open(out)):
+                self.targets[index] = target
+
+    def first(self, count):
+        return [self.targets[i] for i in range(count)]
+
+    def stats(self):
+        """Cumulative (connections accepted, CPU seconds) over all endpoint processes."""
+        connections, cpu = 0, 0.0
+        for proc, _ in self.procs:
+            proc.stdin.write("stats\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline())
+            connections += reply["connections"]
+            cpu += reply["cpu"]
+        return connections, cpu
+
+    def stop(self):
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.stdin.close()
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- probe process (engine path) ----------------------------------------------------------------
+async def _fd_watch(peak):
+    while True:
+        peak[0] = max(peak[0], len(os.listdir("/proc/self/fd")))
+        await asyncio.sleep(0.05)
+
+
+async def _probe(params):
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+    peak = [0]
+    watcher = asyncio.ensure_future(_fd_watch(peak))
+    try:
+        return await engine.run_async(params), peak[0]
+    finally:
+        watcher.cancel()
+
+
+def probe(args):
+    nofile = benchlib.raise_nofile()
+    benchlib.import_paths()
+    with open(args.params) as handle:
+        params = json.load(handle)
+    started = time.monotonic()
+    if args.profile:
+        import cProfile
+        import pstats
+        profiler = cProfile.Profile()
+        profiler.enable()
+        out, fds = asyncio.run(_probe(params))
+        profiler.disable()
+        with open(args.profile + ".txt", "w") as handle:
+            stats = pstats.Stats(profiler, stream=handle)
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(25)
+    else:
+        out, fds = asyncio.run(_probe(params))
+    wall = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"wall": wall, "maxrss_mib": usage.ru_maxrss / 1024.0, "cpu": usage.ru_utime + usage.ru_stime,
+                      "fd_peak": fds, "nofile": nofile, "summary": out["summary"]}))
+
+
+# -- orchestration -------------------------------------------------------------------------------
+def engine_run(targets, args, workdir, profile=None):
+    params = {"targets": targets, "concurrency": args.concurrency, "timeout": args.timeout}
+    path = os.path.join(workdir, "params.json")
+    with open(path, "w") as handle:
+        json.dump(params, handle)
+    cmd = [sys.executable, os.path.abspath(__file__), "_probe", "--params", path]
+    if profile:
+        cmd += ["--profile", profile]
+    rc, out, err, wall, _ = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
+    if rc != 0:
+        return {"error": (err or out)[-2000:]}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+PLAYBOOK = """\
+- name: Fleet bench, one relay_probe call
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Probe the emulated fleet
+      mailsec.relay.relay_probe:
+        targets: "{{ bench_targets }}"
+        concurrency: "{{ bench_concurrency }}"
+        timeout: "{{ bench_timeout }}"
+      register: bench_probe
+    - name: Print the summary
+      ansible.builtin.debug:
+        msg: "BENCH_SUMMARY={{ bench_probe.summary | to_json }}"
+"""
+
+
+def module_available():
+    return os.path.exists(os.path.join(benchlib.ROOT, "plugins", "modules", "relay_probe.py"))
+
+
+def module_run(targets, args, workdir):
+    playbook = os.path.join(workdir, "fleet_probe.yml")
+    with open(playbook, "w") as handle:
+        handle.write(PLAYBOOK)
+    extra = os.path.join(workdir, "extra.json")
+    with open(extra, "w") as handle:
+        json.dump({"bench_targets": targets, "bench_concurrency": args.concurrency,
+                   "bench_timeout": args.timeout}, handle)
+    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+           "-e", "@" + extra, playbook]
+    rc, out, err, wall, rss = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
+    match = re.search(r"BENCH_SUMMARY=(\{.*?\})\"?$", out, re.M)
+    if rc != 0 or not match:
+        return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
+    summary = json.loads(match.group(1).replace('\\"', '"'))
+    return {"wall": wall, "maxrss_mib": rss, "summary": summary}
+
+
+# -- lab (real MTAs, probed from the prober container) -------------------------------------------
+def lab_targets():
+    """relay_probe targets for the lab MTAs from their inventory policy, as seen from LAB_SOURCE."""
+    import yaml
+    benchlib.import_paths()
+    from ansible_collections.mailsec.relay.plugins.module_utils import policy, verify_plan
+
+    inventory = os.path.join(benchlib.ROOT, "tests", "lab", "inventory")
+    hosts = yaml.safe_load(open(os.path.join(inventory, "hosts.yml")))
+    group = yaml.safe_load(open(os.path.join(inventory, "group_vars", "mta.yml")))
+    targets = []
+    for mta_group in hosts["all"]["children"]["mta"]["children"].values():
+        for name, hostvars in mta_group["hosts"].items():
+            variables = dict(group)
+            path = os.path.join(inventory, "host_vars", name + ".yml")
+            if os.path.exists(path):
+                variables.update(yaml.safe_load(open(path)) or {})
+            variables.update(hostvars or {})
+            # the only template in the lab vars: the shared SASL test user
+            if variables.get("mailsec_relay_sasl_users") == "{{ lab_sasl_users }}":
+                variables["mailsec_relay_sasl_users"] = group["lab_sasl_users"]
+            effective = policy.build_policy(variables, name)
+            target = verify_plan.build_target(name, effective, LAB_SOURCE, variables["verify_addresses"],
+                                              variables.get("mailsec_relay_sasl_users"))
+            if target:
+                targets.append(target)
+    return targets
+
+
+def lab_up():
+    try:
+        out = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
+                             timeout=30).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return all(name in out for name in ("mx1", "hub1", "legacy1", "exim1", LAB_PROBER))
+
+
+def lab_run(args, workdir):
+    """Copy the engine into the prober (a directory of this run, removed after) and probe from there."""
+    targets = lab_targets()
+    remote = "/tmp/mailsec-fleet-bench-%d" % os.getpid()
+    stage = os.path.join(workdir, "lab")
+    pkg = os.path.join(stage, "ansible_collections", "mailsec", "relay", "plugins", "module_utils")
+    shutil.copytree(os.path.join(benchlib.ROOT, "plugins", "module_utils", "smtp"), os.path.join(pkg, "smtp"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(stage, "params.json"), "w") as handle:
+        json.dump({"targets": targets, "source_address": LAB_SOURCE, "concurrency": args.concurrency,
+                   "timeout": args.timeout}, handle)
+    shutil.copy(os.path.abspath(__file__), os.path.join(stage, "fleet_bench.py"))
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchlib.py"), os.path.join(stage, "benchlib.py"))
+    subprocess.run(["podman", "cp", stage, "%s:%s" % (LAB_PROBER, remote)], check=True, timeout=60)
+    runs = []
+    try:
+        for _ in range(args.repeat):
+            cmd = ["podman", "exec", "-e", "PYTHONPATH=" + remote, "-w", remote, LAB_PROBER, "python3",
+                   "fleet_bench.py", "_probe", "--params", "params.json"]
+            rc, out, err, wall, _ = benchlib.run_measured(cmd, timeout=args.run_timeout)
+            if rc != 0:
+                runs.append({"error": (err or out)[-1500:]})
+            else:
+                runs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        subprocess.run(["podman", "exec", LAB_PROBER, "rm", "-rf", remote], timeout=60)
+    return {"targets": [t["name"] for t in targets], "listeners": sum(len(t["listeners"]) * len(t["addresses"])
+                                                                     for t in targets), "runs": runs}
+
+
+def summarize(runs):
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return {"runs": len(runs), "errors": [r["error"] for r in runs]}
+    wall = benchlib.median([r["wall"] for r in good])
+    results = good[0]["summary"]["results"]
+    return {"runs": len(good), "wall": wall, "walls": [round(r["wall"], 2) for r in good],
+            "maxrss_mib": benchlib.median([r["maxrss_mib"] for r in good]),
+            "cpu": benchlib.median([r.get("cpu") for r in good]),
+            "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
+            "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
+            "results": results, "results_per_s": results / wall if wall else None,
+            "verdicts": {k: good[0]["summary"].get(k) for k in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")},
+            "errors": [r["error"] for r in runs if "error" in r]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--servers", type=int, default=2, help="endpoint server processes")
+    parser.add_argument("--ports", default="25,587,465", help="mx,submission,submissions ports of every endpoint")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=5)
+    parser.add_argument("--run-timeout", type=float, default=900)
+    parser.add_argument("--no-module", action="store_true", help="skip the ansible-playbook path")
+    parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
+    parser.add_argument("--with-lab", action="store_true", help="also probe the lab MTAs from the prober")
+    parser.add_argument("--profile", action="store_true", help="cProfile one engine run at the largest N")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    module_sizes = sorted(int(s) for s in (args.module_sizes or args.sizes).split(","))
+
+    nofile = benchlib.raise_nofile()
+    # Endpoint processes hold 3 listeners per endpoint; the prober holds at most `concurrency`
+    # client sockets (the engine's global bound) plus a handful of its own.
+    if args.concurrency + 64 > nofile:
+        raise SystemExit("concurrency %d too high for RLIMIT_NOFILE %d" % (args.concurrency, nofile))
+    report = {"machine": benchlib.machine_facts(), "config": vars(args), "engine": {}, "module": {}, "lab": None}
+    workdir = tempfile.mkdtemp(prefix="fleet-bench-")
+    pool = None
+    try:
+        started = time.monotonic()
+        pool = ServerPool(max(sizes + module_sizes), args.servers, args.ports, workdir)
+        report["server_start_s"] = round(time.monotonic() - started, 2)
+        print("endpoints: %d on %s.x.y ports %s in %d processes (started in %.1f s); nofile %d"
+              % (len(pool.targets), ADDRESS_BASE, args.ports, args.servers, report["server_start_s"], nofile),
+              flush=True)
+        for size in sizes:
+            runs = []
+            for _ in range(args.repeat):
+                before = pool.stats()
+                run = engine_run(pool.first(size), args, workdir)
+                after = pool.stats()
+                run["connections"], run["server_cpu"] = after[0] - before[0], after[1] - before[1]
+                runs.append(run)
+                print("  engine N=%d: %s" % (size, _brief(run)), flush=True)
+            report["engine"][size] = summarize(runs)
+            report["engine"][size]["connections"] = runs[-1].get("connections")
+        if args.profile:
+            path = os.path.join(workdir, "engine.prof")
+            engine_run(pool.first(max(sizes)), args, workdir, profile=path)
+            with open(path + ".txt") as handle:
+                report["profile"] = handle.read()
+            print(report["profile"][:6000], flush=True)
+        if args.no_module:
+            report["module"] = "skipped (--no-module)"
+        elif not module_available():
+            report["module"] = "skipped: plugins/modules/relay_probe.py does not exist yet"
+            print(report["module"], flush=True)
+        else:
+            for size in module_sizes:
+                runs = []
+                for _ in range(args.repeat):
+                    run = module_run(pool.first(size), args, workdir)
+                    runs.append(run)
+                    print("  module N=%d: %s" % (size, _brief(run)), flush=True)
+                report["module"][size] = summarize(runs)
+    finally:
+        if pool is not None:
+            pool.stop()
+    if args.with_lab:
+        if lab_up():
+            report["lab"] = lab_run(args, workdir)
+            report["lab"].update(summarize(report["lab"]["runs"]))
+            del report["lab"]["runs"]
+        else:
+            report["lab"] = "skipped: lab containers are not running (tests/lab/lab.sh up)"
+    shutil.rmtree(workdir, ignore_errors=True)
+    print_report(report)
+    benchlib.write_json(args.json, report)
+    return report
+
+
+def _brief(run):
+    if "error" in run:
+        return "ERROR " + run["error"].strip().splitlines()[-1][:300] if run["error"].strip() else "ERROR"
+    s = run["summary"]
+    return "%.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
+        run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
+        ", CPU %.1f s prober / %.1f s endpoints, fds %s, connections %s" % (
+            run.get("cpu"), run.get("server_cpu"), run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "")
+
+
+def print_report(report):
+    f = benchlib.fmt
+    print("\nFleet bench (median of %d runs)" % report["config"]["repeat"])
+    print("%-8s %6s %9s %9s %10s %9s %8s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds"))
+    for path in ("engine", "module"):
+        rows = report[path]
+        if not isinstance(rows, dict):
+            continue
+        for size, row in sorted(rows.items()):
+            if "wall" not in row:
+                print("%-8s %6d   errors: %s" % (path, size, row.get("errors")))
+                continue
+            print("%-8s %6d %9s %9s %10s %9s %8s" % (path, size, f(row["wall"]), f(row["maxrss_mib"], 0),
+                                                     f(row["results_per_s"], 0), f(size / row["wall"], 1),
+                                                     f(row.get("fd_peak"))))
+    for path in ("engine", "module"):
+        rows = report[path]
+        if isinstance(rows, dict) and 100 in rows and 1000 in rows and "wall" in rows[100] and "wall" in rows[1000]:
+            print("%s t(1000)/t(100) = %s" % (path, f(benchlib.ratio(rows[1000]["wall"], rows[100]["wall"]))))
+    eng, mod = report["engine"], report["module"]
+    if isinstance(mod, dict):
+        for size in sorted(set(eng) & set(mod)):
+            if "wall" in eng[size] and "wall" in mod[size]:
+                print("module/engine N=%d: wall %s (+%s s), RSS %s" % (
+                    size, f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
+                    f(mod[size]["wall"] - eng[size]["wall"]),
+                    f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"]))))
+    if report.get("lab") is not None:
+        lab = report["lab"]
+        if isinstance(lab, str) or "wall" not in lab:
+            print("lab: %s" % lab)
+        else:
+            print("lab (%s, %d listeners, from %s): %s s, %d results, verdicts %s" % (
+                ", ".join(lab["targets"]), lab["listeners"], LAB_PROBER, f(lab["wall"]), lab["results"],
+                lab["verdicts"]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+        p = argparse.ArgumentParser()
+        for opt in ("--index", "--of", "--count"):
+            p.add_argument(opt, type=int)
+        for opt in ("--ports", "--certdir", "--targets-out"):
+            p.add_argument(opt)
+        asyncio.run(serve(p.parse_args(sys.argv[2:])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_probe":
+        p = argparse.ArgumentParser()
+        p.add_argument("--params")
+        p.add_argument("--profile")
+        probe(p.parse_args(sys.argv[2:]))
+    else:
+        main()
