@@ -452,8 +452,9 @@ async def _serve(args):
                         args.full else None, submissions=None)
         if not args.full:
             host.servers = (host.mx,)
-        for server in host.servers:
-            await server.start(args.listen)
+        ports = [int(p) for p in args.ports.split(",")] if args.ports else [0, 0, 0]
+        for server, port in zip(host.servers, ports):
+            await server.start(args.listen, port)
         hosts.append(host)
     targets = []
     for index, host in enumerate(hosts):
@@ -482,6 +483,7 @@ def main():
     parser.add_argument("--full", action="store_true", help="three listeners per host (mx, 587-like, 465-like)")
     parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--spool")
+    parser.add_argument("--ports", help="fixed ports of mx,submission,submissions (one host only), e.g. 25,587,465")
     parser.add_argument("--behaviour", default="{}", help="JSON overrides of Behaviour for the MX listener")
     args = parser.parse_args()
     if not (args.listen.startswith("127.") or args.listen == "::1"):
