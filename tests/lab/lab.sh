@@ -359,8 +359,20 @@ sys.exit(0 if ok and d < 1 else 1)' "$name"; then :; else failed=1; fi
 # ---------------------------------------------------------------------------------------------
 usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
+# Commands that change the lab take a machine-wide lock: two `up`s at once (two people, or a
+# demo and a Molecule run) would otherwise remove each other's containers halfway.
+LOCK_FILE=/run/lock/mailsec-lab.lock
+take_lock() {
+  [[ -n ${MAILSEC_LAB_LOCKED:-} ]] && return
+  export MAILSEC_LAB_LOCKED=1
+  exec flock -w 600 -E 75 "$LOCK_FILE" "$0" "$@"
+}
+
 main() {
   local cmd=${1:-}
+  case $cmd in
+    host-setup | images | net | up | down) take_lock "$@" ;;
+  esac
   shift || true
   case $cmd in
     host-setup) cmd_host_setup "$@" ;;
