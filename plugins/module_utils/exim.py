@@ -157,6 +157,9 @@ def render_main(effective):
         "# the macros update-exim4.conf generates from dc_*, so these values win.",
         "",
         "MAIN_HARDCODE_PRIMARY_HOSTNAME = %s" % effective["hostname"],
+        # Qualify unqualified addresses (RCPT TO:<postmaster>, RFC 5321 4.5.1) with our own name,
+        # not /etc/mailname, so that they are local.
+        "MAIN_QUALIFY_DOMAIN = %s" % effective["hostname"],
         # '@' is the primary hostname: the host's own name is always local, as on Debian.
         "MAIN_LOCAL_DOMAINS = %s" % _domainlist(["@", "localhost"] + list(effective["local_domains"])),
         "MAIN_RELAY_TO_DOMAINS = %s" % _domainlist(effective["relay_domains"]),
