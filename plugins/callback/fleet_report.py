@@ -16,7 +16,8 @@ description:
   - At the end of the run it writes C(<name>.json), C(<name>.xml) (JUnit, one testcase per host and
     check) and C(<name>.md) through C(plugins/module_utils/report.py), and prints a short fleet summary.
   - Enable it with C(ANSIBLE_CALLBACKS_ENABLED=mailsec.relay.fleet_report).
-author: mailsec.relay contributors
+author:
+  - mailsec.relay developers (@mailsec)
 requirements:
   - enable in configuration
 options:

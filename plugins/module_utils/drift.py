@@ -36,7 +36,7 @@ def parse_network(text):
     text = str(text).strip()
     if not text:
         return None
-    address, _, prefix = text.partition("/")
+    address, _slash, prefix = text.partition("/")
     address = address.strip()
     if address.startswith("[") and address.endswith("]"):
         address = address[1:-1]
@@ -180,7 +180,7 @@ def normalize_smarthost(value):
     text = str(value).strip()
     if text.startswith("<;"):
         text = text[2:].strip()
-    text = text.split(";")[0].split(",")[0].strip()
+    text = text.split(";", 1)[0].split(",", 1)[0].strip()
     bracketed = text.startswith("[")
     host, port = text, None
     if bracketed and "]" in text:
@@ -188,7 +188,7 @@ def normalize_smarthost(value):
         if rest.startswith(":") and rest[1:].isdigit():
             port = int(rest[1:])
     elif text.count(":") == 1:
-        host, _, tail = text.partition(":")
+        host, _colon, tail = text.partition(":")
         port = int(tail) if tail.isdigit() else None
     host = host.strip().lower()
     try:
@@ -306,8 +306,9 @@ def compare(desired, actual, host="localhost"):
         want = _domains(desired.get(key), drop)
         have = _domains(actual.get(key), drop)
         extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
-        detail = "; ".join(p for p in ("extra %s" % ", ".join(extra) if extra else "",
-                                        "missing %s" % ", ".join(missing) if missing else "") if p)
+        parts = ["extra %s" % ", ".join(extra)] if extra else []
+        parts += ["missing %s" % ", ".join(missing)] if missing else []
+        detail = "; ".join(parts)
         add(finding(host, key, not detail, want, have, detail))
 
     # -- relay grants -------------------------------------------------------------------------

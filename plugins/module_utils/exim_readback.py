@@ -111,7 +111,7 @@ def parse_routers(config_text):
         if match:
             current = routers.setdefault(match.group(1), {})
         elif current is not None and "=" in stripped:
-            name, _, value = stripped.partition("=")
+            name, _eq, value = stripped.partition("=")
             current[name.strip()] = value.strip()
     return routers
 
@@ -217,8 +217,8 @@ def spot_checks(desired, endpoints, lists):
                 for authenticated in cases:
                     interface = listener["address"] if listener["address"] != "*" else "0.0.0.0"
                     checks.append({
-                        "name": "%s:%s %s %s -> foreign%s" % (listener["address"], listener["port"], kind, client,
-                                                             ", authenticated" if authenticated else ""),
+                        "name": "%s:%s %s %s -> foreign%s" % (
+                            listener["address"], listener["port"], kind, client, ", authenticated" if authenticated else ""),
                         "client": client,
                         "interface": interface,
                         "port": int(listener["port"]),

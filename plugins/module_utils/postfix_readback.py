@@ -138,7 +138,7 @@ def parse_cidr_table(text):
             continue
         if depth:
             continue
-        pattern, _, action = line.partition(" ")
+        pattern, _space, action = line.partition(" ")
         net = parse_network(pattern)
         if net is None:
             notes.append("cidr entry not understood: %s" % line)
@@ -217,7 +217,7 @@ class _Walk(object):
         return granted, refused, never, remaining, auth_relay, configured
 
     def table(self, ref):
-        kind, _, path = ref.partition(":")
+        kind, _colon, path = ref.partition(":")
         if kind != "cidr":
             self.notes.append("table %s is not evaluated (only cidr: tables are)" % ref)
             return []

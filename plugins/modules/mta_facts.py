@@ -19,7 +19,8 @@ description:
   - With O(policy) (the desired effective policy, fact C(mailsec_relay_effective)) it also compares
     both and returns drift findings; with C(--diff) it shows every drifted setting from what to what.
   - Read-only; never changes the host. Sets C(ansible_facts.mailsec_relay_readback).
-author: mailsec.relay contributors
+author:
+  - mailsec.relay developers (@mailsec)
 options:
   mta:
     description: Which MTA to read; V(auto) picks the one installed (the running one if both are).
@@ -45,14 +46,19 @@ options:
   host_label:
     description: Name of this host in findings (pass C(inventory_hostname)); default the policy's hostname.
     type: str
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - action_common_attributes
 attributes:
   check_mode:
     support: full
+    details: Runs the same read-only commands as without check mode.
   diff_mode:
     support: full
+    details: With O(policy), every drifted setting as desired (before) and read back (after).
+  platform:
+    platforms: posix
 notes:
-  - The managed host needs Python 3 only (no netaddr): address sets use the standard library.
+  - "The managed host needs Python 3 only (no netaddr): address sets use the standard library."
 """
 
 EXAMPLES = r"""
@@ -99,7 +105,7 @@ summary:
   returned: when O(policy) is given
   type: dict
 drift_lines:
-  description: One line per drifted setting, C(check: expected -> actual (detail)).
+  description: "One line per drifted setting: C(check: expected -> actual (detail))."
   returned: when O(policy) is given
   type: list
   elements: str
