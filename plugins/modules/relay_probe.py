@@ -21,7 +21,7 @@ description:
   - Run it where the vantage is (C(delegate_to) the prober) and once per vantage, passing that vantage's
     O(source_address) and O(vantage).
 author:
-  - mailsec.relay developers
+  - mailsec.relay developers (@mailsec)
 options:
   targets:
     description: Hosts to probe.
@@ -100,7 +100,6 @@ options:
             description: Password; never appears in results.
             type: str
             required: true
-            no_log: true
   source_address:
     description:
       - Address(es) to bind to (the vantage point); one per IP family. Addresses of a family with no source

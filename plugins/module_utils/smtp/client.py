@@ -117,8 +117,8 @@ class SMTPClient:
                           server_hostname=self.server_hostname or "",
                           ssl_handshake_timeout=self.timeout)
         where = "%s port %d" % (self.host, self.port)
-        self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "",
-                                        " from %s" % self.source_address if self.source_address else ""))
+        origin = " from %s" % self.source_address if self.source_address else ""
+        self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "", origin))
         try:
             self.reader, self.writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, **kwargs), self.timeout)

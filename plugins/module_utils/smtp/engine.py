@@ -20,7 +20,7 @@ import secrets
 import time
 
 from .canary import CanaryWatcher, received_client
-from .client import ConnectFailed, SMTPClient, SMTPError, TLSFailed, make_tls_context
+from .client import SMTPClient, SMTPError, TLSFailed, make_tls_context
 from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, SKIP, WARN, Outcome, build_cases)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
 
@@ -343,7 +343,7 @@ class Runner:
                 shared[case.kind].append(case)
         for queue in shared.values():
             # About one connection per six cases, a few in parallel per listener.
-            for _ in range(min(4, (len(queue) + 5) // 6)):
+            for dummy in range(min(4, (len(queue) + 5) // 6)):
                 jobs.append(self._worker(ctx.fork(), queue))
         await asyncio.gather(*jobs)
 
@@ -484,8 +484,8 @@ class Runner:
             p02 = next((r for r in parts if r["probe"] == "T11"), worst)
             self.results.append({
                 "target": name, "address": address, "port": port, "probe": "T20", "case": vantage,
-                "title": "vantage %s%s: relay decision" % (vantage, " (%s)" % p02["source_address"]
-                                                          if p02["source_address"] else ""),
+                "title": "vantage %s%s: relay decision" % (
+                    vantage, " (%s)" % p02["source_address"] if p02["source_address"] else ""),
                 "verdict": worst["verdict"], "expected": p02["expected"],
                 "reason": "; ".join("%s%s %s" % (r["probe"], "/" + r["case"] if r["case"] else "", r["verdict"])
                                     for r in parts),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .client import Closed, ReadTimeout, TLSFailed, SMTPError
 from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required
-from .safety import DUMMY_CREDENTIALS, Credentials, b64
+from .safety import DUMMY_CREDENTIALS, Credentials
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
 
@@ -270,9 +270,8 @@ async def t06_auth(ctx, client):
 
 
 async def t06_relay(ctx, client):
-    outcome, _, _ = await _transaction(ctx, client, "<%s>" % ctx.clean_sender,
-                                       "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain))
-    return outcome
+    return (await _transaction(ctx, client, "<%s>" % ctx.clean_sender,
+                               "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain)))[0]
 
 
 async def t07(ctx, client):
@@ -422,8 +421,7 @@ async def t13(ctx, client, rcpt):
 
 async def t15(ctx, client, sender):
     rcpt = "<%s@%s>" % (ctx.token("T15", "s"), ctx.rcpt_domain)
-    outcome, _, _ = await _transaction(ctx, client, sender, rcpt)
-    return outcome
+    return (await _transaction(ctx, client, sender, rcpt))[0]
 
 
 # -- T16-T19: protocol abuse ---------------------------------------------------------------
@@ -666,8 +664,8 @@ def build_cases(ctx):
             add("T14", "postmaster", "<postmaster> accepted", "accepted", relay_kind,
                 lambda c, cl: t13(c, cl, "postmaster"), greeting_refused=FAIL)
         if lst.relay != "allowed":
-            spoofs = [("mailbox", tgt.test_mailbox or ("postmaster@%s" % tgt.local_domains[0]
-                                                        if tgt.local_domains else "postmaster@%s" % ctx.host_name)),
+            home = tgt.local_domains[0] if tgt.local_domains else ctx.host_name
+            spoofs = [("mailbox", tgt.test_mailbox or "postmaster@%s" % home),
                       ("null", ""), ("postmaster", "postmaster"), ("localhost", "probe@localhost"),
                       ("literal", "probe@%s" % ctx.literal)]
             for name, sender in spoofs:

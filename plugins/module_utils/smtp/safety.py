@@ -148,8 +148,7 @@ class DataGuard:
             if head.startswith("RSET"):
                 self.recipients = []
             elif head.startswith("RCPT TO"):
-                _, _, argument = line.partition(":")
-                self.recipients.append(envelope_address(argument))
+                self.recipients.append(envelope_address(line.partition(":")[2]))
             elif re.match(r"(DATA|BDAT)\b", head):
                 self.data_checks += 1
                 reason = self.policy.data_refusal(self.recipients, self.allow_local_mailbox)
