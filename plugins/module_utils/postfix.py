@@ -226,6 +226,8 @@ def render_postfix(effective, **options):
     }
     if supports_forbid_bare_newline(opts['postfix_version']):
         main['smtpd_forbid_bare_newline'] = 'yes'
+        # The default exempts $mynetworks; a trusted relay client could then still smuggle.
+        main['smtpd_forbid_bare_newline_exclusions'] = ''
     main.update(opts.get('extra_main') or {})
 
     chroot = 'y' if opts['chroot'] else 'n'
@@ -239,6 +241,10 @@ def render_postfix(effective, **options):
             overrides['smtpd_sasl_auth_enable'] = 'yes' if auth else 'no'
             grants = ['permit_sasl_authenticated'] if auth else []
             overrides['smtpd_relay_restrictions'] = ', '.join([never_check] + grants + ['reject'])
+            # RFC 6409: refuse MAIL itself without AUTH (not just RCPT), so a failed AUTH cannot
+            # be followed by a transaction; delay_reject=no makes the sender check run at MAIL.
+            overrides['smtpd_delay_reject'] = 'no'
+            overrides['smtpd_sender_restrictions'] = ', '.join(grants + ['reject'])
         else:
             overrides['smtpd_sasl_auth_enable'] = 'no'
             lst_relay = list(listener.get('relay_networks') or [])
