@@ -94,6 +94,16 @@ def verify_probe_errors(probe_runs):
     return errors
 
 
+def verify_runs(probe_runs):
+    """Registered relay_probe loop results -> one sanitized line per vantage (counts, seconds)."""
+    runs = [
+        {"vantage": run["item"]["vantage"]["name"], "summary": run.get("summary")}
+        for run in _plain(probe_runs) or []
+        if "results" in run
+    ]
+    return verify_plan.run_lines(runs)
+
+
 def verify_brief(summary):
     """Counts and worst finding per host, for printing."""
     return verify_plan.brief(_plain(summary))
@@ -116,6 +126,7 @@ class FilterModule(object):
             "verify_redact": verify_redact,
             "verify_summary": verify_summary,
             "verify_brief": verify_brief,
+            "verify_runs": verify_runs,
             "verify_probe_errors": verify_probe_errors,
             "verify_failure": verify_failure,
             "verify_table": verify_table,

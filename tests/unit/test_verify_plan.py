@@ -397,6 +397,7 @@ def test_summary_counts_and_worst_finding():
     summary = verify_plan.summarize(runs, ["legacy1", "mx1", "exim1"])
     assert summary["legacy1"]["counts"]["FAIL"] == 4
     assert summary["legacy1"]["counts"]["PASS"] == 1
+    # A plain relay (T11/P02) on port 25 is the headline, before other forms and other ports.
     assert summary["legacy1"]["worst"] == "T11/P02 RCPT 250 on :25 from external"
     assert summary["mx1"]["counts"]["PASS"] == 2
     assert summary["mx1"]["worst"] == "T12/P14 RCPT 250 on :25 from external"
@@ -435,12 +436,18 @@ def test_comparison_table():
     assert table[0].split("|")[0].strip() == "host"
     legacy = [line for line in table if line.startswith(" legacy1")][0]
     cells = [cell.strip() for cell in legacy.split("|")]
-    assert cells == [
-        "legacy1", "Postfix", "0 PASS / 1 FAIL / 0 WARN", "T11/P02 RCPT 250 on :25 from external",
-        "1 PASS / 0 FAIL / 0 WARN", "-",
-    ]
+    assert cells == ["legacy1", "Postfix", "0/1/0/0", "T11/P02 RCPT 250 on :25 from external", "1/0/0/0", "-"]
+    assert table[-1].startswith("P/F/W/I = PASS/FAIL/WARN/INCONCLUSIVE")
     mx1 = [cell.strip() for cell in [line for line in table if line.startswith(" mx1")][0].split("|")]
     assert mx1[4] == "-"  # not verified after: shown as missing, not as clean
+
+
+def test_run_lines():
+    lines = verify_plan.run_lines([
+        {"vantage": "external", "summary": {"targets": 4, "results": 10, "PASS": 9, "FAIL": 1, "WARN": 0, "seconds": 2.5}},
+        {"vantage": "v6", "summary": {}},
+    ])
+    assert lines == ["external: 4 targets, 10 results in 2.5 s (PASS 9, FAIL 1)", "v6: ? targets, ? results in ? s (no results)"]
 
 
 def test_finding_text_without_reply():
