@@ -50,7 +50,9 @@ async def serve(args):
     benchlib.import_paths()
     from fakesmtp import FakeHost, make_cert, server_context
 
-    certfile, keyfile = make_cert(args.certdir, "fleet.example.test")
+    certdir = os.path.join(args.certdir, "cert-%d" % args.index)   # one per process: no write race
+    os.makedirs(certdir, exist_ok=True)
+    certfile, keyfile = make_cert(certdir, "fleet.example.test")
     context = server_context(certfile, keyfile)
     ports = [int(p) for p in args.ports.split(",")]
     hosts, targets = [], []
@@ -183,10 +185,13 @@ def engine_run(targets, args, workdir, profile=None):
     cmd = [sys.executable, os.path.abspath(__file__), "_probe", "--params", path]
     if profile:
         cmd += ["--profile", profile]
+    load = round(os.getloadavg()[0], 1)
     rc, out, err, wall, _ = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
     if rc != 0:
         return {"error": (err or out)[-2000:]}
-    return json.loads(out.strip().splitlines()[-1])
+    run = json.loads(out.strip().splitlines()[-1])
+    run["loadavg_1m"] = load
+    return run
 
 
 PLAYBOOK = """\
@@ -220,12 +225,13 @@ def module_run(targets, args, workdir):
                    "bench_timeout": args.timeout}, handle)
     cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
            "-e", "@" + extra, playbook]
+    load = round(os.getloadavg()[0], 1)
     rc, out, err, wall, rss = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
     match = re.search(r"BENCH_SUMMARY=(\{.*?\})\"?$", out, re.M)
     if rc != 0 or not match:
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
-    return {"wall": wall, "maxrss_mib": rss, "summary": summary}
+    return {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load}
 
 
 # -- lab (real MTAs, probed from the prober container) -------------------------------------------
@@ -307,6 +313,7 @@ def summarize(runs):
             "cpu": benchlib.median([r.get("cpu") for r in good]),
             "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
             "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
+            "loadavg_1m": [r.get("loadavg_1m") for r in good],
             "results": results, "results_per_s": results / wall if wall else None,
             "verdicts": {k: good[0]["summary"].get(k) for k in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")},
             "errors": [r["error"] for r in runs if "error" in r]}
@@ -323,6 +330,7 @@ def main(argv=None):
     parser.add_argument("--run-timeout", type=float, default=900)
     parser.add_argument("--no-module", action="store_true", help="skip the ansible-playbook path")
     parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
+    parser.add_argument("--module-repeat", type=int, default=None, help="runs per size, module path (default: --repeat)")
     parser.add_argument("--with-lab", action="store_true", help="also probe the lab MTAs from the prober")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine run at the largest N")
     parser.add_argument("--json", help="write the figures here")
@@ -370,7 +378,7 @@ def main(argv=None):
         else:
             for size in module_sizes:
                 runs = []
-                for _ in range(args.repeat):
+                for _ in range(args.module_repeat or args.repeat):
                     run = module_run(pool.first(size), args, workdir)
                     runs.append(run)
                     print("  module N=%d: %s" % (size, _brief(run)), flush=True)
@@ -395,8 +403,8 @@ def _brief(run):
     if "error" in run:
         return "ERROR " + run["error"].strip().splitlines()[-1][:300] if run["error"].strip() else "ERROR"
     s = run["summary"]
-    return "%.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
-        run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
+    return "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
+        run.get("loadavg_1m") or 0.0, run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
         ", CPU %.1f s prober / %.1f s endpoints, fds %s, connections %s" % (
             run.get("cpu"), run.get("server_cpu"), run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "")
 
@@ -404,7 +412,8 @@ def _brief(run):
 def print_report(report):
     f = benchlib.fmt
     print("\nFleet bench (median of %d runs)" % report["config"]["repeat"])
-    print("%-8s %6s %9s %9s %10s %9s %8s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds"))
+    print("%-8s %6s %9s %9s %10s %9s %8s %9s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds",
+                                                 "CPU s"))
     for path in ("engine", "module"):
         rows = report[path]
         if not isinstance(rows, dict):
@@ -413,9 +422,9 @@ def print_report(report):
             if "wall" not in row:
                 print("%-8s %6d   errors: %s" % (path, size, row.get("errors")))
                 continue
-            print("%-8s %6d %9s %9s %10s %9s %8s" % (path, size, f(row["wall"]), f(row["maxrss_mib"], 0),
-                                                     f(row["results_per_s"], 0), f(size / row["wall"], 1),
-                                                     f(row.get("fd_peak"))))
+            print("%-8s %6d %9s %9s %10s %9s %8s %9s" % (
+                path, size, f(row["wall"]), f(row["maxrss_mib"], 0), f(row["results_per_s"], 0),
+                f(size / row["wall"], 1), f(row.get("fd_peak")), f(row.get("cpu"), 1)))
     for path in ("engine", "module"):
         rows = report[path]
         if isinstance(rows, dict) and 100 in rows and 1000 in rows and "wall" in rows[100] and "wall" in rows[1000]:

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Write the measured figures into docs/performance.md between the generated-section markers.
+
+Input: the JSON files fleet_bench.py and converge_bench.py wrote (--json). Only numbers found in
+them are printed; a bench that did not run is said to be missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+BEGIN = "<!-- BEGIN GENERATED: bench/run_all.sh -->"
+END = "<!-- END GENERATED: bench/run_all.sh -->"
+f = benchlib.fmt
+
+
+def load(path):
+    if path and os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    return None
+
+
+def machine_section(data):
+    machine = (data or {}).get("machine") or benchlib.machine_facts()
+    return [
+        "Measured %s on %s CPUs (%s), kernel %s, Python %s, ansible-core %s, %s; RLIMIT_NOFILE %s."
+        % (machine["date"], machine["nproc"], machine["cpu"], machine["kernel"], machine["python"],
+           machine["ansible_core"], machine["podman"], machine["nofile"]),
+        "Load average (1 min) when the bench started: %s — the cores are shared with other jobs, so wall "
+        "times carry that load; CPU seconds are the steadier figure." % machine["loadavg_1m"],
+        "",
+    ]
+
+
+def fleet_section(fleet):
+    if not fleet:
+        return ["### Fleet verification", "", "Not measured in this run (bench/fleet_bench.py).", ""]
+    cfg = fleet["config"]
+    lines = ["### Fleet verification (bench/fleet_bench.py)", "",
+             "N emulated hardened MTAs (25 STARTTLS, 587 TLS-required + AUTH after TLS, 465 implicit TLS) on "
+             "127.77.x.y, %d endpoint processes, concurrency %d; median of %d engine runs and %d module runs "
+             "per N." % (cfg["servers"], cfg["concurrency"], cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"]), "",
+             "| path | N | wall s | prober CPU s | endpoint CPU s | peak RSS MiB | results | results/s | endpoints/s "
+             "| peak fds | connections | load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for path in ("engine", "module"):
+        rows = fleet.get(path)
+        if not isinstance(rows, dict):
+            continue
+        for size, row in sorted(rows.items(), key=lambda kv: int(kv[0])):
+            if "wall" not in row:
+                lines.append("| %s | %s | error: %s |" % (path, size, "; ".join(e.splitlines()[-1][:120] for e in row.get("errors") or [])))
+                continue
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                path, size, f(row["wall"]), f(row.get("cpu"), 1), f(row.get("server_cpu"), 1),
+                f(row["maxrss_mib"], 0), row["results"], f(row["results_per_s"], 0),
+                f(int(size) / row["wall"], 1), f(row.get("fd_peak")), f(row.get("connections")),
+                "/".join(str(x) for x in row.get("loadavg_1m") or [])))
+    lines.append("")
+    for path in ("engine", "module"):
+        rows = fleet.get(path)
+        if isinstance(rows, dict):
+            walls = {int(k): v.get("wall") for k, v in rows.items()}
+            if walls.get(100) and walls.get(1000):
+                lines.append("- %s: t(1000)/t(100) = %s (10 would be linear)" % (path, f(walls[1000] / walls[100])))
+    eng, mod = fleet.get("engine"), fleet.get("module")
+    if isinstance(eng, dict) and isinstance(mod, dict):
+        for size in sorted(set(eng) & set(mod), key=int):
+            if "wall" in eng[size] and "wall" in mod[size]:
+                lines.append("- module/engine at N=%s: wall %s (+%s s), peak RSS %s" % (
+                    size, f(mod[size]["wall"] / eng[size]["wall"]), f(mod[size]["wall"] - eng[size]["wall"]),
+                    f(mod[size]["maxrss_mib"] / eng[size]["maxrss_mib"])))
+    elif isinstance(mod, str):
+        lines.append("- module path: %s" % mod)
+    big = (eng or {}).get("1000") if isinstance(eng, dict) else None
+    if big and "wall" in big:
+        lines.append("- target 1000 endpoints < 60 s: %s (%s s)" % ("met" if big["wall"] < 60 else "NOT met", f(big["wall"])))
+    lab = fleet.get("lab")
+    if isinstance(lab, dict) and "wall" in lab:
+        lines.append("- real lab MTAs (%s; %d listeners) from the prober container: %s s, %d results, %s" % (
+            ", ".join(lab["targets"]), lab["listeners"], f(lab["wall"]), lab["results"],
+            ", ".join("%s %s" % kv for kv in lab["verdicts"].items() if kv[1])))
+    elif lab:
+        lines.append("- real lab MTAs: %s" % (lab if isinstance(lab, str) else lab.get("errors")))
+    lines.append("")
+    return lines
+
+
+def converge_section(conv):
+    if not conv:
+        return ["### Converge", "", "Not measured in this run (bench/converge_bench.py).", ""]
+    lines = ["### Converge (bench/converge_bench.py)", "",
+             "playbooks/harden.yml (and playbooks/drift.yml) on fresh containers of the lab images over the "
+             "containers.podman connection; median of %d reruns. \"podman calls\" are the connection's round "
+             "trips (each `podman exec`/`mount`)." % conv["config"]["repeat"], "",
+             "| host | run | wall s | tasks | ok | changed | skipped | tasks on the host | podman calls | podman s | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, host in conv["hosts"].items():
+        for kind in ("first", "rerun", "drift"):
+            run = host.get(kind)
+            if not isinstance(run, dict):
+                lines.append("| %s | %s | %s |" % (name, kind, run))
+                continue
+            recap = run.get("host_recap") or {}
+            lines.append("| %s | %s | %s | %d | %s | %s | %s | %d | %d | %s | %s |" % (
+                name, kind if kind != "rerun" else "no-op rerun", f(run["wall"], 1), run["tasks"], recap.get("ok"),
+                recap.get("changed"), recap.get("skipped"), run["remote_tasks"], run["podman_calls"],
+                f(run["podman_seconds"], 1), run.get("loadavg_1m")))
+    lines.append("")
+    calib = conv.get("calibration") or {}
+    if calib:
+        lines.append("Calibration on the same container: a facts-only play's fact gathering %s s (%s podman calls), "
+                     "one module call (`ping`) %s s (%s podman calls), one podman call %s s. The issue's peers "
+                     "(SSH): facts ~2 s, a module call ~0.85 s, no-op reruns 6–15 s." % (
+                         f(calib.get("gather_facts_s")), calib.get("gather_facts_podman_calls"),
+                         f(calib.get("module_call_s")), calib.get("module_call_podman_calls"),
+                         f(calib.get("podman_call_s"), 3)))
+        lines.append("")
+    for name, host in conv["hosts"].items():
+        rerun = host.get("rerun")
+        if not isinstance(rerun, dict):
+            continue
+        verdict = "met" if rerun["wall"] < 5 and (rerun.get("host_recap") or {}).get("changed") == 0 else "NOT met"
+        lines.append("%s no-op rerun: changed=%s in %s s — target (changed=0, < 5 s) %s. Costliest tasks:" % (
+            name, (rerun.get("host_recap") or {}).get("changed"), f(rerun["wall"], 1), verdict))
+        lines.append("")
+        for task in rerun["costliest"][:6]:
+            lines.append("- %s s, %d podman calls, %s: %s (`%s`)" % (f(task["seconds"]), task["podman_calls"],
+                                                                   task["status"], task["task"], task["action"]))
+        lines.append("")
+    mit = conv.get("mitogen")
+    if mit:
+        lines.append("Mitogen (%s): %s" % (conv.get("mitogen_version") or "mitogen", mit.get("status")))
+        for name, host in (mit.get("hosts") or {}).items():
+            plain = conv["hosts"][name]["rerun"]["wall"]
+            lines.append("- %s: first run %s s, no-op rerun %s s (without mitogen %s s; ratio %s)" % (
+                name, f(host["first"]["wall"], 1), f(host["rerun"]["wall"], 1), f(plain, 1),
+                f(host["rerun"]["wall"] / plain)))
+        if mit.get("error"):
+            lines.append("")
+            lines.append("```")
+            lines.extend(mit["error"].strip().splitlines()[-12:])
+            lines.append("```")
+        lines.append("")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fleet")
+    parser.add_argument("--converge")
+    parser.add_argument("--doc", default=os.path.join(benchlib.ROOT, "docs", "performance.md"))
+    args = parser.parse_args()
+    fleet, conv = load(args.fleet), load(args.converge)
+    body = machine_section(fleet or conv) + fleet_section(fleet) + converge_section(conv)
+    text = open(args.doc).read() if os.path.exists(args.doc) else "# Performance\n\n%s\n%s\n" % (BEGIN, END)
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + "\n\n%s\n%s\n" % (BEGIN, END)
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(args.doc, "w") as handle:
+        handle.write(head + BEGIN + "\n" + "\n".join(body).rstrip("\n") + "\n" + END + tail)
+    print("wrote %s" % args.doc)
+
+
+if __name__ == "__main__":
+    main()
