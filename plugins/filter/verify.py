@@ -46,6 +46,14 @@ def _host_entry(name, hostvars):
     }
 
 
+def _vantage_name(run):
+    """The vantage of a registered run: in ``item`` (direct loop) or ``item.item`` (async_status loop)."""
+    item = run.get("item") or {}
+    while isinstance(item, Mapping) and "vantage" not in item and "item" in item:
+        item = item["item"]
+    return str(((item or {}).get("vantage") or {}).get("name", "?"))
+
+
 def probe_targets(hosts, vantages=None, hostvars=None):
     """Hosts (inventory names + hostvars, or ready ``{name, effective, addresses, sasl_users}``
     entries) and vantages -> one relay_probe run per vantage."""
@@ -71,7 +79,7 @@ def verify_summary(probe_runs, hosts):
     runs = []
     for run in _plain(probe_runs) or []:
         if "item" in run:
-            runs.append({"vantage": run["item"]["vantage"]["name"], "results": run.get("results") or []})
+            runs.append({"vantage": _vantage_name(run), "results": run.get("results") or []})
         else:
             runs.append(run)
     return verify_plan.summarize(runs, [str(h) for h in hosts])
@@ -87,17 +95,18 @@ def verify_probe_errors(probe_runs):
     for run in probe_runs or []:
         if run.get("skipped") or "results" in run:
             continue
-        item = run.get("item") or {}
-        errors.append(
-            "vantage %s: %s" % ((item.get("vantage") or {}).get("name", "?"), str(run.get("msg") or "no message"))
-        )
+        if run.get("finished") == 0:
+            message = "did not finish within verify_run_timeout"
+        else:
+            message = str(run.get("msg") or "no message")
+        errors.append("vantage %s: %s" % (_vantage_name(run), message))
     return errors
 
 
 def verify_runs(probe_runs):
     """Registered relay_probe loop results -> one sanitized line per vantage (counts, seconds)."""
     runs = [
-        {"vantage": run["item"]["vantage"]["name"], "summary": run.get("summary")}
+        {"vantage": _vantage_name(run), "summary": run.get("summary")}
         for run in _plain(probe_runs) or []
         if "results" in run
     ]
