@@ -3,15 +3,20 @@
 #
 # ansible-test sanity on a copy of the working tree laid out as ansible_collections/mailsec/relay
 # (ansible-test needs that path). The copy holds tracked and untracked-but-not-ignored files, so
-# work in progress is checked too, and ansible-test's tests/output/ stays out of the repository.
+# work in progress is checked too. It lives outside the checkout: inside it, ansible-test would
+# list files with the checkout's git and see none (.cache is ignored). ansible-test's
+# tests/output/ is copied back to .cache/sanity-output/ for reading, never into the tree.
 # Extra arguments go to ansible-test (e.g. `tests/sanity.sh --test validate-modules`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PYTHON_VERSION=${SANITY_PYTHON:-3.11}
-WORK=$ROOT/.cache/sanity
+OUTPUT=$ROOT/.cache/sanity-output
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailsec-sanity.XXXXXX")
 DEST=$WORK/ansible_collections/mailsec/relay
+# shellcheck disable=SC2064  # expand now: remove exactly this run's copy
+trap "rm -rf '$WORK'" EXIT
 
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
@@ -31,7 +36,6 @@ if [[ ! -e $cache ]]; then
   echo "sanity: installed offline pip bootstrap stand-in at $cache"
 fi
 
-rm -rf "$WORK"
 mkdir -p "$DEST"
 # Tracked + untracked files minus .gitignore'd ones; skip tracked files deleted in the worktree.
 (cd "$ROOT" && git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
@@ -44,6 +48,9 @@ set +e
 ansible-test sanity --local --python "$PYTHON_VERSION" --color no "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+rm -rf "$OUTPUT"
+mkdir -p "$OUTPUT"
+[[ -d tests/output ]] && cp -a tests/output/. "$OUTPUT/"
 ran=$(grep -c "^Running sanity test " "$log" || true)
 if ((rc == 0)); then
   echo "sanity: $ran tests run, all passed"
