@@ -163,10 +163,10 @@ class CallbackModule(CallbackBase):
         lines = ["", "MAILSEC RELAY FLEET REPORT " + "*" * 50]
         for host, entry in sorted(per_host.items()):
             failed = [row["check"] for row in rows if row["host"] == host and row["verdict"] in ("FAIL", "ERROR")]
-            lines.append("%s : %-11s %3d checks, %d FAIL%s" % (
+            lines.append("%s : %-12s %3d checks, %d FAIL%s" % (
                 host.ljust(width), entry["status"], entry["checks"], entry["FAIL"] + entry["ERROR"],
                 (" (" + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else "") + ")") if failed else ""))
-        lines.append("%s : %-11s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s)" % (
+        lines.append("%s : %-12s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s)" % (
             "FLEET".ljust(width), totals["status"], totals["checks"], totals["PASS"], totals["FAIL"], totals["ERROR"], totals["hosts"]))
         lines.append("reports: " + ", ".join(written))
         self._display.display("\n".join(lines))
