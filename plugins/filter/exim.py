@@ -13,6 +13,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim
 
+
 def _plain(value):
     """Plain dict/list/str copies of Ansible's lazy or tagged containers."""
     if isinstance(value, Mapping):

@@ -20,7 +20,7 @@ description:
     restored and the daemon is reloaded again.
   - Refuses to work when C(/etc/exim4/exim4.conf) exists, because that file silently replaces the Debian configuration.
 author:
-  - mailsec.relay developers
+  - mailsec.relay developers (@mailsec)
 options:
   files:
     description:
@@ -109,11 +109,15 @@ options:
     default: /run/exim4/exim.pid
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Validates the candidate (when Exim is installed) and reports the changes without making them.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: debian
 notes:
   - Needs the Debian exim4 packages (C(update-exim4.conf)); C(exim4-daemon-heavy) for the Dovecot authenticator.
