@@ -126,16 +126,37 @@ class NetSet(object):
         """True when a whole address family is inside (0.0.0.0/0 or ::/0)."""
         return any(n.prefixlen == 0 for n in self.networks)
 
-    def outside(self, other):
-        """Networks of this set not entirely inside ``other`` (for readable "extra X" messages)."""
-        return NetSet([n for n in self.networks if NetSet([n]) - other])
-
     def describe(self, limit=4):
-        """Short text: the CIDRs themselves, or a count when the set is fragmented."""
+        """Short text: the CIDRs themselves, or "<span> except <holes>" when that is shorter
+        (0.0.0.0/0 minus one host is 32 CIDRs, but one line to a reader)."""
         cidrs = self.cidrs()
         if len(cidrs) <= limit:
             return ", ".join(cidrs)
-        return "%s and %d more" % (", ".join(cidrs[:limit]), len(cidrs) - limit)
+        parts = []
+        for family in (self.v4, self.v6):
+            if not family:
+                continue
+            span = _span(family[0], family[-1])
+            holes = NetSet([span]) - self
+            if len(family) <= limit or len(holes.networks) > limit:
+                parts.append(", ".join(str(n) for n in family[:limit]) + (" and %d more" % (len(family) - limit) if len(family) > limit else ""))
+            else:
+                parts.append("%s except %s" % (span, ", ".join(holes.cidrs())))
+        return "; ".join(parts)
+
+    def share(self, version):
+        """Fraction of the whole address family (4 or 6) inside this set."""
+        nets = self.v4 if version == 4 else self.v6
+        width = 32 if version == 4 else 128
+        return sum(n.num_addresses for n in nets) / float(2 ** width)
+
+
+def _span(first, last):
+    """The smallest CIDR holding both networks."""
+    low, high = int(first.network_address), int(last.broadcast_address)
+    width = first.max_prefixlen
+    prefix = width - (low ^ high).bit_length()
+    return ipaddress.ip_network("%s/%d" % (ipaddress.ip_address(low) if first.version == 4 else ipaddress.IPv6Address(low), prefix), strict=False)
 
 
 LOOPBACK = NetSet(LOOPBACK_TEXT)
@@ -243,22 +264,16 @@ def _domains(items, drop=()):
     return sorted(set(str(d).strip().lower().rstrip(".") for d in items or [] if str(d).strip()) - set(drop))
 
 
-def _net_text(difference, whole, other):
-    """The exact difference when short; else the configured networks it comes from ("within ...")."""
-    if len(difference.networks) <= 4:
-        return difference.describe()
-    return "within " + whole.outside(other).describe()
-
-
 def _net_detail(expected, actual, extra_word="extra", missing_word="missing"):
     extra = actual - expected
     missing = expected - actual
     parts = []
     if extra:
-        parts.append("%s %s" % (extra_word, _net_text(extra, actual, expected)))
+        parts.append("%s %s" % (extra_word, extra.describe()))
     if missing:
-        parts.append("%s %s" % (missing_word, _net_text(missing, expected, actual)))
-    if extra and actual.is_everything() and not expected.is_everything():
+        parts.append("%s %s" % (missing_word, missing.describe()))
+    # Half an address family or more granted: that is an open relay, whatever is carved out.
+    if extra and any(extra.share(version) >= 0.5 for version in (4, 6)):
         parts.insert(0, "OPEN RELAY")
     return "; ".join(parts)
 

@@ -64,7 +64,14 @@ def test_open_relay_is_named_from_what_to_what():
     actual["relay_networks"] = ["0.0.0.0/0"]
     finding = fails(drift.compare(desired(), actual, "mx1"))["relay_networks"]
     assert finding["expected"] == ["198.51.100.48/28"] and finding["actual"] == ["0.0.0.0/0"]
-    assert finding["detail"] == "OPEN RELAY; extra relay grant within 0.0.0.0/0"
+    assert finding["detail"] == "OPEN RELAY; extra relay grant 0.0.0.0/0 except 198.51.100.48/28"
+
+
+def test_fragmented_grant_is_described_as_span_except_holes():
+    granted = drift.NetSet(["0.0.0.0/0"]) - drift.NetSet(["203.0.113.71/32"])
+    assert len(granted.cidrs()) == 32
+    assert granted.describe() == "0.0.0.0/0 except 203.0.113.71/32"
+    assert drift.NetSet(["198.51.100.0/28"]).share(4) < 0.5 <= granted.share(4)
 
 
 def test_missing_never_relay_entry():
