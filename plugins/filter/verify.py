@@ -57,6 +57,8 @@ def _vantage_name(run):
 def probe_targets(hosts, vantages=None, hostvars=None):
     """Hosts (inventory names + hostvars, or ready ``{name, effective, addresses, sasl_users}``
     entries) and vantages -> one relay_probe run per vantage."""
+    if not verify_plan.HAS_NETADDR:
+        raise AnsibleFilterError("probe_targets: " + verify_plan.policy.MISSING_LIBRARY_MESSAGE)
     entries = []
     for host in hosts or []:
         if isinstance(host, Mapping):
