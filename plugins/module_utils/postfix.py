@@ -513,6 +513,7 @@ class PostfixApplier(object):
         self.confirm_timeout = confirm_timeout
         self.run_tty = run_tty or run_with_tty
         self.log = []
+        self.warnings = []
 
     # -- reading ---------------------------------------------------------------------------
     def _postconf(self, args, config_dir=None, strict=False):
@@ -612,7 +613,7 @@ class PostfixApplier(object):
                                                                           or 'rc=%s' % rc))
         return out
 
-    def validate(self, target, main, master, files):
+    def validate(self, target, main, master, files, missing_files_fatal=True):
         # Warnings (unused/unknown parameters, bad master.cf lines) go to stderr: any is a failure.
         self._check_run([self.postconf, '-c', target, '-n'], 'postconf -n')
         self._check_run([self.postconf, '-c', target, '-M'], 'postconf -M')
@@ -641,7 +642,10 @@ class PostfixApplier(object):
                 if path.startswith('$'):
                     continue
                 if not os.path.isfile(path) or not os.access(path, os.R_OK):
-                    raise PostfixError('%s = %s: file missing or unreadable' % (name, path))
+                    problem = '%s = %s: file missing or unreadable' % (name, path)
+                    if missing_files_fatal:
+                        raise PostfixError(problem)
+                    self.warnings.append(problem)
         return out
 
     # -- committing --------------------------------------------------------------------------

@@ -269,7 +269,11 @@ def main():
         try:
             stage, target, dummy = applier.stage(changes, params['files'])
             try:
-                result['validation'] = applier.validate(target, params['main'], params['master'], params['files'])
+                # Files such as a certificate may come from an earlier task that check mode only pretended to run.
+                result['validation'] = applier.validate(target, params['main'], params['master'], params['files'],
+                                                        missing_files_fatal=False)
+                for warning in applier.warnings:
+                    module.warn('would fail unless created first: %s' % warning)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
         except PostfixError as exc:
