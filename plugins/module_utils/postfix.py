@@ -609,8 +609,8 @@ class PostfixApplier(object):
         rc, out, err = self.run(cmd)
         noise = [ln for ln in (err or '').splitlines() if ln.strip()]
         if rc != 0 or (fail_on_stderr and noise):
-            raise PostfixError('%s rejected the staged configuration: %s' % (what, '; '.join(noise) or out.strip()
-                                                                          or 'rc=%s' % rc))
+            detail = '; '.join(noise) or out.strip() or 'rc=%s' % rc
+            raise PostfixError('%s rejected the staged configuration: %s' % (what, detail))
         return out
 
     def validate(self, target, main, master, files, missing_files_fatal=True):
@@ -725,7 +725,7 @@ class PostfixApplier(object):
         for (name, stype), entry in sorted(services.items()):
             if stype != 'inet' or entry['command'].split()[0] != 'smtpd':
                 continue
-            host, _, port = name.rpartition(':')
+            host, dummy, port = name.rpartition(':')
             host = host.strip('[]')
             if not host:
                 first = interfaces.replace(',', ' ').split()[0] if interfaces else 'all'

@@ -22,7 +22,7 @@ description:
     smtpd listener greets with 220 and completes TLS where TLS is configured.
   - On any failure the previous files are restored, Postfix is reloaded again, and the task fails with the reason.
 author:
-  - mailsec.relay developers
+  - mailsec.relay developers (@mailsec)
 options:
   main:
     description:
@@ -137,8 +137,10 @@ notes:
   - On a host where Postfix is not installed yet, check mode reports every setting as a change instead of failing.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 """
 
