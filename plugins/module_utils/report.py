@@ -149,10 +149,13 @@ def worst(verdicts):
 
 def summarize(rows, hosts=None):
     """``(per_host, totals)``; ``hosts`` adds hosts that have no rows (shown, not silently clean)."""
-    names = sorted(set(row["host"] for row in rows) | set(_text(host) for host in hosts or []))
+    by_host = dict((_text(host), []) for host in hosts or [])
+    for row in rows:  # one pass: fleets have thousands of hosts
+        by_host.setdefault(row["host"], []).append(row)
+    names = sorted(by_host)
     per_host = {}
     for name in names:
-        host_rows = [row for row in rows if row["host"] == name]
+        host_rows = by_host[name]
         entry = {"checks": len(host_rows), "status": worst(row["verdict"] for row in host_rows)}
         entry.update(_counts(host_rows))
         per_host[name] = entry
