@@ -45,7 +45,6 @@ MISSING_LIBRARY_MESSAGE = (
 PREFIX = "mailsec_relay_"
 EFFECTIVE_FACT = "mailsec_relay_effective"
 # Variables with the policy prefix that this collection itself sets: outputs, not policy input.
-# Facts the collection itself sets under the prefix: outputs, never policy input.
 OUTPUT_VARIABLES = frozenset({EFFECTIVE_FACT, "mailsec_relay_readback"})
 
 PROFILES = ("mx", "mx_submission", "relay_hub", "null_client")
