@@ -38,7 +38,12 @@ fi
 
 mkdir -p "$DEST"
 # Tracked + untracked files minus .gitignore'd ones; skip tracked files deleted in the worktree.
+# Sanity covers what ships (plugins, roles, playbooks, meta, docs) and the unit tests; the lab,
+# Molecule scenarios, integration tests and benchmarks are build_ignore'd developer tooling with
+# their own checks (shellcheck, ansible-lint, pytest).
+not_shipped='^(bench|molecule|tests/lab|tests/integration|tests/unit/fixtures)/'
 (cd "$ROOT" && git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+  [[ $f =~ $not_shipped ]] && continue
   [[ -e $f || -L $f ]] && printf '%s\0' "$f"
 done) | tar -C "$ROOT" --null -T - -cf - | tar -C "$DEST" -xf -
 
