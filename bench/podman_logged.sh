@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # podman that appends one line per call to $BENCH_PODMAN_LOG: start end verb (the connection
 # plugin's round trips to a container: exec, cp). Used as ansible_podman_executable by the benches.
 start=$(date +%s.%N)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run every bench that can run here and write docs/performance.md's generated section from the
 # measured numbers. Benches print figures; they never gate anything (a failing bench is reported
 # and the rest still run). Traffic: loopback and this project's containers only.
