@@ -386,6 +386,8 @@ def main(argv=None):
     finally:
         if pool is not None:
             pool.stop()
+        if not args.with_lab:
+            shutil.rmtree(workdir, ignore_errors=True)
     if args.with_lab:
         if lab_up():
             report["lab"] = lab_run(args, workdir)
@@ -393,7 +395,7 @@ def main(argv=None):
             del report["lab"]["runs"]
         else:
             report["lab"] = "skipped: lab containers are not running (tests/lab/lab.sh up)"
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     print_report(report)
     benchlib.write_json(args.json, report)
     return report
