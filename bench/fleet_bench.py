@@ -171,9 +171,14 @@ def probe(args):
     else:
         out, fds = asyncio.run(_probe(params))
     wall = time.monotonic() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"wall": wall, "maxrss_mib": usage.ru_maxrss / 1024.0, "cpu": usage.ru_utime + usage.ru_stime,
-                      "fd_peak": fds, "nofile": nofile, "summary": out["summary"]}))
+    # The engine may shard over worker processes: count their CPU, and the largest one's RSS.
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"wall": wall, "maxrss_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024.0,
+                      "maxrss_parent_mib": me.ru_maxrss / 1024.0, "maxrss_worker_mib": kids.ru_maxrss / 1024.0,
+                      "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+                      "workers": out["summary"].get("workers", 1), "fd_peak": fds, "nofile": nofile,
+                      "summary": out["summary"]}))
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -313,6 +318,7 @@ def summarize(runs):
             "cpu": benchlib.median([r.get("cpu") for r in good]),
             "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
             "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
+            "workers": good[0].get("workers"),
             "loadavg_1m": [r.get("loadavg_1m") for r in good],
             "results": results, "results_per_s": results / wall if wall else None,
             "verdicts": {k: good[0]["summary"].get(k) for k in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")},
@@ -407,8 +413,9 @@ def _brief(run):
     s = run["summary"]
     return "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
         run.get("loadavg_1m") or 0.0, run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
-        ", CPU %.1f s prober / %.1f s endpoints, fds %s, connections %s" % (
-            run.get("cpu"), run.get("server_cpu"), run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "")
+        ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s" % (
+            run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"),
+            run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "")
 
 
 def print_report(report):

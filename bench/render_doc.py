@@ -50,9 +50,9 @@ def fleet_section(fleet):
              "N emulated hardened MTAs (25 STARTTLS, 587 TLS-required + AUTH after TLS, 465 implicit TLS) on "
              "127.77.x.y, %d endpoint processes, concurrency %d; median of %d engine runs and %d module runs "
              "per N." % (cfg["servers"], cfg["concurrency"], cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"]), "",
-             "| path | N | wall s | prober CPU s | endpoint CPU s | peak RSS MiB | results | results/s | endpoints/s "
+             "| path | N | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB | results | results/s | endpoints/s "
              "| peak fds | connections | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for path in ("engine", "module"):
         rows = fleet.get(path)
         if not isinstance(rows, dict):
@@ -61,8 +61,8 @@ def fleet_section(fleet):
             if "wall" not in row:
                 lines.append("| %s | %s | error: %s |" % (path, size, "; ".join(e.splitlines()[-1][:120] for e in row.get("errors") or [])))
                 continue
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                path, size, f(row["wall"]), f(row.get("cpu"), 1), f(row.get("server_cpu"), 1),
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                path, size, f(row["wall"]), f(row.get("workers")), f(row.get("cpu"), 1), f(row.get("server_cpu"), 1),
                 f(row["maxrss_mib"], 0), row["results"], f(row["results_per_s"], 0),
                 f(int(size) / row["wall"], 1), f(row.get("fd_peak")), f(row.get("connections")),
                 "/".join(str(x) for x in row.get("loadavg_1m") or [])))
