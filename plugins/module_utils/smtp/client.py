@@ -11,6 +11,7 @@ smuggling), and every write passes the safety guard (``_write`` is the only writ
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import socket
 import ssl
@@ -51,17 +52,55 @@ class TLSFailed(SMTPError):
     pass
 
 
+def _verb(line: str) -> str:
+    return line.split(" ", 1)[0].split(":", 1)[0].upper()
+
+
 def escape_bytes(data: bytes, limit: int = 200) -> str:
     text = data.decode("utf-8", "backslashreplace")
     text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
     return text if len(text) <= limit else "%s...(%d bytes)" % (text[:limit], len(data))
 
 
+class TLSSessionSlot:
+    """The last resumable TLS session of one listener: later handshakes there resume it."""
+
+    __slots__ = ("session",)
+
+    def __init__(self) -> None:
+        self.session = None
+
+    def keep(self, sslobj) -> None:
+        session = getattr(sslobj, "session", None) if sslobj is not None else None
+        if session is not None and (session.has_ticket or session.id):
+            self.session = session
+
+
+# asyncio builds the SSLObject itself (no session argument): the connecting task names its slot here.
+_TLS_SLOT = contextvars.ContextVar("mailsec_tls_slot", default=None)
+
+
+class _ResumingContext(ssl.SSLContext):
+    """Client context that offers the slot's session (a resumed handshake skips the certificate
+    exchange and signature on both sides; servers that do not resume just do a full one)."""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        slot = _TLS_SLOT.get()
+        if session is None and slot is not None and not server_side:
+            session = slot.session
+        try:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        except ValueError:   # a session of another context: full handshake
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname)
+
+
 def make_tls_context(verify: bool = False) -> ssl.SSLContext:
     # Relay hardening is judged on what the server accepts, not on its certificate chain;
     # labs use self-signed certificates. tls_verify turns verification on.
-    context = ssl.create_default_context()
-    if not verify:
+    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        context.load_default_certs()
+    else:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -69,7 +108,8 @@ def make_tls_context(verify: bool = False) -> ssl.SSLContext:
 
 class SMTPClient:
     def __init__(self, host, port, *, guard, ehlo_name="prober.mailsec.test", timeout=5.0,
-                 source_address=None, server_hostname=None, tls_context=None, transcript_limit=400):
+                 source_address=None, server_hostname=None, tls_context=None, transcript_limit=400,
+                 tls_slot=None, keep_transcript=True):
         self.host = str(host).strip("[]")
         self.port = int(port)
         self.guard = guard
@@ -78,8 +118,11 @@ class SMTPClient:
         self.source_address = source_address
         self.server_hostname = server_hostname
         self.tls_context = tls_context
+        self.tls_slot = tls_slot          # TLSSessionSlot shared by the connections to this listener
+        self.tls_resumed = False
         self.transcript = []
-        self.transcript_limit = transcript_limit
+        # keep_transcript=False: nobody will read it (transcripts: none), so do not build it
+        self.transcript_limit = transcript_limit if keep_transcript else -1
         self.reader = None
         self.writer = None
         self.tls_active = False
@@ -90,6 +133,7 @@ class SMTPClient:
         self.client_seen = None
         self.usable = False
         self.dirty = False            # a transaction was started: RSET before the next one
+        self.pending_rset = False     # RSET to be sent in the same write as the next command
         self.errors = 0               # 4xx/5xx replies (Postfix smtpd_soft_error_limit counts these)
         self.syntax_errors = 0        # 500-504 (Exim smtp_max_synprot_errors counts these)
         self.plaintext_after_starttls = b""
@@ -98,6 +142,8 @@ class SMTPClient:
 
     # -- transcript -------------------------------------------------------------------------
     def log(self, line: str) -> None:
+        if self.transcript_limit < 0:
+            return
         if len(self.transcript) < self.transcript_limit:
             self.transcript.append(line if len(line) <= 300 else line[:297] + "...")
         elif len(self.transcript) == self.transcript_limit:
@@ -119,6 +165,7 @@ class SMTPClient:
         where = "%s port %d" % (self.host, self.port)
         origin = " from %s" % self.source_address if self.source_address else ""
         self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "", origin))
+        slot = _TLS_SLOT.set(self.tls_slot)
         try:
             self.reader, self.writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, **kwargs), self.timeout)
@@ -131,6 +178,8 @@ class SMTPClient:
         except OSError as exc:
             self.log("*** connect failed: %s" % exc)
             raise ConnectFailed("connect to %s failed: %s" % (where, exc.strerror or exc), "CONNECT")
+        finally:
+            _TLS_SLOT.reset(slot)
         self.usable = True
         if implicit_tls:
             self._tls_established()
@@ -146,11 +195,16 @@ class SMTPClient:
         sslobj = self.writer.get_extra_info("ssl_object")
         if sslobj is not None:
             self.tls_info = "%s %s" % (sslobj.version(), (sslobj.cipher() or ("?",))[0])
-        self.log("*** TLS established: %s" % self.tls_info)
+            self.tls_resumed = bool(getattr(sslobj, "session_reused", False))
+        self.log("*** TLS established: %s%s" % (self.tls_info, ", session resumed" if self.tls_resumed else ""))
 
     async def close(self) -> None:
         writer, self.writer = self.writer, None
         self.usable = False
+        self.pending_rset = False
+        if writer is not None and self.tls_active and self.tls_slot is not None:
+            # TLS 1.3 tickets arrive after the handshake: the session is worth keeping only now
+            self.tls_slot.keep(writer.get_extra_info("ssl_object"))
         if writer is not None:
             try:
                 writer.close()
@@ -162,10 +216,16 @@ class SMTPClient:
             callback()
 
     # -- I/O --------------------------------------------------------------------------------
-    async def _write(self, payload: bytes, shown: str = None) -> None:
-        # The only writer: the guard sees every byte before it leaves (DATA, credentials).
+    async def _write(self, payload: bytes, shown=None) -> None:
+        """The only writer: the guard sees every byte before it leaves (DATA, credentials).
+
+        ``shown`` is the transcript text, or a list of texts when the write carries several commands."""
         self.guard.inspect(payload, tls_active=self.tls_active)
-        self.log("C: " + (shown if shown is not None else escape_bytes(payload)))
+        if isinstance(shown, list):
+            for text in shown:
+                self.log("C: " + text)
+        else:
+            self.log("C: " + (shown if shown is not None else escape_bytes(payload)))
         if self.writer is None:
             raise Closed("connection already closed", self.stage)
         try:
@@ -226,12 +286,40 @@ class SMTPClient:
 
     async def send_raw(self, payload: bytes, shown: str = None) -> None:
         """Write bytes as they are (pipelining, injection, smuggling); still guarded."""
+        await self._flush_rset()
         await self._write(payload, shown)
 
+    @property
+    def pipelining(self) -> bool:
+        """RFC 2920: the server takes groups of commands in one write."""
+        return "PIPELINING" in self.extensions
+
     async def command(self, line: str, shown: str = None, stage: str = None, timeout: float = None):
-        self.stage = stage or line.split(" ", 1)[0].split(":", 1)[0].upper()
-        await self._write((line + "\r\n").encode("utf-8"), shown if shown is not None else line)
-        return await self.read_reply(timeout)
+        return (await self.commands([(line, shown)], stage=stage, timeout=timeout))[-1]
+
+    async def commands(self, lines, stage: str = None, timeout: float = None):
+        """Send ``[(line, shown), ...]`` in one write (a pending RSET first) and read one reply per
+        line; ``stage`` names the last. Callers pass several lines only where the server advertised
+        PIPELINING and RFC 2920 allows the group (nothing after a command that changes the session)."""
+        lines = [(line, shown if shown is not None else line) for line, shown in lines]
+        if self.pending_rset:
+            lines.insert(0, ("RSET", "RSET"))
+            self.pending_rset = False
+        stages = [_verb(line) for line, _ in lines]
+        if stage:
+            stages[-1] = stage
+        self.stage = stages[0]
+        await self._write("".join(line + "\r\n" for line, _ in lines).encode("utf-8"),
+                          [shown for _, shown in lines])
+        replies = []
+        for this_stage in stages:
+            self.stage = this_stage
+            replies.append(await self.read_reply(timeout))
+        return replies
+
+    async def _flush_rset(self) -> None:
+        if self.pending_rset:
+            await self.command("RSET")
 
     # -- SMTP verbs -------------------------------------------------------------------------
     async def ehlo(self):
@@ -249,6 +337,7 @@ class SMTPClient:
 
     async def starttls(self, extra: bytes = b""):
         """STARTTLS (``extra`` is pipelined in the same write: the T16 injection probe)."""
+        await self._flush_rset()
         self.stage = "STARTTLS"
         shown = "STARTTLS" + (" + " + escape_bytes(extra) if extra else "")
         await self._write(b"STARTTLS\r\n" + extra, shown)
@@ -263,6 +352,7 @@ class SMTPClient:
                 len(buffered), escape_bytes(self.plaintext_after_starttls)))
             buffered.clear()
         self.stage = "TLS"
+        slot = _TLS_SLOT.set(self.tls_slot)
         try:
             await asyncio.wait_for(self.writer.start_tls(
                 self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "",
@@ -275,6 +365,8 @@ class SMTPClient:
             self.usable = False
             self.log("*** TLS handshake failed: %s" % exc)
             raise TLSFailed("TLS handshake failed: %s" % exc, "TLS")
+        finally:
+            _TLS_SLOT.reset(slot)
         self._tls_established()
         self.extensions = {}    # RFC 3207 4.2: forget what was learnt before TLS
         return reply
@@ -298,13 +390,31 @@ class SMTPClient:
         self.dirty = True
         return await self.command("MAIL FROM:" + sender, stage="MAIL")
 
+    async def mail_rcpt(self, sender: str, recipient: str):
+        """MAIL and RCPT in one write where the server pipelines; ``(mail_reply, rcpt_reply)``.
+
+        ``rcpt_reply`` is None when MAIL was refused; a pipelined RCPT was then still answered
+        (usually 503) and counted as an error: callers budget for it."""
+        self.dirty = True
+        if not self.pipelining:
+            mail = await self.command("MAIL FROM:" + sender, stage="MAIL")
+            return mail, (await self.rcpt(recipient) if mail.code // 100 == 2 else None)
+        mail, rcpt = (await self.commands([("MAIL FROM:" + sender, None), ("RCPT TO:" + recipient, None)],
+                                          stage="RCPT"))[-2:]
+        return mail, (rcpt if mail.code // 100 == 2 else None)
+
     async def rcpt(self, recipient: str):
         return await self.command("RCPT TO:" + recipient, stage="RCPT")
 
     async def rset(self):
+        """RSET; where the server pipelines it rides in the next command's write (None returned).
+        The guard forgets recipients when it sees the RSET go out, not before."""
+        self.dirty = False
+        if self.pipelining and self.writer is not None:
+            self.pending_rset = True
+            return None
         reply = await self.command("RSET")
         self.guard.recipients = []
-        self.dirty = False
         return reply
 
     async def data(self, body: bytes):
@@ -321,6 +431,7 @@ class SMTPClient:
         return first, final
 
     async def quit(self) -> None:
+        self.pending_rset = False     # the session ends: the RSET is moot
         if self.usable and self.writer is not None:
             try:
                 await self.command("QUIT", timeout=min(self.timeout, 1.0))

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import copy
 import ipaddress
+import multiprocessing
+import os
 import re
 import secrets
 import time
 
 from .canary import CanaryWatcher, received_client
-from .client import SMTPClient, SMTPError, TLSFailed, make_tls_context
+from .client import SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
 from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, SKIP, WARN, Outcome, build_cases)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
 
 VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
+TRANSCRIPTS = ("failures", "all", "none")
+# Below this many listeners per process a worker process costs more (fork, result transfer)
+# than it saves: one listener's matrix is ~25 ms of prober CPU.
+LISTENERS_PER_PROCESS = 12
 FOREIGN_DOMAIN = "example.net"   # resolves publicly (RFC 2606), never receives DATA from us
 
 
@@ -117,6 +124,12 @@ class Options:
         self.retry_delay = float(params.get("retry_delay") if params.get("retry_delay") is not None else 2)
         self.error_budget = max(3, int(params.get("error_budget") or 8))
         self.tls_verify = bool(params.get("tls_verify", False))
+        self.transcripts = str(params.get("transcripts") or "failures")
+        if self.transcripts not in TRANSCRIPTS:
+            raise ConfigError("transcripts: must be one of %s, not %r" % (", ".join(TRANSCRIPTS), self.transcripts))
+        self.workers = int(params.get("workers") or 0)
+        if self.workers < 0:
+            raise ConfigError("workers: must be 0 (one per CPU for large runs) or more")
 
 
 def literal(address):
@@ -128,6 +141,8 @@ class ListenerState:
     def __init__(self):
         self.unreachable = None
         self.session_errors = {}     # kind -> SessionError that will not change on a retry
+        self.tls_slot = TLSSessionSlot()   # later handshakes to this listener resume the session
+        self.pipeline_rcpt = True    # MAIL+RCPT in one write, until this listener refuses a MAIL
 
 
 class ProbeContext:
@@ -202,7 +217,8 @@ class ProbeContext:
         await self.runner.acquire(self.address)
         client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
                             ehlo_name=self.opts.ehlo_name, timeout=self.opts.timeout, source_address=self.source,
-                            server_hostname=self.target.hostname, tls_context=self.runner.tls_context)
+                            server_hostname=self.target.hostname, tls_context=self.runner.tls_context,
+                            tls_slot=self.state.tls_slot, keep_transcript=self.opts.transcripts != "none")
         client.on_close = lambda: self.runner.release(self.address)
         client.preamble_len = 0
         self.clients.append(client)
@@ -268,6 +284,7 @@ class Runner:
         self.tls_context = make_tls_context(opts.tls_verify)
         self._global = None
         self._per_host = {}
+        self._listener_jobs = 0
         self.secrets = []
         for target in targets:
             if target.auth is not None:
@@ -298,6 +315,7 @@ class Runner:
     async def run(self):
         self._global = asyncio.Semaphore(self.opts.concurrency)
         started = time.monotonic()
+        self._listener_jobs = sum(len(target.addresses) * len(target.listeners) for target in self.targets)
         jobs = []
         for target in self.targets:
             policy = SafetyPolicy(self.opts.canary_domain, target.test_mailbox, target.own_names(), [target.auth])
@@ -317,6 +335,10 @@ class Runner:
             if found:
                 result.update(verdict=found[0], reason=found[1])
         self._derive()
+        if self.opts.transcripts == "failures":
+            for result in self.results:
+                if result["verdict"] == PASS:
+                    result["transcript"] = []
         self._scrub()
         counts = collections.Counter(result["verdict"] for result in self.results)
         summary = {"targets": len(self.targets), "results": len(self.results)}
@@ -336,14 +358,17 @@ class Runner:
             return
         shared = {"plain": collections.deque(), "secure": collections.deque()}
         jobs = []
-        for case in cases:
+        for case in sorted(cases, key=lambda item: item.last):
             if case.kind == "own":
                 jobs.append(self._run_own(ctx, case))
             else:
                 shared[case.kind].append(case)
+        # A few connections in parallel per listener when the run is small (latency); one when many
+        # listeners already fill `concurrency`: a lone worker uses each connection's error budget
+        # up, where parallel ones each open a fresh connection for the last few cases.
+        parallel = max(1, min(4, self.opts.concurrency // max(1, self._listener_jobs)))
         for queue in shared.values():
-            # About one connection per six cases, a few in parallel per listener.
-            for dummy in range(min(4, (len(queue) + 5) // 6)):
+            for dummy in range(min(parallel, (len(queue) + 5) // 6)):
                 jobs.append(self._worker(ctx.fork(), queue))
         await asyncio.gather(*jobs)
 
@@ -381,7 +406,7 @@ class Runner:
                             for leftover in ctx.clients:
                                 await leftover.close()
                     source = client or failed_client
-                    if source is not None:
+                    if source is not None and self._keeps_transcript(outcome):
                         transcript = source.transcript[:source.preamble_len] + source.transcript[mark:]
                     if outcome.transient and attempt < self.opts.retries:
                         attempt += 1
@@ -420,8 +445,17 @@ class Runner:
                 continue
             break
         self._finish_attempts(ctx, case, outcome, attempt)
-        transcript = [line for client in run.clients for line in client.transcript]
+        transcript = ([line for client in run.clients for line in client.transcript]
+                      if self._keeps_transcript(outcome) else [])
         self._record(ctx, case, outcome, transcript, time.monotonic() - started, run.clients[-1] if run.clients else None)
+
+    def _keeps_transcript(self, outcome):
+        """transcripts=failures keeps those of results that are not a PASS, or may yet stop being
+        one (a canary still to look at)."""
+        mode = self.opts.transcripts
+        if mode == "failures":
+            return outcome.verdict != PASS or callable(outcome.pending) or callable(outcome.late)
+        return mode == "all"
 
     def _finish_attempts(self, ctx, case, outcome, attempt):
         if outcome.transient:
@@ -531,8 +565,98 @@ def normalize(params):
     return [Target(spec, index) for index, spec in enumerate(targets)], opts
 
 
+def worker_count(targets, opts):
+    """Worker processes for this run: 1 (in-process) unless there are enough listeners to share."""
+    listeners = sum(len(target.addresses) * len(target.listeners) for target in targets)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        cpus = os.cpu_count() or 1
+    wanted = opts.workers or cpus
+    return max(1, min(wanted, listeners // LISTENERS_PER_PROCESS, opts.concurrency, len(targets)))
+
+
+def plan_shards(targets, count):
+    """Split targets over ``count`` processes, keeping every target whole and targets that share
+    an address in one process (``per_host`` is counted per process). Contiguous runs of targets,
+    balanced by listeners; an empty list means "cannot split"."""
+    groups = []                          # lists of target indexes that must stay together
+    owner = {}
+    for index, target in enumerate(targets):
+        hits = sorted(set(owner[a] for a in target.addresses if a in owner))
+        if hits:
+            group = hits[0]
+            for other in hits[1:]:       # the target bridges groups: merge them
+                groups[group].extend(groups[other])
+                for moved in groups[other]:
+                    for address in targets[moved].addresses:
+                        owner[address] = group
+                groups[other] = []
+            groups[group].append(index)
+        else:
+            group = len(groups)
+            groups.append([index])
+        for address in target.addresses:
+            owner[address] = group
+    groups = [sorted(group) for group in groups if group]
+    if len(groups) < count:
+        return []
+    weight = [sum(len(targets[i].addresses) * len(targets[i].listeners) for i in group) for group in groups]
+    share = sum(weight) / float(count)
+    shards, current, load = [], [], 0
+    for group, size in zip(groups, weight):
+        current.extend(targets[i] for i in group)
+        load += size
+        if load >= share * (len(shards) + 1) and len(shards) < count - 1:
+            shards.append(current)
+            current = []
+    shards.append(current)
+    return [shard for shard in shards if shard]
+
+
+_SHARDS = []   # set before the worker processes fork; each child reads its own share
+
+
+def _run_shard(index):
+    targets, opts = _SHARDS[index]
+    return asyncio.run(Runner(targets, opts).run())
+
+
+async def _run_sharded(shards, opts):
+    """One process per shard (fork: the children inherit the plan, nothing is re-imported),
+    each with its own event loop and a share of ``concurrency``; results merged in order."""
+    global _SHARDS
+    started = time.monotonic()
+    share = copy.copy(opts)
+    share.concurrency = max(1, opts.concurrency // len(shards))
+    _SHARDS = [(shard, share) for shard in shards]
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("fork")
+    try:
+        with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+            outcomes = await asyncio.gather(*[loop.run_in_executor(pool, _run_shard, index)
+                                              for index in range(len(shards))])
+    finally:
+        _SHARDS = []
+    results = [result for outcome in outcomes for result in outcome["results"]]
+    order = {probe: index for index, probe in enumerate(ALL_PROBES)}
+    results.sort(key=lambda r: (r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or ""))
+    counts = collections.Counter(result["verdict"] for result in results)
+    summary = {"targets": sum(outcome["summary"]["targets"] for outcome in outcomes), "results": len(results)}
+    summary.update((verdict, counts.get(verdict, 0)) for verdict in VERDICTS)
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    if opts.vantage:
+        summary["vantage"] = opts.vantage
+    summary["workers"] = len(shards)
+    return {"results": results, "summary": summary}
+
+
 async def run_async(params):
     targets, opts = normalize(params)
+    count = worker_count(targets, opts)
+    shards = plan_shards(targets, count) if count > 1 else []
+    if len(shards) > 1:
+        return await _run_sharded(shards, opts)
     return await Runner(targets, opts).run()
 
 

@@ -59,6 +59,7 @@ class Case:
     greeting_refused: str = SKIP  # verdict when the listener refuses this client at the greeting
     no_tls: str = INCONCLUSIVE    # verdict when the listener should do STARTTLS but does not offer it
     args: dict = field(default_factory=dict)
+    last: bool = False            # shared session: run after the other cases of its kind
 
 
 def transient(text, reply=None, stage=None):
@@ -177,19 +178,35 @@ def judge_mail_refusal(ctx, reply, expected=None):
                    reply, "MAIL")
 
 
-async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None):
+async def _mail_rcpt(ctx, client, sender, rcpt, pipeline=True):
+    """``(mail_reply, rcpt_reply or None)``; RCPT in the MAIL's write while this listener takes MAIL."""
+    if pipeline and ctx.state.pipeline_rcpt:
+        mail, reply = await client.mail_rcpt(sender, rcpt)
+        if classify(mail) != ACCEPTED:
+            ctx.state.pipeline_rcpt = False
+        return mail, reply
     mail = await client.mail(sender)
+    return mail, (await client.rcpt(rcpt) if classify(mail) == ACCEPTED else None)
+
+
+async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None,
+                       pipeline=False):
+    """MAIL, RCPT; ``pipeline`` sends both in one write where the server pipelines. Only for
+    senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
+    503, a protocol error to Exim), so the first one ends pipelining on this listener."""
+    mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
     verdict = judge_mail_refusal(ctx, mail, expected)
     if verdict is not None and retry_sender and not verdict.transient and verdict.verdict == INCONCLUSIVE:
         # The sender masked the relay decision: try once more with a clean one (reference c.13).
         await client.rset()
-        mail = await client.mail(retry_sender)
+        mail, rcpt_reply = await client.mail(retry_sender), None
         verdict = judge_mail_refusal(ctx, mail, expected)
         if verdict is not None:
             verdict.text += " (also with the clean sender %s)" % retry_sender
     if verdict is not None:
         return verdict, mail, None
-    rcpt_reply = await client.rcpt(rcpt)
+    if rcpt_reply is None:
+        rcpt_reply = await client.rcpt(rcpt)
     return judge_rcpt(ctx, rcpt_reply, hack=hack, expected=expected), mail, rcpt_reply
 
 
@@ -289,7 +306,7 @@ async def t07(ctx, client):
 
 
 async def t08(ctx, client):
-    client = await ctx.session("secure")
+    # Runs on a shared secure session, last on it (a failed AUTH leaves the session unauthenticated).
     if "AUTH" not in client.extensions:
         return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
     user = ctx.target.auth.username if ctx.target.auth else DUMMY_CREDENTIALS.username
@@ -331,7 +348,7 @@ async def t09(ctx, client):
     rcpt = "%s@%s" % (token, ctx.rcpt_domain)
     expected = "allowed" if ctx.listener.auth_relay else "refused"
     outcome, mail, rcpt_reply = await _transaction(ctx, client, "<%s>" % ctx.account_address, "<%s>" % rcpt,
-                                                   expected=expected)
+                                                   expected=expected, pipeline=True)
     if expected == "refused" or outcome.verdict != PASS or not ctx.can_data:
         if outcome.verdict == PASS and expected == "allowed":
             outcome.text = "authenticated relay accepted at RCPT (no canary: delivery not confirmed)"
@@ -376,8 +393,11 @@ async def t10(ctx, client):
 # -- T11/T12/T15: relay and spoof forms ----------------------------------------------------
 async def relay_form(ctx, client, form):
     retry = None if form.sender_trick else "<%s>" % ctx.clean_sender
+    # Unpipelined: sender tricks (their MAIL may well be refused: that is the trick) and submission
+    # listeners (MAIL before AUTH is commonly refused with 530).
+    pipeline = not form.sender_trick and ctx.listener.role == "mx"
     outcome, mail, rcpt = await _transaction(ctx, client, form.sender, form.rcpt, hack=form.hack,
-                                             retry_sender=retry)
+                                             retry_sender=retry, pipeline=pipeline)
     if not (form.hack and outcome.verdict == FAIL and rcpt is not None):
         return outcome
     # A hack form accepted at RCPT: relayed, or taken as a strange local part? Only the canary knows.
@@ -405,12 +425,11 @@ async def relay_form(ctx, client, form):
 
 
 async def t13(ctx, client, rcpt):
-    mail = await client.mail("<%s>" % ctx.clean_sender)
+    mail, reply = await _mail_rcpt(ctx, client, "<%s>" % ctx.clean_sender, "<%s>" % rcpt)
     if classify(mail) == TRANSIENT:
         return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL")
     if classify(mail) != ACCEPTED:
         return Outcome(INCONCLUSIVE, "control not exercised: sender refused (%s)" % describe(mail), mail, "MAIL")
-    reply = await client.rcpt("<%s>" % rcpt)
     klass = classify(reply)
     if klass == ACCEPTED:
         return Outcome(PASS, "inbound mail accepted", reply, "RCPT")
@@ -627,7 +646,8 @@ def build_cases(ctx):
             add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, no_tls=FAIL)
             add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind,
                 t06_relay, cost=3, greeting_refused=PASS)
-        add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "own", t08)
+        add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "secure", t08,
+            cost=2, last=True)
         if tgt.auth is None:
             add("T09", None, "submission: authenticated relay", "relayed", "own",
                 lambda c, cl: _skip("no test credentials given"))
@@ -648,7 +668,10 @@ def build_cases(ctx):
             continue
         probe = "T12" if form.hack and ctx.can_data else "T11"
         title = "relay %s: %s" % ("allowed" if lst.relay == "allowed" else "refused", form.title)
-        add(probe, form.pid, title, lst.relay, relay_kind, lambda c, cl, f=form: relay_form(c, cl, f), cost=3,
+        # Most error replies the form can earn: a sender trick one (MAIL or RCPT refused); a clean
+        # sender two (refused MAIL, clean retry refused at MAIL/RCPT/DATA), three when pipelined (+503).
+        cost = 1 if form.sender_trick else (3 if mx else 2)
+        add(probe, form.pid, title, lst.relay, relay_kind, lambda c, cl, f=form: relay_form(c, cl, f), cost=cost,
             greeting_refused=FAIL if lst.relay == "allowed" else PASS)
 
     if mx:
@@ -657,12 +680,12 @@ def build_cases(ctx):
             mailbox = tgt.test_mailbox if tgt.test_mailbox and tgt.test_mailbox.endswith("@" + domain) else None
             rcpt = mailbox or "postmaster@%s" % domain
             add("T13", domain, "inbound accepted for %s (%s)" % (domain, rcpt), "accepted", relay_kind,
-                lambda c, cl, r=rcpt: t13(c, cl, r), greeting_refused=FAIL)
+                lambda c, cl, r=rcpt: t13(c, cl, r), cost=2, greeting_refused=FAIL)
             add("T14", domain, "postmaster@%s accepted" % domain, "accepted", relay_kind,
-                lambda c, cl, r="postmaster@%s" % domain: t13(c, cl, r), greeting_refused=FAIL)
+                lambda c, cl, r="postmaster@%s" % domain: t13(c, cl, r), cost=2, greeting_refused=FAIL)
         if domains:
             add("T14", "postmaster", "<postmaster> accepted", "accepted", relay_kind,
-                lambda c, cl: t13(c, cl, "postmaster"), greeting_refused=FAIL)
+                lambda c, cl: t13(c, cl, "postmaster"), cost=2, greeting_refused=FAIL)
         if lst.relay != "allowed":
             home = tgt.local_domains[0] if tgt.local_domains else ctx.host_name
             spoofs = [("mailbox", tgt.test_mailbox or "postmaster@%s" % home),
@@ -670,7 +693,7 @@ def build_cases(ctx):
                       ("literal", "probe@%s" % ctx.literal)]
             for name, sender in spoofs:
                 add("T15", name, "sender spoof <%s> cannot relay" % sender, "refused", relay_kind,
-                    lambda c, cl, s="<%s>" % sender: t15(c, cl, s), cost=2, greeting_refused=PASS)
+                    lambda c, cl, s="<%s>" % sender: t15(c, cl, s), greeting_refused=PASS)
         add("T19", "xclient", "XCLIENT not honoured", "refused", relay_kind, t19_xclient)
         add("T19", "proxy", "PROXY header not honoured", "refused", "own", t19_proxy)
 

@@ -44,6 +44,7 @@ class Behaviour:
     xclient: bool = False              # advertise and honour XCLIENT
     proxy: bool = False                # honour a PROXY v1 header
     syntax_reject: bool = True         # 501 for double-@ recipients (exercises the non-relay class)
+    pipelining: bool = True            # advertise PIPELINING (RFC 2920)
 
 
 class FakeSMTP:
@@ -57,6 +58,9 @@ class FakeSMTP:
         self.command_log = []      # (over_tls, line) of every line read in command or AUTH state
         self.peers = []            # client addresses seen
         self.max_errors = 0        # most 4xx/5xx replies on one connection (error-budget test)
+        self.pipelined = 0         # commands that arrived with the next one already buffered
+        self.tls_handshakes = 0
+        self.tls_resumed = 0       # handshakes that resumed an earlier TLS session
         self.server = None
         self.port = None
 
@@ -71,8 +75,16 @@ class FakeSMTP:
             self.server.close()
             await self.server.wait_closed()
 
+    def count_handshake(self, writer):
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_handshakes += 1
+            self.tls_resumed += bool(sslobj.session_reused)
+
     async def _handle(self, reader, writer):
         self.connections += 1
+        if self.implicit:
+            self.count_handshake(writer)
         session = _Session(self, reader, writer)
         try:
             await session.run()
@@ -154,6 +166,7 @@ class _Session:
             line = await self.readline()
             if line is None:
                 return
+            self.srv.pipelined += b"\n" in self.buf
             self.srv.commands.append(line)
             self.srv.command_log.append((self.tls, line))
             verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
@@ -171,7 +184,8 @@ class _Session:
         return self.tls or self.b.auth_before_tls
 
     async def cmd_EHLO(self, line):
-        ext = ["%s Hello [%s]" % (self.b.hostname, self.peer), "PIPELINING", "SIZE 10240000", "8BITMIME"]
+        ext = ["%s Hello [%s]" % (self.b.hostname, self.peer)] + (["PIPELINING"] if self.b.pipelining else [])
+        ext += ["SIZE 10240000", "8BITMIME"]
         if self.b.starttls and not self.tls and self.srv.tls_context is not None:
             ext.append("STARTTLS")
         if self.auth_allowed():
@@ -216,6 +230,7 @@ class _Session:
             self.buf = b""       # RFC 3207 / CVE-2011-0411: discard what came in plaintext
             getattr(self.reader, "_buffer", bytearray()).clear()
         await self.writer.start_tls(self.srv.tls_context)
+        self.srv.count_handshake(self.writer)
         self.tls = True
         self.reset()
 

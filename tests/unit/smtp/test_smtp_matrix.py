@@ -100,7 +100,7 @@ def test_malformed_and_oversized_replies_are_inconclusive(scenario, banner, word
 
 
 def test_multiline_banner_and_ehlo_are_parsed(scenario):
-    outcome, _ = scenario(mx=dict(banner="multiline"))
+    outcome, _ = scenario(mx=dict(banner="multiline"), transcripts="all")
     t01 = next(r for r in outcome["results"] if r["probe"] == "T01" and r["case"] == "plain")
     assert t01["verdict"] == "PASS"
     assert any(line.startswith("S: 220-") for line in t01["transcript"])
@@ -214,7 +214,7 @@ def test_greeting_refusal_and_unreachable_listener(scenario):
 
 
 def test_passwords_never_in_results(scenario):
-    outcome, _ = scenario()
+    outcome, _ = scenario(transcripts="all")
     text = json.dumps(outcome)
     assert PASSWORD not in text
     assert "AUTH PLAIN ****" in text
@@ -263,3 +263,129 @@ def test_config_errors():
     with pytest.raises(engine.ConfigError):
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"],
                                        "listeners": [{"port": 25, "tls": "sometimes"}]}]})
+
+
+# -- speed levers must not change verdicts (docs/probe-contract.md, "Speed") ---------------------------
+RELAY_ONLY = ["T11", "T12", "T13", "T14", "T15"]
+
+
+def test_mail_and_rcpt_pipelined_only_where_advertised(scenario):
+    outcome, host = scenario(probes=RELAY_ONLY)
+    assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "INCONCLUSIVE") == []
+    # RSET rides in front of the next MAIL, RCPT behind it: most cases are one write
+    mx_cases = [r for r in outcome["results"] if r["port"] == host.mx.port and r["probe"] != "T20"]
+    assert host.mx.pipelined >= len(mx_cases) // 2, (host.mx.pipelined, len(mx_cases))
+    plain, pipe_host = outcome, host
+    outcome, host = scenario(mx=dict(pipelining=False), probes=RELAY_ONLY)
+    assert host.mx.pipelined == 0
+    assert verdicts(outcome, port=host.mx.port).values() and by_verdict(outcome, "FAIL") == []
+    same = {k: v for k, v in verdicts(plain).items()}
+    assert verdicts(outcome) == same
+
+
+def test_pipelined_group_after_a_refused_mail_still_judges_the_sender(scenario, tls_context):
+    """A sender refused at MAIL: the pipelined RCPT's 503 is not taken for the relay decision."""
+
+    class RefuseForeignSender(fakesmtp._Session):
+        async def cmd_MAIL(self, line):
+            if "example.net" in line:
+                await self.send(553, "5.7.1 sender rejected")
+                return
+            await fakesmtp._Session.cmd_MAIL(self, line)
+
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(), None)
+        original = fakesmtp._Session
+        fakesmtp._Session = RefuseForeignSender
+        port = await server.start()
+        target = {"name": "picky", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T11"], "timeout": 2}), server
+        finally:
+            fakesmtp._Session = original
+            await server.stop()
+    outcome, server = asyncio.run(go())
+    p02 = next(r for r in outcome["results"] if r["case"] == "P02")
+    # P02's sender probe@example.net is refused; the clean retry (probe@example.net too) as well
+    assert p02["verdict"] == "INCONCLUSIVE" and "sender refused at MAIL" in p02["reason"]
+    assert p02["reply"]["code"] == 553 and p02["reply"]["stage"] == "MAIL"
+    assert server.max_errors <= 8
+
+
+def test_tls_sessions_are_resumed_and_verdicts_unchanged(scenario):
+    outcome, host = scenario()
+    assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "INCONCLUSIVE") == []
+    for server in (host.submission, host.submissions):
+        assert server.tls_handshakes > 1 and server.tls_resumed > 0, (server.tls_handshakes, server.tls_resumed)
+    t07 = verdicts(outcome, "T07")
+    assert t07 == {("T07", None): "PASS"}
+
+
+def test_transcripts_option(scenario):
+    outcome, _ = scenario(mx=dict(relay="accept"))          # default: failures
+    fails = [r for r in outcome["results"] if r["verdict"] == "FAIL"]
+    passes = [r for r in outcome["results"] if r["verdict"] == "PASS"]
+    assert fails and all(r["transcript"] for r in fails if r["probe"] != "T20")   # T20 is derived
+    assert passes and all(r["transcript"] == [] for r in passes)
+    outcome, _ = scenario(mx=dict(relay="accept"), transcripts="none")
+    assert all(r["transcript"] == [] for r in outcome["results"])
+    assert any(r["verdict"] == "FAIL" for r in outcome["results"])
+    outcome, _ = scenario(transcripts="all")
+    assert all(r["transcript"] for r in outcome["results"] if r["probe"] != "T20")
+    with pytest.raises(engine.ConfigError):
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "transcripts": "some"})
+
+
+def test_sharded_run_matches_the_in_process_run(tls_context, spool):
+    """Worker processes (fork) give the same results, in the same order, as one process."""
+
+    async def go(workers, count=9):
+        hosts = [fakesmtp.FakeHost(tls_context, spool=spool, mx=dict(relay="accept") if i == 4 else None)
+                 for i in range(count)]
+        targets = []
+        for index, host in enumerate(hosts):
+            address = "127.0.%d.1" % (index + 10)    # one address each: targets may be split
+            for server in host.servers:
+                await server.start(address)
+            target = host.target()
+            target.update(name="host%d" % index, addresses=[address])
+            targets.append(target)
+        places = {(t["name"], item["port"]): index for t in targets for index, item in enumerate(t["listeners"])}
+        try:
+            outcome = await engine.run_async({"targets": targets, "timeout": 2, "retry_delay": 0.05,
+                                              "workers": workers, "transcripts": "none",
+                                              "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5}})
+        finally:
+            for host in hosts:
+                await host.stop()
+        # ports differ between runs: name a listener by its place in the target
+        outcome["shape"] = sorted((r["target"], places[(r["target"], r["port"])], r["probe"], r["case"] or "",
+                                   r["verdict"]) for r in outcome["results"])
+        return outcome
+
+    one = asyncio.run(go(1))
+    two = asyncio.run(go(2))
+    assert "workers" not in one["summary"] and two["summary"]["workers"] == 2
+
+    assert one["shape"] == two["shape"]
+    order = {probe: index for index, probe in enumerate(engine.ALL_PROBES)}
+    keys = [(r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or "") for r in two["results"]]
+    assert keys == sorted(keys)
+    assert any(r["verdict"] == "FAIL" and r["target"] == "host4" for r in two["results"])
+    for verdict in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "results", "targets"):
+        assert one["summary"][verdict] == two["summary"][verdict]
+
+
+def test_shard_plan_keeps_targets_that_share_an_address_together():
+    def target(name, *addresses):
+        return engine.Target({"name": name, "addresses": list(addresses), "listeners": [{"port": 25}]}, 0)
+    targets = [target("a", "127.0.0.1"), target("b", "127.0.0.2"), target("c", "127.0.0.3", "127.0.0.1"),
+               target("d", "127.0.0.4")]
+    shards = engine.plan_shards(targets, 2)
+    names = [[t.name for t in shard] for shard in shards]
+    assert sorted(sum(names, [])) == ["a", "b", "c", "d"]
+    assert any("a" in group and "c" in group for group in names)
+    assert engine.plan_shards(targets[:1], 2) == []
+    opts = engine.Options({"workers": 4})
+    assert engine.worker_count(targets, opts) == 1          # 4 listeners: not worth a process
