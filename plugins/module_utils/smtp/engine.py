@@ -374,13 +374,29 @@ class Runner:
 
     def _needs_new_connection(self, client, case):
         return (not client.usable or client.errors + case.cost > self.opts.error_budget
-                or client.syntax_errors >= 2)
+                or (client.syntax_errors >= 2 and case.cost > 0))
+
+    def _next_case(self, client, queue):
+        """First fit: the first queued case the open connection can still afford (a cheaper one
+        fills the budget left), else the head. ``last`` cases are only taken from the head."""
+        if client is not None and client.usable:
+            fitting = [index for index, case in enumerate(queue)
+                       if (index == 0 or not case.last) and not self._needs_new_connection(client, case)]
+            # Two syntax errors end a connection (Exim drops it after three): one early, then cases
+            # without that risk, so the connection's error budget is used up first.
+            wanted = client.syntax_errors == 0
+            fitting = [i for i in fitting if queue[i].syntax_risk == wanted] or fitting
+            if fitting:
+                case = queue[fitting[0]]
+                del queue[fitting[0]]
+                return case
+        return queue.popleft()
 
     async def _worker(self, ctx, queue):
         client = None
         try:
             while queue:
-                case = queue.popleft()
+                case = self._next_case(client, queue)
                 started = time.monotonic()
                 attempt = 0
                 while True:

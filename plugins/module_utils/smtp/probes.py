@@ -55,11 +55,12 @@ class Case:
     expected: str
     kind: str                     # plain | secure | own
     run: object                   # async (ctx, client) -> Outcome
-    cost: int = 1                 # most error replies it can cause (connection error budget)
+    cost: int = 1                 # most error replies it can cause (connection error budget); 0: sends nothing
     greeting_refused: str = SKIP  # verdict when the listener refuses this client at the greeting
     no_tls: str = INCONCLUSIVE    # verdict when the listener should do STARTTLS but does not offer it
     args: dict = field(default_factory=dict)
     last: bool = False            # shared session: run after the other cases of its kind
+    syntax_risk: bool = False     # likely a 500-504 reply (Exim drops a connection after 3 of those)
 
 
 def transient(text, reply=None, stage=None):
@@ -134,6 +135,13 @@ def relay_forms(ctx, foreign_hack):
     ]
     forms += [Form(pid, title, s, rcpt, False, True) for pid, title, rcpt in hacks]
     return forms
+
+
+def odd_syntax(form):
+    """Forms RFC 5321 does not allow (two @, source routes, no angle brackets): servers
+    tend to answer them with a syntax error rather than a relay decision."""
+    rcpt = form.rcpt.strip("<>").replace('"', "")
+    return rcpt.count("@") > 1 or rcpt.startswith("@") or not form.sender.startswith("<")
 
 
 # -- verdict helpers -----------------------------------------------------------------------
@@ -629,21 +637,21 @@ def build_cases(ctx):
     relay_kind = ctx.relay_kind
     if mx:
         if lst.tls != "implicit":
-            add("T01", "plain", "no AUTH on port %d (plaintext EHLO)" % lst.port, "no AUTH", "plain", t01)
-            add("T02", "plain", "AUTH refused on port %d (plaintext)" % lst.port, "refused", "plain", t02)
+            add("T01", "plain", "no AUTH on port %d (plaintext EHLO)" % lst.port, "no AUTH", "plain", t01, cost=0)
+            add("T02", "plain", "AUTH refused on port %d (plaintext)" % lst.port, "refused", "plain", t02, syntax_risk=True)
         if has_tls:
-            add("T01", "tls", "no AUTH on port %d after TLS" % lst.port, "no AUTH", "secure", t01, no_tls=FAIL)
-            add("T02", "tls", "AUTH refused on port %d after TLS" % lst.port, "refused", "secure", t02)
+            add("T01", "tls", "no AUTH on port %d after TLS" % lst.port, "no AUTH", "secure", t01, cost=0, no_tls=FAIL)
+            add("T02", "tls", "AUTH refused on port %d after TLS" % lst.port, "refused", "secure", t02, syntax_risk=True)
     else:
         if lst.tls in ("starttls", "required"):
-            add("T03", None, "submission: STARTTLS offered, AUTH only after TLS", "STARTTLS, no AUTH", "plain", t03)
+            add("T03", None, "submission: STARTTLS offered, AUTH only after TLS", "STARTTLS, no AUTH", "plain", t03, cost=0)
             for mech in ("PLAIN", "LOGIN"):
                 add("T04", mech, "submission: AUTH %s refused before TLS (dummy credentials)" % mech, "refused",
-                    "plain", lambda c, cl, m=mech: t04(c, cl, m), cost=2)
+                    "plain", lambda c, cl, m=mech: t04(c, cl, m), cost=2, syntax_risk=True)
             if lst.relay != "allowed":
                 add("T05", None, "submission: MAIL refused before TLS/AUTH", "530", "plain", t05)
         if lst.relay != "allowed":
-            add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, no_tls=FAIL)
+            add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, cost=0, no_tls=FAIL)
             add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind,
                 t06_relay, cost=3, greeting_refused=PASS)
         add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "secure", t08,
@@ -672,7 +680,7 @@ def build_cases(ctx):
         # sender two (refused MAIL, clean retry refused at MAIL/RCPT/DATA), three when pipelined (+503).
         cost = 1 if form.sender_trick else (3 if mx else 2)
         add(probe, form.pid, title, lst.relay, relay_kind, lambda c, cl, f=form: relay_form(c, cl, f), cost=cost,
-            greeting_refused=FAIL if lst.relay == "allowed" else PASS)
+            greeting_refused=FAIL if lst.relay == "allowed" else PASS, syntax_risk=odd_syntax(form))
 
     if mx:
         domains = list(tgt.local_domains) + list(tgt.relay_domains)
