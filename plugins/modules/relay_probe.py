@@ -162,6 +162,20 @@ options:
     description: Verify server certificates (off by default; relay verdicts do not depend on the chain).
     type: bool
     default: false
+  transcripts:
+    description:
+      - Which results keep their SMTP transcript. V(failures) keeps those of every result that is not a
+        PASS, V(all) keeps every one, V(none) keeps none (and the engine does not build them).
+    type: str
+    choices: [failures, all, none]
+    default: failures
+  workers:
+    description:
+      - Worker processes for the probes; targets are shared out among them (each with its own share of
+        O(concurrency)) and the results merged in order. V(0) means one per usable CPU, but only for runs
+        with at least 12 listeners per process; V(1) probes in the module process itself.
+    type: int
+    default: 0
 notes:
   - Supports check mode; the probes change nothing on the targets (DATA reaches only the canary or the test mailbox).
 """
@@ -204,13 +218,14 @@ results:
       expected: refused
       reason: "relay refused: 554 5.7.1 Relay access denied"
       reply: {code: 554, enhanced: 5.7.1, text: "Relay access denied", stage: RCPT}
-      transcript: ["C: EHLO prober.mailsec.test", "S: 250-mx1.example.test"]
+      transcript: []
       client_seen: 198.51.100.100
       duration: 0.012
       vantage: external
       source_address: 198.51.100.100
 summary:
-  description: Counts per verdict, number of targets and results, wall time in seconds.
+  description: Counts per verdict, number of targets and results, wall time in seconds (and C(workers) when the
+    probes ran in several processes).
   returned: always
   type: dict
   sample: {targets: 1, results: 126, PASS: 124, FAIL: 0, WARN: 1, INCONCLUSIVE: 1, SKIP: 0, seconds: 0.8}
@@ -258,6 +273,8 @@ def main():
             retry_delay=dict(type="float", default=2),
             error_budget=dict(type="int", default=8),
             tls_verify=dict(type="bool", default=False),
+            transcripts=dict(type="str", choices=["failures", "all", "none"], default="failures"),
+            workers=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
