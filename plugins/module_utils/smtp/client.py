@@ -305,12 +305,12 @@ class SMTPClient:
         if self.pending_rset:
             lines.insert(0, ("RSET", "RSET"))
             self.pending_rset = False
-        stages = [_verb(line) for line, _ in lines]
+        stages = [_verb(line) for line, shown in lines]
         if stage:
             stages[-1] = stage
         self.stage = stages[0]
-        await self._write("".join(line + "\r\n" for line, _ in lines).encode("utf-8"),
-                          [shown for _, shown in lines])
+        await self._write("".join(line + "\r\n" for line, shown in lines).encode("utf-8"),
+                          [shown for line, shown in lines])
         replies = []
         for this_stage in stages:
             self.stage = this_stage
