@@ -154,7 +154,7 @@ def test_collect_runs_the_commands_and_reads_referenced_tables():
         key = {"-n": "n", "-M": "M"}.get(argv[-1]) or ("P" if "-P" in argv else "x")
         return 0, data[key], ""
 
-    collected = pr.collect(run, lambda path: data["tables"].get(path))
+    collected = pr.collect(run, data["tables"].get)
     assert len(calls) == 4
     assert collected["tables"] == {NEVER_TABLE: data["tables"][NEVER_TABLE]}
 
