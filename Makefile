@@ -11,13 +11,14 @@ LAB := $(ROOT)/tests/lab/lab.sh
 COLLECTION_LINK := $(ROOT)/.cache/collections/ansible_collections/mailsec/relay
 ACTIVATE := source $(VENV)/bin/activate
 
-.PHONY: help setup host-setup venv collection-link images lab-up lab-down smoke lint sanity unit molecule demo test
+.PHONY: help setup host-setup venv collection-link images lab-up lab-down smoke lint sanity unit integration molecule demo test bench
 
 help:
 	@echo "make demo      lab up, then harden + verify the demo fleet (playbooks/lab_demo.yml)"
-	@echo "make test      setup, images, then lint, sanity, unit, molecule (all stages, summary table)"
+	@echo "make test      setup, images, then lint, sanity, unit, integration, molecule (all stages, summary table)"
+	@echo "make bench     benchmarks vs peers (lab + loopback); writes docs/performance.md; never gates CI"
 	@echo "make setup     host packages, venv (.venv), collection link; images: lab images"
-	@echo "make lab-up | lab-down | smoke | lint | sanity | unit | molecule"
+	@echo "make lab-up | lab-down | smoke | lint | sanity | unit | integration | molecule"
 
 setup: host-setup venv collection-link
 
@@ -60,6 +61,9 @@ smoke: venv collection-link
 lint sanity unit: venv collection-link
 	$(ROOT)/tests/run_all.sh $@
 
+integration: venv collection-link images
+	$(ROOT)/tests/run_all.sh integration
+
 molecule: venv collection-link images
 	$(ROOT)/tests/run_all.sh molecule
 
@@ -68,3 +72,6 @@ demo: setup lab-up
 
 test: setup images
 	$(ROOT)/tests/run_all.sh
+
+bench: setup images
+	$(ROOT)/bench/run_all.sh

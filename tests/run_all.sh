@@ -3,7 +3,7 @@
 #
 # Test stages of mailsec.relay.  `tests/run_all.sh` runs every stage, even after a failure, then
 # prints each stage's summary line in a table and exits non-zero if any stage failed.
-# `tests/run_all.sh unit` (or lint, sanity, molecule) runs one stage the same way.
+# `tests/run_all.sh unit` (or lint, sanity, integration, molecule) runs one stage the same way.
 # A stage with nothing to run (no unit tests collected, no Molecule scenario) is reported as
 # SKIP: visible in the table, not a failure.
 # Expects the venv and the collection link from `make setup` (and images for molecule).
@@ -13,7 +13,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 LOGS=$ROOT/.cache/test-logs
-ALL_STAGES=(lint sanity unit molecule)
+ALL_STAGES=(lint sanity unit integration molecule)
 SKIP_RC=200   # internal: the stage found nothing to run
 
 cd "$ROOT" || exit 2
@@ -37,6 +37,16 @@ stage_unit() {
   ((rc == 5)) && return "$SKIP_RC"
   return "$rc"
 }
+# Integration: the collection built and installed offline, the lab's life cycle, the verify role
+# against fake servers, the execution environment. Needs the images (make test builds them).
+stage_integration() {
+  python -m pytest tests/integration -q -p no:cacheprovider -rs
+  local rc=$?
+  ((rc == 5)) && return "$SKIP_RC"
+  return "$rc"
+}
+summary_integration() { summary_unit "$@"; }
+
 summary_unit() { grep -E '^=*.*(passed|failed|error|no tests ran).* in [0-9.]+s' "$1" | tail -1 | tr -d '='; }
 
 stage_molecule() {

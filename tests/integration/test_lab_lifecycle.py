@@ -1,0 +1,59 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The demo lab: up (twice: the second start is timed), smoke over SMTP, down leaves nothing behind.
+
+This cycles the shared demo lab (tests/lab/lab.sh): run it when no demo is using the lab.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LAB = os.path.join(ROOT, "tests", "lab", "lab.sh")
+
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None or os.geteuid() != 0,
+                                reason="needs rootful podman (make setup installs it)")
+
+
+def lab(*args, timeout=900):
+    proc = subprocess.run([LAB] + list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "lab.sh %s\n%s\n%s" % (" ".join(args), proc.stdout, proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+def fleet_names():
+    with open(LAB) as handle:
+        block = re.search(r"^FLEET=\((.*?)^\)", handle.read(), re.S | re.M).group(1)
+    return re.findall(r'^\s*"(\S+) ', block, re.M)
+
+
+def podman_lines(*args):
+    out = subprocess.run(["podman"] + list(args), capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_lab_up_smoke_down_leaves_nothing():
+    names = fleet_names()
+    assert {"prober", "mx1", "exim1", "legacy1"} <= set(names)
+    lab("up")
+    started = time.monotonic()
+    lab("up")  # images cached, containers replaced
+    second = time.monotonic() - started
+    print("second lab start with cached images: %.1f s (target < 15 s)" % second)
+
+    smoke = lab("smoke")
+    for name in names:
+        if name != "prober":
+            assert name in smoke, smoke
+
+    lab("down", "lab")
+    assert not set(names) & podman_lines("ps", "-a", "--format", "{{.Names}}")
+    assert "mailsec-lab" not in podman_lines("network", "ls", "--format", "{{.Name}}")
+    # The canary sink and the MTAs ran inside the containers: no lab process may survive on the host.
+    leftovers = subprocess.run(["pgrep", "-af", "canary_sink|canary-sink"], capture_output=True, text=True,
+                               check=False).stdout
+    assert not [line for line in leftovers.splitlines() if "pgrep" not in line], leftovers
