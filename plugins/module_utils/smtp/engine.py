@@ -143,6 +143,7 @@ class ListenerState:
         self.session_errors = {}     # kind -> SessionError that will not change on a retry
         self.tls_slot = TLSSessionSlot()   # later handshakes to this listener resume the session
         self.pipeline_rcpt = True    # MAIL+RCPT in one write, until this listener refuses a MAIL
+        self.clean_sender_refused = None   # the Reply when an unauthenticated clean MAIL was refused
 
 
 class ProbeContext:

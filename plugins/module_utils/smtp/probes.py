@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .client import Closed, ReadTimeout, TLSFailed, SMTPError
-from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required
+from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal
 from .safety import DUMMY_CREDENTIALS, Credentials
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
@@ -170,18 +170,31 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     return Outcome(INCONCLUSIVE, "unexpected reply at RCPT: %s" % describe(reply), reply, "RCPT")
 
 
-def judge_mail_refusal(ctx, reply, expected=None):
-    """Verdict when MAIL itself was not accepted (None: MAIL accepted, go on)."""
+def judge_mail_refusal(ctx, reply, expected=None, authenticated=False):
+    """Verdict when MAIL itself was not accepted (None: MAIL accepted, go on).
+
+    On a submission listener an unauthenticated MAIL refused by policy (530, or 5xx with 5.7.x:
+    Postfix's ``554 5.7.1 Sender address rejected: Access denied``) refuses the relay attempt
+    (reference d, T06/T11 on 587/465). On an MX listener a sender refusal at MAIL is about the
+    sender, not relaying: "not exercised". After AUTH (T09) any refusal of the account's own
+    sender is a refusal of authenticated relay."""
     expected = expected or ctx.listener.relay
     klass = classify(reply)
     if klass == ACCEPTED:
         return None
     if klass == TRANSIENT:
         return transient("temporary refusal at MAIL: %s" % describe(reply), reply, "MAIL")
+    if authenticated:
+        if expected == "allowed":
+            return Outcome(FAIL, "authenticated sender refused at MAIL: %s" % describe(reply), reply, "MAIL")
+        return Outcome(PASS, "authenticated relay refused at MAIL: %s" % describe(reply), reply, "MAIL")
     if is_auth_required(reply):
         if expected == "allowed":
             return Outcome(FAIL, "this vantage may relay, but the server wants AUTH: %s" % describe(reply), reply, "MAIL")
         return Outcome(PASS, "MAIL refused, authentication required: %s" % describe(reply), reply, "MAIL")
+    if is_policy_refusal(reply) and ctx.listener.role == "submission" and expected != "allowed":
+        return Outcome(PASS, "unauthenticated MAIL refused by policy on a submission listener: %s" % describe(reply),
+                       reply, "MAIL")
     return Outcome(INCONCLUSIVE, "relay control not exercised: sender refused at MAIL (%s)" % describe(reply),
                    reply, "MAIL")
 
@@ -197,20 +210,35 @@ async def _mail_rcpt(ctx, client, sender, rcpt, pipeline=True):
     return mail, (await client.rcpt(rcpt) if classify(mail) == ACCEPTED else None)
 
 
+def _note_clean_sender(ctx, sender, mail, verdict, authenticated):
+    """Remember that this listener refuses the clean sender before AUTH (the answer will not change)."""
+    if (not authenticated and verdict is not None and not verdict.transient
+            and sender == "<%s>" % ctx.clean_sender and ctx.state.clean_sender_refused is None):
+        ctx.state.clean_sender_refused = mail
+
+
 async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None,
-                       pipeline=False):
+                       pipeline=False, authenticated=False):
     """MAIL, RCPT; ``pipeline`` sends both in one write where the server pipelines. Only for
     senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
     503, a protocol error to Exim), so the first one ends pipelining on this listener."""
     mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
-    verdict = judge_mail_refusal(ctx, mail, expected)
-    if verdict is not None and retry_sender and not verdict.transient and verdict.verdict == INCONCLUSIVE:
-        # The sender masked the relay decision: try once more with a clean one (reference c.13).
-        await client.rset()
-        mail, rcpt_reply = await client.mail(retry_sender), None
-        verdict = judge_mail_refusal(ctx, mail, expected)
-        if verdict is not None:
-            verdict.text += " (also with the clean sender %s)" % retry_sender
+    verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
+    _note_clean_sender(ctx, sender, mail, verdict, authenticated)
+    if (verdict is not None and retry_sender and retry_sender != sender and not verdict.transient
+            and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)):
+        known = ctx.state.clean_sender_refused
+        if known is not None:
+            # Already refused on this listener: asking again would only cost an error reply.
+            verdict.text += " (the clean sender %s is refused here too: %s)" % (retry_sender, describe(known))
+        else:
+            # The sender may have masked the relay decision: try once more with a clean one (reference c.13).
+            await client.rset()
+            mail, rcpt_reply = await client.mail(retry_sender), None
+            verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
+            _note_clean_sender(ctx, retry_sender, mail, verdict, authenticated)
+            if verdict is not None:
+                verdict.text += " (also with the clean sender %s)" % retry_sender
     if verdict is not None:
         return verdict, mail, None
     if rcpt_reply is None:
@@ -356,7 +384,7 @@ async def t09(ctx, client):
     rcpt = "%s@%s" % (token, ctx.rcpt_domain)
     expected = "allowed" if ctx.listener.auth_relay else "refused"
     outcome, mail, rcpt_reply = await _transaction(ctx, client, "<%s>" % ctx.account_address, "<%s>" % rcpt,
-                                                   expected=expected, pipeline=True)
+                                                   expected=expected, pipeline=True, authenticated=True)
     if expected == "refused" or outcome.verdict != PASS or not ctx.can_data:
         if outcome.verdict == PASS and expected == "allowed":
             outcome.text = "authenticated relay accepted at RCPT (no canary: delivery not confirmed)"

@@ -124,6 +124,11 @@ def is_auth_required(reply: Reply) -> bool:
     return reply.code == 530 or (reply.code // 100 == 5 and reply.enhanced in ("5.7.0", "5.7.11"))
 
 
+def is_policy_refusal(reply: Reply) -> bool:
+    """5xx with an enhanced code of the security/policy class 5.7.x (RFC 3463 3.8)."""
+    return reply.code // 100 == 5 and bool(reply.enhanced) and reply.enhanced.startswith("5.7.")
+
+
 def format_reply(code: int, lines) -> bytes:
     """Wire form of a reply (used by the fake servers in tests and the bench)."""
     lines = list(lines) or [""]

@@ -45,6 +45,8 @@ class Behaviour:
     proxy: bool = False                # honour a PROXY v1 header
     syntax_reject: bool = True         # 501 for double-@ recipients (exercises the non-relay class)
     pipelining: bool = True            # advertise PIPELINING (RFC 2920)
+    unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH
+    refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
 
 
 class FakeSMTP:
@@ -271,8 +273,13 @@ class _Session:
         if self.b.tls_required and not self.tls:
             await self.send(530, "5.7.0 Must issue a STARTTLS command first")
             return
+        sender = line.split(":", 1)[1].strip() if ":" in line else ""
+        if self.b.refuse_sender and self.b.refuse_sender in sender:
+            await self.send(553, "5.7.1 %s: Sender address rejected: not owned by user" % sender)
+            return
         if self.b.role == "submission" and not self.authed:
-            await self.send(530, "5.7.0 Authentication required")
+            code, text = self.b.unauth_mail.split(" ", 1)
+            await self.send(int(code), text.replace("SENDER", sender))
             return
         self.mail = line.split(":", 1)[1].strip() if ":" in line else ""
         self.rcpts = []

@@ -389,3 +389,46 @@ def test_shard_plan_keeps_targets_that_share_an_address_together():
     assert engine.plan_shards(targets[:1], 2) == []
     opts = engine.Options({"workers": 4})
     assert engine.worker_count(targets, opts) == 1          # 4 listeners: not worth a process
+
+
+# -- reply classes at MAIL: submission vs MX ----------------------------------------------------
+POSTFIX_SENDER_DENIED = "554 5.7.1 SENDER: Sender address rejected: Access denied"
+
+
+def test_submission_policy_refusal_at_mail_is_a_relay_refusal(scenario):
+    """Hardened Postfix on 587/465 refuses every unauthenticated MAIL with 554 5.7.1: the relay
+    attempt is refused (reference d: T06 "or 550/554 5.7.x", T11 on 587/465), not "not exercised"."""
+    outcome, host = scenario(submission=dict(unauth_mail=POSTFIX_SENDER_DENIED),
+                             submissions=dict(unauth_mail=POSTFIX_SENDER_DENIED))
+    for server in (host.submission, host.submissions):
+        results = [r for r in outcome["results"] if r["port"] == server.port]
+        assert [(r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] != "PASS"] == []
+        relay = [r for r in results if r["probe"] in ("T06", "T11", "T12") and r["case"] != "auth"]
+        assert relay and all(r["reply"]["stage"] == "MAIL" and r["reply"]["enhanced"] == "5.7.1" for r in relay)
+        # the clean sender is asked once per listener, not once per case: no error storm
+        assert server.max_errors <= 8
+    assert verdicts(outcome, "T09")[("T09", None)] == "PASS"
+
+
+def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
+    """The same 5.7.1 refusal at MAIL on port 25 is about the sender, not relaying: INCONCLUSIVE
+    "not exercised" (after one rerun with the clean sender), never a PASS."""
+    outcome, host = scenario(mx=dict(refuse_sender="@"), probes=["T11", "T12", "T15"])
+    mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
+    # <>, <nobody>, <example.net!probe>, <postmaster> have no @: taken, and RCPT decides
+    with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster")]
+    assert with_at and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"]
+                           and r["reply"]["stage"] == "MAIL" for r in with_at), \
+        [(r["case"], r["verdict"], r["reason"]) for r in with_at]
+    assert all(r["verdict"] == "PASS" for r in mx if r not in with_at)
+    assert host.mx.max_errors <= 8
+
+
+def test_authenticated_sender_refused_at_mail_fails_t09(scenario):
+    """T09: after AUTH, a refused MAIL of the account's own address is a broken authenticated relay."""
+    outcome, _ = scenario(submission=dict(refuse_sender="alice"), submissions=dict(refuse_sender="alice"),
+                          target={"auth": {"username": "alice", "password": PASSWORD},
+                                  "test_mailbox": "alice@example.test"}, probes=["T09"])
+    t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
+    assert [r["verdict"] for r in t09] == ["FAIL", "FAIL"]
+    assert all(r["reply"]["stage"] == "MAIL" and r["reply"]["code"] == 553 for r in t09)
