@@ -12,6 +12,8 @@ version_added: 0.1.0
 description:
   - Speaks SMTP to every listener of every target and compares what it sees with what the caller says must
     happen (the probe matrix T01-T20 of C(docs/probe-contract.md)). It knows nothing about MTAs.
+  - Every listener given is expected to exist. One that refuses the connection or never greets (after
+    O(retries)) gets one FAIL, probe C(T00) "listener reachable"; its other cases are INCONCLUSIVE.
   - Many targets per call; connections run concurrently (bounded by O(concurrency) and O(per_host)) and are reused
     with RSET while their error count stays well under the servers' error limits.
   - Never fails on a FAIL verdict; a finding is a result. C(mailsec.relay.verify) decides what fails.
@@ -130,7 +132,7 @@ options:
         type: float
         default: 10
   probes:
-    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T20).
+    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T20). C(T00) (listener reachable) always runs.
     type: list
     elements: str
     default: [all]

@@ -23,8 +23,9 @@ import secrets
 import time
 
 from .canary import CanaryWatcher, received_client
-from .client import SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
-from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, SKIP, WARN, Outcome, build_cases)
+from .client import ConnectFailed, ProtocolError, SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
+from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, REACHABLE, SKIP, WARN, Case, Outcome,
+                     build_cases, describe)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
 
 VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
@@ -115,7 +116,7 @@ class Options:
         self.explicit = set(p for p in wanted if p != "ALL")
         unknown = self.explicit - set(ALL_PROBES)
         if unknown:
-            raise ConfigError("probes: unknown %s (known: all, T01 ... T20)" % ", ".join(sorted(unknown)))
+            raise ConfigError("probes: unknown %s (known: all, T00 ... T20)" % ", ".join(sorted(unknown)))
         self.probes = set(DEFAULT_PROBES) | self.explicit if "ALL" in wanted else set(self.explicit)
         self.concurrency = max(1, int(params.get("concurrency") or 64))
         self.per_host = max(1, int(params.get("per_host") or 10))
@@ -144,6 +145,8 @@ class ListenerState:
         self.tls_slot = TLSSessionSlot()   # later handshakes to this listener resume the session
         self.pipeline_rcpt = True    # MAIL+RCPT in one write, until this listener refuses a MAIL
         self.clean_sender_refused = None   # the Reply when an unauthenticated clean MAIL was refused
+        self.refused = False         # the reachability check found no one listening (not just no greeting)
+        self.spare = None            # the greeted connection of the reachability check, for the first session
 
 
 class ProbeContext:
@@ -213,7 +216,8 @@ class ProbeContext:
 
     # connections
     async def connect(self, implicit_tls=False, preface=None, allow_local_mailbox=False):
-        if self.state.unreachable:
+        if self.state.unreachable and (preface is None or self.state.refused):
+            # (a PROXY-protocol listener greets only after its header: T19/proxy still knocks)
             raise Unreachable(self.state.unreachable, "CONNECT")
         await self.runner.acquire(self.address)
         client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
@@ -245,10 +249,15 @@ class ProbeContext:
         implicit = self.listener.tls == "implicit"
         if kind == "plain" and implicit:
             raise SessionError("plain", "no plaintext session on an implicit-TLS listener")
-        try:
-            client = await self.connect(implicit_tls=implicit, allow_local_mailbox=allow_local_mailbox)
-        except TLSFailed as exc:
-            raise SessionError("tls", str(exc))
+        client = None
+        if self.state.spare is not None and not allow_local_mailbox:
+            client, self.state.spare = self.state.spare, None   # greeted by the reachability check
+            self.clients.append(client)
+        if client is None or not client.usable:
+            try:
+                client = await self.connect(implicit_tls=implicit, allow_local_mailbox=allow_local_mailbox)
+            except TLSFailed as exc:
+                raise SessionError("tls", str(exc))
         if client.banner.code // 100 != 2:
             await client.close()
             raise SessionError("greeting", "greeting %d %s" % (client.banner.code, client.banner.text),
@@ -353,10 +362,71 @@ class Runner:
 
     async def _run_listener(self, ctx, skip_reason=None):
         cases = build_cases(ctx)
+        if not cases:
+            return
+        reach = Case(REACHABLE, None, "listener on port %d greets" % ctx.listener.port, "greeting", "own", None)
         if skip_reason:
-            for case in cases:
+            for case in [reach] + cases:
                 self._record(ctx, case, Outcome(SKIP, skip_reason), [], 0.0, None)
             return
+        try:
+            await self._check_reachable(ctx, reach)
+            await self._run_cases(ctx, cases)
+        finally:
+            if ctx.state.spare is not None:
+                await ctx.state.spare.quit()
+
+    async def _check_reachable(self, ctx, reach):
+        """T00: the listener the caller says exists accepts a connection and greets (bounded retries).
+
+        A refused/unanswered connection or no greeting is one FAIL for the listener: every case
+        there would only be INCONCLUSIVE, and a dead port 25 or 587 must not pass verification.
+        The greeted connection is kept for the first session (no extra connection, no extra wait)."""
+        started = time.monotonic()
+        attempt = 0
+        implicit = ctx.listener.tls == "implicit"
+        while True:
+            run = ctx.fork()
+            client = None
+            try:
+                client = await run.connect(implicit_tls=implicit)
+                banner = client.banner
+                if banner.code // 100 == 4:
+                    outcome = Outcome(INCONCLUSIVE, "greeting %s" % describe(banner), banner, "BANNER",
+                                      transient=True)
+                else:
+                    outcome = Outcome(PASS, "greeting %s%s" % (describe(banner), (
+                        " (the cases judge the refusal)" if banner.code // 100 != 2 else "")), banner, "BANNER")
+            except TLSFailed as exc:
+                outcome = Outcome(INCONCLUSIVE, "connected, but the TLS handshake failed: %s" % exc, stage="TLS")
+            except ProtocolError as exc:
+                outcome = Outcome(INCONCLUSIVE, "connected, but no valid greeting: %s" % exc, stage="BANNER")
+            except ConnectFailed as exc:
+                outcome = Outcome(FAIL, "expected listener unreachable: %s" % exc, stage="CONNECT", transient=True)
+            except SMTPError as exc:      # timeout or close before the greeting
+                outcome = Outcome(FAIL, "expected listener never greets: %s" % exc, stage="BANNER", transient=True)
+            if outcome.transient and attempt < self.opts.retries:
+                if client is not None:
+                    await client.close()
+                attempt += 1
+                await asyncio.sleep(self.opts.retry_delay * attempt)
+                continue
+            break
+        if outcome.transient:
+            outcome.text += " (after %d attempt%s)" % (attempt + 1, "s" if attempt else "")
+        if outcome.verdict == FAIL:
+            # the cases need not knock again: they are INCONCLUSIVE with this reason
+            ctx.state.unreachable = "not probed: %s" % outcome.text
+            ctx.state.refused = outcome.stage == "CONNECT"
+        elif client is not None and client.usable and client.banner.code // 100 == 2:
+            ctx.state.spare = client
+        elif client is not None:
+            await client.close()
+        transcript = ([line for each in run.clients for line in each.transcript]
+                      if self._keeps_transcript(outcome) else [])
+        self._record(ctx, reach, outcome, transcript, time.monotonic() - started, client)
+
+    async def _run_cases(self, ctx, cases):
         shared = {"plain": collections.deque(), "secure": collections.deque()}
         jobs = []
         for case in sorted(cases, key=lambda item: item.last):

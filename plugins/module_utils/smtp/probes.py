@@ -19,9 +19,11 @@ from .safety import DUMMY_CREDENTIALS, Credentials
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
 
-ALL_PROBES = tuple("T%02d" % number for number in range(1, 21))
+# T00 (listener reachable) is not a case: the engine checks it once per listener, always.
+ALL_PROBES = tuple("T%02d" % number for number in range(0, 21))
 # T10 (sender binding) is policy-optional: run when listed explicitly or asked for per listener.
 DEFAULT_PROBES = tuple(probe for probe in ALL_PROBES if probe != "T10")
+REACHABLE = "T00"
 
 # Inbound smuggling endings (SMTP-Smuggling-Tools' reduced list; shared reference b).
 SMUGGLE_ENDINGS = (

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 try:
-    import ansible_collections.mailsec.relay.plugins.module_utils.smtp  # noqa: F401
+    import ansible_collections.mailsec.relay.plugins.module_utils.smtp  # noqa: F401  pylint: disable=unused-import
 except ImportError:  # straight from the checkout: the collection is reachable through .cache/collections
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", ".cache", "collections"))
 

@@ -38,6 +38,7 @@ class Behaviour:
     greylist: bool = False             # 450 to every RCPT
     tarpit: float = 0.0                # seconds before the greeting
     banner: str = "multiline"          # multiline | plain | garbage | oversized | mixed | refuse
+    #                                    close (no greeting) | silent (never greets) | mute (greets, then silence)
     smuggle_vulnerable: bool = False   # treat bare LF/CR endings as end of data
     reject_bare_lf: bool = False       # 550 and disconnect on bare LF/CR in DATA
     forbid_pipelining: bool = True     # 554 when DATA is not the last command of a write
@@ -129,7 +130,7 @@ class _Session:
             if not chunk:
                 return None
             self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
+        line, unused_newline, self.buf = self.buf.partition(b"\n")
         return line.rstrip(b"\r").decode("latin-1")
 
     async def auth_line(self):
@@ -148,6 +149,11 @@ class _Session:
                 return
             if not first.startswith("PROXY "):
                 self.buf = first.encode() + b"\r\n" + self.buf
+        if b.banner == "close":
+            return
+        if b.banner == "silent":
+            await self.reader.read()        # until the client gives up
+            return
         if b.banner == "refuse":
             await self.send(554, "5.7.1 %s: client not allowed" % b.hostname)
             return
@@ -164,6 +170,9 @@ class _Session:
             await self.send(220, "%s ESMTP fake" % b.hostname, "this server is fake", "and multi-line")
         else:
             await self.send(220, "%s ESMTP fake" % b.hostname)
+        if b.banner == "mute":
+            await self.reader.read()
+            return
         while True:
             line = await self.readline()
             if line is None:
@@ -371,7 +380,7 @@ def _decode_plain(token):
     decoded = _b64(token or "")
     if decoded is None or decoded.count("\0") != 2:
         return None, None
-    _, user, password = decoded.split("\0")
+    unused_authzid, user, password = decoded.split("\0")
     return user, password
 
 
@@ -469,7 +478,7 @@ async def _serve(args):
     context = server_context(*make_cert(directory))
     overrides = json.loads(args.behaviour)
     hosts = []
-    for _ in range(args.hosts):
+    for unused in range(args.hosts):
         host = FakeHost(context, spool=args.spool, mx=dict(overrides), submission=dict(overrides) if
                         args.full else None, submissions=None)
         if not args.full:

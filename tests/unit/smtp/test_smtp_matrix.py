@@ -27,7 +27,9 @@ def test_hardened_host_passes_everything_fast(scenario):
     assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "WARN") == []
     assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "SKIP") == []
     covered = set(r["probe"] for r in outcome["results"])
-    assert covered == set("T%02d" % n for n in range(1, 21)) - {"T10"}
+    assert covered == set("T%02d" % n for n in range(0, 21)) - {"T10"}
+    assert verdicts(outcome, "T00") == {("T00", None): "PASS"} and len(
+        [r for r in outcome["results"] if r["probe"] == "T00"]) == 3      # one per listener
     assert summary["PASS"] == summary["results"] > 100
     # three listeners, the whole matrix: well under a second on loopback (generous bound for busy CI)
     assert elapsed < 3, elapsed
@@ -40,7 +42,7 @@ def test_hardened_host_passes_everything_fast(scenario):
 
 
 def test_open_relay_fails_and_is_confirmed_by_the_canary(scenario):
-    outcome, _ = scenario(mx=dict(relay="accept"))
+    outcome, unused_host = scenario(mx=dict(relay="accept"))
     mx = verdicts(outcome, port=outcome["results"][0]["port"])
     port = min(r["port"] for r in outcome["results"] if r["probe"] == "T13")
     mx = verdicts(outcome, port=port)
@@ -52,7 +54,7 @@ def test_open_relay_fails_and_is_confirmed_by_the_canary(scenario):
 
 
 def test_accept_then_drop_is_a_warning_not_a_failure(scenario):
-    outcome, _ = scenario(mx=dict(relay="accept", deliver=False))
+    outcome, unused_host = scenario(mx=dict(relay="accept", deliver=False))
     t12 = [r for r in outcome["results"] if r["probe"] == "T12" and r["verdict"] != "PASS"]
     assert t12 and all(r["verdict"] == "WARN" and "accept-then-drop" in r["reason"] for r in t12)
     # plain forms accepted at RCPT are still a FAIL (reference d, T11)
@@ -80,12 +82,17 @@ def test_greylisting_is_inconclusive_after_bounded_retries(scenario):
 
 def test_tarpit_gives_inconclusive_quickly(scenario):
     started = time.monotonic()
-    outcome, _ = scenario(mx=dict(tarpit=30), submission=dict(tarpit=30), submissions=dict(tarpit=30),
-                          timeout=0.3, retries=1)
+    outcome, unused_host = scenario(mx=dict(tarpit=30), submission=dict(tarpit=30), submissions=dict(tarpit=30),
+                                    timeout=0.3, retries=1)
     assert time.monotonic() - started < 10
-    assert by_verdict(outcome, "PASS") == [] and by_verdict(outcome, "FAIL") == []
-    assert all(r["verdict"] in ("INCONCLUSIVE", "SKIP") for r in outcome["results"])
-    assert any("no reply within 0.3s" in r["reason"] for r in outcome["results"])
+    assert by_verdict(outcome, "PASS") == []
+    # no greeting at all (after the bounded retry): the listener is down, one FAIL each (T00) ...
+    assert sorted(probe for unused_port, probe, unused_case in by_verdict(outcome, "FAIL")) == ["T00"] * 3
+    t00 = [r for r in outcome["results"] if r["probe"] == "T00"]
+    assert all("never greets" in r["reason"] and "2 attempts" in r["reason"] for r in t00)
+    assert all("no reply within 0.3s" in r["reason"] for r in t00)
+    # ... and nothing else is judged on a listener that never spoke
+    assert all(r["verdict"] in ("INCONCLUSIVE", "SKIP") for r in outcome["results"] if r["probe"] != "T00")
 
 
 @pytest.mark.parametrize("banner, words", [("garbage", "malformed"), ("oversized", "longer than"),
@@ -100,7 +107,7 @@ def test_malformed_and_oversized_replies_are_inconclusive(scenario, banner, word
 
 
 def test_multiline_banner_and_ehlo_are_parsed(scenario):
-    outcome, _ = scenario(mx=dict(banner="multiline"), transcripts="all")
+    outcome, unused_host = scenario(mx=dict(banner="multiline"), transcripts="all")
     t01 = next(r for r in outcome["results"] if r["probe"] == "T01" and r["case"] == "plain")
     assert t01["verdict"] == "PASS"
     assert any(line.startswith("S: 220-") for line in t01["transcript"])
@@ -128,7 +135,8 @@ def test_plaintext_greeting_on_implicit_tls_listener_fails(scenario, tls_context
         finally:
             await server.stop()
     outcome = asyncio.run(go())
-    assert verdicts(outcome) == {("T07", None): "FAIL"}
+    # the TLS-first check of T00 cannot read a greeting either; T07 says why
+    assert verdicts(outcome) == {("T00", None): "INCONCLUSIVE", ("T07", None): "FAIL"}
 
 
 def test_auth_before_tls_fails(scenario):
@@ -150,7 +158,7 @@ def test_starttls_injection_fails(scenario):
 def test_smuggling_and_pipelining(scenario):
     outcome, host = scenario(mx=dict(smuggle_vulnerable=True, forbid_pipelining=False))
     mx = verdicts(outcome, port=host.mx.port)
-    assert all(v == "FAIL" for (probe, _), v in mx.items() if probe == "T17") and mx[("T18", None)] == "FAIL"
+    assert all(v == "FAIL" for (probe, unused_case), v in mx.items() if probe == "T17") and mx[("T18", None)] == "FAIL"
     outcome, host = scenario(mx=dict(reject_bare_lf=True, forbid_pipelining=False))
     mx = verdicts(outcome, port=host.mx.port)
     t17 = [r for r in outcome["results"] if r["probe"] == "T17" and r["port"] == host.mx.port]
@@ -176,7 +184,9 @@ def test_proxy_header_honoured_fails():
                                            "retries": 0})
         finally:
             await server.stop()
-    assert verdicts(asyncio.run(go())) == {("T19", "proxy"): "FAIL", ("T19", "xclient"): "INCONCLUSIVE"}
+    # To a client without the header it never greets: T00 FAIL; T19/proxy still brings its header.
+    assert verdicts(asyncio.run(go())) == {("T00", None): "FAIL", ("T19", "proxy"): "FAIL",
+                                           ("T19", "xclient"): "INCONCLUSIVE"}
 
 
 def test_relay_allowed_expectation():
@@ -192,8 +202,10 @@ def test_relay_allowed_expectation():
                                            "vantage": "trusted"})
         finally:
             await server.stop()
-    assert verdicts(asyncio.run(go("accept"))) == {("T11", "P02"): "PASS", ("T20", "trusted"): "PASS"}
-    assert verdicts(asyncio.run(go("refuse"))) == {("T11", "P02"): "FAIL", ("T20", "trusted"): "FAIL"}
+    assert verdicts(asyncio.run(go("accept"))) == {("T00", None): "PASS", ("T11", "P02"): "PASS",
+                                                   ("T20", "trusted"): "PASS"}
+    assert verdicts(asyncio.run(go("refuse"))) == {("T00", None): "PASS", ("T11", "P02"): "FAIL",
+                                                   ("T20", "trusted"): "FAIL"}
 
 
 def test_greeting_refusal_and_unreachable_listener(scenario):
@@ -201,20 +213,80 @@ def test_greeting_refusal_and_unreachable_listener(scenario):
     mx = verdicts(outcome, port=host.mx.port)
     assert mx[("T11", "P02")] == "PASS" and mx[("T13", "example.test")] == "FAIL"
 
+    assert mx[("T00", None)] == "PASS"     # it greets (with a refusal): reachable
+
+
+def _closed_port():
     with socket.socket() as sock:          # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def test_unreachable_expected_listener_is_one_failure():
+    """A listener the caller says exists but that refuses the connection must not pass: one T00
+    FAIL per listener (after the bounded retry), the cases INCONCLUSIVE without knocking again."""
+    closed = [_closed_port() for unused in range(3)]
     started = time.monotonic()
-    outcome = engine.run({"targets": [{"name": "gone", "addresses": ["127.0.0.1"],
-                                       "listeners": [{"port": closed_port, "tls": "starttls"}]}],
+    outcome = engine.run({"targets": [{"name": "gone", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                                       "auth": {"username": "alice", "password": PASSWORD},
+                                       "listeners": [{"port": closed[0], "tls": "starttls"},
+                                                     {"port": closed[1], "role": "submission", "tls": "required"},
+                                                     {"port": closed[2], "role": "submission", "tls": "implicit"}]}],
                           "timeout": 1, "retry_delay": 0.05})
-    assert time.monotonic() - started < 5
-    assert set(r["verdict"] for r in outcome["results"] if r["probe"] not in ("T17", "T18")) == {"INCONCLUSIVE"}
-    assert any("connect to 127.0.0.1 port %d failed" % closed_port in r["reason"] for r in outcome["results"])
+    assert time.monotonic() - started < 3
+    t00 = [r for r in outcome["results"] if r["probe"] == "T00"]
+    assert sorted(r["port"] for r in t00) == sorted(closed) and all(r["verdict"] == "FAIL" for r in t00)
+    assert all("connect to 127.0.0.1 port %d failed" % r["port"] in r["reason"] and "(after 2 attempts)" in r["reason"]
+               and r["transcript"] for r in t00)
+    others = [r for r in outcome["results"] if r["probe"] != "T00"]
+    assert set(r["verdict"] for r in others) == {"INCONCLUSIVE", "SKIP"}     # SKIP: T17/T18 without a canary
+    assert all(r["reason"].startswith("not probed: expected listener unreachable") for r in others
+               if r["verdict"] == "INCONCLUSIVE" and r["probe"] != "T20")      # T20 is derived from them
+    # the positive controls (authenticated relay, inbound mail) are among them, and not a PASS
+    assert {"T09", "T13", "T14"} <= set(r["probe"] for r in others)
+    assert outcome["summary"]["FAIL"] == 3
+
+
+@pytest.mark.parametrize("banner", ["close", "silent"])
+def test_listener_that_never_greets_fails_after_bounded_retries(banner):
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(banner=banner), None)
+        port = await server.start()
+        target = {"name": "mute", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        try:
+            # (without T19: its PROXY case still knocks, header first; test_proxy_header_honoured_fails)
+            return await engine.run_async({"targets": [target], "timeout": 0.3, "retries": 2, "retry_delay": 0.05,
+                                           "probes": ["T11", "T13", "T14", "T15", "T20"]}), server
+        finally:
+            await server.stop()
+    outcome, server = asyncio.run(go())
+    assert verdicts(outcome, "T00") == {("T00", None): "FAIL"}
+    t00 = next(r for r in outcome["results"] if r["probe"] == "T00")
+    assert "never greets" in t00["reason"] and "3 attempts" in t00["reason"]
+    assert server.connections == 3       # T00's tries only: the cases do not knock again
+    assert set(r["verdict"] for r in outcome["results"] if r["probe"] != "T00") <= {"INCONCLUSIVE", "SKIP"}
+
+
+def test_timeouts_after_the_greeting_stay_inconclusive():
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(banner="mute"), None)
+        port = await server.start()
+        target = {"name": "slow", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        try:
+            return await engine.run_async({"targets": [target], "probes": ["T11", "T13"], "timeout": 0.3,
+                                           "retries": 0}), server
+        finally:
+            await server.stop()
+    outcome, unused_host = asyncio.run(go())
+    assert verdicts(outcome, "T00") == {("T00", None): "PASS"}
+    others = [r for r in outcome["results"] if r["probe"] != "T00"]
+    assert others and all(r["verdict"] == "INCONCLUSIVE" and "no reply within" in r["reason"] for r in others)
 
 
 def test_passwords_never_in_results(scenario):
-    outcome, _ = scenario(transcripts="all")
+    outcome, unused_host = scenario(transcripts="all")
     text = json.dumps(outcome)
     assert PASSWORD not in text
     assert "AUTH PLAIN ****" in text
@@ -226,7 +298,7 @@ def test_source_address_and_vantage(scenario):
     assert all(r["source_address"] == "127.0.0.2" and r["vantage"] == "second" for r in outcome["results"])
     assert any(r["client_seen"] == "127.0.0.2" for r in outcome["results"])
     assert ("T20", "second") in verdicts(outcome)
-    outcome, _ = scenario(source_address=["::1"], probes=["T11"])
+    outcome, unused_host = scenario(source_address=["::1"], probes=["T11"])
     assert set(r["verdict"] for r in outcome["results"]) == {"SKIP"}   # no IPv4 source given
 
 
@@ -279,7 +351,7 @@ def test_mail_and_rcpt_pipelined_only_where_advertised(scenario):
     outcome, host = scenario(mx=dict(pipelining=False), probes=RELAY_ONLY)
     assert host.mx.pipelined == 0
     assert verdicts(outcome, port=host.mx.port).values() and by_verdict(outcome, "FAIL") == []
-    same = {k: v for k, v in verdicts(plain).items()}
+    same = dict(verdicts(plain))
     assert verdicts(outcome) == same
 
 
@@ -323,15 +395,15 @@ def test_tls_sessions_are_resumed_and_verdicts_unchanged(scenario):
 
 
 def test_transcripts_option(scenario):
-    outcome, _ = scenario(mx=dict(relay="accept"))          # default: failures
+    outcome, unused_host = scenario(mx=dict(relay="accept"))          # default: failures
     fails = [r for r in outcome["results"] if r["verdict"] == "FAIL"]
     passes = [r for r in outcome["results"] if r["verdict"] == "PASS"]
     assert fails and all(r["transcript"] for r in fails if r["probe"] != "T20")   # T20 is derived
     assert passes and all(r["transcript"] == [] for r in passes)
-    outcome, _ = scenario(mx=dict(relay="accept"), transcripts="none")
+    outcome, unused_host = scenario(mx=dict(relay="accept"), transcripts="none")
     assert all(r["transcript"] == [] for r in outcome["results"])
     assert any(r["verdict"] == "FAIL" for r in outcome["results"])
-    outcome, _ = scenario(transcripts="all")
+    outcome, unused_host = scenario(transcripts="all")
     assert all(r["transcript"] for r in outcome["results"] if r["probe"] != "T20")
     with pytest.raises(engine.ConfigError):
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "transcripts": "some"})
@@ -416,7 +488,7 @@ def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
     outcome, host = scenario(mx=dict(refuse_sender="@"), probes=["T11", "T12", "T15"])
     mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
     # <>, <nobody>, <example.net!probe>, <postmaster> have no @: taken, and RCPT decides
-    with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster")]
+    with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster") and r["probe"] != "T00"]
     assert with_at and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"]
                            and r["reply"]["stage"] == "MAIL" for r in with_at), \
         [(r["case"], r["verdict"], r["reason"]) for r in with_at]
@@ -426,9 +498,9 @@ def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
 
 def test_authenticated_sender_refused_at_mail_fails_t09(scenario):
     """T09: after AUTH, a refused MAIL of the account's own address is a broken authenticated relay."""
-    outcome, _ = scenario(submission=dict(refuse_sender="alice"), submissions=dict(refuse_sender="alice"),
-                          target={"auth": {"username": "alice", "password": PASSWORD},
-                                  "test_mailbox": "alice@example.test"}, probes=["T09"])
+    outcome, unused_host = scenario(submission=dict(refuse_sender="alice"), submissions=dict(refuse_sender="alice"),
+                                    target={"auth": {"username": "alice", "password": PASSWORD},
+                                            "test_mailbox": "alice@example.test"}, probes=["T09"])
     t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
     assert [r["verdict"] for r in t09] == ["FAIL", "FAIL"]
     assert all(r["reply"]["stage"] == "MAIL" and r["reply"]["code"] == 553 for r in t09)
