@@ -2,6 +2,7 @@
 # One round trip that tells the mailsec.relay roles what is already in place, so that a no-op run
 # skips its tasks instead of paying a connection per task. Read-only. Argument: JSON
 # {"packages": [...], "files": [...], "commands": {name: argv}}; prints JSON with the same keys.
+# An MTA role reads its own needs and the dovecot role's (tasks_from: state_spec) in one call.
 import hashlib
 import json
 import os
@@ -13,8 +14,9 @@ import sys
 spec = json.loads(sys.argv[1])
 out = {"packages": {}, "files": {}, "commands": {}}
 if spec.get("packages"):
+    # rc 1 only means that some package is unknown to dpkg: those count as missing.
     proc = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"] + spec["packages"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, check=False)
     installed = {line.split()[0] for line in proc.stdout.splitlines() if line.endswith(" installed")}
     out["packages"] = {name: name in installed for name in spec["packages"]}
 for path in spec.get("files", []):
@@ -32,7 +34,9 @@ for path in spec.get("files", []):
     out["files"][path] = info
 for name, argv in spec.get("commands", {}).items():
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        # The exit status is the answer (e.g. "is the daemon running"), never an error here.
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              check=False)
         out["commands"][name] = {"rc": proc.returncode, "stdout": proc.stdout.strip()}
     except OSError:
         out["commands"][name] = {"rc": 127, "stdout": ""}
