@@ -32,6 +32,9 @@ MASTER_FIELDS = ('private', 'unpriv', 'chroot', 'wakeup', 'maxproc')
 # Standard service names for the ports a policy uses; any other port is written as a number.
 PORT_SERVICE_NAMES = {25: 'smtp', 587: 'submission', 465: 'submissions'}
 HASHED_MAP_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'sdbm')
+# main.cf restriction that answers MAIL without AUTH on submission listeners (RFC 6409 4.3).
+AUTH_REQUIRED_PARAM = 'mailsec_submission_auth_required'
+AUTH_REQUIRED_VALUE = 'check_sender_access static:{530 5.7.0 Authentication required}'
 # Parameters whose value names a file smtpd/smtp must be able to open at run time.
 FILE_PARAM_RE = re.compile(r'_(cert|key|dcert|dkey|eccert|eckey|dsa_cert|dsa_key)_file$|_chain_files$')
 
@@ -224,6 +227,11 @@ def render_postfix(effective, **options):
         'smtpd_helo_required': 'yes',
         'disable_vrfy_command': 'yes',
     }
+    # A plain "reject" answers 554 5.7.1; this access action answers RFC 6409's 530 5.7.0. It lives in
+    # main.cf, referenced as $name from each submission listener, so master.cf values stay free of
+    # braces (format_override refuses them) and the reply is written once.
+    main[AUTH_REQUIRED_PARAM] = AUTH_REQUIRED_VALUE if any(
+        lst.get('role') == 'submission' for lst in listeners) else None
     if supports_forbid_bare_newline(opts['postfix_version']):
         main['smtpd_forbid_bare_newline'] = 'yes'
         # The default exempts $mynetworks; a trusted relay client could then still smuggle.
@@ -241,10 +249,10 @@ def render_postfix(effective, **options):
             overrides['smtpd_sasl_auth_enable'] = 'yes' if auth else 'no'
             grants = ['permit_sasl_authenticated'] if auth else []
             overrides['smtpd_relay_restrictions'] = ', '.join([never_check] + grants + ['reject'])
-            # RFC 6409: refuse MAIL itself without AUTH (not just RCPT), so a failed AUTH cannot
-            # be followed by a transaction; delay_reject=no makes the sender check run at MAIL.
+            # RFC 6409 4.3: refuse MAIL itself without AUTH (not just RCPT) with 530, so a failed
+            # AUTH cannot be followed by a transaction; delay_reject=no makes the check run at MAIL.
             overrides['smtpd_delay_reject'] = 'no'
-            overrides['smtpd_sender_restrictions'] = ', '.join(grants + ['reject'])
+            overrides['smtpd_sender_restrictions'] = ', '.join(grants + ['$' + AUTH_REQUIRED_PARAM])
         else:
             overrides['smtpd_sasl_auth_enable'] = 'no'
             lst_relay = list(listener.get('relay_networks') or [])

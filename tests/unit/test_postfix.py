@@ -122,13 +122,31 @@ def test_mx_submission_listeners():
     assert sub["smtpd_tls_security_level"] == "encrypt"
     assert sub["smtpd_sasl_auth_enable"] == "yes"
     assert sub["smtpd_relay_restrictions"] == NEVER + ", permit_sasl_authenticated, reject"
-    assert sub["smtpd_sender_restrictions"] == "permit_sasl_authenticated, reject"
+    assert sub["smtpd_sender_restrictions"] == "permit_sasl_authenticated, $mailsec_submission_auth_required"
+    assert sub["smtpd_delay_reject"] == "no"
     assert "smtpd_tls_wrappermode" not in sub
     subs = master["submissions"]["overrides"]
     assert subs["smtpd_tls_wrappermode"] == "yes"
     assert subs["smtpd_relay_restrictions"] == sub["smtpd_relay_restrictions"]
     for service in master.values():
         assert service["type"] == "inet" and service["private"] == "n" and service["command"] == "smtpd"
+
+
+def test_submission_refuses_mail_without_auth_with_530():
+    """RFC 6409 4.3: 530 5.7.0 from an access action in main.cf, not the 554 5.7.1 of a plain reject."""
+    rendered = pf.render_postfix(MX_SUBMISSION)
+    assert rendered["main"]["mailsec_submission_auth_required"] == \
+        "check_sender_access static:{530 5.7.0 Authentication required}"
+    # Every override stays writable as a master.cf line (no braces there).
+    for service in rendered["master"]:
+        pf.format_master_entry(service)
+    # A submission listener without AUTH refuses every MAIL the same way.
+    no_auth = policy(MX_SUBMISSION, listeners=[listener("smtp", 25, "mx", "starttls"),
+                                               listener("submission", 587, "submission", "required", auth=False)])
+    sub = services(pf.render_postfix(no_auth))["submission"]["overrides"]
+    assert sub["smtpd_sender_restrictions"] == "$mailsec_submission_auth_required"
+    # Without submission listeners the parameter is removed, not left behind.
+    assert pf.render_postfix(RELAY_HUB)["main"]["mailsec_submission_auth_required"] is None
 
 
 def test_never_table_bare_ipv6_and_restriction_value():
@@ -454,7 +472,7 @@ def test_smtp_greets_against_a_fake_server():
     port = server.getsockname()[1]
 
     def serve(reply):
-        conn, _ = server.accept()
+        conn, dummy = server.accept()
         conn.sendall(reply)
         conn.recv(100)
         conn.close()

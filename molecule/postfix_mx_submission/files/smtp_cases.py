@@ -42,11 +42,12 @@ def run(case):
                 res["auth"] = exc.smtp_code
             except smtplib.SMTPNotSupportedError:
                 res["auth"] = -1
-        code, _ = conn.mail("probe@example.com")
+        code, text = conn.mail("probe@example.com")
         if code < 400:
             res["rcpt"] = conn.rcpt(case["rcpt"])[0]
         else:
             res["mail"] = code
+            res["mail_text"] = text.decode("utf-8", "replace")
         conn.rset()
     return res
 
