@@ -189,6 +189,14 @@ def render_main(effective):
         "",
         "daemon_smtp_ports = %s" % " : ".join(str(port) for port in ports),
         "acl_smtp_connect = acl_mailsec_connect",
+        # CVE-2023-51766 (Exim < 4.97.1 ends DATA at <LF>.<CR><LF>), mitigated as Postfix's
+        # reject_unauth_pipelining does: a transaction smuggled behind a fake end of data must
+        # not get through. With a predata ACL Exim checks at DATA that nothing was sent ahead
+        # of its 354 (554 synchronization error, then it drops the connection); BDAT has no
+        # such check, so no CHUNKING; and no PIPECONNECT (commands before the greeting).
+        "acl_smtp_predata = acl_mailsec_predata",
+        "chunking_advertise_hosts =",
+        "pipelining_connect_advertise_hosts =",
     ]
     implicit = [int(item["port"]) for item in listeners if item["tls"] == "implicit"]
     if tls_enabled(effective):
@@ -270,6 +278,13 @@ def render_acl(effective):
             "          message = 530 5.7.0 Authentication required",
         ]
     out += ["  accept", ""]
+
+    out += [
+        "acl_mailsec_predata:",
+        "  # Its presence makes Exim refuse message data sent before the 354 (see the main file).",
+        "  accept",
+        "",
+    ]
 
     out += [
         "acl_mailsec_rcpt:",
