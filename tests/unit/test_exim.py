@@ -101,6 +101,20 @@ def test_no_auth_anywhere_without_submission_listeners():
     assert "auth_advertise_hosts =\n" in files[exim.MAIN_FILE]["content"]
 
 
+@pytest.mark.parametrize("effective", [MX_SUBMISSION, relay_hub()], ids=["mx_submission", "relay_hub"])
+def test_smuggling_mitigation_for_exim_before_4_97_1(effective):
+    """CVE-2023-51766: a predata ACL (Exim then sync-checks DATA), no CHUNKING, no PIPECONNECT."""
+    main = exim.render_main(effective).splitlines()
+    assert "acl_smtp_predata = acl_mailsec_predata" in main
+    assert "chunking_advertise_hosts =" in main
+    assert "pipelining_connect_advertise_hosts =" in main
+    acl = exim.render_acl(effective)
+    predata = acl[acl.index("acl_mailsec_predata:"):].split("\n\n")[0]
+    # It must accept: its job is the synchronization check Exim runs after it, not a verdict.
+    assert [line.strip() for line in predata.splitlines() if not line.strip().startswith("#")] == \
+        ["acl_mailsec_predata:", "accept"]
+
+
 def test_acl_checks_never_relay_before_every_grant_and_ends_with_deny():
     acl = exim.render_acl(MX_SUBMISSION)
     rcpt = acl[acl.index("acl_mailsec_rcpt:"):]
