@@ -4,16 +4,23 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The full probe matrix against one host, side by side with nmap's smtp-open-relay script.
 
-Per run: the engine's whole matrix on the host's listeners (25, 587, 465), the engine's matrix on
-port 25 alone, and ``nmap -n -p 25 --script smtp-open-relay <addr>`` (Debian nmap, 16 relay tests,
-RCPT only; -n keeps nmap from asking DNS about the address). Median wall time of --runs runs,
-probes per second, cases covered, and the ratio nmap / engine on port 25.
+Per run: the engine's whole matrix on the host's listeners, the engine's matrix on port 25 alone,
+and ``nmap -n -p 25 --script smtp-open-relay <addr>`` (Debian nmap, 16 relay tests, RCPT only; -n
+keeps nmap from asking DNS about the address). Median wall time of --runs runs, probes per second,
+cases covered, and the ratio nmap / engine on port 25.
 
 Targets: a hardened fake host (tests/unit/smtp/fakesmtp.py) on 127.25.0.1 ports 25/587/465 in a
-separate process (default), or a lab host (``--target 198.51.100.11``, run on the lab's prober or a
-host on the lab network). Talks to nothing else; never gates CI.
+separate process (default), or a lab host: ``--lab-host mx1`` (its listeners and expectations from
+the lab inventory's policy, as seen from the prober's external address) or ``--target ADDR``.
+Lab runs go out of the lab prober's network namespace with ``--netns prober`` (nsenter; this
+machine has no address on the lab network, and a route via its uplink is refused), with the
+prober's canary spool read through ``podman mount``.
 
-Run: .venv/bin/python bench/probe_bench.py [--runs 5] [--target ADDR] [--json out.json]
+``--compare-modes`` also runs the engine in its reference mode (``reuse: false``: one case per
+connection, no pipelined MAIL+RCPT or RSET, full TLS handshakes) and lists every case whose verdict
+differs from the fast default; ``--dump DIR`` writes both runs' results with transcripts.
+
+Run: .venv/bin/python bench/probe_bench.py [--runs 5] [--lab-host mx1 --netns prober] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,12 +42,47 @@ import benchlib
 
 FAKE_ADDRESS = "127.25.0.1"
 NMAP = "/usr/bin/nmap"
+LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+IN_NETNS = "MAILSEC_PROBE_BENCH_NETNS"
 
 
 def allowed_target(address):
     ip = ipaddress.ip_address(address)
-    lab = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
-    return ip.is_loopback or any(ip in net for net in lab)
+    return ip.is_loopback or any(ip.version == net.version and ip in net for net in LAB_NETS)
+
+
+def route_source(address):
+    """The source address the kernel would use for ``address`` (a UDP connect sends nothing)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((address, 9))
+        return sock.getsockname()[0]
+
+
+def check_route(address):
+    """Refuse a lab address this namespace would reach through a gateway (off the machine)."""
+    source = route_source(address)
+    if ipaddress.ip_address(address).is_loopback or allowed_target(source):
+        return source
+    raise SystemExit("%s would be reached from %s, not from the lab network: run with --netns prober"
+                     % (address, source))
+
+
+def enter_netns(args):
+    """Re-run this script inside the container's network namespace (host binaries and venv)."""
+    pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", args.netns], capture_output=True,
+                         text=True, check=True, timeout=30).stdout.strip()
+    argv = list(sys.argv[1:])
+    index = argv.index("--netns")
+    del argv[index:index + 2]
+    if not args.canary_spool and not args.target:
+        root = subprocess.run(["podman", "mount", args.netns], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+        spool = os.path.join(root, "var", "spool", "canary")
+        if os.path.isdir(spool):
+            argv += ["--canary-spool", spool]
+    env = dict(os.environ, **{IN_NETNS: args.netns})
+    os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", sys.executable, os.path.abspath(__file__)] + argv, env)
 
 
 def start_fake(spool):
@@ -53,12 +96,23 @@ def start_fake(spool):
     return proc, json.loads(line)["targets"][0]
 
 
-def lab_target(args):
+def address_target(args):
     return {"name": args.target, "addresses": [args.target], "hostname": args.hostname or args.target,
             "local_domains": args.local_domain or [],
             "listeners": [{"port": 25, "role": "mx", "tls": "starttls"},
                           {"port": 587, "role": "submission", "tls": "required"},
                           {"port": 465, "role": "submission", "tls": "implicit"}]}
+
+
+def lab_target(name):
+    """The verify role's target for a lab host (its policy, external vantage), with the test mailbox."""
+    import fleet_bench
+    for target in fleet_bench.lab_targets():
+        if target["name"] == name:
+            if target["local_domains"]:
+                target["test_mailbox"] = "postmaster@%s" % target["local_domains"][0]
+            return target, fleet_bench.LAB_SOURCE
+    raise SystemExit("no lab host %r in tests/lab/inventory" % name)
 
 
 def run_engine(engine, target, params):
@@ -70,7 +124,7 @@ def run_engine(engine, target, params):
 def run_nmap(address, port):
     cmd = [NMAP, "-n", "-p", str(port), "--script", "smtp-open-relay", address]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     wall = time.monotonic() - started
     verdict = "?"
     for pattern in (r"Server is an open relay \((\d+)/16 tests\)", r"(Server doesn't seem to be an open relay.*)",
@@ -82,41 +136,75 @@ def run_nmap(address, port):
     return wall, verdict, proc.stdout
 
 
+def verdict_map(outcome):
+    return {(r["port"], r["probe"], r["case"] or ""): (r["verdict"], r["reason"]) for r in outcome["results"]}
+
+
+def compare(fast, slow):
+    """Cases whose verdict differs between the fast default and the reference mode."""
+    one, two = verdict_map(fast), verdict_map(slow)
+    return [(key, one.get(key), two.get(key)) for key in sorted(set(one) | set(two))
+            if (one.get(key) or (None,))[0] != (two.get(key) or (None,))[0]]
+
+
+def dump(directory, name, outcome):
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name + ".json"), "w") as handle:
+            json.dump(outcome, handle, indent=1, sort_keys=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--target", help="lab host address (default: a fake host on %s)" % FAKE_ADDRESS)
+    parser.add_argument("--target", help="host address (default: a fake host on %s)" % FAKE_ADDRESS)
+    parser.add_argument("--lab-host", help="lab inventory host (mx1, hub1, legacy1, exim1): listeners from its policy")
+    parser.add_argument("--netns", help="container whose network namespace to probe from (the lab's prober)")
     parser.add_argument("--hostname")
     parser.add_argument("--local-domain", action="append")
     parser.add_argument("--source-address", help="vantage address to bind (lab runs)")
     parser.add_argument("--canary-spool", help="canary sink spool on this machine (lab runs)")
+    parser.add_argument("--compare-modes", action="store_true",
+                        help="also run the one-case-per-connection reference mode and list verdict differences")
+    parser.add_argument("--no-nmap", action="store_true")
+    parser.add_argument("--dump", help="write the last run's results (all transcripts) here")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    if args.netns and not os.environ.get(IN_NETNS):
+        enter_netns(args)
     benchlib.import_paths()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
 
     workdir = tempfile.mkdtemp(prefix="probe-bench-")
     fake = None
-    if args.target:
+    source = args.source_address
+    if args.lab_host:
+        target, lab_source = lab_target(args.lab_host)
+        source = source or lab_source
+        spool = args.canary_spool
+    elif args.target:
         if not allowed_target(args.target):
             raise SystemExit("--target must be loopback or a lab documentation address")
-        target = lab_target(args)
+        target = address_target(args)
         spool = args.canary_spool
     else:
         spool = os.path.join(workdir, "spool")
         os.makedirs(spool)
         fake, target = start_fake(spool)
-    params = {"timeout": 5, "retry_delay": 1, "vantage": "bench"}
-    if args.source_address:
-        params["source_address"] = [args.source_address]
+    address = target["addresses"][0]
+    check_route(address)
+    params = {"timeout": 5, "retry_delay": 1, "vantage": "bench", "transcripts": "all" if args.dump else "failures"}
+    if source:
+        params["source_address"] = [source]
     if spool:
         params["canary"] = {"domain": "canary.test", "spool": spool, "wait": 10}
-    address = target["addresses"][0]
     mx_target = dict(target, listeners=[item for item in target["listeners"] if item["port"] == 25 or
                                         (fake is not None and item is target["listeners"][0])])
     nmap_port = mx_target["listeners"][0]["port"]
-    rows = {"engine_all": [], "engine_mx": [], "nmap_mx": []}
+    rows = {"engine_all": [], "engine_mx": [], "nmap_mx": [], "reference_all": []}
     last = {}
+    differences = []
     try:
         for _ in range(args.runs):
             wall, outcome = run_engine(engine, target, params)
@@ -125,7 +213,12 @@ def main():
             wall, outcome = run_engine(engine, mx_target, params)
             rows["engine_mx"].append(wall)
             last["mx"] = outcome
-            if os.path.exists(NMAP):
+            if args.compare_modes:
+                wall, outcome = run_engine(engine, target, dict(params, reuse=False))
+                rows["reference_all"].append(wall)
+                last["reference"] = outcome
+                differences.append(compare(last["all"], outcome))
+            if os.path.exists(NMAP) and not args.no_nmap:
                 wall, verdict, _ = run_nmap(address, nmap_port)
                 rows["nmap_mx"].append(wall)
                 last["nmap"] = verdict
@@ -134,12 +227,17 @@ def main():
             fake.terminate()
             fake.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+    dump(args.dump, "fast", last["all"])
+    if "reference" in last:
+        dump(args.dump, "reference", last["reference"])
 
     med = {key: benchlib.median(values) for key, values in rows.items()}
     cases_all = last["all"]["summary"]["results"]
     cases_mx = last["mx"]["summary"]["results"]
+    ports = "/".join(str(item["port"]) for item in target["listeners"])
     figures = {
-        "target": "fake host %s (25/587/465)" % FAKE_ADDRESS if fake else args.target,
+        "target": "fake host %s (%s)" % (FAKE_ADDRESS, ports) if fake else "%s %s (%s)" % (
+            args.lab_host or "", address, ports),
         "runs": args.runs,
         "engine_all": {"median_s": med["engine_all"], "cases": cases_all,
                        "probes_per_s": benchlib.ratio(cases_all, med["engine_all"]),
@@ -149,21 +247,38 @@ def main():
         "nmap_mx": {"median_s": med["nmap_mx"], "cases": 16, "probes_per_s": benchlib.ratio(16, med["nmap_mx"]),
                     "verdict": last.get("nmap"), "version": benchlib.tool_version([NMAP, "--version"])},
         "ratio_nmap_over_engine_mx": benchlib.ratio(med["nmap_mx"], med["engine_mx"]),
+        "ratio_probes_per_s_engine_mx_over_nmap": benchlib.ratio(
+            benchlib.ratio(cases_mx, med["engine_mx"]), benchlib.ratio(16, med["nmap_mx"])),
         "machine": benchlib.machine_facts(),
     }
+    if args.compare_modes:
+        figures["reference_all"] = {"median_s": med["reference_all"],
+                                    "verdicts": {k: v for k, v in last["reference"]["summary"].items() if k.isupper()},
+                                    "differences_per_run": [len(d) for d in differences]}
     print("probe bench: %s, %d runs (median)" % (figures["target"], args.runs))
-    print("  %-28s %9s %7s %9s" % ("", "wall", "cases", "cases/s"))
-    for label, key in (("engine, 3 listeners", "engine_all"), ("engine, port 25 only", "engine_mx"),
-                       ("nmap smtp-open-relay, 25", "nmap_mx")):
+    print("  %-34s %9s %7s %9s" % ("", "wall", "cases", "cases/s"))
+    table = [("engine, all listeners", "engine_all"), ("engine, port 25 only", "engine_mx"),
+             ("nmap smtp-open-relay, 25", "nmap_mx")]
+    for label, key in table:
         row = figures[key]
-        print("  %-28s %9s %7s %9s" % (label, benchlib.fmt(row["median_s"], 3, " s"), row["cases"],
+        print("  %-34s %9s %7s %9s" % (label, benchlib.fmt(row["median_s"], 3, " s"), row["cases"],
                                        benchlib.fmt(row["probes_per_s"], 0)))
-    print("  nmap / engine (port 25): %s x;  nmap said: %s" % (benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
-                                                             figures["nmap_mx"]["verdict"]))
-    print("  engine verdicts (3 listeners, last run): %s" % figures["engine_all"]["verdicts"])
-    if args.json:
-        benchlib.write_json(args.json, figures)
+    if args.compare_modes:
+        print("  %-34s %9s %7s" % ("reference mode (reuse: false), all", benchlib.fmt(med["reference_all"], 3, " s"),
+                                   last["reference"]["summary"]["results"]))
+    print("  nmap / engine wall (port 25): %s x; cases/s engine / nmap: %s x; nmap said: %s" % (
+        benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
+        benchlib.fmt(figures["ratio_probes_per_s_engine_mx_over_nmap"], 0), figures["nmap_mx"]["verdict"]))
+    print("  engine verdicts (all listeners, last run): %s" % figures["engine_all"]["verdicts"])
+    if args.compare_modes:
+        print("  reference verdicts (last run):            %s" % figures["reference_all"]["verdicts"])
+        for run, found in enumerate(differences):
+            for key, fast, slow in found:
+                print("  DIFFERENT run %d %s: fast %s / reference %s" % (run + 1, "/".join(map(str, key)), fast, slow))
+        print("  verdict differences per run: %s" % figures["reference_all"]["differences_per_run"])
+    benchlib.write_json(args.json, figures)
+    return 1 if any(differences) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,6 +20,9 @@ from .reply import MAX_LINE, MAX_LINES, ReplyError, is_last_line, parse_ehlo, pa
 from .safety import b64
 
 _CLIENT_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
+# Extra seconds an AUTH reply may take: Dovecot answers a failed AUTH after auth_failure_delay (2 s)
+# and, for half a minute after failures from this client, starts every AUTH late (auth penalty, up to 15 s).
+AUTH_DELAY_ALLOWANCE = 17.0
 
 
 class SMTPError(Exception):
@@ -109,7 +112,7 @@ def make_tls_context(verify: bool = False) -> ssl.SSLContext:
 class SMTPClient:
     def __init__(self, host, port, *, guard, ehlo_name="prober.mailsec.test", timeout=5.0,
                  source_address=None, server_hostname=None, tls_context=None, transcript_limit=400,
-                 tls_slot=None, keep_transcript=True):
+                 tls_slot=None, keep_transcript=True, pipeline_rset=True):
         self.host = str(host).strip("[]")
         self.port = int(port)
         self.guard = guard
@@ -134,6 +137,7 @@ class SMTPClient:
         self.usable = False
         self.dirty = False            # a transaction was started: RSET before the next one
         self.pending_rset = False     # RSET to be sent in the same write as the next command
+        self.pipeline_rset = pipeline_rset   # False: RSET always on its own (reference mode)
         self.errors = 0               # 4xx/5xx replies (Postfix smtpd_soft_error_limit counts these)
         self.syntax_errors = 0        # 500-504 (Exim smtp_max_synprot_errors counts these)
         self.plaintext_after_starttls = b""
@@ -290,6 +294,11 @@ class SMTPClient:
         await self._write(payload, shown)
 
     @property
+    def auth_timeout(self) -> float:
+        """Read deadline for replies to AUTH and its continuation lines."""
+        return self.timeout + AUTH_DELAY_ALLOWANCE
+
+    @property
     def pipelining(self) -> bool:
         """RFC 2920: the server takes groups of commands in one write."""
         return "PIPELINING" in self.extensions
@@ -375,14 +384,16 @@ class SMTPClient:
         """AUTH PLAIN (initial response) or LOGIN; the transcript shows only ``****``."""
         self.guard.check_credentials(creds, self.tls_active)
         mechanism = mechanism.upper()
+        wait = self.auth_timeout
         if mechanism == "PLAIN":
-            return await self.command("AUTH PLAIN " + creds.plain_token(), shown="AUTH PLAIN ****", stage="AUTH")
+            return await self.command("AUTH PLAIN " + creds.plain_token(), shown="AUTH PLAIN ****", stage="AUTH",
+                                      timeout=wait)
         if mechanism == "LOGIN":
-            reply = await self.command("AUTH LOGIN", stage="AUTH")
+            reply = await self.command("AUTH LOGIN", stage="AUTH", timeout=wait)
             if reply.code == 334:
-                reply = await self.command(b64(creds.username), shown="****", stage="AUTH")
+                reply = await self.command(b64(creds.username), shown="****", stage="AUTH", timeout=wait)
             if reply.code == 334:
-                reply = await self.command(b64(creds.password), shown="****", stage="AUTH")
+                reply = await self.command(b64(creds.password), shown="****", stage="AUTH", timeout=wait)
             return reply
         raise ValueError("unsupported AUTH mechanism %s" % mechanism)
 
@@ -410,7 +421,7 @@ class SMTPClient:
         """RSET; where the server pipelines it rides in the next command's write (None returned).
         The guard forgets recipients when it sees the RSET go out, not before."""
         self.dirty = False
-        if self.pipelining and self.writer is not None:
+        if self.pipelining and self.pipeline_rset and self.writer is not None:
             self.pending_rset = True
             return None
         reply = await self.command("RSET")

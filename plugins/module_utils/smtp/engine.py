@@ -129,6 +129,10 @@ class Options:
         if self.transcripts not in TRANSCRIPTS:
             raise ConfigError("transcripts: must be one of %s, not %r" % (", ".join(TRANSCRIPTS), self.transcripts))
         self.workers = int(params.get("workers") or 0)
+        # False: the reference mode of the speed rules - one case per connection, no pipelined
+        # MAIL+RCPT or RSET, full TLS handshakes. Engine parameter only (bench, tests): it must
+        # give the same verdicts as the default, only slower.
+        self.reuse = bool(params.get("reuse", True))
         if self.workers < 0:
             raise ConfigError("workers: must be 0 (one per CPU for large runs) or more")
 
@@ -139,11 +143,11 @@ def literal(address):
 
 # -- per listener context --------------------------------------------------------------------
 class ListenerState:
-    def __init__(self):
+    def __init__(self, reuse=True):
         self.unreachable = None
         self.session_errors = {}     # kind -> SessionError that will not change on a retry
-        self.tls_slot = TLSSessionSlot()   # later handshakes to this listener resume the session
-        self.pipeline_rcpt = True    # MAIL+RCPT in one write, until this listener refuses a MAIL
+        self.tls_slot = TLSSessionSlot() if reuse else None   # later handshakes here resume the session
+        self.pipeline_rcpt = reuse   # MAIL+RCPT in one write, until this listener refuses a MAIL
         self.clean_sender_refused = None   # the Reply when an unauthenticated clean MAIL was refused
         self.refused = False         # the reachability check found no one listening (not just no greeting)
         self.spare = None            # the greeted connection of the reachability check, for the first session
@@ -161,7 +165,7 @@ class ProbeContext:
         self.source = source
         self.opts = runner.opts
         self.canary = runner.canary
-        self.state = ListenerState()
+        self.state = ListenerState(self.opts.reuse)
         self.clients = []
         self.literal = literal(address)
         self.host_name = target.hostname
@@ -223,7 +227,8 @@ class ProbeContext:
         client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
                             ehlo_name=self.opts.ehlo_name, timeout=self.opts.timeout, source_address=self.source,
                             server_hostname=self.target.hostname, tls_context=self.runner.tls_context,
-                            tls_slot=self.state.tls_slot, keep_transcript=self.opts.transcripts != "none")
+                            tls_slot=self.state.tls_slot, keep_transcript=self.opts.transcripts != "none",
+                            pipeline_rset=self.opts.reuse)
         client.on_close = lambda: self.runner.release(self.address)
         client.preamble_len = 0
         self.clients.append(client)
@@ -283,6 +288,31 @@ class ProbeContext:
 
 
 # -- the runner ------------------------------------------------------------------------------
+class AuthGate:
+    """Cases that fail an AUTH on purpose (T08) start once every case with real credentials on
+    the same address has finished. Dovecot (Postfix's usual SASL backend) counts failed AUTHs per
+    client address and delays every AUTH from it by 2-15 s for half a minute, successful ones too
+    (auth penalty): run first, a wrong password would slow or time out the authenticated probes."""
+
+    def __init__(self):
+        self.pending = 0
+        self.event = asyncio.Event()
+        self.event.set()
+
+    def expect(self, count):
+        self.pending += count
+        if self.pending:
+            self.event.clear()
+
+    def done(self):
+        self.pending -= 1
+        if self.pending <= 0:
+            self.event.set()
+
+    async def idle(self):
+        await self.event.wait()
+
+
 class Runner:
     def __init__(self, targets, opts):
         self.targets = targets
@@ -295,6 +325,7 @@ class Runner:
         self._global = None
         self._per_host = {}
         self._listener_jobs = 0
+        self._auth_gates = {}        # address -> AuthGate (wrong passwords wait for the real ones)
         self.secrets = []
         for target in targets:
             if target.auth is not None:
@@ -333,7 +364,10 @@ class Runner:
                 source = self._source_for(address)
                 for listener in target.listeners:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
-                    jobs.append(self._run_listener(ctx, skip_reason=None if source is not False else
+                    cases = build_cases(ctx)
+                    if source is not False:
+                        self._auth_gate(address).expect(sum(case.credentials == "real" for case in cases))
+                    jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else
                                                    "no source address of this address family"))
         await asyncio.gather(*jobs)
         for result, task in self._pending:
@@ -360,11 +394,10 @@ class Runner:
         self.results.sort(key=lambda r: (r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or ""))
         return {"results": self.results, "summary": summary}
 
-    async def _run_listener(self, ctx, skip_reason=None):
-        cases = build_cases(ctx)
+    async def _run_listener(self, ctx, cases, skip_reason=None):
         if not cases:
             return
-        reach = Case(REACHABLE, None, "listener on port %d greets" % ctx.listener.port, "greeting", "own", None)
+        reach = Case(REACHABLE, None, "listener reachable: port %d greets" % ctx.listener.port, "greeting", "own", None)
         if skip_reason:
             for case in [reach] + cases:
                 self._record(ctx, case, Outcome(SKIP, skip_reason), [], 0.0, None)
@@ -418,7 +451,7 @@ class Runner:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text
             ctx.state.refused = outcome.stage == "CONNECT"
-        elif client is not None and client.usable and client.banner.code // 100 == 2:
+        elif client is not None and client.usable and client.banner.code // 100 == 2 and self.opts.reuse:
             ctx.state.spare = client
         elif client is not None:
             await client.close()
@@ -429,7 +462,7 @@ class Runner:
     async def _run_cases(self, ctx, cases):
         shared = {"plain": collections.deque(), "secure": collections.deque()}
         jobs = []
-        for case in sorted(cases, key=lambda item: item.last):
+        for case in cases:
             if case.kind == "own":
                 jobs.append(self._run_own(ctx, case))
             else:
@@ -449,10 +482,10 @@ class Runner:
 
     def _next_case(self, client, queue):
         """First fit: the first queued case the open connection can still afford (a cheaper one
-        fills the budget left), else the head. ``last`` cases are only taken from the head."""
+        fills the budget left), else the head."""
         if client is not None and client.usable:
             fitting = [index for index, case in enumerate(queue)
-                       if (index == 0 or not case.last) and not self._needs_new_connection(client, case)]
+                       if not self._needs_new_connection(client, case)]
             # Two syntax errors end a connection (Exim drops it after three): one early, then cases
             # without that risk, so the connection's error budget is used up first.
             wanted = client.syntax_errors == 0
@@ -506,6 +539,9 @@ class Runner:
                 if client is not None and not client.usable:
                     await client.close()
                     client = None
+                elif client is not None and not self.opts.reuse:
+                    await client.quit()
+                    client = None
                 self._finish_attempts(ctx, case, outcome, attempt)
                 self._record(ctx, case, outcome, transcript or [], time.monotonic() - started, source)
         finally:
@@ -514,7 +550,20 @@ class Runner:
             for leftover in ctx.clients:
                 await leftover.close()
 
+    def _auth_gate(self, address):
+        return self._auth_gates.setdefault(address, AuthGate())
+
     async def _run_own(self, ctx, case):
+        gate = self._auth_gate(ctx.address)
+        if case.credentials == "wrong":
+            await gate.idle()
+        try:
+            await self._run_own_attempts(ctx, case)
+        finally:
+            if case.credentials == "real":
+                gate.done()
+
+    async def _run_own_attempts(self, ctx, case):
         started = time.monotonic()
         attempt = 0
         while True:

@@ -61,7 +61,7 @@ class Case:
     greeting_refused: str = SKIP  # verdict when the listener refuses this client at the greeting
     no_tls: str = INCONCLUSIVE    # verdict when the listener should do STARTTLS but does not offer it
     args: dict = field(default_factory=dict)
-    last: bool = False            # shared session: run after the other cases of its kind
+    credentials: str = None       # "real": AUTH with the test account; "wrong": a failed AUTH (see engine)
     syntax_risk: bool = False     # likely a 500-504 reply (Exim drops a connection after 3 of those)
 
 
@@ -266,9 +266,9 @@ async def t01(ctx, client):
 
 
 async def t02(ctx, client):
-    reply = await client.command("AUTH LOGIN", stage="AUTH")
+    reply = await client.command("AUTH LOGIN", stage="AUTH", timeout=client.auth_timeout)
     if reply.code == 334:
-        await client.command("*", stage="AUTH")
+        await client.command("*", stage="AUTH", timeout=client.auth_timeout)
         return Outcome(FAIL, "AUTH LOGIN answered 334: port %d takes credentials" % ctx.listener.port, reply, "AUTH")
     if reply.code // 100 == 2:
         return Outcome(FAIL, "AUTH LOGIN without credentials accepted: %s" % describe(reply), reply, "AUTH")
@@ -290,9 +290,9 @@ async def t04(ctx, client, mechanism):
     if mechanism == "PLAIN":
         reply = await client.auth("PLAIN", DUMMY_CREDENTIALS)   # deliberately invalid, never real
     else:
-        reply = await client.command("AUTH LOGIN", stage="AUTH")
+        reply = await client.command("AUTH LOGIN", stage="AUTH", timeout=client.auth_timeout)
     if reply.code == 334:
-        await client.command("*", stage="AUTH")
+        await client.command("*", stage="AUTH", timeout=client.auth_timeout)
     if reply.code in (334, 235, 535):
         return Outcome(FAIL, "AUTH %s processed in cleartext: %s" % (mechanism, describe(reply)), reply, "AUTH")
     if reply.code // 100 == 4:
@@ -344,7 +344,9 @@ async def t07(ctx, client):
 
 
 async def t08(ctx, client):
-    # Runs on a shared secure session, last on it (a failed AUTH leaves the session unauthenticated).
+    # Own session, started only after every case with real credentials on this address: a failed
+    # AUTH makes Dovecot delay the next ones from this client (auth penalty, up to 15 s).
+    client = await ctx.session("secure")
     if "AUTH" not in client.extensions:
         return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
     user = ctx.target.auth.username if ctx.target.auth else DUMMY_CREDENTIALS.username
@@ -684,8 +686,8 @@ def build_cases(ctx):
             add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, cost=0, no_tls=FAIL)
             add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind,
                 t06_relay, cost=3, greeting_refused=PASS)
-        add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "secure", t08,
-            cost=2, last=True)
+        add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "own", t08,
+            credentials="wrong")
         if tgt.auth is None:
             add("T09", None, "submission: authenticated relay", "relayed", "own",
                 lambda c, cl: _skip("no test credentials given"))
@@ -694,9 +696,10 @@ def build_cases(ctx):
                 lambda c, cl: _skip("listener has no TLS: credentials are never sent in cleartext"))
         else:
             add("T09", None, "submission: authenticated relay to the canary", "relayed" if lst.auth_relay else "refused",
-                "own", t09, greeting_refused=FAIL)
+                "own", t09, greeting_refused=FAIL, credentials="real")
         if tgt.auth is not None and has_tls and ("T10" in ctx.opts.explicit or lst.sender_login_match):
-            cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10))
+            cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10,
+                              credentials="real"))
     if lst.tls == "implicit":
         add("T07", None, "implicit TLS: handshake before any greeting", "TLS first", "own", t07)
 
@@ -744,7 +747,7 @@ def build_cases(ctx):
     if smuggle_ok:
         for name, ending in SMUGGLE_ENDINGS:
             add("T17", name, "SMTP smuggling: fake end of data %s" % name.upper(), "one message", "own",
-                lambda c, cl, n=name, e=ending: t17(c, cl, n, e))
+                lambda c, cl, n=name, e=ending: t17(c, cl, n, e), credentials=None if mx else "real")
         if mx:
             add("T18", None, "DATA-not-last pipelining refused", "refused", "own", t18)
     elif mx or tgt.auth is not None:

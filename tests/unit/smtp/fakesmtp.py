@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import os
 import ssl
+import time
 
 VULNERABLE_ENDINGS = (b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n\x00.\r\n")
 
@@ -48,6 +49,7 @@ class Behaviour:
     pipelining: bool = True            # advertise PIPELINING (RFC 2920)
     unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
+    auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
 
 
 class FakeSMTP:
@@ -64,6 +66,7 @@ class FakeSMTP:
         self.pipelined = 0         # commands that arrived with the next one already buffered
         self.tls_handshakes = 0
         self.tls_resumed = 0       # handshakes that resumed an earlier TLS session
+        self.auth_log = []         # (monotonic time the AUTH came in, succeeded) of every AUTH verdict
         self.server = None
         self.port = None
 
@@ -272,6 +275,9 @@ class _Session:
         else:
             await self.send(504, "5.5.4 Unrecognized authentication type")
             return
+        self.srv.auth_log.append((time.monotonic(), user is not None and self.b.users.get(user) == password))
+        if self.b.auth_delay:
+            await asyncio.sleep(self.b.auth_delay)
         if user is not None and self.b.users.get(user) == password:
             self.authed = True
             await self.send(235, "2.7.0 Authentication successful")

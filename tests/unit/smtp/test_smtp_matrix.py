@@ -504,3 +504,49 @@ def test_authenticated_sender_refused_at_mail_fails_t09(scenario):
     t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
     assert [r["verdict"] for r in t09] == ["FAIL", "FAIL"]
     assert all(r["reply"]["stage"] == "MAIL" and r["reply"]["code"] == 553 for r in t09)
+
+
+@pytest.mark.parametrize("servers", [
+    {},                                                                   # hardened
+    {"mx": dict(relay="accept")},                                         # open relay, canary confirms
+    {"mx": dict(refuse_sender="canary.test"), "submission": dict(unauth_mail=POSTFIX_SENDER_DENIED),
+     "submissions": dict(unauth_mail=POSTFIX_SENDER_DENIED)},             # sender refusals at MAIL
+    {"mx": dict(pipelining=False, syntax_reject=False)},
+], ids=["hardened", "open", "mail-refusals", "no-pipelining"])
+def test_speed_levers_do_not_change_verdicts(scenario, servers):
+    """reuse=False (one case per connection, nothing pipelined, full TLS handshakes) is the
+    reference the fast default must agree with, case by case."""
+    fast, fast_host = scenario(**servers)
+    slow, slow_host = scenario(reuse=False, **servers)
+
+    def shape(outcome, host):
+        place = {server.port: index for index, server in enumerate(host.servers)}
+        return sorted((place[r["port"]], r["probe"], r["case"] or "", r["verdict"]) for r in outcome["results"])
+    assert shape(fast, fast_host) == shape(slow, slow_host)
+    assert sum(s.tls_resumed for s in slow_host.servers) == 0 < sum(s.tls_resumed for s in fast_host.servers)
+    assert sum(s.connections for s in slow_host.servers) > slow["summary"]["results"] // 2
+    assert sum(s.connections for s in fast_host.servers) < sum(s.connections for s in slow_host.servers) / 2
+
+
+def test_wrong_password_waits_for_the_real_credentials(scenario):
+    """Dovecot delays every AUTH from a client after a failed one (auth penalty): T08's wrong
+    password starts only when every case with the real password on that address is done."""
+    outcome, host = scenario()
+    assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "INCONCLUSIVE") == []
+    log = sorted(host.submission.auth_log + host.submissions.auth_log)
+    good = [when for when, ok in log if ok]
+    bad = [when for when, ok in log if not ok]
+    assert len(good) >= 16 and len(bad) == 2                 # T09 + 7 x T17 per listener; T08 on each
+    assert max(good) < min(bad)
+
+
+def test_slow_auth_replies_are_waited_for(scenario):
+    """AUTH verdicts later than the reply timeout (Dovecot: 2 s failure delay + up to 15 s penalty)
+    are still read: no INCONCLUSIVE for T08/T09/T17 on a slow SASL backend."""
+    slow = dict(auth_delay=0.7)
+    outcome, host = scenario(submission=slow, submissions=slow, timeout=0.5, probes=["T08", "T09", "T17"])
+    results = [r for r in outcome["results"] if r["probe"] in ("T08", "T09", "T17")
+               and r["port"] in (host.submission.port, host.submissions.port)]
+    assert len(results) == 2 * (1 + 1 + 7)
+    assert results and all(r["verdict"] == "PASS" for r in results), [
+        (r["port"], r["probe"], r["case"], r["verdict"], r["reason"]) for r in results if r["verdict"] != "PASS"]
