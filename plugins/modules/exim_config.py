@@ -11,13 +11,15 @@ short_description: Install Exim configuration files only after the candidate pas
 version_added: 0.1.0
 description:
   - Manages files of the Debian split Exim configuration under C(/etc/exim4) in one transaction per host.
-  - Copies C(/etc/exim4) to a temporary directory, writes the files there, builds the candidate with
+  - When no managed file differs, it stops there and reports no change (nothing is built or tested; whether the live
+    configuration still holds the policy is a question for the readback, M(mailsec.relay.mta_facts)).
+  - Otherwise copies C(/etc/exim4) to a temporary directory, writes the files there, builds the candidate with
     C(update-exim4.conf -d <stage> -o <stage>/candidate.conf), checks it with C(exim4 -C candidate -bV) and runs every
     entry of O(checks) as an C(exim4 -C candidate -bh) session. Any error or any verdict that differs from the
     expectation fails the task and nothing goes live.
-  - Otherwise the changed files are moved into place, C(update-exim4.conf) regenerates the live configuration, a
-    running daemon gets SIGHUP and must answer on the confirm address again. On any failure the previous files are
-    restored and the daemon is reloaded again.
+  - If the candidate passes, the changed files are moved into place, C(update-exim4.conf) regenerates the live
+    configuration, a running daemon gets SIGHUP and must answer on the confirm address again. On any failure the
+    previous files are restored and the daemon is reloaded again.
   - Refuses to work when C(/etc/exim4/exim4.conf) exists, because that file silently replaces the Debian configuration.
 author:
   - mailsec.relay developers (@mailsec)
@@ -246,6 +248,11 @@ def main():
     if module._diff:
         result["diff"] = diffs
 
+    if not changes:
+        # Nothing would go live, so there is no candidate to test (as postconf does): whether the live
+        # configuration still holds the policy is the readback's question (mta_facts, drift).
+        module.exit_json(**result)
+
     exim_path = module.get_bin_path(params["exim_binary"])
     update_path = module.get_bin_path("update-exim4.conf")
     if not exim_path or not update_path or not os.path.isdir(params["root"]):
@@ -264,7 +271,7 @@ def main():
         result.update(exc.details)
         module.fail_json(msg=str(exc), **result)
 
-    if module.check_mode or not changes:
+    if module.check_mode:
         module.exit_json(**result)
 
     try:

@@ -109,7 +109,7 @@ def test_smuggling_mitigation_for_exim_before_4_97_1(effective):
     assert "chunking_advertise_hosts =" in main
     assert "pipelining_connect_advertise_hosts =" in main
     acl = exim.render_acl(effective)
-    predata = acl[acl.index("acl_mailsec_predata:"):].split("\n\n")[0]
+    predata = acl[acl.index("acl_mailsec_predata:"):].split("\n\n", maxsplit=1)[0]
     # It must accept: its job is the synchronization check Exim runs after it, not a verdict.
     assert [line.strip() for line in predata.splitlines() if not line.strip().startswith("#")] == \
         ["acl_mailsec_predata:", "accept"]
