@@ -20,7 +20,11 @@ prober's canary spool read through ``podman mount``.
 connection, no pipelined MAIL+RCPT or RSET, full TLS handshakes) and lists every case whose verdict
 differs from the fast default; ``--dump DIR`` writes both runs' results with transcripts.
 
-Run: .venv/bin/python bench/probe_bench.py [--runs 5] [--lab-host mx1 --netns prober] [--json out.json]
+Lab hosts whose SASL backend is Dovecot delay a failed AUTH by 2 s and, for 29 s after it, every
+AUTH from the prober (auth penalty): T08 puts a floor of ~2 s under a matrix with submission
+listeners, and back-to-back runs slow each other down; ``--pause 30`` spaces the runs.
+
+Run: .venv/bin/python bench/probe_bench.py [--runs 5] [--lab-host mx1 --netns prober --pause 30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -167,6 +171,10 @@ def main():
     parser.add_argument("--compare-modes", action="store_true",
                         help="also run the one-case-per-connection reference mode and list verdict differences")
     parser.add_argument("--no-nmap", action="store_true")
+    parser.add_argument("--probes", help="comma-separated probe IDs for the engine (default: all)")
+    parser.add_argument("--pause", type=float, default=0,
+                        help="seconds to wait before each all-listener run after the first (lab: 30, so that "
+                             "Dovecot's auth penalty from the previous run's wrong passwords has expired)")
     parser.add_argument("--dump", help="write the last run's results (all transcripts) here")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
@@ -197,6 +205,8 @@ def main():
     params = {"timeout": 5, "retry_delay": 1, "vantage": "bench", "transcripts": "all" if args.dump else "failures"}
     if source:
         params["source_address"] = [source]
+    if args.probes:
+        params["probes"] = args.probes.split(",")
     if spool:
         params["canary"] = {"domain": "canary.test", "spool": spool, "wait": 10}
     mx_target = dict(target, listeners=[item for item in target["listeners"] if item["port"] == 25 or
@@ -205,8 +215,13 @@ def main():
     rows = {"engine_all": [], "engine_mx": [], "nmap_mx": [], "reference_all": []}
     last = {}
     differences = []
+
+    def pause():
+        if args.pause and rows["engine_all"]:
+            time.sleep(args.pause)
     try:
         for _ in range(args.runs):
+            pause()
             wall, outcome = run_engine(engine, target, params)
             rows["engine_all"].append(wall)
             last["all"] = outcome
@@ -214,6 +229,7 @@ def main():
             rows["engine_mx"].append(wall)
             last["mx"] = outcome
             if args.compare_modes:
+                pause()
                 wall, outcome = run_engine(engine, target, dict(params, reuse=False))
                 rows["reference_all"].append(wall)
                 last["reference"] = outcome

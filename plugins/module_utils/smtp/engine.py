@@ -207,6 +207,13 @@ class ProbeContext:
     def received_client(text):
         return received_client(text)
 
+    def wrong_password(self):
+        """The wrong password of this run for this address (one for all its listeners)."""
+        return self.runner.auth_gate(self.address).wrong_password
+
+    async def before_wrong_auth(self):
+        await self.runner.auth_gate(self.address).together(self.opts.timeout)
+
     def canary_check(self, token, unless=None):
         """A look at the spool at the end of the run (no wait of its own)."""
         if not self.can_data:
@@ -289,28 +296,51 @@ class ProbeContext:
 
 # -- the runner ------------------------------------------------------------------------------
 class AuthGate:
-    """Cases that fail an AUTH on purpose (T08) start once every case with real credentials on
-    the same address has finished. Dovecot (Postfix's usual SASL backend) counts failed AUTHs per
-    client address and delays every AUTH from it by 2-15 s for half a minute, successful ones too
-    (auth penalty): run first, a wrong password would slow or time out the authenticated probes."""
+    """Failed AUTHs on purpose (T08) against one address, and Dovecot's auth penalty.
+
+    Dovecot (Postfix's usual SASL backend) answers a failed AUTH after 2 s and, for a while after
+    it, starts every AUTH from that client address late: 4 s after one failure, 8 s after two, up
+    to 15 s; a new wrong password raises the count, the same one again does not (checksum). So the
+    wrong-password cases start once every case with real credentials on the address has finished,
+    all use one wrong password, and send it together, so each sees the penalty of none of the
+    others (one listener's T08 would otherwise wait out the other's penalty: 1.5 s -> 5.5 s)."""
 
     def __init__(self):
         self.pending = 0
-        self.event = asyncio.Event()
-        self.event.set()
+        self.idle_event = asyncio.Event()
+        self.idle_event.set()
+        self.wrong = 0
+        self.arrived = 0
+        self.together_event = asyncio.Event()
+        self.wrong_password = "wrong-" + secrets.token_hex(6)
 
-    def expect(self, count):
-        self.pending += count
+    def expect(self, real, wrong):
+        self.pending += real
+        self.wrong += wrong
         if self.pending:
-            self.event.clear()
+            self.idle_event.clear()
 
     def done(self):
         self.pending -= 1
         if self.pending <= 0:
-            self.event.set()
+            self.idle_event.set()
 
     async def idle(self):
-        await self.event.wait()
+        await self.idle_event.wait()
+
+    def arrive(self):
+        """A wrong-password case is ready to send (or will not send at all)."""
+        self.arrived += 1
+        if self.arrived >= self.wrong:
+            self.together_event.set()
+
+    async def together(self, timeout):
+        """Wait (bounded) until every wrong-password case of the address is ready to send."""
+        self.arrive()
+        try:
+            await asyncio.wait_for(self.together_event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
 
 class Runner:
@@ -366,7 +396,8 @@ class Runner:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
                     cases = build_cases(ctx)
                     if source is not False:
-                        self._auth_gate(address).expect(sum(case.credentials == "real" for case in cases))
+                        self.auth_gate(address).expect(sum(case.credentials == "real" for case in cases),
+                                                        sum(case.credentials == "wrong" for case in cases))
                     jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else
                                                    "no source address of this address family"))
         await asyncio.gather(*jobs)
@@ -550,11 +581,11 @@ class Runner:
             for leftover in ctx.clients:
                 await leftover.close()
 
-    def _auth_gate(self, address):
+    def auth_gate(self, address):
         return self._auth_gates.setdefault(address, AuthGate())
 
     async def _run_own(self, ctx, case):
-        gate = self._auth_gate(ctx.address)
+        gate = self.auth_gate(ctx.address)
         if case.credentials == "wrong":
             await gate.idle()
         try:
@@ -562,6 +593,8 @@ class Runner:
         finally:
             if case.credentials == "real":
                 gate.done()
+            elif case.credentials == "wrong":
+                gate.arrive()        # (again, or for the first time if it never got to send)
 
     async def _run_own_attempts(self, ctx, case):
         started = time.monotonic()

@@ -350,7 +350,8 @@ async def t08(ctx, client):
     if "AUTH" not in client.extensions:
         return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
     user = ctx.target.auth.username if ctx.target.auth else DUMMY_CREDENTIALS.username
-    wrong = Credentials(user, "wrong-" + ctx.nonce(), real=False)
+    wrong = Credentials(user, ctx.wrong_password(), real=False)
+    await ctx.before_wrong_auth()
     reply = await client.auth("PLAIN", wrong)
     if reply.code // 100 == 2:
         return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH")

@@ -66,7 +66,7 @@ class FakeSMTP:
         self.pipelined = 0         # commands that arrived with the next one already buffered
         self.tls_handshakes = 0
         self.tls_resumed = 0       # handshakes that resumed an earlier TLS session
-        self.auth_log = []         # (monotonic time the AUTH came in, succeeded) of every AUTH verdict
+        self.auth_log = []         # (monotonic time the AUTH came in, succeeded, wrong password) per AUTH
         self.server = None
         self.port = None
 
@@ -275,7 +275,8 @@ class _Session:
         else:
             await self.send(504, "5.5.4 Unrecognized authentication type")
             return
-        self.srv.auth_log.append((time.monotonic(), user is not None and self.b.users.get(user) == password))
+        good = user is not None and self.b.users.get(user) == password
+        self.srv.auth_log.append((time.monotonic(), good, None if good else password))
         if self.b.auth_delay:
             await asyncio.sleep(self.b.auth_delay)
         if user is not None and self.b.users.get(user) == password:
