@@ -396,8 +396,8 @@ class Runner:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
                     cases = build_cases(ctx)
                     if source is not False:
-                        self.auth_gate(address).expect(sum(case.credentials == "real" for case in cases),
-                                                        sum(case.credentials == "wrong" for case in cases))
+                        credentials = [case.credentials for case in cases]
+                        self.auth_gate(address).expect(credentials.count("real"), credentials.count("wrong"))
                     jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else
                                                    "no source address of this address family"))
         await asyncio.gather(*jobs)
