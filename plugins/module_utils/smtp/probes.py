@@ -231,16 +231,20 @@ async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, 
             and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)):
         known = ctx.state.clean_sender_refused
         if known is not None:
-            # Already refused on this listener: asking again would only cost an error reply.
-            verdict.text += " (the clean sender %s is refused here too: %s)" % (retry_sender, describe(known))
+            # Refused before on this listener: judge that answer (asking again would only cost an
+            # error reply); the verdict must not depend on which case asked first.
+            verdict = judge_mail_refusal(ctx, known, expected, authenticated)
+            verdict.text += " (the clean sender %s, refused before on this listener; the form's own sender: %s)" % (
+                retry_sender, describe(mail))
         else:
             # The sender may have masked the relay decision: try once more with a clean one (reference c.13).
             await client.rset()
+            first = describe(mail)
             mail, rcpt_reply = await client.mail(retry_sender), None
             verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
             _note_clean_sender(ctx, retry_sender, mail, verdict, authenticated)
             if verdict is not None:
-                verdict.text += " (also with the clean sender %s)" % retry_sender
+                verdict.text += " (the clean sender %s; the form's own sender: %s)" % (retry_sender, first)
     if verdict is not None:
         return verdict, mail, None
     if rcpt_reply is None:
@@ -433,7 +437,11 @@ async def t10(ctx, client):
 
 # -- T11/T12/T15: relay and spoof forms ----------------------------------------------------
 async def relay_form(ctx, client, form):
-    retry = None if form.sender_trick else "<%s>" % ctx.clean_sender
+    # Rerun a refused MAIL with the clean sender: for recipient tricks (the sender may have masked
+    # the relay decision), and for sender tricks on submission (a listener that refuses even the
+    # clean sender before AUTH refuses the relay attempt, whatever it thought of the trick).
+    clean_rerun = not form.sender_trick or ctx.listener.role == "submission"
+    retry = "<%s>" % ctx.clean_sender if clean_rerun else None
     # Unpipelined: sender tricks (their MAIL may well be refused: that is the trick) and submission
     # listeners (MAIL before AUTH is commonly refused with 530).
     pipeline = not form.sender_trick and ctx.listener.role == "mx"
@@ -710,9 +718,9 @@ def build_cases(ctx):
             continue
         probe = "T12" if form.hack and ctx.can_data else "T11"
         title = "relay %s: %s" % ("allowed" if lst.relay == "allowed" else "refused", form.title)
-        # Most error replies the form can earn: a sender trick one (MAIL or RCPT refused); a clean
-        # sender two (refused MAIL, clean retry refused at MAIL/RCPT/DATA), three when pipelined (+503).
-        cost = 1 if form.sender_trick else (3 if mx else 2)
+        # Most error replies the form can earn: a sender trick on MX one (MAIL or RCPT refused);
+        # otherwise two (refused MAIL, clean rerun refused at MAIL/RCPT/DATA), three when pipelined (+503).
+        cost = 1 if form.sender_trick and mx else (3 if mx and not form.sender_trick else 2)
         add(probe, form.pid, title, lst.relay, relay_kind, lambda c, cl, f=form: relay_form(c, cl, f), cost=cost,
             greeting_refused=FAIL if lst.relay == "allowed" else PASS, syntax_risk=odd_syntax(form))
 

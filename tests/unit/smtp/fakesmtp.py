@@ -49,6 +49,7 @@ class Behaviour:
     pipelining: bool = True            # advertise PIPELINING (RFC 2920)
     unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
+    exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
     auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
 
 
@@ -290,6 +291,13 @@ class _Session:
             await self.send(530, "5.7.0 Must issue a STARTTLS command first")
             return
         sender = line.split(":", 1)[1].strip() if ":" in line else ""
+        if self.b.exim_sender_syntax and sender not in ("<>", ""):
+            if "@[" in sender:
+                await self.send(501, "%s: domain literals not allowed" % sender)
+                return
+            if "@" not in sender:
+                await self.send(501, "%s: sender address must contain a domain" % sender)
+                return
         if self.b.refuse_sender and self.b.refuse_sender in sender:
             await self.send(553, "5.7.1 %s: Sender address rejected: not owned by user" % sender)
             return

@@ -553,3 +553,23 @@ def test_slow_auth_replies_are_waited_for(scenario):
     assert len(results) == 2 * (1 + 1 + 7)
     assert results and all(r["verdict"] == "PASS" for r in results), [
         (r["port"], r["probe"], r["case"], r["verdict"], r["reason"]) for r in results if r["verdict"] != "PASS"]
+
+
+def test_exim_sender_syntax_refusals(scenario):
+    """Exim 4.96 answers 501 at MAIL to domain-literal and unqualified senders (no enhanced code).
+    On port 25 that is "not exercised"; on submission, where the clean sender draws 530, the relay
+    attempt is refused (PASS) - in both modes, whichever case asked the clean sender first."""
+    exim = dict(exim_sender_syntax=True)
+    for reuse in (True, False):
+        outcome, host = scenario(mx=exim, submission=exim, submissions=exim, reuse=reuse,
+                                 probes=["T06", "T11", "T12", "T15"])
+        mx = verdicts(outcome, port=host.mx.port)
+        assert {key for key, verdict in mx.items() if verdict != "PASS"} == {
+            ("T11", "P05"), ("T11", "P06b"), ("T11", "P07"), ("T11", "P08"), ("T15", "literal"),
+            ("T15", "postmaster")}, (reuse, mx)
+        for server in (host.submission, host.submissions):
+            results = [r for r in outcome["results"] if r["port"] == server.port]
+            assert [(r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] != "PASS"] == [], reuse
+            p05 = next(r for r in results if r["case"] == "P05")
+            # the verdict rests on the clean sender's 530; the reason names the form's own 501
+            assert p05["reply"]["code"] == 530 and "clean sender" in p05["reason"] and "501" in p05["reason"]
