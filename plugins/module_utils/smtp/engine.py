@@ -434,13 +434,15 @@ class Runner:
                 self._record(ctx, case, Outcome(SKIP, skip_reason), [], 0.0, None)
             return
         try:
-            await self._check_reachable(ctx, reach)
+            # the greeted connection is kept only for a shared session that will take it at once:
+            # held for nobody, it would block a connection slot (per_host) to the end of the listener
+            await self._check_reachable(ctx, reach, keep=any(case.kind != "own" for case in cases))
             await self._run_cases(ctx, cases)
         finally:
             if ctx.state.spare is not None:
                 await ctx.state.spare.quit()
 
-    async def _check_reachable(self, ctx, reach):
+    async def _check_reachable(self, ctx, reach, keep):
         """T00: the listener the caller says exists accepts a connection and greets (bounded retries).
 
         A refused/unanswered connection or no greeting is one FAIL for the listener: every case
@@ -482,7 +484,7 @@ class Runner:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text
             ctx.state.refused = outcome.stage == "CONNECT"
-        elif client is not None and client.usable and client.banner.code // 100 == 2 and self.opts.reuse:
+        elif client is not None and client.usable and client.banner.code // 100 == 2 and self.opts.reuse and keep:
             ctx.state.spare = client
         elif client is not None:
             await client.close()

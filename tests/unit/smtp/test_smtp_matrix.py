@@ -573,3 +573,20 @@ def test_exim_sender_syntax_refusals(scenario):
             p05 = next(r for r in results if r["case"] == "P05")
             # the verdict rests on the clean sender's 530; the reason names the form's own 501
             assert p05["reply"]["code"] == 530 and "clean sender" in p05["reason"] and "501" in p05["reason"]
+
+
+@pytest.mark.parametrize("probes", [["T07"], ["T19"], ["T09", "T17"]])
+def test_one_connection_per_host_never_deadlocks(tls_context, spool, probes):
+    """per_host=1: T00's greeted connection must not hold the only slot while own cases wait."""
+
+    async def go():
+        host = fakesmtp.FakeHost(tls_context, spool=spool)
+        await host.start()
+        try:
+            return await asyncio.wait_for(engine.run_async(
+                {"targets": [host.target()], "probes": probes, "per_host": 1, "timeout": 2,
+                 "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5}}), 15)
+        finally:
+            await host.stop()
+    outcome = asyncio.run(go())            # a deadlock is a TimeoutError here, not a hung test
+    assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "FAIL") == []
