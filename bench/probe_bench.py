@@ -132,7 +132,7 @@ def run_nmap(address, port):
     wall = time.monotonic() - started
     verdict = "?"
     for pattern in (r"Server is an open relay \((\d+)/16 tests\)", r"(Server doesn't seem to be an open relay.*)",
-                    r"(Server isn't an open relay.*)", r"(Couldn't .*)"):
+                    r"(Server isn't an open relay.*)", r"(Couldn't .*)", r"smtp-open-relay: (.*)"):
         match = re.search(pattern, proc.stdout)
         if match:
             verdict = match.group(0).strip()
