@@ -41,6 +41,18 @@ def test_auth_required():
     assert not R.is_auth_required(R.parse_reply([b"554 5.7.1 Relay access denied\r\n"]))
 
 
+@pytest.mark.parametrize("line, policy", [
+    (b"554 5.7.1 <a@b.example>: Sender address rejected: Access denied\r\n", True),
+    (b"550 5.7.0 Authentication required\r\n", True),
+    (b"553 5.1.8 <a@b.invalid>: Sender address rejected: Domain not found\r\n", False),
+    (b"501 <probe@[198.51.100.14]>: domain literals not allowed\r\n", False),   # Exim: no enhanced code
+    (b"554 Relay access denied\r\n", False),
+    (b"454 4.7.1 try later\r\n", False),
+])
+def test_policy_refusal(line, policy):
+    assert R.is_policy_refusal(R.parse_reply([line])) is policy
+
+
 @pytest.mark.parametrize("lines", [
     [b"hello world\r\n"],
     [b"250-first\r\n", b"251 second\r\n"],              # mixed codes
