@@ -29,7 +29,8 @@ VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
 # Which finding a human should see first: relay accepted at RCPT (plain third-party form P02 first),
 # relay confirmed by a canary, vantage relay, sender spoofing, submission without AUTH, identity
 # spoofing. Other probes follow by ID.
-_PROBE_SEVERITY = ("T11", "T12", "T20", "T15", "T06", "T05", "T19", "T17", "T04", "T02", "T08")
+# A dead listener (T00) first: nothing else on it was tested.
+_PROBE_SEVERITY = ("T00", "T11", "T12", "T20", "T15", "T06", "T05", "T19", "T17", "T04", "T02", "T08")
 
 
 class VerifyPlanError(ValueError):
@@ -308,6 +309,8 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
         reply_text = " ".join(
             str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part
         ) or "no reply"
+        if result.get("reason"):  # e.g. T00: why there was no reply (refused, no greeting)
+            reply_text += " (%s)" % result["reason"]
         lines.append(
             "%s %s (%s) vantage %s -> %s port %s: %s reply %s [expected %s]"
             % (

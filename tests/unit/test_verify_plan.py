@@ -424,6 +424,15 @@ def test_failure_message_names_probe_listener_and_reply():
     assert len(lines) == 12 and lines[-1].startswith("... and 5 more")
 
 
+def test_dead_listener_leads_and_says_why():
+    dead = result("mx1", "T00", "FAIL", port=587, title="listener reachable", reason="connection refused")
+    dead["reply"] = {"code": None, "enhanced": None, "text": None, "stage": "CONNECT"}
+    runs = [{"vantage": "external", "results": [result("mx1", "T11", "FAIL", case="P02"), dead]}]
+    lines = verify_plan.failure_message("mx1", verify_plan.summarize(runs, ["mx1"])["mx1"])
+    assert lines[1].startswith("FAIL T00 (listener reachable)")
+    assert "CONNECT reply no reply (connection refused)" in lines[1]
+
+
 def test_comparison_table():
     before = verify_plan.summarize(
         [{"vantage": "external", "results": [result("legacy1", "T11", "FAIL", case="P02"), result("mx1", "T11", "PASS")]}],
