@@ -42,6 +42,8 @@ def listener(name, port, role="mx", **extra):
 
 
 # (id, variables, variable the error must name, text the message or fix must contain)
+# Addresses here are validator input only: nothing connects to them (private and public ranges
+# must be tested because users will write them; tests send traffic to loopback only).
 INVALID = [
     ("open-v4", {"mailsec_relay_networks": ["0.0.0.0/0"]}, "mailsec_relay_networks[0]", "open relay"),
     ("open-v6", {"mailsec_relay_networks": ["198.51.100.0/28", "::/0"]}, "mailsec_relay_networks[1]", "open relay"),

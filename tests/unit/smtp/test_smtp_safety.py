@@ -36,7 +36,7 @@ def test_canary_forms_are_allowed(address):
 
 @pytest.mark.parametrize("address", [
     "t11p02-0123456789@example.net", "postmaster@canary.test",           # not a probe local part
-    "<t12p11-0123456789%example.net@[127.0.0.1]>", "<t12p15-0123456789@canary.test@[192.0.2.1]>",
+    "<t12p11-0123456789%example.net@[127.0.0.1]>", "<t12p15-0123456789@canary.test@[203.0.113.1]>",
     "<example.net!t12p21-0123456789>", "<t12p12-0123456789%canary.test@mx.example.net>",
     "t09-0123456789@canary.test.evil.example", "t12p11-0123456789@[127.0.0.1]", "",
 ])
