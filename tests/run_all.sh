@@ -75,6 +75,9 @@ stage_molecule() {
       rc=1
     fi
   done
+  # Leave no network behind (scenarios keep it between them; the next run creates it again).
+  flock -w 3600 /run/lock/mailsec-molecule.lock "$ROOT/tests/lab/lab.sh" down molecule >/dev/null 2>&1 ||
+    echo "molecule: could not remove the mailsec-molecule network"
   echo "molecule: ${#scenarios[@]} scenarios, $passed passed, $failed failed"
   return "$rc"
 }
