@@ -159,10 +159,11 @@ class CallbackModule(CallbackBase):
 
     def _print_summary(self, rows, written):
         per_host, totals = report.summarize(rows, sorted(self.hosts))
+        by_host = report.rows_by_host(rows)
         width = max([len(host) for host in per_host] + [4])
         lines = ["", "MAILSEC RELAY FLEET REPORT " + "*" * 50]
         for host, entry in sorted(per_host.items()):
-            failed = [row["check"] for row in rows if row["host"] == host and row["verdict"] in ("FAIL", "ERROR")]
+            failed = [row["check"] for row in by_host.get(host, []) if row["verdict"] in ("FAIL", "ERROR")]
             lines.append("%s : %-12s %3d checks, %d FAIL%s" % (
                 host.ljust(width), entry["status"], entry["checks"], entry["FAIL"] + entry["ERROR"],
                 (" (" + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else "") + ")") if failed else ""))

@@ -147,11 +147,17 @@ def worst(verdicts):
     return NO_CHECKS
 
 
+def rows_by_host(rows, hosts=None):
+    """``{host: [rows]}`` in one pass (fleets have thousands of hosts); ``hosts`` adds empty ones."""
+    by_host = dict((_text(host), []) for host in hosts or [])
+    for row in rows:
+        by_host.setdefault(row["host"], []).append(row)
+    return by_host
+
+
 def summarize(rows, hosts=None):
     """``(per_host, totals)``; ``hosts`` adds hosts that have no rows (shown, not silently clean)."""
-    by_host = dict((_text(host), []) for host in hosts or [])
-    for row in rows:  # one pass: fleets have thousands of hosts
-        by_host.setdefault(row["host"], []).append(row)
+    by_host = rows_by_host(rows, hosts)
     names = sorted(by_host)
     per_host = {}
     for name in names:
@@ -193,6 +199,19 @@ def _body(row):
     return "\n".join(lines)
 
 
+def _set_counts(element, name, counts, rows):
+    """JUnit totals of a <testsuites> or <testsuite> from summarize() counts."""
+    _set(
+        element,
+        name=name,
+        tests=counts["checks"],
+        failures=counts["FAIL"],
+        errors=counts["ERROR"],
+        skipped=counts["INCONCLUSIVE"] + counts["SKIP"],
+        time=_seconds(rows),
+    )
+
+
 def to_junit(rows, title, hosts=None):
     """JUnit XML: a testsuite per host, a testcase per check (classname = host, name = check).
 
@@ -200,28 +219,13 @@ def to_junit(rows, title, hosts=None):
     ``WARN:`` line in <system-out> (it ran and found something weak, which is not a failure).
     """
     per_host, totals = summarize(rows, hosts)
+    by_host = rows_by_host(rows, hosts)
     root = ET.Element("testsuites")
-    _set(
-        root,
-        name=title,
-        tests=totals["checks"],
-        failures=totals["FAIL"],
-        errors=totals["ERROR"],
-        skipped=totals["INCONCLUSIVE"] + totals["SKIP"],
-        time=_seconds(rows),
-    )
+    _set_counts(root, title, totals, rows)
     for host, entry in per_host.items():
-        host_rows = [row for row in rows if row["host"] == host]
+        host_rows = by_host[host]
         suite = ET.SubElement(root, "testsuite")
-        _set(
-            suite,
-            name=host,
-            tests=entry["checks"],
-            failures=entry["FAIL"],
-            errors=entry["ERROR"],
-            skipped=entry["INCONCLUSIVE"] + entry["SKIP"],
-            time=_seconds(host_rows),
-        )
+        _set_counts(suite, host, entry, host_rows)
         for row in host_rows:
             case = ET.SubElement(suite, "testcase")
             _set(case, classname=host, name=row["check"], time=_seconds([row]))
@@ -280,8 +284,9 @@ def to_markdown(rows, title, hosts=None):
     lines += ["", "## Findings", ""]
     if not attention:
         lines.append("Every check passed." if rows else "No checks were run.")
+    attention_by_host = rows_by_host(attention)
     for host in per_host:
-        host_rows = [row for row in attention if row["host"] == host]
+        host_rows = attention_by_host.get(host)
         if not host_rows:
             continue
         lines += ["### %s" % host, "", "| verdict | check | expected | actual | detail |", "|---|---|---|---|---|"]
