@@ -5,9 +5,12 @@
 """The full probe matrix against one host, side by side with nmap's smtp-open-relay script.
 
 Per run: the engine's whole matrix on the host's listeners, the engine's matrix on port 25 alone,
-and ``nmap -n -p 25 --script smtp-open-relay <addr>`` (Debian nmap, 16 relay tests, RCPT only; -n
-keeps nmap from asking DNS about the address). Median wall time of --runs runs, probes per second,
-cases covered, and the ratio nmap / engine on port 25.
+the engine's matrix on all listeners without T08 (the deliberate wrong passwords, which wait out the
+server's auth failure delay; run first in each round), and ``nmap -n -p 25 --script smtp-open-relay
+<addr>`` (Debian nmap, 16 relay tests, RCPT only; -n keeps nmap from asking DNS about the address).
+Median wall time of --runs runs, probes per second, cases covered, the ratios nmap / engine on
+port 25 and full / without-T08, verdict counts, the slowest cases of the last run and the load
+average per run. ``--json`` writes them for bench/render_doc.py (one file per target).
 
 Targets: a hardened fake host (tests/unit/smtp/fakesmtp.py) on 127.25.0.1 ports 25/587/465 in a
 separate process (default), or a lab host: ``--lab-host mx1`` (its listeners and expectations from
@@ -25,6 +28,7 @@ AUTH from the prober (auth penalty): T08 puts a floor of ~2 s under a matrix wit
 listeners, and back-to-back runs slow each other down; ``--pause 30`` spaces the runs.
 
 Run: .venv/bin/python bench/probe_bench.py [--runs 5] [--lab-host mx1 --netns prober --pause 30] [--json out.json]
+     [--name NAME] [--no-without-t08]
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ FAKE_ADDRESS = "127.25.0.1"
 NMAP = "/usr/bin/nmap"
 LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
 IN_NETNS = "MAILSEC_PROBE_BENCH_NETNS"
+NO_PROBE = "T08"   # left out of the "without T08" row: the wrong passwords that wait out the auth failure delay
+SLOWEST = 8
 
 
 def allowed_target(address):
@@ -151,6 +157,17 @@ def compare(fast, slow):
             if (one.get(key) or (None,))[0] != (two.get(key) or (None,))[0]]
 
 
+def verdicts(outcome):
+    return {k: v for k, v in outcome["summary"].items() if k.isupper()}
+
+
+def slowest(outcome, count=SLOWEST):
+    """The longest cases of one run: probe, case, listener port, duration, verdict."""
+    cases = sorted(outcome["results"], key=lambda r: r.get("duration") or 0, reverse=True)[:count]
+    return [{"probe": r["probe"], "case": r["case"], "port": r["port"], "duration": r.get("duration"),
+             "verdict": r["verdict"]} for r in cases]
+
+
 def dump(directory, name, outcome):
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -172,11 +189,14 @@ def main():
                         help="also run the one-case-per-connection reference mode and list verdict differences")
     parser.add_argument("--no-nmap", action="store_true")
     parser.add_argument("--probes", help="comma-separated probe IDs for the engine (default: all)")
+    parser.add_argument("--no-without-t08", action="store_true",
+                        help="skip the extra all-listener run without T08 (wrong passwords) in each round")
     parser.add_argument("--pause", type=float, default=0,
                         help="seconds to wait before each all-listener run after the first (lab: 30, so that "
                              "Dovecot's auth penalty from the previous run's wrong passwords has expired)")
     parser.add_argument("--dump", help="write the last run's results (all transcripts) here")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--name", help="the target's name in the JSON (default: fake, the lab host or the address)")
     args = parser.parse_args()
     if args.netns and not os.environ.get(IN_NETNS):
         enter_netns(args)
@@ -212,7 +232,14 @@ def main():
     mx_target = dict(target, listeners=[item for item in target["listeners"] if item["port"] == 25 or
                                         (fake is not None and item is target["listeners"][0])])
     nmap_port = mx_target["listeners"][0]["port"]
-    rows = {"engine_all": [], "engine_mx": [], "nmap_mx": [], "reference_all": []}
+    # The matrix without the deliberate wrong passwords (T08): what the server's auth failure
+    # delay costs. Run first in each round (after --pause), so no earlier T08 penalty slows it.
+    wanted = [p.upper() for p in (params.get("probes") or ["ALL"])]
+    chosen = set(engine.DEFAULT_PROBES) | (set(wanted) - {"ALL"}) if "ALL" in wanted else set(wanted)
+    no_t08 = dict(params, probes=sorted(chosen - {NO_PROBE})) if NO_PROBE in chosen and not args.no_without_t08 \
+        else None
+    rows = {"engine_all": [], "engine_mx": [], "nmap_mx": [], "reference_all": [], "engine_all_no_t08": []}
+    loads = []
     last = {}
     differences = []
 
@@ -222,6 +249,11 @@ def main():
     try:
         for _ in range(args.runs):
             pause()
+            loads.append(round(os.getloadavg()[0], 2))
+            if no_t08 is not None:
+                wall, outcome = run_engine(engine, target, no_t08)
+                rows["engine_all_no_t08"].append(wall)
+                last["no_t08"] = outcome
             wall, outcome = run_engine(engine, target, params)
             rows["engine_all"].append(wall)
             last["all"] = outcome
@@ -251,32 +283,54 @@ def main():
     cases_all = last["all"]["summary"]["results"]
     cases_mx = last["mx"]["summary"]["results"]
     ports = "/".join(str(item["port"]) for item in target["listeners"])
+    engine_pps_mx = benchlib.ratio(cases_mx, med["engine_mx"])
+    nmap_ran = bool(rows["nmap_mx"])
+    nmap_pps = benchlib.ratio(16, med["nmap_mx"])
     figures = {
+        "name": args.name or ("fake" if fake else args.lab_host or address),
         "target": "fake host %s (%s)" % (FAKE_ADDRESS, ports) if fake else "%s %s (%s)" % (
             args.lab_host or "", address, ports),
+        "kind": "fake" if fake else "lab" if args.lab_host else "address",
+        "ports": [item["port"] for item in target["listeners"]],
         "runs": args.runs,
-        "engine_all": {"median_s": med["engine_all"], "cases": cases_all,
+        "pause_s": args.pause,
+        "loadavg_1m_per_run": loads,
+        "engine_all": {"median_s": med["engine_all"], "walls": rows["engine_all"], "cases": cases_all,
                        "probes_per_s": benchlib.ratio(cases_all, med["engine_all"]),
-                       "verdicts": {k: v for k, v in last["all"]["summary"].items() if k.isupper()}},
-        "engine_mx": {"median_s": med["engine_mx"], "cases": cases_mx,
-                      "probes_per_s": benchlib.ratio(cases_mx, med["engine_mx"])},
-        "nmap_mx": {"median_s": med["nmap_mx"], "cases": 16, "probes_per_s": benchlib.ratio(16, med["nmap_mx"]),
-                    "verdict": last.get("nmap"), "version": benchlib.tool_version([NMAP, "--version"])},
+                       "verdicts": verdicts(last["all"])},
+        "engine_mx": {"median_s": med["engine_mx"], "walls": rows["engine_mx"], "cases": cases_mx,
+                      "probes_per_s": engine_pps_mx, "verdicts": verdicts(last["mx"])},
+        "nmap_mx": {"median_s": med["nmap_mx"], "walls": rows["nmap_mx"], "port": nmap_port,
+                    "cases": 16 if nmap_ran else None, "probes_per_s": nmap_pps,
+                    "verdict": last.get("nmap"), "version": benchlib.tool_version([NMAP, "--version"]) if nmap_ran else None},
         "ratio_nmap_over_engine_mx": benchlib.ratio(med["nmap_mx"], med["engine_mx"]),
-        "ratio_probes_per_s_engine_mx_over_nmap": benchlib.ratio(
-            benchlib.ratio(cases_mx, med["engine_mx"]), benchlib.ratio(16, med["nmap_mx"])),
+        "ratio_probes_per_s_engine_mx_over_nmap": benchlib.ratio(engine_pps_mx, nmap_pps),
+        "ratio_probes_per_s_engine_all_over_nmap": benchlib.ratio(
+            benchlib.ratio(cases_all, med["engine_all"]), nmap_pps),
+        "slowest_all": slowest(last["all"]),
         "machine": benchlib.machine_facts(),
     }
+    if "no_t08" in last:
+        cases = last["no_t08"]["summary"]["results"]
+        figures["engine_all_no_t08"] = {
+            "median_s": med["engine_all_no_t08"], "walls": rows["engine_all_no_t08"], "cases": cases,
+            "left_out": NO_PROBE, "probes_per_s": benchlib.ratio(cases, med["engine_all_no_t08"]),
+            "verdicts": verdicts(last["no_t08"]), "slowest": slowest(last["no_t08"])}
+        figures["ratio_engine_all_over_no_t08"] = benchlib.ratio(med["engine_all"], med["engine_all_no_t08"])
+        figures["t08_cost_s"] = (med["engine_all"] - med["engine_all_no_t08"]
+                                 if None not in (med["engine_all"], med["engine_all_no_t08"]) else None)
     if args.compare_modes:
         figures["reference_all"] = {"median_s": med["reference_all"],
                                     "verdicts": {k: v for k, v in last["reference"]["summary"].items() if k.isupper()},
                                     "differences_per_run": [len(d) for d in differences]}
     print("probe bench: %s, %d runs (median)" % (figures["target"], args.runs))
     print("  %-34s %9s %7s %9s" % ("", "wall", "cases", "cases/s"))
-    table = [("engine, all listeners", "engine_all"), ("engine, port 25 only", "engine_mx"),
-             ("nmap smtp-open-relay, 25", "nmap_mx")]
+    table = [("engine, all listeners", "engine_all"), ("engine, all listeners without T08", "engine_all_no_t08"),
+             ("engine, port 25 only", "engine_mx"), ("nmap smtp-open-relay, 25", "nmap_mx")]
     for label, key in table:
-        row = figures[key]
+        row = figures.get(key)
+        if row is None:
+            continue
         print("  %-34s %9s %7s %9s" % (label, benchlib.fmt(row["median_s"], 3, " s"), row["cases"],
                                        benchlib.fmt(row["probes_per_s"], 0)))
     if args.compare_modes:
@@ -285,7 +339,14 @@ def main():
     print("  nmap / engine wall (port 25): %s x; cases/s engine / nmap: %s x; nmap said: %s" % (
         benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
         benchlib.fmt(figures["ratio_probes_per_s_engine_mx_over_nmap"], 0), figures["nmap_mx"]["verdict"]))
+    if "engine_all_no_t08" in figures:
+        print("  all / without T08: %s x (T08 costs %s)" % (benchlib.fmt(figures["ratio_engine_all_over_no_t08"], 1),
+                                                          benchlib.fmt(figures["t08_cost_s"], 3, " s")))
+    print("  load average (1 min) per run: %s" % " ".join(str(x) for x in loads))
     print("  engine verdicts (all listeners, last run): %s" % figures["engine_all"]["verdicts"])
+    print("  slowest cases (all listeners, last run): %s" % ", ".join(
+        "%s%s/%d %.3f s" % (c["probe"], "/" + c["case"] if c["case"] else "", c["port"], c["duration"])
+        for c in figures["slowest_all"]))
     if args.compare_modes:
         print("  reference verdicts (last run):            %s" % figures["reference_all"]["verdicts"])
         for run, found in enumerate(differences):
