@@ -27,10 +27,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import tempfile
 import time
+
+from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import confirm_all, greet
 
 ETC_EXIM = "/etc/exim4"
 MAIN_FILE = "/etc/exim4/conf.d/main/000_mailsec_relay"
@@ -830,23 +831,14 @@ class EximConfig(object):
             return None
 
     def answers(self):
-        """True when the confirm address greets with an SMTP reply (the daemon re-execs on HUP)."""
-        deadline = time.time() + self.confirm_timeout
-        last = None
-        while time.time() < deadline:
-            try:
-                conn = socket.create_connection(self.confirm, timeout=3)
-                try:
-                    banner = conn.recv(512).decode("ascii", "replace")
-                finally:
-                    conn.close()
-                if _REPLY.match(banner.splitlines()[0] if banner else ""):
-                    return True, banner.strip()
-                last = "unexpected greeting %r" % banner
-            except (OSError, socket.error) as exc:
-                last = str(exc)
-            time.sleep(0.5)
-        return False, last
+        """(True, greeting) when the confirm address greets with an SMTP reply (the daemon re-execs on HUP).
+
+        Any reply code counts: the daemon is back even when its connect ACL refuses this client (554)."""
+        target = tuple(self.confirm)
+        passed, failed = confirm_all([target], lambda item: greet(item[0], item[1], timeout=3, codes=None), self.confirm_timeout)
+        if failed:
+            return False, failed[target]
+        return True, "\n".join(passed[target])
 
     def regenerate_and_reload(self, reload):
         rc, out, err = self.run([self.update])

@@ -19,10 +19,16 @@ import os
 import re
 import shutil
 import socket
-import ssl
 import stat
 import tempfile
 import time
+
+from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import (
+    SMTPCheckError,
+    StartTLSNotOffered,
+    confirm_all,
+    greet,
+)
 
 # --------------------------------------------------------------------------------------------
 # Value helpers
@@ -751,22 +757,12 @@ class PostfixApplier(object):
 
     def confirm(self):
         """Every smtpd listener must greet with 220 (and complete TLS where TLS is configured)."""
-        deadline = time.time() + self.confirm_timeout
         pending = self.listeners()
-        errors = {}
-        while pending:
-            still = []
-            for item in pending:
-                try:
-                    smtp_greets(item[1], item[2], wrapper=item[3], starttls=item[4])
-                except (OSError, ssl.SSLError, PostfixError) as exc:
-                    errors[item[0]] = '%s:%s %s' % (item[1], item[2], exc)
-                    still.append(item)
-            pending = still
-            if pending:
-                if time.time() > deadline:
-                    raise PostfixError('listener check failed: %s' % '; '.join(errors[p[0]] for p in pending))
-                time.sleep(0.5)
+        dummy, failed = confirm_all(pending, lambda item: smtp_greets(item[1], item[2], wrapper=item[3], starttls=item[4]),
+                                    self.confirm_timeout, errors=(OSError, PostfixError))
+        if failed:
+            raise PostfixError('listener check failed: %s' % '; '.join(
+                '%s:%s %s' % (item[1], item[2], failed[item]) for item in pending if item in failed))
         return True
 
     # -- the whole transaction ----------------------------------------------------------------
@@ -841,48 +837,16 @@ def _same_file_content(a, b):
             stat.S_IMODE(os.stat(a).st_mode) == stat.S_IMODE(os.stat(b).st_mode)
 
 
-def _read_reply(sock_file):
-    lines = []
-    while True:
-        line = sock_file.readline(1024)
-        if not line:
-            raise PostfixError('connection closed without a reply')
-        lines.append(line.decode('latin-1').rstrip('\r\n'))
-        if len(line) < 4 or line[3:4] != b'-':
-            return int(line[:3]) if line[:3].isdigit() else 0, lines
-
-
 def smtp_greets(host, port, wrapper=False, starttls=False, timeout=5.0):
-    """Connect, expect 220; with TLS configured also complete a TLS handshake (bad key/cert shows here)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    sock = socket.create_connection((host, port), timeout=timeout)
+    """Connect, expect 220; with TLS configured also complete a TLS handshake (bad key/cert shows here).
+
+    The SMTP exchange is mta_common.greet's; what is Postfix's own is that STARTTLS must be offered
+    wherever TLS is configured. Raises PostfixError or OSError (ssl.SSLError included)."""
     try:
-        if wrapper:
-            sock = ctx.wrap_socket(sock)
-        reader = sock.makefile('rb')
-        code, lines = _read_reply(reader)
-        if code != 220:
-            raise PostfixError('greeting %r' % (lines[-1] if lines else ''))
-        if starttls:
-            sock.sendall(b'EHLO mailsec-postconf.invalid\r\n')
-            code, lines = _read_reply(reader)
-            if code != 250:
-                raise PostfixError('EHLO refused: %r' % (lines[-1] if lines else ''))
-            # Postfix quietly stops offering STARTTLS when it cannot load its certificate or key.
-            if not any(ln[4:].upper().startswith('STARTTLS') for ln in lines):
-                raise PostfixError('TLS is configured but STARTTLS is not offered')
-            sock.sendall(b'STARTTLS\r\n')
-            code, lines = _read_reply(reader)
-            if code != 220:
-                raise PostfixError('STARTTLS refused: %r' % lines[-1])
-            reader.close()
-            sock = ctx.wrap_socket(sock)
-        try:
-            sock.sendall(b'QUIT\r\n')
-        except OSError:
-            pass
-    finally:
-        sock.close()
+        greet(host, port, implicit_tls=wrapper, starttls=starttls, timeout=timeout)
+    except StartTLSNotOffered as exc:
+        # Postfix quietly stops offering STARTTLS when it cannot load its certificate or key.
+        raise PostfixError('TLS is configured but STARTTLS is not offered') from exc
+    except SMTPCheckError as exc:
+        raise PostfixError(str(exc)) from exc
     return True

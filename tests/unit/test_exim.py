@@ -346,3 +346,31 @@ def test_refuses_exim4_conf_and_paths_outside(root):
         exim.EximConfig(FakeExim(), {os.path.join(root, "exim4.conf"): {"content": "x"}}, root=root)
     with pytest.raises(exim.EximError, match="outside"):
         exim.EximConfig(FakeExim(), {"/etc/passwd": {"content": "x"}}, root=root)
+
+
+def test_answers_counts_any_smtp_reply_and_reports_what_never_answered(tmp_path):
+    # The connect and retry loop are mta_common's; Exim's own rule: any SMTP reply means the daemon
+    # is back (its connect ACL may refuse the confirm address with 554).
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve():
+        conn, dummy = server.accept()
+        conn.sendall(b"554 5.7.1 Connection refused by policy\r\n")
+        conn.recv(100)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    config = exim.EximConfig(None, {}, root=str(tmp_path), confirm=("127.0.0.1", server.getsockname()[1]),
+                             confirm_timeout=2)
+    assert config.answers() == (True, "554 5.7.1 Connection refused by policy")
+    thread.join(5)
+    # Nothing listens there any more: refused until the deadline, with the last error.
+    server.close()
+    config.confirm_timeout = 0.3
+    ok, detail = config.answers()
+    assert ok is False and "refused" in detail.lower()

@@ -487,3 +487,52 @@ def test_smtp_greets_against_a_fake_server():
         pf.smtp_greets("127.0.0.1", port)
     thread.join()
     server.close()
+
+
+def _one_session_server(reply, ehlo=None):
+    """A listener on 127.0.0.1 for one session: greets with ``reply``, answers EHLO with ``ehlo``."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve():
+        conn, dummy = server.accept()
+        conn.sendall(reply)
+        data = conn.recv(100)
+        if ehlo and data.startswith(b"EHLO"):
+            conn.sendall(ehlo)
+            conn.recv(100)
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread
+
+
+def test_smtp_greets_requires_starttls_where_tls_is_configured():
+    # The SMTP exchange is mta_common's; that a missing STARTTLS is a failure is Postfix's own check.
+    port, thread = _one_session_server(b"220 fake ESMTP\r\n", ehlo=b"250-fake\r\n250 PIPELINING\r\n")
+    with pytest.raises(pf.PostfixError, match="TLS is configured but STARTTLS is not offered"):
+        pf.smtp_greets("127.0.0.1", port, starttls=True)
+    thread.join(5)
+
+
+def test_confirm_names_every_listener_that_never_greeted(monkeypatch):
+    import socket
+    port, thread = _one_session_server(b"220 fake ESMTP\r\n")
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    dead_port = dead.getsockname()[1]
+    applier = pf.PostfixApplier(run=None, confirm_timeout=0.3)
+    monkeypatch.setattr(applier, "listeners", lambda: [
+        ("smtp", "127.0.0.1", port, False, False),
+        ("submission", "127.0.0.1", dead_port, False, True),
+    ])
+    with pytest.raises(pf.PostfixError, match=r"listener check failed: 127\.0\.0\.1:%d " % dead_port) as info:
+        applier.confirm()
+    assert "127.0.0.1:%d " % port not in str(info.value)  # the one that greeted is not blamed
+    thread.join(5)
+    dead.close()
