@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What is already in place on a mail host, read in one go (read-only).
+
+The postfix, exim and dovecot roles read everything they need here before deciding what to do, so
+that a no-op run skips its tasks instead of paying a round trip per task. The action plugin
+``mailsec.relay.host_state`` ships this file's source and runs it with one remote command (no
+module transfer, no temporary directory); the module of the same name imports it.
+
+The file is also a script: ``python3 host_state.py '<spec as JSON>'`` prints the state as JSON.
+Standard library only, Python 3.6+.
+
+spec: {"packages": [...], "files": [...], "commands": {name: argv}}. The answer has the same keys
+plus ``os`` (from os-release, so that no fact gathering is needed to pick platform variables) and
+``default_ipv4`` (the address of the default route's interface, or None).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import socket
+import struct
+import subprocess
+import sys
+
+__metaclass__ = type
+
+# os-release IDs that Ansible reports under another os_family name than the capitalised ID.
+_FAMILIES = (("debian", "Debian"), ("rhel", "RedHat"), ("fedora", "RedHat"), ("suse", "Suse"), ("arch", "Archlinux"),
+             ("alpine", "Alpine"))
+_DISTRIBUTIONS = {"debian": "Debian", "ubuntu": "Ubuntu", "rhel": "RedHat", "centos": "CentOS", "rocky": "Rocky",
+                  "almalinux": "AlmaLinux", "fedora": "Fedora", "opensuse-leap": "openSUSE Leap", "sles": "SLES",
+                  "alpine": "Alpine", "arch": "Archlinux"}
+
+
+def os_release(path="/etc/os-release"):
+    """distribution, major version and family as Ansible's facts name them (ansible_facts.os_family)."""
+    fields = {}
+    try:
+        with open(path) as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    fields[key] = value.strip().strip("\"'")
+    except (IOError, OSError):
+        return {"distribution": None, "major_version": None, "family": None}
+    os_id = fields.get("ID", "").lower()
+    lineage = [os_id] + fields.get("ID_LIKE", "").lower().split()
+    family = next((name for key, name in _FAMILIES if key in lineage), _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None))
+    version = fields.get("VERSION_ID", "")
+    return {"distribution": _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None),
+            "major_version": version.split(".")[0] or None, "family": family}
+
+
+def default_ipv4(route_table="/proc/net/route"):
+    """IPv4 address of the interface that holds the default route, or None (no route, no address).
+
+    Read from the routing table and the interface itself: nothing is sent anywhere.
+    """
+    try:
+        with open(route_table) as handle:
+            rows = [line.split() for line in handle.readlines()[1:]]
+    except (IOError, OSError):
+        return None
+    defaults = [row for row in rows if len(row) > 7 and row[1] == "00000000" and row[7] == "00000000"]
+    if not defaults:
+        return None
+    ifname = min(defaults, key=lambda row: int(row[6]))[0]    # lowest metric wins, as the kernel picks
+    import fcntl   # Linux only, like /proc/net/route
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", ifname[:15].encode()))  # SIOCGIFADDR
+        return socket.inet_ntoa(packed[20:24])
+    except (IOError, OSError):
+        return None
+    finally:
+        sock.close()
+
+
+def read(spec):
+    out = {"packages": {}, "files": {}, "commands": {}, "os": os_release(), "default_ipv4": default_ipv4()}
+    if spec.get("packages"):
+        # rc 1 only means that some package is unknown to dpkg: those count as missing.
+        try:
+            proc = subprocess.Popen(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"] + list(spec["packages"]),
+                                    stdout=subprocess.PIPE, stderr=open(os.devnull, "w"), universal_newlines=True)
+            listing = proc.communicate()[0]
+        except OSError:
+            listing = ""   # no dpkg: every package counts as missing, and the install task says why
+        installed = set(line.split()[0] for line in listing.splitlines() if line.endswith(" installed"))
+        out["packages"] = dict((name, name in installed) for name in spec["packages"])
+    for path in spec.get("files", []):
+        info = {"exists": os.path.exists(path)}
+        if info["exists"]:
+            st = os.stat(path)
+            info["mode"] = "%04o" % (st.st_mode & 0o7777)
+            info["owner"] = _name(pwd.getpwuid, st.st_uid)
+            info["group"] = _name(grp.getgrgid, st.st_gid)
+            if os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                info["sha1"] = hashlib.sha1(data).hexdigest()
+                info["lines"] = len(data.splitlines())
+        out["files"][path] = info
+    for name, argv in spec.get("commands", {}).items():
+        try:
+            # The exit status is the answer (e.g. "is the daemon running"), never an error here.
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+            stdout = proc.communicate()[0]
+            out["commands"][name] = {"rc": proc.returncode, "stdout": stdout.strip()}
+        except OSError:
+            out["commands"][name] = {"rc": 127, "stdout": ""}
+    return out
+
+
+def _name(lookup, number):
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return str(number)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    sys.stdout.write(json.dumps(read(json.loads(argv[0]))) + "\n")
+
+
+if __name__ == "__main__":
+    main()
