@@ -24,7 +24,10 @@ mkdir -p "$LOGS"
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 
 # Each stage_* function runs its tool; summary_* extracts that tool's own summary line from the log.
-stage_lint() { ansible-lint --profile production; }
+# ansible-lint puts ~/.ansible/collections first in the collection path: a copy of mailsec.relay
+# installed there (an old release, a Molecule prerun) would be linted against instead of this
+# checkout. A HOME of its own keeps the lint about this tree.
+stage_lint() { mkdir -p "$ROOT/.cache/lint-home" && HOME="$ROOT/.cache/lint-home" ansible-lint --profile production; }
 summary_lint() { grep -E '^(Passed|Failed):' "$1" | tail -1; }
 
 stage_sanity() { "$ROOT/tests/sanity.sh"; }
