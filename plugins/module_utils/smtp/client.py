@@ -171,8 +171,8 @@ class SMTPClient:
         self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "", origin))
         slot = _TLS_SLOT.set(self.tls_slot)
         try:
-            self.reader, self.writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, **kwargs), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port, **kwargs)
         except (asyncio.TimeoutError, TimeoutError):
             self.log("*** connect timed out")
             raise ConnectFailed("connect to %s timed out after %ss" % (where, self.timeout), "CONNECT")
@@ -206,13 +206,16 @@ class SMTPClient:
         writer, self.writer = self.writer, None
         self.usable = False
         self.pending_rset = False
-        if writer is not None and self.tls_active and self.tls_slot is not None:
-            # TLS 1.3 tickets arrive after the handshake: the session is worth keeping only now
+        if writer is not None and self.tls_active and self.tls_slot is not None and not self.tls_resumed:
+            # TLS 1.3 tickets arrive after the handshake: the session is worth keeping only now.
+            # A resumed handshake shows the slot's session works: keep it (reading a session out
+            # copies it, a DER round trip per connection).
             self.tls_slot.keep(writer.get_extra_info("ssl_object"))
         if writer is not None:
             try:
                 writer.close()
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):   # (no task per close, unlike wait_for)
+                    await writer.wait_closed()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
                 pass
         if self.on_close is not None:
@@ -234,7 +237,12 @@ class SMTPClient:
             raise Closed("connection already closed", self.stage)
         try:
             self.writer.write(payload)
-            await asyncio.wait_for(self.writer.drain(), self.timeout)
+            transport = self.writer.transport
+            # drain only when there is something to wait for: an SMTP command fits the socket
+            # buffer, and a wait_for per write (a task each) was a tenth of the prober's CPU
+            if transport.get_write_buffer_size() or transport.is_closing():
+                async with asyncio.timeout(self.timeout):
+                    await self.writer.drain()
         except (asyncio.TimeoutError, TimeoutError):
             self.usable = False
             raise ReadTimeout("write timed out", self.stage)

@@ -517,15 +517,21 @@ class Runner:
         """First fit: the first queued case the open connection can still afford (a cheaper one
         fills the budget left), else the head."""
         if client is not None and client.usable:
-            fitting = [index for index, case in enumerate(queue)
-                       if not self._needs_new_connection(client, case)]
             # Two syntax errors end a connection (Exim drops it after three): one early, then cases
             # without that risk, so the connection's error budget is used up first.
             wanted = client.syntax_errors == 0
-            fitting = [i for i in fitting if queue[i].syntax_risk == wanted] or fitting
-            if fitting:
-                case = queue[fitting[0]]
-                del queue[fitting[0]]
+            first = None
+            for index, case in enumerate(queue):
+                if self._needs_new_connection(client, case):
+                    continue
+                if case.syntax_risk == wanted:
+                    first = index
+                    break
+                if first is None:
+                    first = index
+            if first is not None:
+                case = queue[first]
+                del queue[first]
                 return case
         return queue.popleft()
 
