@@ -217,6 +217,16 @@ def probe_section(probes):
                          " (T08 took %s in the last run)" % ", ".join("%s s on %s" % (f(c["duration"], 3), c["port"]) for c in t08)
                          if t08 else ""))
         lines.append(line)
+        for key, label in (("quit_mx", "port 25"), ("quit_all", "all listeners")):
+            quits = data.get(key) or {}
+            if quits.get("quits"):
+                text = "  QUIT exchanges (%s, last run): %d, median wait for the 221 %s s, %d over 0.1 s, %s s in all." % (
+                    label, quits["quits"], f(quits.get("quit_wait_median_s"), 3), quits.get("quits_over_100ms", 0),
+                    f(quits.get("quit_wait_sum_s"), 2))
+                if (quits.get("quit_wait_median_s") or 0) >= 0.1:
+                    text += (" The server holds its reply to QUIT until the client closes (Exim 4.96 on plaintext: "
+                             "up to 200 ms), and each connection keeps its per-host slot until then.")
+                lines.append(text)
         slow = data.get("slowest_all") or []
         if slow:
             lines.append("  Slowest cases of the last full run: %s." % ", ".join(
