@@ -4,9 +4,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Verify a fleet of N emulated SMTP endpoints on loopback with ONE probe-engine run.
 
-Each endpoint is a hardened MTA emulated by tests/unit/smtp/fakesmtp.FakeHost on its own
-127.77.x.y address: port 25 (mx, STARTTLS, foreign RCPT 554 5.7.1, local domain accepted),
-587 (STARTTLS required, AUTH only after TLS) and 465 (implicit TLS), self-signed EC cert.
+Each endpoint is a hardened MTA on its own 127.77.x.y address: port 25 (mx, STARTTLS, foreign
+RCPT 554 5.7.1, local domain accepted), 587 (STARTTLS required, AUTH only after TLS) and 465
+(implicit TLS), self-signed EC cert. --endpoint lean (default) emulates it with bench/lean_smtp.py
+(one asyncio.Protocol per connection; replies as tests/unit/smtp/fakesmtp.FakeHost's defaults,
+checked case by case by tests/unit/smtp/test_lean_smtp.py); --endpoint fake uses FakeHost itself.
 One or two server processes hold all endpoints; every measured probe run is a fresh process,
 so its ru_maxrss is that run's peak.
 
@@ -49,6 +51,7 @@ async def serve(args):
     benchlib.raise_nofile()
     benchlib.import_paths()
     from fakesmtp import FakeHost, make_cert, server_context
+    from lean_smtp import LeanHost
 
     certdir = os.path.join(args.certdir, "cert-%d" % args.index)   # one per process: no write race
     os.makedirs(certdir, exist_ok=True)
@@ -61,10 +64,14 @@ async def serve(args):
         name = "ep%04d" % index
         hostname = "%s.example.test" % name
         same = {"hostname": hostname}
-        host = FakeHost(context, mx=same, submission=same, submissions=same)
+        fake = FakeHost(context, mx=same, submission=same, submissions=same)
+        # lean: same replies and real TLS, less CPU per connection (bench/lean_smtp.py)
+        host = fake if args.endpoint == "fake" else LeanHost(context, hostname)
         for server, port in zip(host.servers, ports):
             await server.start(address, port)
-        target = host.target()
+        for twin, server in zip(fake.servers, host.servers):
+            twin.port = server.port
+        target = fake.target()                  # the listeners and expectations of the host
         target.update(name=name, addresses=[address], hostname=hostname)
         hosts.append(host)
         targets.append((index, target))
@@ -89,14 +96,14 @@ async def serve(args):
 class ServerPool:
     """The endpoint processes: endpoint i lives in process i % count (small N still spreads)."""
 
-    def __init__(self, size, processes, ports, workdir):
+    def __init__(self, size, processes, ports, workdir, endpoint="lean"):
         self.procs = []
         self.targets = {}
         for index in range(processes):
             out = os.path.join(workdir, "targets-%d.json" % index)
             cmd = [sys.executable, os.path.abspath(__file__), "_serve", "--index", str(index), "--of",
                    str(processes), "--count", str(size), "--ports", ports, "--certdir", workdir,
-                   "--targets-out", out]
+                   "--targets-out", out, "--endpoint", endpoint]
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                     env=benchlib.env_with_paths())
             self.procs.append((proc, out))
@@ -166,8 +173,8 @@ def probe(args):
         profiler.disable()
         with open(args.profile + ".txt", "w") as handle:
             stats = pstats.Stats(profiler, stream=handle)
-            stats.sort_stats("tottime").print_stats(25)
-            stats.sort_stats("cumulative").print_stats(25)
+            stats.sort_stats("tottime").print_stats(45)
+            stats.sort_stats("cumulative").print_stats(45)
     else:
         out, fds = asyncio.run(_probe(params))
     wall = time.monotonic() - started
@@ -184,6 +191,10 @@ def probe(args):
 # -- orchestration -------------------------------------------------------------------------------
 def engine_run(targets, args, workdir, profile=None):
     params = {"targets": targets, "concurrency": args.concurrency, "timeout": args.timeout}
+    if profile:
+        # cProfile sees only its own process: profile the engine in-process (one worker) rather
+        # than a parent that waits on its worker processes
+        params["workers"] = 1
     path = os.path.join(workdir, "params.json")
     with open(path, "w") as handle:
         json.dump(params, handle)
@@ -331,6 +342,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--servers", type=int, default=2, help="endpoint server processes")
     parser.add_argument("--ports", default="25,587,465", help="mx,submission,submissions ports of every endpoint")
+    parser.add_argument("--endpoint", choices=("lean", "fake"), default="lean",
+                        help="emulated MTA: lean (bench/lean_smtp.py, protocol-based) or fake (the unit tests' "
+                             "fakesmtp.FakeHost); the same replies and real TLS either way")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=5)
     parser.add_argument("--run-timeout", type=float, default=900)
@@ -338,7 +352,8 @@ def main(argv=None):
     parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
     parser.add_argument("--module-repeat", type=int, default=None, help="runs per size, module path (default: --repeat)")
     parser.add_argument("--with-lab", action="store_true", help="also probe the lab MTAs from the prober")
-    parser.add_argument("--profile", action="store_true", help="cProfile one engine run at the largest N")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile one engine run at the largest N (in-process: workers=1)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -354,7 +369,7 @@ def main(argv=None):
     pool = None
     try:
         started = time.monotonic()
-        pool = ServerPool(max(sizes + module_sizes), args.servers, args.ports, workdir)
+        pool = ServerPool(max(sizes + module_sizes), args.servers, args.ports, workdir, args.endpoint)
         report["server_start_s"] = round(time.monotonic() - started, 2)
         print("endpoints: %d on %s.x.y ports %s in %d processes (started in %.1f s); nofile %d"
               % (len(pool.targets), ADDRESS_BASE, args.ports, args.servers, report["server_start_s"], nofile),
@@ -461,7 +476,7 @@ if __name__ == "__main__":
         p = argparse.ArgumentParser()
         for opt in ("--index", "--of", "--count"):
             p.add_argument(opt, type=int)
-        for opt in ("--ports", "--certdir", "--targets-out"):
+        for opt in ("--ports", "--certdir", "--targets-out", "--endpoint"):
             p.add_argument(opt)
         asyncio.run(serve(p.parse_args(sys.argv[2:])))
     elif len(sys.argv) > 1 and sys.argv[1] == "_probe":
