@@ -336,7 +336,9 @@ class SMTPClient:
 
     async def _flush_rset(self) -> None:
         if self.pending_rset:
+            self.pending_rset = False     # (command() would otherwise put a second RSET before it)
             await self.command("RSET")
+            self.guard.recipients = []
 
     # -- SMTP verbs -------------------------------------------------------------------------
     async def ehlo(self):

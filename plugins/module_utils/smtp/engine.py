@@ -151,6 +151,7 @@ class ListenerState:
         self.clean_sender_refused = None   # the Reply when an unauthenticated clean MAIL was refused
         self.refused = False         # the reachability check found no one listening (not just no greeting)
         self.spare = None            # the greeted connection of the reachability check, for the first session
+        self.tls_first = None        # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
 
 
 class ProbeContext:
@@ -484,10 +485,13 @@ class Runner:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text
             ctx.state.refused = outcome.stage == "CONNECT"
-        elif client is not None and client.usable and client.banner.code // 100 == 2 and self.opts.reuse and keep:
-            ctx.state.spare = client
-        elif client is not None:
-            await client.close()
+        else:
+            if client is not None and client.tls_active and client.banner is not None and self.opts.reuse:
+                ctx.state.tls_first = (client.tls_info, client.banner, list(client.transcript))
+            if client is not None and client.usable and client.banner.code // 100 == 2 and self.opts.reuse and keep:
+                ctx.state.spare = client
+            elif client is not None:
+                await client.close()
         transcript = ([line for each in run.clients for line in each.transcript]
                       if self._keeps_transcript(outcome) else [])
         self._record(ctx, reach, outcome, transcript, time.monotonic() - started, client)
@@ -510,8 +514,9 @@ class Runner:
         await asyncio.gather(*jobs)
 
     def _needs_new_connection(self, client, case):
+        # (a case that ends the session sends nothing after it that a syntax error could cut off)
         return (not client.usable or client.errors + case.cost > self.opts.error_budget
-                or (client.syntax_errors >= 2 and case.cost > 0))
+                or (client.syntax_errors >= 2 and case.cost > 0 and not case.ends_session))
 
     def _next_case(self, client, queue):
         """First fit: the first queued case the open connection can still afford (a cheaper one
@@ -522,7 +527,7 @@ class Runner:
             wanted = client.syntax_errors == 0
             first = None
             for index, case in enumerate(queue):
-                if self._needs_new_connection(client, case):
+                if (case.ends_session and len(queue) > 1) or self._needs_new_connection(client, case):
                     continue
                 if case.syntax_risk == wanted:
                     first = index
@@ -533,6 +538,8 @@ class Runner:
                 case = queue[first]
                 del queue[first]
                 return case
+        if queue[0].ends_session and len(queue) > 1:
+            queue.rotate(-1)         # a case that ends its session goes last
         return queue.popleft()
 
     async def _worker(self, ctx, queue):
@@ -622,8 +629,12 @@ class Runner:
                 continue
             break
         self._finish_attempts(ctx, case, outcome, attempt)
-        transcript = ([line for client in run.clients for line in client.transcript]
-                      if self._keeps_transcript(outcome) else [])
+        if not self._keeps_transcript(outcome):
+            transcript = []
+        elif outcome.evidence is not None and not run.clients:
+            transcript = outcome.evidence
+        else:
+            transcript = [line for client in run.clients for line in client.transcript]
         self._record(ctx, case, outcome, transcript, time.monotonic() - started, run.clients[-1] if run.clients else None)
 
     def _keeps_transcript(self, outcome):
