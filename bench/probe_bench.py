@@ -378,7 +378,7 @@ def main():
     if args.compare_modes:
         print("  %-34s %9s %7s" % ("reference mode (reuse: false), all", benchlib.fmt(med["reference_all"], 3, " s"),
                                    last["reference"]["summary"]["results"]))
-    print("  nmap / engine wall (port 25): %s x; cases/s engine / nmap: %s x; nmap said: %s" % (
+    print("  nmap / engine wall (port 25): %sx; cases/s engine / nmap: %sx; nmap said: %s" % (
         benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
         benchlib.fmt(figures["ratio_probes_per_s_engine_mx_over_nmap"], 0), figures["nmap_mx"]["verdict"]))
     if "engine_all_no_t08" in figures:

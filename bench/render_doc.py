@@ -165,7 +165,10 @@ def _x(value):
 
 
 def _ms(row):
-    return f((row or {}).get("median_s"), 3)
+    """Median wall, and each run's wall when there were several (T08 makes them bimodal)."""
+    walls = (row or {}).get("walls") or []
+    text = f((row or {}).get("median_s"), 3)
+    return text + (" (%s)" % "/".join(f(w, 3) for w in walls) if len(walls) > 1 else "")
 
 
 def probe_section(probes):
@@ -180,7 +183,7 @@ def probe_section(probes):
              "for wall time and engine over nmap for probes/s (port 25 against port 25). Lab hosts are probed "
              "from the prober container's network namespace, with 30 s between rounds so that Dovecot's auth "
              "penalty from the previous round's T08 has expired.", "",
-             "| target | runs | row | wall s | cases | probes/s | ratios | verdicts | load per run |",
+             "| target | runs | row | wall s: median (each run) | cases | probes/s | ratios | verdicts | load per run |",
              "|---|---:|---|---:|---:|---:|---|---|---|"]
     for data in probes:
         load = "/".join(str(x) for x in data.get("loadavg_1m_per_run") or [])
@@ -215,8 +218,9 @@ def probe_section(probes):
         full = (data.get("engine_all") or {}).get("median_s")
         without = (data.get("engine_all_no_t08") or {}).get("median_s")
         met = full is not None and full < PROBE_TARGET_S
-        line = "- %s (%s): target \"full matrix on one host < 1 s\" %s (%s s" % (
-            data["name"], data.get("target"), "met" if met else "NOT met", f(full, 3))
+        line = "- %s (%s; measured %s): target \"full matrix on one host < 1 s\" %s (%s s" % (
+            data["name"], data.get("target"), (data.get("machine") or {}).get("date", "?"), "met" if met else "NOT met",
+            f(full, 3))
         if without is not None:
             line += "; without T08 %s s, full / without T08 %s x" % (
                 f(without, 3), f(data.get("ratio_engine_all_over_no_t08"), 1))
