@@ -252,22 +252,30 @@ class SMTPClient:
 
     async def read_reply(self, timeout: float = None):
         lines = []
+        reader = self.reader
+        # One deadline for the whole reply, armed only for the reads that have to wait: the other
+        # lines of a multi-line or pipelined reply are usually in the buffer already.
+        buffered = getattr(reader, "_buffer", None)
+        deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
         try:
-            async with asyncio.timeout(timeout or self.timeout):
-                while True:
-                    raw = await self.reader.readline()
-                    if not raw.endswith(b"\n"):
-                        self.usable = False
-                        if raw:
-                            self.log("S: " + escape_bytes(raw))
-                        self.log("*** connection closed by server")
-                        raise Closed("connection closed by the server", self.stage)
-                    self.log("S: " + escape_bytes(raw.rstrip(b"\r\n")))
-                    lines.append(raw)
-                    if len(lines) > MAX_LINES:
-                        raise ProtocolError("reply longer than %d lines" % MAX_LINES, self.stage)
-                    if is_last_line(raw):
-                        break
+            while True:
+                if buffered is not None and b"\n" in buffered:
+                    raw = await reader.readline()       # a whole line is buffered: returns at once
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await reader.readline()
+                if not raw.endswith(b"\n"):
+                    self.usable = False
+                    if raw:
+                        self.log("S: " + escape_bytes(raw))
+                    self.log("*** connection closed by server")
+                    raise Closed("connection closed by the server", self.stage)
+                self.log("S: " + escape_bytes(raw.rstrip(b"\r\n")))
+                lines.append(raw)
+                if len(lines) > MAX_LINES:
+                    raise ProtocolError("reply longer than %d lines" % MAX_LINES, self.stage)
+                if is_last_line(raw):
+                    break
         except TimeoutError:
             self.usable = False
             self.log("*** no complete reply within %ss" % (timeout or self.timeout))
