@@ -43,14 +43,19 @@ def machine_section(data):
     ]
 
 
+ENDPOINTS = {"lean": "bench/lean_smtp.py: FakeHost's replies and real TLS, one asyncio.Protocol per connection",
+             "fake": "tests/unit/smtp/fakesmtp.FakeHost"}
+
+
 def fleet_section(fleet):
     if not fleet:
         return ["### Fleet verification", "", "Not measured in this run (bench/fleet_bench.py).", ""]
     cfg = fleet["config"]
     lines = ["### Fleet verification (bench/fleet_bench.py)", "",
              "N emulated hardened MTAs (25 STARTTLS, 587 TLS-required + AUTH after TLS, 465 implicit TLS) on "
-             "127.77.x.y, %d endpoint processes, concurrency %d; median of %d engine runs and %d module runs "
-             "per N." % (cfg["servers"], cfg["concurrency"], cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"]), "",
+             "127.77.x.y, %d endpoint processes (%s), concurrency %d; median of %d engine runs and %d module runs "
+             "per N." % (cfg["servers"], ENDPOINTS.get(cfg.get("endpoint"), ENDPOINTS["fake"]), cfg["concurrency"],
+                         cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"]), "",
              "| path | N | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB | results | results/s | endpoints/s "
              "| peak fds | connections | load |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
