@@ -9,10 +9,12 @@ containers.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -135,6 +137,55 @@ def machine_facts():
     except Exception:  # noqa: BLE001 - a fact, not a requirement
         pass
     return facts
+
+
+# -- the lab network, reached only from inside the prober container's network namespace ----------
+LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+
+
+def allowed_target(address):
+    """Loopback or one of the lab's documentation ranges: the only addresses a bench may probe."""
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or any(ip.version == net.version and ip in net for net in LAB_NETS)
+
+
+def route_source(address):
+    """The source address the kernel would use for ``address`` (a UDP connect sends nothing)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((address, 9))
+        return sock.getsockname()[0]
+
+
+def check_route(address, hint="run with --netns prober"):
+    """Refuse a lab address this namespace would reach through a gateway (off the machine)."""
+    if not allowed_target(address):
+        raise SystemExit("%s is neither loopback nor a lab address: refused" % address)
+    source = route_source(address)
+    if ipaddress.ip_address(address).is_loopback or allowed_target(source):
+        return source
+    raise SystemExit("%s would be reached from %s, not from the lab network: %s" % (address, source, hint))
+
+
+def container_pid(name):
+    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+
+
+def container_root(name):
+    """The container's root file system on this machine (podman mount; needs root)."""
+    return subprocess.run(["podman", "mount", name], capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
+
+
+def exec_in_netns(container, script, argv, marker):
+    """Replace this process with ``script argv`` run inside ``container``'s network namespace.
+
+    Host binaries, venv and file system stay; only the network is the container's (nsenter -n).
+    ``marker`` is set in the environment to the container's name, so the script knows it is in."""
+    pid = container_pid(container)
+    env = dict(os.environ, **{marker: container})
+    os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", sys.executable, os.path.abspath(script)] + list(argv), env)
 
 
 def write_json(path, data):

@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,49 +48,25 @@ import benchlib
 
 FAKE_ADDRESS = "127.25.0.1"
 NMAP = "/usr/bin/nmap"
-LAB_NETS = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
 IN_NETNS = "MAILSEC_PROBE_BENCH_NETNS"
 NO_PROBE = "T08"   # left out of the "without T08" row: the wrong passwords that wait out the auth failure delay
 SLOWEST = 8
 
 
-def allowed_target(address):
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or any(ip.version == net.version and ip in net for net in LAB_NETS)
-
-
-def route_source(address):
-    """The source address the kernel would use for ``address`` (a UDP connect sends nothing)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.connect((address, 9))
-        return sock.getsockname()[0]
-
-
-def check_route(address):
-    """Refuse a lab address this namespace would reach through a gateway (off the machine)."""
-    source = route_source(address)
-    if ipaddress.ip_address(address).is_loopback or allowed_target(source):
-        return source
-    raise SystemExit("%s would be reached from %s, not from the lab network: run with --netns prober"
-                     % (address, source))
+allowed_target = benchlib.allowed_target
+check_route = benchlib.check_route
 
 
 def enter_netns(args):
     """Re-run this script inside the container's network namespace (host binaries and venv)."""
-    pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", args.netns], capture_output=True,
-                         text=True, check=True, timeout=30).stdout.strip()
     argv = list(sys.argv[1:])
     index = argv.index("--netns")
     del argv[index:index + 2]
     if not args.canary_spool and not args.target:
-        root = subprocess.run(["podman", "mount", args.netns], capture_output=True, text=True, check=True,
-                              timeout=30).stdout.strip()
-        spool = os.path.join(root, "var", "spool", "canary")
+        spool = os.path.join(benchlib.container_root(args.netns), "var", "spool", "canary")
         if os.path.isdir(spool):
             argv += ["--canary-spool", spool]
-    env = dict(os.environ, **{IN_NETNS: args.netns})
-    os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", sys.executable, os.path.abspath(__file__)] + argv, env)
+    benchlib.exec_in_netns(args.netns, __file__, argv, IN_NETNS)
 
 
 def start_fake(spool):
