@@ -15,9 +15,17 @@ so its ru_maxrss is that run's peak.
 Paths measured for N in --sizes (median of --repeat runs each):
   engine    plugins/module_utils/smtp engine.run in a fresh Python process
   module    ansible-playbook, one mailsec.relay.relay_probe task on localhost (module overhead)
-  lab       (--with-lab) the real lab MTAs, probed from the lab's prober container
+  lab       (--with-lab) the real lab MTAs, probed from the lab's prober container (a separate run)
 
-Run: .venv/bin/python bench/fleet_bench.py [--sizes 10,100,1000] [--repeat 3] [--json out.json]
+--mixed-lab puts the real lab MTAs (mx1, hub1, legacy1 Postfix, exim1 Exim: listeners and
+expectations from the lab inventory's policy, as from the prober's external address) into the SAME
+engine and module runs as the N emulated endpoints. The whole bench (endpoint servers, engine,
+ansible-playbook) then re-executes itself inside the prober container's network namespace
+(nsenter -n, as bench/probe_bench.py --netns): its loopback holds the 127.77.x.y endpoints, the lab
+hosts are on-link, and every probe binds the vantage 198.51.100.100. A lab address this namespace
+would reach through a gateway is refused. Verdicts are counted apart for real and emulated targets.
+
+Run: .venv/bin/python bench/fleet_bench.py [--sizes 10,100,1000] [--repeat 3] [--mixed-lab] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ import benchlib  # noqa: E402
 ADDRESS_BASE = "127.77"           # 127/8 is all routed to lo on Linux: no setup needed
 LAB_PROBER = "prober"
 LAB_SOURCE = "198.51.100.100"     # the prober's "external" vantage (outside every relay network)
+IN_NETNS = "MAILSEC_FLEET_BENCH_NETNS"
+MIXED_PORTS = "2525,587,465"
+VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
 
 
 def endpoint_address(index):
@@ -163,6 +174,7 @@ def probe(args):
     benchlib.import_paths()
     with open(args.params) as handle:
         params = json.load(handle)
+    real = set(params.pop("bench_real", None) or [])
     started = time.monotonic()
     if args.profile:
         import cProfile
@@ -185,12 +197,29 @@ def probe(args):
                       "maxrss_parent_mib": me.ru_maxrss / 1024.0, "maxrss_worker_mib": kids.ru_maxrss / 1024.0,
                       "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
                       "workers": out["summary"].get("workers", 1), "fd_peak": fds, "nofile": nofile,
-                      "summary": out["summary"]}))
+                      "summary": out["summary"], **(split_verdicts(out["results"], real) if real else {})}))
+
+
+def split_verdicts(results, real):
+    """Verdict counts of the real and of the emulated targets, and every real result but PASS."""
+    split = {"real": dict.fromkeys(VERDICTS, 0), "emulated": dict.fromkeys(VERDICTS, 0)}
+    notable = []
+    for result in results:
+        group = "real" if result["target"] in real else "emulated"
+        split[group][result["verdict"]] = split[group].get(result["verdict"], 0) + 1
+        if group == "real" and result["verdict"] != "PASS":
+            row = {k: result.get(k) for k in ("target", "port", "probe", "case", "verdict")}
+            row["reason"] = (result.get("reason") or "")[:200]
+            notable.append(row)
+    return {"split": split, "real_not_pass": sorted(notable, key=lambda r: (r["target"], r["port"], r["probe"],
+                                                                            r["case"] or ""))}
 
 
 # -- orchestration -------------------------------------------------------------------------------
-def engine_run(targets, args, workdir, profile=None):
+def engine_run(targets, args, workdir, profile=None, real=None):
     params = {"targets": targets, "concurrency": args.concurrency, "timeout": args.timeout}
+    if real:
+        params.update(source_address=[LAB_SOURCE], bench_real=real)
     if profile:
         # cProfile sees only its own process: profile the engine in-process (one worker) rather
         # than a parent that waits on its worker processes
@@ -218,12 +247,17 @@ PLAYBOOK = """\
     - name: Probe the emulated fleet
       mailsec.relay.relay_probe:
         targets: "{{ bench_targets }}"
+        source_address: "{{ bench_source if bench_source else omit }}"
         concurrency: "{{ bench_concurrency }}"
         timeout: "{{ bench_timeout }}"
       register: bench_probe
     - name: Print the summary
       ansible.builtin.debug:
         msg: "BENCH_SUMMARY={{ bench_probe.summary | to_json }}"
+    - name: Print the verdicts of the real MTAs
+      ansible.builtin.debug:
+        msg: "BENCH_REAL={{ bench_probe.results | selectattr('target', 'in', bench_real)
+          | map(attribute='verdict') | list | to_json }}"
 """
 
 
@@ -231,14 +265,15 @@ def module_available():
     return os.path.exists(os.path.join(benchlib.ROOT, "plugins", "modules", "relay_probe.py"))
 
 
-def module_run(targets, args, workdir):
+def module_run(targets, args, workdir, real=None):
     playbook = os.path.join(workdir, "fleet_probe.yml")
     with open(playbook, "w") as handle:
         handle.write(PLAYBOOK)
     extra = os.path.join(workdir, "extra.json")
     with open(extra, "w") as handle:
         json.dump({"bench_targets": targets, "bench_concurrency": args.concurrency,
-                   "bench_timeout": args.timeout}, handle)
+                   "bench_timeout": args.timeout, "bench_source": [LAB_SOURCE] if real else [],
+                   "bench_real": real or []}, handle)
     cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
            "-e", "@" + extra, playbook]
     load = round(os.getloadavg()[0], 1)
@@ -247,7 +282,16 @@ def module_run(targets, args, workdir):
     if rc != 0 or not match:
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
-    return {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load}
+    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load}
+    match = re.search(r"BENCH_REAL=(\[.*?\])\"?$", out, re.M)
+    if match:
+        real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
+        split = {"real": dict.fromkeys(VERDICTS, 0)}
+        for verdict in real_verdicts:
+            split["real"][verdict] = split["real"].get(verdict, 0) + 1
+        split["emulated"] = {k: (summary.get(k) or 0) - split["real"].get(k, 0) for k in VERDICTS}
+        run["split"] = split
+    return run
 
 
 # -- lab (real MTAs, probed from the prober container) -------------------------------------------
@@ -277,6 +321,33 @@ def lab_targets():
             if target:
                 targets.append(target)
     return targets
+
+
+def lab_kind(name):
+    """postfix or exim, from the inventory group the host is in."""
+    import yaml
+    hosts = yaml.safe_load(open(os.path.join(benchlib.ROOT, "tests", "lab", "inventory", "hosts.yml")))
+    for group, body in hosts["all"]["children"]["mta"]["children"].items():
+        if name in (body.get("hosts") or {}):
+            return group
+    return None
+
+
+def check_lab_netns(real):
+    """Inside the prober's namespace: every lab address on-link there, the vantage ours, loopback ours."""
+    if os.environ.get(IN_NETNS) != LAB_PROBER:
+        raise SystemExit("--mixed-lab runs only inside the %s network namespace" % LAB_PROBER)
+    for target in real:
+        for address in target["addresses"]:
+            benchlib.check_route(address, hint="not in the %s network namespace?" % LAB_PROBER)
+    with __import__("socket").socket() as sock:
+        try:
+            sock.bind((LAB_SOURCE, 0))          # the vantage must be an address of this namespace
+        except OSError as error:
+            raise SystemExit("cannot bind the vantage %s here: %s" % (LAB_SOURCE, error))
+    if benchlib.route_source(endpoint_address(0)) != LAB_SOURCE and \
+            not benchlib.route_source(endpoint_address(0)).startswith("127."):
+        raise SystemExit("%s is not on this namespace's loopback" % endpoint_address(0))
 
 
 def lab_up():
@@ -332,7 +403,11 @@ def summarize(runs):
             "workers": good[0].get("workers"),
             "loadavg_1m": [r.get("loadavg_1m") for r in good],
             "results": results, "results_per_s": results / wall if wall else None,
-            "verdicts": {k: good[0]["summary"].get(k) for k in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")},
+            "verdicts": {k: good[0]["summary"].get(k) for k in VERDICTS},
+            # real vs emulated (--mixed-lab), and whether every run gave the real MTAs the same counts
+            "split": good[0].get("split"), "real_not_pass": good[0].get("real_not_pass"),
+            "real_splits_agree": all(r.get("split", {}).get("real") == good[0].get("split", {}).get("real")
+                                     for r in good) if good[0].get("split") else None,
             "errors": [r["error"] for r in runs if "error" in r]}
 
 
@@ -341,7 +416,8 @@ def main(argv=None):
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--servers", type=int, default=2, help="endpoint server processes")
-    parser.add_argument("--ports", default="25,587,465", help="mx,submission,submissions ports of every endpoint")
+    parser.add_argument("--ports", help="mx,submission,submissions ports of every endpoint (default 25,587,465; "
+                        "with --mixed-lab %s: the prober's canary sink holds *:25 in its namespace)" % MIXED_PORTS)
     parser.add_argument("--endpoint", choices=("lean", "fake"), default="lean",
                         help="emulated MTA: lean (bench/lean_smtp.py, protocol-based) or fake (the unit tests' "
                              "fakesmtp.FakeHost); the same replies and real TLS either way")
@@ -351,11 +427,20 @@ def main(argv=None):
     parser.add_argument("--no-module", action="store_true", help="skip the ansible-playbook path")
     parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
     parser.add_argument("--module-repeat", type=int, default=None, help="runs per size, module path (default: --repeat)")
-    parser.add_argument("--with-lab", action="store_true", help="also probe the lab MTAs from the prober")
+    parser.add_argument("--with-lab", action="store_true",
+                        help="also probe the lab MTAs from the prober, in a separate run (podman exec)")
+    parser.add_argument("--mixed-lab", action="store_true",
+                        help="verify the real lab MTAs in the same engine/module runs as the emulated endpoints: the "
+                             "bench re-runs itself in the prober's network namespace (nsenter; root, lab up)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile one engine run at the largest N (in-process: workers=1)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    if args.mixed_lab and os.environ.get(IN_NETNS) != LAB_PROBER:
+        if not lab_up():
+            raise SystemExit("--mixed-lab: lab containers are not running (tests/lab/lab.sh up; make demo)")
+        benchlib.exec_in_netns(LAB_PROBER, __file__, sys.argv[1:] if argv is None else argv, IN_NETNS)
+    args.ports = args.ports or (MIXED_PORTS if args.mixed_lab else "25,587,465")
     sizes = sorted(int(s) for s in args.sizes.split(","))
     module_sizes = sorted(int(s) for s in (args.module_sizes or args.sizes).split(","))
 
@@ -364,7 +449,21 @@ def main(argv=None):
     # client sockets (the engine's global bound) plus a handful of its own.
     if args.concurrency + 64 > nofile:
         raise SystemExit("concurrency %d too high for RLIMIT_NOFILE %d" % (args.concurrency, nofile))
-    report = {"machine": benchlib.machine_facts(), "config": vars(args), "engine": {}, "module": {}, "lab": None}
+    real, real_names = [], None
+    if args.mixed_lab:
+        real = lab_targets()
+        real_names = [t["name"] for t in real]
+        check_lab_netns(real)
+    report = {"machine": benchlib.machine_facts(), "config": vars(args), "engine": {}, "module": {}, "lab": None,
+              "mixed_lab": None}
+    if args.mixed_lab:
+        report["mixed_lab"] = {
+            "real_targets": real_names, "netns": LAB_PROBER, "vantage": LAB_SOURCE,
+            "real_listeners": sum(len(t["listeners"]) * len(t["addresses"]) for t in real),
+            "kinds": {t["name"]: lab_kind(t["name"]) for t in real}}
+        print("mixed: %d real lab MTAs (%s, %d listeners) in every run, from %s in the %s network namespace"
+              % (len(real), ", ".join(real_names), report["mixed_lab"]["real_listeners"], LAB_SOURCE, LAB_PROBER),
+              flush=True)
     workdir = tempfile.mkdtemp(prefix="fleet-bench-")
     pool = None
     try:
@@ -378,7 +477,7 @@ def main(argv=None):
             runs = []
             for _ in range(args.repeat):
                 before = pool.stats()
-                run = engine_run(pool.first(size), args, workdir)
+                run = engine_run(real + pool.first(size), args, workdir, real=real_names)
                 after = pool.stats()
                 run["connections"], run["server_cpu"] = after[0] - before[0], after[1] - before[1]
                 runs.append(run)
@@ -387,7 +486,7 @@ def main(argv=None):
             report["engine"][size]["connections"] = runs[-1].get("connections")
         if args.profile:
             path = os.path.join(workdir, "engine.prof")
-            engine_run(pool.first(max(sizes)), args, workdir, profile=path)
+            engine_run(real + pool.first(max(sizes)), args, workdir, profile=path, real=real_names)
             with open(path + ".txt") as handle:
                 report["profile"] = handle.read()
             print(report["profile"][:6000], flush=True)
@@ -400,16 +499,18 @@ def main(argv=None):
             for size in module_sizes:
                 runs = []
                 for _ in range(args.module_repeat or args.repeat):
-                    run = module_run(pool.first(size), args, workdir)
+                    run = module_run(real + pool.first(size), args, workdir, real=real_names)
                     runs.append(run)
                     print("  module N=%d: %s" % (size, _brief(run)), flush=True)
                 report["module"][size] = summarize(runs)
     finally:
         if pool is not None:
             pool.stop()
-        if not args.with_lab:
+        if not args.with_lab or args.mixed_lab:
             shutil.rmtree(workdir, ignore_errors=True)
-    if args.with_lab:
+    if args.with_lab and args.mixed_lab:
+        report["lab"] = "skipped: the lab MTAs were in every run (--mixed-lab)"
+    elif args.with_lab:
         if lab_up():
             report["lab"] = lab_run(args, workdir)
             report["lab"].update(summarize(report["lab"]["runs"]))
@@ -426,11 +527,17 @@ def _brief(run):
     if "error" in run:
         return "ERROR " + run["error"].strip().splitlines()[-1][:300] if run["error"].strip() else "ERROR"
     s = run["summary"]
+    split = run.get("split")
+    real = "; real %s / emulated %s" % (_counts(split["real"]), _counts(split["emulated"])) if split else ""
     return "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
         run.get("loadavg_1m") or 0.0, run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
         ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s" % (
             run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"),
-            run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "")
+            run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "") + real
+
+
+def _counts(verdicts):
+    return " ".join("%s %d" % (k, v) for k, v in verdicts.items() if v) or "none"
 
 
 def print_report(report):
@@ -461,6 +568,21 @@ def print_report(report):
                     size, f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
                     f(mod[size]["wall"] - eng[size]["wall"]),
                     f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"]))))
+    mixed = report.get("mixed_lab")
+    if mixed:
+        print("real lab MTAs in every run: %s (%d listeners, from %s in the %s namespace)" % (
+            ", ".join(mixed["real_targets"]), mixed["real_listeners"], mixed["vantage"], mixed["netns"]))
+        for path in ("engine", "module"):
+            rows = report[path]
+            for size, row in sorted(rows.items()) if isinstance(rows, dict) else ():
+                if row.get("split"):
+                    print("  %s N=%d: real %s (same in every run: %s) / emulated %s" % (
+                        path, size, _counts(row["split"]["real"]), row.get("real_splits_agree"),
+                        _counts(row["split"]["emulated"])))
+        for row in (report["engine"].get(max(report["engine"])) or {}).get("real_not_pass") or [] \
+                if report["engine"] else []:
+            print("    %s/%s %s%s: %s - %s" % (row["target"], row["port"], row["probe"],
+                                            "/" + row["case"] if row["case"] else "", row["verdict"], row["reason"]))
     if report.get("lab") is not None:
         lab = report["lab"]
         if isinstance(lab, str) or "wall" not in lab:
