@@ -51,28 +51,63 @@ def fleet_section(fleet):
     if not fleet:
         return ["### Fleet verification", "", "Not measured in this run (bench/fleet_bench.py).", ""]
     cfg = fleet["config"]
+    mixed = fleet.get("mixed_lab") or None
+    real_count = len(mixed["real_targets"]) if mixed else 0
+    ports = (cfg.get("ports") or "25,587,465").split(",")
     lines = ["### Fleet verification (bench/fleet_bench.py)", "",
-             "N emulated hardened MTAs (25 STARTTLS, 587 TLS-required + AUTH after TLS, 465 implicit TLS) on "
+             "N emulated hardened MTAs (%s STARTTLS, %s TLS-required + AUTH after TLS, %s implicit TLS) on "
              "127.77.x.y, %d endpoint processes (%s), concurrency %d; median of %d engine runs and %d module runs "
-             "per N." % (cfg["servers"], ENDPOINTS.get(cfg.get("endpoint"), ENDPOINTS["fake"]), cfg["concurrency"],
-                         cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"]), "",
-             "| path | N | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB | results | results/s | endpoints/s "
-             "| peak fds | connections | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "per N." % (ports[0], ports[1], ports[2], cfg["servers"], ENDPOINTS.get(cfg.get("endpoint"), ENDPOINTS["fake"]),
+                         cfg["concurrency"], cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"])]
+    if mixed:
+        lines[-1] += (" Every run also verified %d real lab MTAs (%s; %d listeners) in the same engine or module "
+                      "call: the whole bench ran in the %s container's network namespace, probing from %s (the "
+                      "external vantage; expectations from the lab inventory's policy)." % (
+                          real_count, ", ".join("%s (%s)" % (n, (mixed.get("kinds") or {}).get(n) or "?")
+                                                for n in mixed["real_targets"]),
+                          mixed["real_listeners"], mixed["netns"], mixed["vantage"]))
+    else:
+        lines[-1] += " Emulated endpoints only: no real MTA in these runs."
+    lines += ["",
+              "| path | N | real MTAs | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB | results | "
+              "results/s | endpoints/s | peak fds | connections | load |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for path in ("engine", "module"):
         rows = fleet.get(path)
         if not isinstance(rows, dict):
             continue
         for size, row in sorted(rows.items(), key=lambda kv: int(kv[0])):
             if "wall" not in row:
-                lines.append("| %s | %s | error: %s |" % (path, size, "; ".join(e.splitlines()[-1][:120] for e in row.get("errors") or [])))
+                lines.append("| %s | %s | %d | error: %s |" % (path, size, real_count, "; ".join(
+                    e.splitlines()[-1][:120] for e in row.get("errors") or [])))
                 continue
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                path, size, f(row["wall"]), f(row.get("workers")), f(row.get("cpu"), 1), f(row.get("server_cpu"), 1),
+            lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                path, size, real_count, f(row["wall"]), f(row.get("workers")), f(row.get("cpu"), 1), f(row.get("server_cpu"), 1),
                 f(row["maxrss_mib"], 0), row["results"], f(row["results_per_s"], 0),
                 f(int(size) / row["wall"], 1), f(row.get("fd_peak")), f(row.get("connections")),
                 "/".join(str(x) for x in row.get("loadavg_1m") or [])))
     lines.append("")
+    if mixed:
+        lines.append("N counts the emulated endpoints; results and verdicts include the %d real MTAs, endpoint CPU and "
+                     "connections are the emulated endpoints' only." % real_count)
+        lines.append("")
+        for path in ("engine", "module"):
+            rows = fleet.get(path)
+            for size, row in sorted(rows.items(), key=lambda kv: int(kv[0])) if isinstance(rows, dict) else ():
+                split = row.get("split")
+                if split:
+                    lines.append("- %s N=%s verdicts: real %s%s / emulated %s" % (
+                        path, size, _verdicts(split["real"]),
+                        "" if row.get("real_splits_agree") in (None, True) else " (differed between runs)",
+                        _verdicts(split["emulated"])))
+        eng_rows = fleet.get("engine") if isinstance(fleet.get("engine"), dict) else {}
+        notable = next((row.get("real_not_pass") for _, row in sorted(eng_rows.items(), key=lambda kv: -int(kv[0]))
+                        if row.get("real_not_pass") is not None), None)
+        if notable:
+            lines.append("- real MTAs, every result but PASS (engine, largest N): " + "; ".join(
+                "%s/%s %s%s %s" % (r["target"], r["port"], r["probe"], "/" + r["case"] if r["case"] else "",
+                                   r["verdict"]) for r in notable))
+        lines.append("")
     for path in ("engine", "module"):
         rows = fleet.get(path)
         if isinstance(rows, dict):
@@ -100,6 +135,10 @@ def fleet_section(fleet):
         lines.append("- real lab MTAs: %s" % (lab if isinstance(lab, str) else lab.get("errors")))
     lines.append("")
     return lines
+
+
+def _verdicts(counts):
+    return ", ".join("%s %s" % kv for kv in counts.items() if kv[1]) or "none"
 
 
 def converge_section(conv):

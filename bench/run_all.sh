@@ -3,7 +3,7 @@
 # measured numbers. Benches print figures; they never gate anything (a failing bench is reported
 # and the rest still run). Traffic: loopback and this project's containers only.
 #
-#   bench/run_all.sh                 full run (fleet N=10,100,1000 + lab, converge + mitogen)
+#   bench/run_all.sh                 full run (fleet N=10,100,1000 with the lab MTAs in every run, converge + mitogen)
 #   FLEET_ARGS="--sizes 10,100 --repeat 1" CONVERGE_ARGS="--repeat 1" PROBE_ARGS="--runs 1" bench/run_all.sh   quick
 #   PROBE_LAB_HOSTS="mx1"   lab hosts for probe_bench (default: mx1 exim1; empty: fake host only)
 #   BENCH_MITOGEN=0 bench/run_all.sh    skip mitogen (otherwise pip-installed into .venv for the bench)
@@ -28,8 +28,17 @@ if ! podman ps --format '{{.Names}}' | grep -qx mx1; then
   run lab-up tests/lab/lab.sh up
 fi
 
+# With the lab up, the real MTAs are verified in the same runs as the emulated fleet (--mixed-lab:
+# the bench runs in the prober's network namespace, which needs root for nsenter); otherwise the
+# emulated fleet alone on this machine's loopback.
 read -ra fleet_args <<<"${FLEET_ARGS:---repeat 3 --module-repeat 2}"
-run fleet python bench/fleet_bench.py --with-lab --json "$OUT/fleet.json" "${fleet_args[@]}"
+fleet_mode=()
+if [[ $(id -u) == 0 ]] && podman ps --format '{{.Names}}' | grep -qx prober; then
+  fleet_mode=(--mixed-lab)
+else
+  status+=("fleet: emulated endpoints only (lab prober not running, or not root for nsenter)")
+fi
+run fleet python bench/fleet_bench.py "${fleet_mode[@]}" --json "$OUT/fleet.json" "${fleet_args[@]}"
 
 converge_args=()
 if [[ ${BENCH_MITOGEN:-1} == 1 ]]; then
