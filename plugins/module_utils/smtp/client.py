@@ -142,6 +142,7 @@ class SMTPClient:
         self.syntax_errors = 0        # 500-504 (Exim smtp_max_synprot_errors counts these)
         self.plaintext_after_starttls = b""
         self.stage = "CONNECT"
+        self.quit_answered = False    # the server answered QUIT: it ends the TLS session itself
         self.on_close = None
 
     # -- transcript -------------------------------------------------------------------------
@@ -214,6 +215,11 @@ class SMTPClient:
         if writer is not None:
             try:
                 writer.close()
+                if self.tls_active and not self.quit_answered:
+                    # No QUIT exchanged: a TLS peer may leave our close_notify unanswered (Exim 4.96:
+                    # nothing within 10 s). Ours is written by close(); waiting for theirs would only
+                    # hold the connection slot, so drop the connection now.
+                    writer.transport.abort()
                 async with asyncio.timeout(1.0):   # (no task per close, unlike wait_for)
                     await writer.wait_closed()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
@@ -460,10 +466,22 @@ class SMTPClient:
         return first, final
 
     async def quit(self) -> None:
+        """QUIT, then read the 221 (bounded; stops early when the peer closes) and close.
+
+        On plaintext the client half-closes (FIN) right after writing QUIT: it sends nothing more,
+        and Exim 4.96 holds its 221 on a plaintext connection for 200 ms unless the client has
+        closed its side (then it answers within 1 ms). TLS has no half-close of its own (close_notify
+        closes both directions), so there the 221 is read as it comes (Exim answers at once there)."""
         self.pending_rset = False     # the session ends: the RSET is moot
         if self.usable and self.writer is not None:
             try:
-                await self.command("QUIT", timeout=min(self.timeout, 1.0))
+                await self._write(b"QUIT\r\n", "QUIT")
+                transport = self.writer.transport
+                if not self.tls_active and transport.can_write_eof():
+                    transport.write_eof()     # after the QUIT bytes: the transport flushes them first
+                self.stage = "QUIT"
+                await self.read_reply(min(self.timeout, 1.0))
+                self.quit_answered = True
             except Exception:  # noqa: BLE001 - QUIT is a courtesy
                 pass
         await self.close()

@@ -51,6 +51,7 @@ class Behaviour:
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
     exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
     auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
+    quit_hold: float = 0.0             # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
 
 
 class FakeSMTP:
@@ -68,6 +69,8 @@ class FakeSMTP:
         self.tls_handshakes = 0
         self.tls_resumed = 0       # handshakes that resumed an earlier TLS session
         self.auth_log = []         # (monotonic time the AUTH came in, succeeded, wrong password) per AUTH
+        self.quit_holds = 0        # QUITs whose 221 was held (quit_hold)
+        self.quit_half_closed = 0  # ... and released early because the client had half-closed
         self.server = None
         self.port = None
 
@@ -223,6 +226,14 @@ class _Session:
         await self.send(250, "2.0.0 Ok")
 
     async def cmd_QUIT(self, line):
+        if self.b.quit_hold and not self.tls:
+            # Exim 4.96 on plaintext: the 221 waits until the client has closed its side (or 200 ms)
+            self.srv.quit_holds += 1
+            try:
+                await asyncio.wait_for(self.reader.read(), self.b.quit_hold)
+                self.srv.quit_half_closed += 1
+            except asyncio.TimeoutError:
+                pass
         await self.send(221, "2.0.0 Bye")
         return "close"
 

@@ -590,3 +590,13 @@ def test_one_connection_per_host_never_deadlocks(tls_context, spool, probes):
             await host.stop()
     outcome = asyncio.run(go())            # a deadlock is a TimeoutError here, not a hung test
     assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "FAIL") == []
+
+
+def test_quit_half_closes_on_plaintext(scenario):
+    """Exim 4.96 holds its 221 on a plaintext connection until the client closes its side (200 ms
+    otherwise): the client half-closes right after QUIT and still reads the 221. (T17/T18/T19
+    write their QUIT as part of the probe and are left out here.)"""
+    outcome, host = scenario(mx=dict(quit_hold=0.5), probes=["T01", "T02", "T11", "T12", "T13", "T14", "T15", "T16"])
+    assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "INCONCLUSIVE") == []
+    assert host.mx.quit_holds > 0 and host.mx.quit_half_closed == host.mx.quit_holds
+    assert outcome["summary"]["seconds"] < 1.5
