@@ -421,6 +421,18 @@ class SMTPClient:
             return reply
         raise ValueError("unsupported AUTH mechanism %s" % mechanism)
 
+    async def auth_plain_begin(self, creds):
+        """``AUTH PLAIN`` without an initial response: the server starts its SASL exchange and
+        answers 334 (Dovecot checks its auth penalty for the client before that 334); the
+        credentials follow with :meth:`auth_plain_respond`. A reply other than 334 ends the exchange."""
+        self.guard.check_credentials(creds, self.tls_active)
+        return await self.command("AUTH PLAIN", stage="AUTH", timeout=self.auth_timeout)
+
+    async def auth_plain_respond(self, creds):
+        """The credentials after a 334 to ``AUTH PLAIN``; the transcript shows only ``****``."""
+        self.guard.check_credentials(creds, self.tls_active)
+        return await self.command(creds.plain_token(), shown="****", stage="AUTH", timeout=self.auth_timeout)
+
     async def mail(self, sender: str):
         self.dirty = True
         return await self.command("MAIL FROM:" + sender, stage="MAIL")

@@ -212,8 +212,14 @@ class ProbeContext:
         """The wrong password of this run for this address (one for all its listeners)."""
         return self.runner.auth_gate(self.address).wrong_password
 
-    async def before_wrong_auth(self):
-        await self.runner.auth_gate(self.address).together(self.opts.timeout)
+    async def before_wrong_auth(self, wait=True):
+        """The wrong password is ready to go (``wait``: until every listener's on this address is,
+        bounded), or will not be sent by this listener's case (``wait=False``)."""
+        gate = self.runner.auth_gate(self.address)
+        if wait:
+            await gate.together(id(self.listener), self.opts.timeout)
+        else:
+            gate.arrive(id(self.listener))
 
     def canary_check(self, token, unless=None):
         """A look at the spool at the end of the run (no wait of its own)."""
@@ -301,17 +307,23 @@ class AuthGate:
 
     Dovecot (Postfix's usual SASL backend) answers a failed AUTH after 2 s and, for a while after
     it, starts every AUTH from that client address late: 4 s after one failure, 8 s after two, up
-    to 15 s; a new wrong password raises the count, the same one again does not (checksum). So the
-    wrong-password cases start once every case with real credentials on the address has finished,
-    all use one wrong password, and send it together, so each sees the penalty of none of the
-    others (one listener's T08 would otherwise wait out the other's penalty: 1.5 s -> 5.5 s)."""
+    to 15 s; a new wrong password raises the count, the same one again does not (checksum). It looks
+    the penalty up when a SASL exchange starts, and records a failure as soon as the password check
+    fails (the 2 s delay is only for the reply). So the wrong-password cases start once every case
+    with real credentials on the address has finished, all use one wrong password, and each first
+    sends a bare ``AUTH PLAIN``: the server's 334 shows that its penalty lookup is done. The wrong
+    passwords go out only once every wrong-password case of the address has its 334 (or will send
+    none; bounded wait), so no lookup can see another case's failure. Sending whole AUTH lines at
+    the same moment was not enough: two server processes pass them on to Dovecot a little apart, and
+    the later one was often looked up after the earlier one failed (lab: one listener's T08 1.5 s,
+    the other's 5.5 s)."""
 
     def __init__(self):
         self.pending = 0
         self.idle_event = asyncio.Event()
         self.idle_event.set()
         self.wrong = 0
-        self.arrived = 0
+        self.arrived = set()         # listeners whose wrong-password case is ready (or sends none)
         self.together_event = asyncio.Event()
         self.wrong_password = "wrong-" + secrets.token_hex(6)
 
@@ -329,15 +341,16 @@ class AuthGate:
     async def idle(self):
         await self.idle_event.wait()
 
-    def arrive(self):
-        """A wrong-password case is ready to send (or will not send at all)."""
-        self.arrived += 1
-        if self.arrived >= self.wrong:
+    def arrive(self, key):
+        """The wrong-password case of listener ``key`` is ready to send (or will not send at all);
+        a second arrival of the same case (a retry, the end of the case) counts once."""
+        self.arrived.add(key)
+        if len(self.arrived) >= self.wrong:
             self.together_event.set()
 
-    async def together(self, timeout):
+    async def together(self, key, timeout):
         """Wait (bounded) until every wrong-password case of the address is ready to send."""
-        self.arrive()
+        self.arrive(key)
         try:
             await asyncio.wait_for(self.together_event.wait(), timeout)
         except asyncio.TimeoutError:
@@ -609,7 +622,7 @@ class Runner:
             if case.credentials == "real":
                 gate.done()
             elif case.credentials == "wrong":
-                gate.arrive()        # (again, or for the first time if it never got to send)
+                gate.arrive(id(ctx.listener))   # (if it never got to send: the others need not wait)
 
     async def _run_own_attempts(self, ctx, case):
         started = time.monotonic()

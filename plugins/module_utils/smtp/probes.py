@@ -364,8 +364,16 @@ async def t08(ctx, client):
         return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
     user = ctx.target.auth.username if ctx.target.auth else DUMMY_CREDENTIALS.username
     wrong = Credentials(user, ctx.wrong_password(), real=False)
-    await ctx.before_wrong_auth()
-    reply = await client.auth("PLAIN", wrong)
+    # A bare AUTH PLAIN first: the server's 334 shows its SASL backend has started the exchange
+    # (Dovecot's penalty lookup); the wrong passwords of all listeners go out only after every 334.
+    reply = await client.auth_plain_begin(wrong)
+    if reply.code == 334:
+        await ctx.before_wrong_auth()
+        reply = await client.auth_plain_respond(wrong)
+    else:
+        # no 334 (a server that wants the initial response): the one-line AUTH, as before
+        await ctx.before_wrong_auth(wait=False)
+        reply = await client.auth("PLAIN", wrong)
     if reply.code // 100 == 2:
         return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH")
     if reply.code // 100 == 4:

@@ -51,7 +51,33 @@ class Behaviour:
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
     exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
     auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
+    sasl: object = None                # a FakeSASL shared by the listeners of a host (Dovecot's failure brakes)
     quit_hold: float = 0.0             # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
+
+
+class FakeSASL:
+    """Dovecot's brakes on failed passwords, by timestamp, shared by the listeners of one host.
+
+    A failed password is recorded at once (the reply waits ``failure_delay``); an exchange that
+    starts (a bare ``AUTH PLAIN``/``AUTH LOGIN``, or AUTH with the initial response) less than
+    ``penalty`` seconds after a failure recorded for that client waits ``penalty`` first (Dovecot
+    looks its auth penalty up when the exchange starts)."""
+
+    def __init__(self, failure_delay=0.3, penalty=1.0):
+        self.failure_delay = failure_delay
+        self.penalty = penalty
+        self.failures = {}         # client address -> monotonic time of its last failure
+        self.penalized = []        # (client address, monotonic time) of every exchange that waited
+
+    async def begin(self, peer):
+        last = self.failures.get(peer)
+        if last is not None and time.monotonic() - last < self.penalty:
+            self.penalized.append((peer, time.monotonic()))
+            await asyncio.sleep(self.penalty)
+
+    async def failed(self, peer):
+        self.failures[peer] = time.monotonic()
+        await asyncio.sleep(self.failure_delay)
 
 
 class FakeSMTP:
@@ -266,6 +292,8 @@ class _Session:
             return
         words = line.split()
         mech = words[1].upper() if len(words) > 1 else ""
+        if self.b.sasl is not None and mech in ("PLAIN", "LOGIN"):
+            await self.b.sasl.begin(self.peer)
         if mech == "PLAIN":
             token = words[2] if len(words) > 2 else None
             if token is None:
@@ -291,6 +319,8 @@ class _Session:
         self.srv.auth_log.append((time.monotonic(), good, None if good else password))
         if self.b.auth_delay:
             await asyncio.sleep(self.b.auth_delay)
+        if self.b.sasl is not None and not good:
+            await self.b.sasl.failed(self.peer)
         if user is not None and self.b.users.get(user) == password:
             self.authed = True
             await self.send(235, "2.7.0 Authentication successful")

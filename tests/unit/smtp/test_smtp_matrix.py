@@ -592,6 +592,29 @@ def test_one_connection_per_host_never_deadlocks(tls_context, spool, probes):
     assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "FAIL") == []
 
 
+def test_wrong_passwords_escape_each_others_auth_penalty(scenario):
+    """Dovecot records a failed password at once (only the reply waits auth_failure_delay) and looks
+    the auth penalty up when an exchange starts: a wrong password that reaches it a moment after
+    the other listener's has failed waits out the penalty (lab: T08 1.5 s on one listener, 5.5 s on
+    the other). T08 starts with a bare AUTH PLAIN on every listener and sends the passwords only
+    after every 334, so no exchange starts after a failure."""
+    sasl = fakesmtp.FakeSASL(failure_delay=0.3, penalty=1.5)
+    outcome, host = scenario(submission=dict(sasl=sasl), submissions=dict(sasl=sasl), probes=["T08", "T09"])
+    t08 = [r for r in outcome["results"] if r["probe"] == "T08"]
+    assert [r["verdict"] for r in t08] == ["PASS", "PASS"], [(r["port"], r["reason"]) for r in t08]
+    assert sasl.penalized == []
+    assert all(r["duration"] < 1.0 for r in t08), [(r["port"], r["duration"]) for r in t08]
+    assert len(set(password for server in (host.submission, host.submissions)
+                   for unused, ok, password in server.auth_log if not ok)) == 1
+
+
+def test_wrong_password_falls_back_to_the_initial_response(scenario):
+    """A server that answers a bare AUTH PLAIN with something other than 334 still gets T08's
+    one-line AUTH, judged as before (no wait for the other listener)."""
+    outcome, host = scenario(probes=["T08"], submissions=dict(users={}))
+    assert verdicts(outcome, "T08", port=host.submissions.port) == {("T08", None): "PASS"}
+
+
 def test_quit_half_closes_on_plaintext(scenario):
     """Exim 4.96 holds its 221 on a plaintext connection until the client closes its side (200 ms
     otherwise): the client half-closes right after QUIT and still reads the 221. (T17/T18/T19
