@@ -282,7 +282,7 @@ def probe_section(probes):
         penalised = [c for c in data.get("slowest_all") or [] if c["probe"] == "T08" and (c.get("duration") or 0) > 3]
         if penalised:
             line += (" In the last full run T08 on %s took %s s: it also waited out Dovecot's auth penalty from "
-                     "the other listener's wrong password (the two were not handled together; ~4 s on top)." % (
+                     "the other listener's wrong password (the two reached Dovecot a moment apart; ~4 s on top)." % (
                          penalised[0]["port"], f(penalised[0]["duration"], 3)))
         lines.append(line)
         for key, label in (("quit_mx", "port 25"), ("quit_all", "all listeners")):
