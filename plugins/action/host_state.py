@@ -11,6 +11,7 @@ pipelining). The reader is a small read-only script, so this action sends its so
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 
@@ -23,6 +24,7 @@ from ansible_collections.mailsec.relay.plugins.module_utils import host_state
 _SPEC_KEYS = ("packages", "files", "commands")
 
 
+@functools.lru_cache(maxsize=1)
 def reader_source():
     with open(host_state.__file__.replace(".pyc", ".py")) as handle:
         return handle.read()
@@ -63,8 +65,7 @@ class ActionModule(ActionBase):
 
     def _interpreter(self, task_vars):
         # As the roles did before: the inventory's interpreter, else what discovery found, else python3.
-        for name in ("ansible_python_interpreter",):
-            if task_vars.get(name):
-                return to_text(self._templar.template(task_vars[name]))
+        if task_vars.get("ansible_python_interpreter"):
+            return to_text(self._templar.template(task_vars["ansible_python_interpreter"]))
         discovered = task_vars.get("ansible_facts", {}).get("discovered_interpreter_python")
         return to_text(discovered or "/usr/bin/python3")
