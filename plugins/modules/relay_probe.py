@@ -24,6 +24,8 @@ description:
     O(source_address) and O(vantage).
 author:
   - mailsec.relay developers (@mailsec)
+requirements:
+  - Python 3.11 or later where the module runs (the probe engine bounds every read with C(asyncio.timeout)).
 options:
   targets:
     description: Hosts to probe.
@@ -233,6 +235,8 @@ summary:
   sample: {targets: 1, results: 126, PASS: 124, FAIL: 0, WARN: 1, INCONCLUSIVE: 1, SKIP: 0, seconds: 0.8}
 """
 
+import sys
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
@@ -280,6 +284,10 @@ def main():
         ),
         supports_check_mode=True,
     )
+    if sys.version_info < (3, 11):
+        module.fail_json(msg="mailsec.relay.relay_probe needs Python 3.11 or later where it runs (this is %d.%d): "
+                             "run it on a host that has it, e.g. delegate_to the controller or the prober"
+                             % sys.version_info[:2])
     params = dict(module.params)
     # auth_relay unset means "the role's default" (submission: true); the engine decides.
     for spec in params["targets"]:
