@@ -24,7 +24,7 @@ IMAGES=(postfix exim prober)
 INPUTS_LABEL=io.mailsec.inputs
 
 declare -A NET_NAME=([lab]=mailsec-lab [molecule]=mailsec-molecule)
-declare -A NET_V4=([lab]=198.51.100.0/24 [molecule]=203.0.113.0/24)
+declare -A NET_V4=([lab]=198.51.100.0/25 [molecule]=203.0.113.0/24)
 declare -A NET_V6=([lab]=2001:db8:25::/64 [molecule]=2001:db8:26::/64)
 
 # The demo fleet: container name, image, last address octet/hextet (v4 198.51.100.N, v6 2001:db8:25::N).
