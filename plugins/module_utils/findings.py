@@ -37,6 +37,14 @@ CATALOG = {
     "blocked_domain_accepted": ("medium", "accepts mail for a domain the policy blocks"),
     "relay_after_failed_auth": ("critical",
         "relays after an AUTH with a wrong password was refused"),
+    "wrong_password_accepted": ("critical", "AUTH with a wrong password succeeds"),
+    "trick_form_accepted": ("medium",
+        "accepted a trick recipient form (percent hack, bang path, quoted or double @, source "
+        "route) at RCPT; no canary could tell a relay from a strange local part"),
+    "relay_refused_for_trusted": ("medium",
+        "refuses to relay for a vantage the policy lets relay (a trusted network is broken)"),
+    "auth_relay_unexpected": ("medium",
+        "an authenticated client may relay on a listener where the policy says it may not"),
     "client_identity_spoofing": ("critical",
         "honours XCLIENT or a PROXY protocol header from an untrusted client"),
     # Authentication placement
@@ -73,6 +81,82 @@ CATALOG = {
     "inconclusive": ("info",
         "the check ended without a verdict; it is not required for the relay decision"),
 }
+
+
+# Which finding a non-PASS, non-SKIP verdict of a probe means: the one place that maps probe
+# results to ids. Per probe: a key is a tag the probe put on its outcome (what the evidence was:
+# "confirmed", "unconfirmed", ...) or a verdict; the tag wins. A value is an id, or (id, severity)
+# where this outcome weighs other than the id's default. INCONCLUSIVE is "inconclusive" unless a
+# probe says otherwise. T20 (per-vantage summary) takes the finding of the result it summarises.
+_RELAY = {"confirmed": "open_relay", "unconfirmed": "open_relay_unconfirmed", "dropped": "accept_then_drop",
+          "trick_unconfirmed": "trick_form_accepted", "refused_trusted": "relay_refused_for_trusted"}
+PROBE_FINDINGS = {
+    "T00": {"FAIL": "listener_unreachable"},
+    "T01": {"FAIL": "auth_on_mx_port", "no_starttls": "starttls_missing"},
+    "T02": {"FAIL": "auth_on_mx_port"},
+    "T03": {"FAIL": "cleartext_auth", "no_starttls": "starttls_missing"},
+    "T04": {"FAIL": "cleartext_auth"},
+    "T05": {"FAIL": "submission_without_tls", "unconfirmed": "submission_without_tls"},
+    "T06": dict(_RELAY, FAIL="auth_relay_broken", no_starttls="starttls_missing"),
+    "T07": {"FAIL": "implicit_tls_broken"},
+    "T08": {"FAIL": "relay_after_failed_auth", "wrong_password_accepted": "wrong_password_accepted",
+            "dropped": "accept_then_drop"},
+    "T09": {"FAIL": "auth_relay_broken", "auth_unexpected": "auth_relay_unexpected"},
+    "T10": {"FAIL": "sender_login_mismatch", "WARN": ("sender_login_mismatch", "low")},
+    "T11": dict(_RELAY),
+    "T12": dict(_RELAY),
+    "T13": {"FAIL": "inbound_broken"},
+    "T14": {"FAIL": ("inbound_broken", "medium")},
+    "T15": dict(_RELAY),
+    "T16": {"FAIL": "starttls_injection", "WARN": ("starttls_injection", "low")},
+    "T17": {"FAIL": "smtp_smuggling"},
+    "T18": {"WARN": "unauth_pipelining", "FAIL": ("unauth_pipelining", "high")},
+    "T19": {"FAIL": "client_identity_spoofing"},
+    "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},       # engine-b's TLS probe
+    "T22": {"FAIL": "unverified", "INCONCLUSIVE": "unverified"},     # engine-b's "unverified" result
+}
+# The listener's role changes what a finding means or weighs. An "extra" listener is a port found
+# open beside the declared ones (MX semantics, but AUTH after TLS is allowed there): AUTH before TLS
+# on it is cleartext AUTH, not "AUTH on port 25".
+ROLE_FINDINGS = {
+    ("extra", "auth_on_mx_port"): "cleartext_auth",
+}
+ROLE_SEVERITY = {
+    ("submission", "starttls_missing"): "high",     # RFC 8314/6409: submission needs TLS
+    ("mx", "starttls_missing"): "medium",           # RFC 3207: opportunistic on 25
+}
+
+
+def finding_for(probe, verdict, tag=None, role=None):
+    """``(finding id, severity)`` for a non-PASS, non-SKIP verdict of ``probe``; None for PASS/SKIP.
+
+    KeyError for a probe or outcome with no mapping: every outcome must have one (unit-tested)."""
+    if verdict in ("PASS", "SKIP"):
+        return None
+    table = PROBE_FINDINGS[probe]
+    if tag is not None and tag in table:
+        entry = table[tag]
+    elif verdict in table:
+        entry = table[verdict]
+    elif verdict == "INCONCLUSIVE":
+        entry = "inconclusive"
+    else:
+        raise KeyError("no finding for %s %s (tag %r)" % (probe, verdict, tag))
+    finding_id, level = entry if isinstance(entry, tuple) else (entry, None)
+    finding_id = ROLE_FINDINGS.get((role, finding_id), finding_id)
+    level = level or ROLE_SEVERITY.get((role, finding_id)) or severity(finding_id)
+    return finding_id, level
+
+
+def outcome_keys(probe):
+    """Every (verdict, tag) a probe's table names, for the coverage test."""
+    keys = []
+    for key in PROBE_FINDINGS[probe]:
+        if key in ("FAIL", "WARN", "INCONCLUSIVE"):
+            keys.append((key, None))
+        else:
+            keys.extend((verdict, key) for verdict in ("FAIL", "WARN"))
+    return keys
 
 
 def severity(finding_id):

@@ -24,8 +24,9 @@ import time
 
 from .canary import CanaryWatcher, received_client
 from .client import ConnectFailed, ProtocolError, SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
+from ..findings import finding_for
 from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, REACHABLE, SKIP, WARN, Case, Outcome,
-                     build_cases, describe)
+                     build_cases, describe, greeting_cases, greeting_name, validate_extra_forms)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
 
 VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
@@ -65,6 +66,7 @@ class Listener:
         self.relay = spec.get("relay") or "refused"
         self.auth_relay = bool(spec.get("auth_relay", self.role == "submission"))
         self.sender_login_match = bool(spec.get("sender_login_match", False))
+        self.extra = bool(spec.get("extra", False))    # from the target's extra_ports: probed when open
         for name, value, allowed in (("role", self.role, ("mx", "submission")),
                                      ("tls", self.tls, ("none", "starttls", "required", "implicit")),
                                      ("relay", self.relay, ("refused", "allowed"))):
@@ -87,6 +89,7 @@ class Target:
         self.test_mailbox = (spec.get("test_mailbox") or None)
         listeners = spec.get("listeners") or [{"port": 25, "role": "mx", "tls": "starttls"}]
         self.listeners = [Listener(item, "%s.listeners[%d]" % (where, i)) for i, item in enumerate(listeners)]
+        self.listeners += extra_listeners(spec.get("extra_ports"), self.listeners, where)
         auth = spec.get("auth")
         self.auth = None
         if auth:
@@ -95,7 +98,9 @@ class Target:
             self.auth = Credentials(str(auth["username"]), str(auth["password"]), real=True)
 
     def own_names(self):
-        names = [self.hostname]
+        # Hosted domains too: a trick form may hide the canary behind them (the percent hack of a
+        # backup MX through its relay domain); every other host in a DATA recipient stays refused.
+        names = [self.hostname] + self.local_domains + self.relay_domains
         for address in self.addresses:
             names.append(literal(address))
             names.append(address)
@@ -135,6 +140,35 @@ class Options:
         self.reuse = bool(params.get("reuse", True))
         if self.workers < 0:
             raise ConfigError("workers: must be 0 (one per CPU for large runs) or more")
+        try:
+            self.extra_forms = validate_extra_forms(params.get("extra_forms"))
+        except ValueError as exc:
+            raise ConfigError(str(exc))
+
+
+MAX_EXTRA_PORTS = 16
+
+
+def extra_listeners(ports, declared, where):
+    """Listeners for ``extra_ports``: MX semantics, plaintext, relay refused; probed when open."""
+    if ports in (None, []):
+        return []
+    if not isinstance(ports, list) or len(ports) > MAX_EXTRA_PORTS:
+        raise ConfigError("%s.extra_ports: a list of at most %d port numbers" % (where, MAX_EXTRA_PORTS))
+    taken = set(listener.port for listener in declared)
+    listeners = []
+    for index, port in enumerate(ports):
+        if isinstance(port, bool) or not isinstance(port, int) and not (isinstance(port, str) and port.isdigit()):
+            raise ConfigError("%s.extra_ports[%d]: %r is not a port number" % (where, index, port))
+        port = int(port)
+        if not 1 <= port <= 65535:
+            raise ConfigError("%s.extra_ports[%d]: %d is not a port number (1-65535)" % (where, index, port))
+        if port in taken:
+            continue          # declared already: judged by its declaration
+        taken.add(port)
+        listeners.append(Listener({"port": port, "role": "mx", "tls": "none", "relay": "refused", "extra": True},
+                                  "%s.extra_ports[%d]" % (where, index)))
+    return listeners
 
 
 def literal(address):
@@ -152,6 +186,7 @@ class ListenerState:
         self.refused = False         # the reachability check found no one listening (not just no greeting)
         self.spare = None            # the greeted connection of the reachability check, for the first session
         self.tls_first = None        # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
+        self.greeting_name = None    # the host name the greeting starts with (more trick forms)
 
 
 class ProbeContext:
@@ -174,6 +209,8 @@ class ProbeContext:
         self.canary_domain = self.opts.canary_domain
         self.can_data = bool(self.canary_domain and self.canary is not None and self.canary.usable())
         self.rcpt_domain = self.canary_domain or FOREIGN_DOMAIN
+        # the domain relay forms send to: the canary where it can confirm a delivery
+        self.confirm_domain = self.canary_domain if self.can_data else FOREIGN_DOMAIN
         self.clean_sender = "probe@%s" % (self.canary_domain or FOREIGN_DOMAIN)
         home = target.local_domains[0] if target.local_domains else target.hostname
         if target.auth is not None:
@@ -416,14 +453,18 @@ class Runner:
                                                    "no source address of this address family"))
         await asyncio.gather(*jobs)
         for result, task in self._pending:
-            verdict, text, seen = await task
+            found = await task
+            verdict, text, seen = found[:3]
             result.update(verdict=verdict, reason=text)
             result["client_seen"] = seen or result["client_seen"]
+            if len(found) > 3:
+                result["_tag"] = found[3]
         for result, check in self._late:
             found = check()
             if found:
                 result.update(verdict=found[0], reason=found[1])
         self._derive()
+        self._classify()
         if self.opts.transcripts == "failures":
             for result in self.results:
                 if result["verdict"] == PASS:
@@ -451,6 +492,11 @@ class Runner:
             # the greeted connection is kept only for a shared session that will take it at once:
             # held for nobody, it would block a connection slot (per_host) to the end of the listener
             await self._check_reachable(ctx, reach, keep=any(case.kind != "own" for case in cases))
+            if ctx.listener.extra and ctx.state.refused:
+                for case in cases:
+                    self._record(ctx, case, Outcome(SKIP, "extra port %d is closed" % ctx.listener.port), [], 0.0, None)
+                return
+            cases = cases + greeting_cases(ctx, ctx.state.greeting_name)
             await self._run_cases(ctx, cases)
         finally:
             if ctx.state.spare is not None:
@@ -494,6 +540,17 @@ class Runner:
             break
         if outcome.transient:
             outcome.text += " (after %d attempt%s)" % (attempt + 1, "s" if attempt else "")
+        if client is not None and client.banner is not None:
+            ctx.state.greeting_name = greeting_name(client.banner)
+        if ctx.listener.extra and outcome.verdict == FAIL and outcome.stage == "CONNECT":
+            # an extra port is probed only when it takes a connection: closed is not a finding
+            ctx.state.unreachable = "not probed: %s" % outcome.text
+            ctx.state.refused = True
+            outcome = Outcome(SKIP, "extra port %d is closed: %s" % (ctx.listener.port, outcome.text), stage="CONNECT")
+        elif ctx.listener.extra and outcome.verdict == FAIL:
+            # open, but no SMTP greeting: not shown to be an SMTP listener (no finding of its own)
+            outcome = Outcome(INCONCLUSIVE, "extra port %d takes connections but gives no SMTP greeting: %s" % (
+                ctx.listener.port, outcome.text), stage=outcome.stage)
         if outcome.verdict == FAIL:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text
@@ -670,7 +727,7 @@ class Runner:
                 return Outcome(case.greeting_refused, "listener refuses this client at the greeting: %s" % exc,
                                exc.reply, "BANNER")
             if exc.kind == "no-starttls":
-                return Outcome(case.no_tls, str(exc), exc.reply, "EHLO")
+                return Outcome(case.no_tls, str(exc), exc.reply, "EHLO", tag="no_starttls")
             return Outcome(INCONCLUSIVE, str(exc), exc.reply, exc.kind.upper(), transient=exc.transient)
         if isinstance(exc, UnsafeProbe):
             return Outcome(INCONCLUSIVE, "blocked by the safety guard: %s" % exc, stage="GUARD")
@@ -690,6 +747,7 @@ class Runner:
             "transcript": transcript[:80],
             "client_seen": outcome.client_seen or (client.client_seen if client is not None else None),
             "duration": round(duration, 3), "vantage": self.opts.vantage, "source_address": ctx.source,
+            "_tag": outcome.tag, "_role": "extra" if ctx.listener.extra else ctx.listener.role,
         }
         self.results.append(result)
         if callable(outcome.pending):
@@ -715,6 +773,7 @@ class Runner:
                 continue
             rank = {FAIL: 0, INCONCLUSIVE: 1, WARN: 2, PASS: 3, SKIP: 4}
             worst = min(parts, key=lambda r: rank[r["verdict"]])
+            # (findings: T20 says what the result it summarises says)
             vantage = self.opts.vantage or "default"
             p02 = next((r for r in parts if r["probe"] == "T11"), worst)
             self.results.append({
@@ -726,7 +785,20 @@ class Runner:
                                     for r in parts),
                 "reply": p02["reply"], "transcript": [], "client_seen": p02["client_seen"], "duration": 0.0,
                 "vantage": self.opts.vantage, "source_address": p02["source_address"],
+                "_from": worst, "_role": worst.get("_role"),
             })
+
+    def _classify(self):
+        """``finding`` and ``severity`` on every non-PASS, non-SKIP result (findings.finding_for is
+        the one mapping); the evidence tag and listener role used for it stay internal."""
+        for result in sorted(self.results, key=lambda r: r["probe"] == "T20"):
+            tag, role = result.pop("_tag", None), result.pop("_role", None)
+            source = result.pop("_from", None)
+            if source is not None and source.get("finding") and result["verdict"] == source["verdict"]:
+                found = (source["finding"], source["severity"])
+            else:
+                found = finding_for(result["probe"], result["verdict"], tag, role)
+            result["finding"], result["severity"] = found if found else (None, None)
 
     def _scrub(self):
         """Belt and braces: no password form may survive in any result."""

@@ -11,11 +11,12 @@ injection, smuggling, AUTH). T20 is derived from the others by the engine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .client import Closed, ReadTimeout, TLSFailed, SMTPError
 from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal
-from .safety import DUMMY_CREDENTIALS, Credentials
+from .safety import DUMMY_CREDENTIALS, Credentials, envelope_address
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
 
@@ -48,6 +49,7 @@ class Outcome:
     client_seen: str = None
     late: object = None           # () -> None or (verdict, text, client_seen), looked at after the run
     evidence: list = None         # transcript of the connection that proved it, when the case opened none
+    tag: str = None               # what the evidence was ("confirmed", "unconfirmed", ...): findings.finding_for
 
 
 @dataclass
@@ -91,53 +93,199 @@ class Form:
     hack: bool              # RCPT-side trick form (P11-P23): 2xx alone is not proof of relaying
 
 
+# Trick forms hide the foreign domain behind each of these (shared reference a; issue 11: a backup
+# MX whose own name lies outside its relay domain can still percent-hack through that domain).
+# Bounded: each name adds five cases, each address six; the error budget and run time follow.
+MAX_TRICK_NAMES = 20
+MAX_TRICK_LITERALS = 8
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def address_literal(address):
+    return "[IPv6:%s]" % address if ":" in address else "[%s]" % address
+
+
+def greeting_name(reply):
+    """The host name a greeting (or EHLO reply) starts with, when it is a plausible one."""
+    if reply is None or not reply.lines or reply.code // 100 != 2:
+        return None
+    words = reply.lines[0].split()
+    name = words[0].lower().rstrip(".") if words else ""
+    return name if HOSTNAME.match(name) else None
+
+
+def trick_names(ctx):
+    """The configured host name, then every hosted domain (local, then relay), without repeats."""
+    names = []
+    for name in [ctx.host_name] + list(ctx.target.local_domains) + list(ctx.target.relay_domains):
+        if name and name not in names:
+            names.append(name)
+    return names[:MAX_TRICK_NAMES]
+
+
+def trick_literals(ctx):
+    """This address's literal first, then the target's other addresses."""
+    literals = [ctx.literal]
+    for address in ctx.target.addresses:
+        if address_literal(address) not in literals:
+            literals.append(address_literal(address))
+    return literals[:MAX_TRICK_LITERALS]
+
+
+def _variant(pid, value, first):
+    """Case id of a form aimed at ``value``: the plain id for the first name/literal."""
+    return pid if value == first else "%s@%s" % (pid, value)
+
+
+def name_forms(ctx, names, C, spoof=(), first_name=None):
+    """The forms that name the server by host name (P12, P17, P20, P23), one set per name, and
+    P03 (sender spoofs the server's name) for the names in ``spoof`` (hosted domains as senders
+    are P04's). The first name's cases keep the plain ids."""
+    first_name = first_name or ctx.host_name
+    forms = []
+    s = "<probe@%s>" % ctx.literal
+    for H in names:
+        if H in spoof:
+            forms.append(Form(_variant("P03", H, first_name), "sender spoofs the server name %s" % H,
+                              "<probe@%s>" % H, "<%s@%s>" % (ctx.token("T11", "P03"), C), True, False))
+        for pid, title, shape in (("P12", "percent hack at %s", "<{l}%{c}@{h}>"),
+                                  ("P17", "double @ at %s", "<{l}@{c}@{h}>"),
+                                  ("P20", "source route through %s", "<@{h}:{l}@{c}>"),
+                                  ("P23", "bang path at %s", "<{c}!{l}@{h}>")):
+            token = ctx.token("T12" if C != ctx.foreign else "T11", pid)
+            rcpt = shape.replace("{l}", token).replace("{c}", C).replace("{h}", H)
+            forms.append(Form(_variant(pid, H, first_name), title % H, s, rcpt, False, True))
+    return forms
+
+
 def relay_forms(ctx, foreign_hack):
-    """P01-P23 for this target; ``foreign_hack`` is the domain hidden in hack forms (canary or X)."""
+    """P01-P23 for this target; ``foreign_hack`` is the domain every recipient names: the canary
+    where one can confirm delivery (so every accepted form can be followed to it), else X."""
     F, C = ctx.foreign, foreign_hack
-    H, IP = ctx.host_name, ctx.literal
+    IP = ctx.literal
 
     def r(pid, domain):
-        return "%s@%s" % (ctx.token("T11" if domain == F else "T12", pid), domain)
+        return "%s@%s" % (ctx.token("T11", pid), domain)
 
     def local(pid):
         return ctx.token("T11" if C == F else "T12", pid)
 
     forms = [
-        Form("P01", "null sender", "<>", "<%s>" % r("P01", F), True, False),
-        Form("P02", "plain third-party relay", "<probe@%s>" % F, "<%s>" % r("P02", F), False, False),
-        Form("P03", "sender spoofs the server hostname", "<probe@%s>" % H, "<%s>" % r("P03", F), True, False),
+        Form("P01", "null sender", "<>", "<%s>" % r("P01", C), True, False),
+        Form("P02", "plain third-party relay", "<probe@%s>" % F, "<%s>" % r("P02", C), False, False),
     ]
     senders = ["probe@%s" % domain for domain in ctx.target.local_domains[:3]]
     if ctx.target.test_mailbox:
         senders.append(ctx.target.test_mailbox)
     for index, sender in enumerate(senders):
         pid = "P04" + "abcdefgh"[index]
-        forms.append(Form(pid, "sender in a local domain (%s)" % sender, "<%s>" % sender, "<%s>" % r(pid, F), True, False))
+        forms.append(Form(pid, "sender in a local domain (%s)" % sender, "<%s>" % sender, "<%s>" % r(pid, C), True, False))
+    for lit in trick_literals(ctx):
+        forms.append(Form(_variant("P05", lit, IP), "sender is the target's address literal %s" % lit,
+                          "<probe@%s>" % lit, "<%s>" % r("P05", C), True, False))
     forms += [
-        Form("P05", "sender is the target's address literal", "<probe@%s>" % IP, "<%s>" % r("P05", F), True, False),
-        Form("P06a", "localhost sender", "<probe@localhost>", "<%s>" % r("P06a", F), True, False),
-        Form("P06b", "loopback literal sender", "<probe@[127.0.0.1]>", "<%s>" % r("P06b", F), True, False),
-        Form("P07", "unqualified sender", "<nobody>", "<%s>" % r("P07", F), True, False),
-        Form("P08", "UUCP bang-path sender", "<%s!probe>" % F, "<%s>" % r("P08", F), True, False),
-        Form("P09", "non-bracketed paths", "probe@%s" % F, r("P09", F), True, False),
+        Form("P06a", "localhost sender", "<probe@localhost>", "<%s>" % r("P06a", C), True, False),
+        Form("P06b", "loopback literal sender", "<probe@[127.0.0.1]>", "<%s>" % r("P06b", C), True, False),
+        Form("P07", "unqualified sender", "<nobody>", "<%s>" % r("P07", C), True, False),
+        Form("P08", "UUCP bang-path sender", "<%s!probe>" % F, "<%s>" % r("P08", C), True, False),
+        Form("P09", "non-bracketed paths", "probe@%s" % F, r("P09", C), True, False),
     ]
     s = "<probe@%s>" % IP
     hacks = [
-        ("P11", "percent hack at an address literal", "<%s%%%s@%s>" % (local("P11"), C, IP)),
-        ("P12", "percent hack at the hostname", "<%s%%%s@%s>" % (local("P12"), C, H)),
         ("P13", "quoted local part hiding an @", '<"%s@%s">' % (local("P13"), C)),
         ("P14", "quoted percent form, no domain", '<"%s%%%s">' % (local("P14"), C)),
-        ("P15", "double @ at a literal", "<%s@%s@%s>" % (local("P15"), C, IP)),
-        ("P16", "quoted @ local part at a literal", '<"%s@%s"@%s>' % (local("P16"), C, IP)),
-        ("P17", "double @ at the hostname", "<%s@%s@%s>" % (local("P17"), C, H)),
         ("P18", "trailing @", "<%s@%s@>" % (local("P18"), C)),
-        ("P19", "source route through a literal", "<@%s:%s@%s>" % (IP, local("P19"), C)),
-        ("P20", "source route through the hostname", "<@%s:%s@%s>" % (H, local("P20"), C)),
         ("P21", "bang-path recipient", "<%s!%s>" % (C, local("P21"))),
-        ("P22", "bang path at a literal", "<%s!%s@%s>" % (C, local("P22"), IP)),
-        ("P23", "bang path at the hostname", "<%s!%s@%s>" % (C, local("P23"), H)),
     ]
+    for lit in trick_literals(ctx):
+        hacks += [
+            (_variant("P11", lit, IP), "percent hack at the address literal %s" % lit, "<%s%%%s@%s>" % (local("P11"), C, lit)),
+            (_variant("P15", lit, IP), "double @ at the literal %s" % lit, "<%s@%s@%s>" % (local("P15"), C, lit)),
+            (_variant("P16", lit, IP), "quoted @ local part at the literal %s" % lit, '<"%s@%s"@%s>' % (local("P16"), C, lit)),
+            (_variant("P19", lit, IP), "source route through the literal %s" % lit, "<@%s:%s@%s>" % (lit, local("P19"), C)),
+            (_variant("P22", lit, IP), "bang path at the literal %s" % lit, "<%s!%s@%s>" % (C, local("P22"), lit)),
+        ]
     forms += [Form(pid, title, s, rcpt, False, True) for pid, title, rcpt in hacks]
+    forms += name_forms(ctx, trick_names(ctx), C, spoof=(ctx.host_name,))
+    forms += extra_forms(ctx, C)
+    return forms
+
+
+# -- user forms (engine option extra_forms) --------------------------------------------------
+PLACEHOLDERS = ("canary", "foreign", "domain", "host", "literal", "local")
+MAX_EXTRA_FORMS = 32
+MAX_TEMPLATE = 200
+MAX_VARIANTS = 20
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
+_PLAIN_RCPT = re.compile(r"^<?\{local\}@\{(canary|foreign)\}>?$")
+
+
+def validate_extra_forms(value):
+    """The user's forms as a list of {name, sender, rcpt}; ValueError naming what is wrong.
+
+    Strict: printable ASCII without spaces (no CR, LF, NUL: nothing can start a second command),
+    at most 200 characters, known placeholders only, and a recipient that names ``{local}`` (the
+    probe's token, so the canary can find the message) and ``{canary}`` or ``{foreign}`` (the
+    domain DATA may go to; the safety guard refuses every other)."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list):
+        raise ValueError("extra_forms: must be a list of {sender, rcpt} dicts")
+    if len(value) > MAX_EXTRA_FORMS:
+        raise ValueError("extra_forms: at most %d forms, not %d" % (MAX_EXTRA_FORMS, len(value)))
+    forms = []
+    for index, item in enumerate(value):
+        where = "extra_forms[%d]" % index
+        if not isinstance(item, dict) or set(item) - {"sender", "rcpt", "name"}:
+            raise ValueError("%s: must be a dict with sender, rcpt and optionally name" % where)
+        form = {}
+        for key in ("sender", "rcpt"):
+            text = item.get(key)
+            if not isinstance(text, str) or not text:
+                raise ValueError("%s.%s: must be a non-empty string" % (where, key))
+            if len(text) > MAX_TEMPLATE:
+                raise ValueError("%s.%s: longer than %d characters" % (where, key, MAX_TEMPLATE))
+            if not _PRINTABLE.match(text):
+                raise ValueError("%s.%s: only printable ASCII without spaces (no CR, LF, NUL or other "
+                                 "control characters)" % (where, key))
+            for name in _PLACEHOLDER.findall(text):
+                if name not in PLACEHOLDERS:
+                    raise ValueError("%s.%s: unknown placeholder {%s} (known: %s)" % (
+                        where, key, name, ", ".join("{%s}" % p for p in PLACEHOLDERS)))
+            if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
+                raise ValueError("%s.%s: unbalanced { or }" % (where, key))
+            form[key] = text
+        if "{local}" not in form["rcpt"] or not ("{canary}" in form["rcpt"] or "{foreign}" in form["rcpt"]):
+            raise ValueError("%s.rcpt: must contain {local} and {canary} or {foreign} (DATA only ever goes to "
+                             "the canary domain, and the canary finds the message by the probe's token)" % where)
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 80 or not name.isprintable()):
+            raise ValueError("%s.name: a printable string of at most 80 characters" % where)
+        form["name"] = name
+        forms.append(form)
+    return forms
+
+
+def extra_forms(ctx, C):
+    """The user's forms, expanded: {domain} over every hosted domain, {literal} over every address."""
+    forms = []
+    domains = list(ctx.target.local_domains) + list(ctx.target.relay_domains) or [ctx.host_name]
+    for index, spec in enumerate(getattr(ctx.opts, "extra_forms", None) or []):
+        pid = "X%02d" % (index + 1)
+        both = spec["sender"] + spec["rcpt"]
+        choices = [(d, lit) for d in (domains if "{domain}" in both else [None])
+                   for lit in (trick_literals(ctx) if "{literal}" in both else [None])][:MAX_VARIANTS]
+        hack = not _PLAIN_RCPT.match(spec["rcpt"])
+        for domain, lit in choices:
+            token = ctx.token("T12" if hack and C != ctx.foreign else "T11", pid)
+            values = {"canary": C, "domain": domain, "host": ctx.host_name, "literal": lit, "local": token}
+            sender = _PLACEHOLDER.sub(lambda m: ctx.foreign if m.group(1) == "foreign" else values[m.group(1)],
+                                      spec["sender"])
+            rcpt = _PLACEHOLDER.sub(lambda m: C if m.group(1) == "foreign" else values[m.group(1)], spec["rcpt"])
+            case = pid + "".join("@%s" % v for v in (domain, lit) if v is not None)
+            title = "user form %s%s: %s -> %s" % (pid, " (%s)" % spec["name"] if spec["name"] else "", sender, rcpt)
+            forms.append(Form(case, title, sender, rcpt, not hack, hack))
     return forms
 
 
@@ -161,7 +309,8 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
         if klass == NON_RELAY:
             return Outcome(INCONCLUSIVE, "relay control not exercised: address refused (%s)" % describe(reply),
                            reply, "RCPT")
-        return Outcome(FAIL, "relay refused, but this vantage may relay: %s" % describe(reply), reply, "RCPT")
+        return Outcome(FAIL, "relay refused, but this vantage may relay: %s" % describe(reply), reply, "RCPT",
+                       tag="refused_trusted")
     if klass == ACCEPTED:
         return Outcome(FAIL, "foreign recipient accepted at RCPT: open relay", reply, "RCPT")
     if klass == REFUSED or is_auth_required(reply):
@@ -194,7 +343,8 @@ def judge_mail_refusal(ctx, reply, expected=None, authenticated=False):
         return Outcome(PASS, "authenticated relay refused at MAIL: %s" % describe(reply), reply, "MAIL")
     if is_auth_required(reply):
         if expected == "allowed":
-            return Outcome(FAIL, "this vantage may relay, but the server wants AUTH: %s" % describe(reply), reply, "MAIL")
+            return Outcome(FAIL, "this vantage may relay, but the server wants AUTH: %s" % describe(reply), reply, "MAIL",
+                           tag="refused_trusted")
         return Outcome(PASS, "MAIL refused, authentication required: %s" % describe(reply), reply, "MAIL")
     if is_policy_refusal(reply) and ctx.listener.role == "submission" and expected != "allowed":
         return Outcome(PASS, "unauthenticated MAIL refused by policy on a submission listener: %s" % describe(reply),
@@ -331,8 +481,8 @@ async def t06_auth(ctx, client):
 
 
 async def t06_relay(ctx, client):
-    return (await _transaction(ctx, client, "<%s>" % ctx.clean_sender,
-                               "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain)))[0]
+    return await relay_attempt(ctx, client, "<%s>" % ctx.clean_sender,
+                               "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain))
 
 
 async def t07(ctx, client):
@@ -375,18 +525,38 @@ async def t08(ctx, client):
         await ctx.before_wrong_auth(wait=False)
         reply = await client.auth("PLAIN", wrong)
     if reply.code // 100 == 2:
-        return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH")
+        return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH",
+                       tag="wrong_password_accepted")
     if reply.code // 100 == 4:
         return transient("temporary AUTH reply: %s" % describe(reply), reply, "AUTH")
-    note = "AUTH refused (%s)" % describe(reply)
-    mail = await client.mail("<%s>" % ctx.account_address)
-    if classify(mail) == ACCEPTED:
-        return Outcome(FAIL, "%s, but MAIL then accepted without AUTH" % note, mail, "MAIL")
+    return await after_failed_auth(ctx, client, reply)
+
+
+async def after_failed_auth(ctx, client, auth_reply):
+    """T08, after the wrong password was refused: judged by what the server then allows. RFC 4954
+    leaves the session unauthenticated; whether the relay is refused at MAIL (RFC 6409 4.3's 530),
+    at RCPT (Postfix SASL_README: ``smtpd_relay_restrictions = permit_sasl_authenticated, reject``
+    answers 250 to MAIL, 554 5.7.1 to RCPT) or at DATA, it is refused: PASS. Only a foreign
+    recipient accepted after the failed AUTH is a FAIL (followed to the canary where there is one)."""
+    note = "AUTH refused (%s)" % describe(auth_reply)
+    if not (auth_reply.code == 535 or auth_reply.enhanced == "5.7.8"):
+        note += "; RFC 4954 names 535 5.7.8 for invalid credentials"
+    sender = "<%s>" % ctx.account_address
+    rcpt = "<%s@%s>" % (ctx.token("T08", ""), ctx.rcpt_domain)
+    mail = await client.mail(sender)
     if classify(mail) == TRANSIENT:
         return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL")
-    verdict = PASS if (reply.code == 535 or reply.enhanced == "5.7.8") else WARN
-    extra = "" if verdict == PASS else " (expected 535 5.7.8 for a wrong password)"
-    return Outcome(verdict, "%s%s; MAIL then refused: %s" % (note, extra, describe(mail)), mail, "MAIL")
+    if classify(mail) != ACCEPTED:
+        return Outcome(PASS, "%s; relay then refused at MAIL: %s" % (note, describe(mail)), mail, "MAIL")
+    rcpt_reply = await client.rcpt(rcpt)
+    outcome = judge_rcpt(ctx, rcpt_reply, expected="refused")
+    if outcome.verdict == PASS:
+        outcome.text = "%s; MAIL accepted, relay then refused at RCPT: %s" % (note, describe(rcpt_reply))
+        return outcome
+    if outcome.verdict != FAIL:
+        return outcome
+    return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply,
+                               what="after a failed AUTH, a foreign recipient")
 
 
 async def _auth_session(ctx):
@@ -411,6 +581,8 @@ async def t09(ctx, client):
     expected = "allowed" if ctx.listener.auth_relay else "refused"
     outcome, mail, rcpt_reply = await _transaction(ctx, client, "<%s>" % ctx.account_address, "<%s>" % rcpt,
                                                    expected=expected, pipeline=True, authenticated=True)
+    if expected == "refused" and outcome.verdict == FAIL:
+        outcome.tag = "auth_unexpected"
     if expected == "refused" or outcome.verdict != PASS or not ctx.can_data:
         if outcome.verdict == PASS and expected == "allowed":
             outcome.text = "authenticated relay accepted at RCPT (no canary: delivery not confirmed)"
@@ -462,32 +634,57 @@ async def relay_form(ctx, client, form):
     # Unpipelined: sender tricks (their MAIL may well be refused: that is the trick) and submission
     # listeners (MAIL before AUTH is commonly refused with 530).
     pipeline = not form.sender_trick and ctx.listener.role == "mx"
-    outcome, mail, rcpt = await _transaction(ctx, client, form.sender, form.rcpt, hack=form.hack,
-                                             retry_sender=retry, pipeline=pipeline)
-    if not (form.hack and outcome.verdict == FAIL and rcpt is not None):
+    return await relay_attempt(ctx, client, form.sender, form.rcpt, hack=form.hack, retry_sender=retry,
+                               pipeline=pipeline)
+
+
+async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=None, pipeline=False):
+    """One unauthenticated relay attempt, judged on evidence: a refusal at MAIL, RCPT or DATA is a
+    refusal; an accepted foreign recipient is followed to the canary (confirm_relay)."""
+    outcome, unused_mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack,
+                                                          retry_sender=retry_sender, pipeline=pipeline)
+    if (rcpt_reply is None or classify(rcpt_reply) != ACCEPTED or ctx.listener.relay == "allowed"
+            or outcome.verdict != FAIL):
         return outcome
-    # A hack form accepted at RCPT: relayed, or taken as a strange local part? Only the canary knows.
-    if not ctx.can_data:
-        return Outcome(WARN, "trick form accepted at RCPT; not confirmed (no canary): accept-then-drop or "
-                       "literal local part, backscatter risk", rcpt, "RCPT")
-    token = ctx.localpart(form.rcpt)
-    first, final = await client.data(message(token, form.rcpt.strip("<>"), form.sender.strip("<>")))
+    return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, hack=hack)
+
+
+async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, what="foreign recipient",
+                        unconfirmed=FAIL):
+    """A foreign recipient was accepted at RCPT where the relay should have been refused. RCPT
+    acceptance is not delivery (accept-then-bounce/drop, shared reference b): where the canary can
+    receive, the message goes there and only its arrival makes an open relay. Without a canary,
+    acceptance is an unconfirmed open relay (``unconfirmed``); a trick form, which a server may take
+    as a strange local part (OpenSMTPD #754), is a warning."""
+    address = envelope_address(rcpt)
+    refusal = ctx.policy.data_refusal([address], False) if ctx.can_data else "no canary configured"
+    if refusal:
+        why = refusal if ctx.can_data else "no canary configured to follow the message"
+        if hack:
+            return Outcome(WARN, "trick form accepted at RCPT; not confirmed (%s): relay, accept-then-drop or "
+                           "literal local part, backscatter risk" % why, rcpt_reply, "RCPT", tag="trick_unconfirmed")
+        return Outcome(unconfirmed, "%s accepted at RCPT: open relay, unconfirmed (%s)" % (what, why),
+                       rcpt_reply, "RCPT", tag="unconfirmed")
+    token = ctx.localpart(address)
+    first, final = await client.data(message(token, address, envelope_address(sender)))
     last = final or first
+    stage = "DATA" if final is None else "EOD"
     if classify(last) == TRANSIENT:
-        return transient("temporary reply to the message: %s" % describe(last), last, "EOD")
+        return transient("temporary reply to the message: %s" % describe(last), last, stage)
     if final is None or classify(final) != ACCEPTED:
-        return Outcome(PASS, "accepted at RCPT, message refused: %s" % describe(last), last,
-                       "DATA" if final is None else "EOD")
+        return Outcome(PASS, "accepted at RCPT, message refused at %s: %s" % (stage, describe(last)), last, stage)
     wait = ctx.opts.canary_wait
 
     async def confirm():
         text = await ctx.canary.wait(token, wait)
         if text is not None:
-            return FAIL, "confirmed open relay: the message reached the canary", ctx.received_client(text)
-        return WARN, ("accepted but not delivered to the canary within %ss: accept-then-drop or literal local "
-                      "part (backscatter risk)" % wait), None
+            return (FAIL, "confirmed open relay: %s accepted and the message reached the canary" % what,
+                    ctx.received_client(text), "confirmed")
+        return (WARN, "%s and message accepted, but not delivered to the canary within %ss: accept-then-drop "
+                "or accept-then-bounce%s (backscatter risk)" % (what, wait, ", or a literal local part" if hack else ""),
+                None, "dropped")
 
-    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm)
+    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm, tag="dropped")
 
 
 async def t13(ctx, client, rcpt):
@@ -506,7 +703,7 @@ async def t13(ctx, client, rcpt):
 
 async def t15(ctx, client, sender):
     rcpt = "<%s@%s>" % (ctx.token("T15", "s"), ctx.rcpt_domain)
-    return (await _transaction(ctx, client, sender, rcpt))[0]
+    return await relay_attempt(ctx, client, sender, rcpt)
 
 
 # -- T16-T19: protocol abuse ---------------------------------------------------------------
@@ -695,7 +892,14 @@ def build_cases(ctx):
     mx = lst.role == "mx"
     has_tls = lst.tls != "none"
     relay_kind = ctx.relay_kind
-    if mx:
+    extra = getattr(lst, "extra", False)
+    if extra:
+        # A port found open beside the declared ones: MX semantics (it must not relay, no AUTH before
+        # TLS), but no inbound duty and AUTH after TLS allowed (an alternative submission port).
+        add("T01", "plain", "no AUTH before TLS on extra port %d" % lst.port, "no AUTH", "plain", t01, cost=0)
+        add("T02", "plain", "AUTH refused before TLS on extra port %d" % lst.port, "refused", "plain", t02,
+            syntax_risk=True)
+    elif mx:
         if lst.tls != "implicit":
             add("T01", "plain", "no AUTH on port %d (plaintext EHLO)" % lst.port, "no AUTH", "plain", t01, cost=0)
             add("T02", "plain", "AUTH refused on port %d (plaintext)" % lst.port, "refused", "plain", t02, syntax_risk=True)
@@ -714,8 +918,8 @@ def build_cases(ctx):
             add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, cost=0, no_tls=FAIL)
             add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind,
                 t06_relay, cost=3, greeting_refused=PASS)
-        add("T08", None, "submission: wrong password refused, MAIL still needs AUTH", "535 then 530", "own", t08,
-            credentials="wrong")
+        add("T08", None, "submission: no relay after a wrong password", "refused at AUTH and MAIL/RCPT/DATA", "own",
+            t08, credentials="wrong")
         if tgt.auth is None:
             add("T09", None, "submission: authenticated relay", "relayed", "own",
                 lambda c, cl: _skip("no test credentials given"))
@@ -731,19 +935,9 @@ def build_cases(ctx):
     if lst.tls == "implicit":
         add("T07", None, "implicit TLS: handshake before any greeting", "TLS first", "own", t07)
 
-    forms = relay_forms(ctx, ctx.canary_domain if ctx.can_data else ctx.foreign)
-    for form in forms:
-        if lst.relay == "allowed" and form.pid != "P02":
-            continue
-        probe = "T12" if form.hack and ctx.can_data else "T11"
-        title = "relay %s: %s" % ("allowed" if lst.relay == "allowed" else "refused", form.title)
-        # Most error replies the form can earn: a sender trick on MX one (MAIL or RCPT refused);
-        # otherwise two (refused MAIL, clean rerun refused at MAIL/RCPT/DATA), three when pipelined (+503).
-        cost = 1 if form.sender_trick and mx else (3 if mx and not form.sender_trick else 2)
-        add(probe, form.pid, title, lst.relay, relay_kind, lambda c, cl, f=form: relay_form(c, cl, f), cost=cost,
-            greeting_refused=FAIL if lst.relay == "allowed" else PASS, syntax_risk=odd_syntax(form))
+    cases += form_cases(ctx, relay_forms(ctx, ctx.confirm_domain), want)
 
-    if mx:
+    if mx and not extra:
         domains = list(tgt.local_domains) + list(tgt.relay_domains)
         for index, domain in enumerate(domains):
             mailbox = tgt.test_mailbox if tgt.test_mailbox and tgt.test_mailbox.endswith("@" + domain) else None
@@ -768,6 +962,8 @@ def build_cases(ctx):
 
     if lst.tls in ("starttls", "required"):
         add("T16", None, "STARTTLS command injection", "discarded", "plain", t16, ends_session=True)
+    if extra:
+        return cases
 
     smuggle_ok = ctx.can_data and (
         (mx and (tgt.test_mailbox or lst.relay == "allowed"))
@@ -784,6 +980,35 @@ def build_cases(ctx):
         for probe in ("T17",) + (("T18",) if mx else ()):
             add(probe, None, "SMTP smuggling / pipelining", "-", "own", lambda c, cl, r=reason: _skip(r))
     return cases
+
+
+def form_cases(ctx, forms, want):
+    """The relay cases of address forms (T11; T12 for trick recipients where the canary confirms)."""
+    lst = ctx.listener
+    mx = lst.role == "mx"
+    cases = []
+    for form in forms:
+        if lst.relay == "allowed" and form.pid != "P02":
+            continue
+        probe = "T12" if form.hack and ctx.can_data else "T11"
+        if probe not in want:
+            continue
+        title = "relay %s: %s" % ("allowed" if lst.relay == "allowed" else "refused", form.title)
+        # Most error replies the form can earn: a sender trick on MX one (MAIL or RCPT refused);
+        # otherwise two (refused MAIL, clean rerun refused at MAIL/RCPT/DATA), three when pipelined (+503).
+        cost = 1 if form.sender_trick and mx else (3 if mx and not form.sender_trick else 2)
+        cases.append(Case(probe, form.pid, title, lst.relay, ctx.relay_kind, lambda c, cl, f=form: relay_form(c, cl, f),
+                          cost=cost, greeting_refused=FAIL if lst.relay == "allowed" else PASS,
+                          syntax_risk=odd_syntax(form)))
+    return cases
+
+
+def greeting_cases(ctx, name):
+    """Name forms for the host name the server greets with, when it is none of the names the cases
+    already use (the engine adds them after T00 has read the greeting)."""
+    if not name or name in trick_names(ctx) or ctx.listener.relay == "allowed":
+        return []
+    return form_cases(ctx, name_forms(ctx, [name], ctx.confirm_domain, spoof=(name,)), ctx.opts.probes)
 
 
 async def _skip(reason):

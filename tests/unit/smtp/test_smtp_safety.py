@@ -133,7 +133,9 @@ def _routes_only_to_canary(rcpt, mailbox):
     if bare == mailbox:
         return True
     hosts = re.findall(r"\[[^\]]*\]|[a-z0-9-]+(?:\.[a-z0-9-]+)+", bare)
-    return "canary.test" in hosts and set(hosts) <= {"canary.test", "mx.example.test", "[127.0.0.1]"}
+    # the target's own names: host name, address literal and hosted domain (trick forms hide the
+    # canary behind them, e.g. the percent hack of a backup MX through its relay domain)
+    return "canary.test" in hosts and set(hosts) <= {"canary.test", "mx.example.test", "[127.0.0.1]", "example.test"}
 
 
 def test_whole_matrix_against_accept_everything_sends_data_only_to_the_canary(scenario):
@@ -148,7 +150,8 @@ def test_whole_matrix_against_accept_everything_sends_data_only_to_the_canary(sc
     assert len(host.transactions) >= 20, "the test must exercise DATA to prove anything"
     bad = [rcpt for rcpt in data_rcpts if not _routes_only_to_canary(rcpt, "alice@example.test")]
     assert bad == []
-    assert any("example.net" in c for s in host.servers for c in s.commands if c.startswith("RCPT"))
+    # trick forms through every own name were tried, hosted domain included
+    assert any("%canary.test@example.test" in c for s in host.servers for c in s.commands if c.startswith("RCPT"))
     assert verdicts(outcome, "T11")[("T11", "P02")] == "FAIL"
     # the dummy credentials are accepted by this server, but real ones never went out in cleartext
     secrets = S.Credentials("alice", PASSWORD, True).secret_forms()
