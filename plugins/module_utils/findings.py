@@ -112,6 +112,8 @@ PROBE_FINDINGS = {
     "T17": {"FAIL": "smtp_smuggling"},
     "T18": {"WARN": "unauth_pipelining", "FAIL": ("unauth_pipelining", "high")},
     "T19": {"FAIL": "client_identity_spoofing"},
+    # T20 takes the finding of the result it summarises; this is the fallback
+    "T20": dict(_RELAY, FAIL="open_relay_unconfirmed", WARN="accept_then_drop"),
     "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},       # engine-b's TLS probe
     "T22": {"FAIL": "unverified", "INCONCLUSIVE": "unverified"},     # engine-b's "unverified" result
 }

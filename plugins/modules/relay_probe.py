@@ -92,6 +92,13 @@ options:
             description: The policy binds the envelope sender to the login (T10 FAIL instead of WARN).
             type: bool
             default: false
+      extra_ports:
+        description:
+          - More ports to probe when they accept a TCP connection (e.g. C(26), C(2525)), judged with MX semantics
+            (must not relay, no AUTH before TLS; no inbound duty). A closed one is SKIP, not a finding.
+        type: list
+        elements: int
+        default: []
       auth:
         description: Test account for authenticated probes (T09, T10, T17 on submission); used only after TLS.
         type: dict
@@ -133,6 +140,29 @@ options:
         description: Seconds to wait for a message to arrive.
         type: float
         default: 10
+  extra_forms:
+    description:
+      - Relay forms of your own, run beside P01-P23 on every listener as cases C(X01), C(X02) ... (T11; T12 for
+        trick recipients where the canary confirms).
+      - Placeholders C({canary}) (the canary domain, or C(example.net) without one), C({foreign}) (C(example.net)
+        in the sender; the canary domain in the recipient), C({domain}) (each hosted domain), C({host}) (the
+        target's host name), C({literal}) (each address literal), C({local}) (the probe's token).
+      - Strictly validated - printable ASCII without spaces, at most 200 characters, known placeholders only; the
+        recipient must contain C({local}) and C({canary}) or C({foreign}). At most 32 forms.
+    type: list
+    elements: dict
+    suboptions:
+      sender:
+        description: MAIL FROM argument, e.g. C(<probe@{literal}>).
+        type: str
+        required: true
+      rcpt:
+        description: RCPT TO argument, e.g. C(<{local}%{canary}@{domain}>).
+        type: str
+        required: true
+      name:
+        description: A name for reports.
+        type: str
   probes:
     description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T20). C(T00) (listener reachable) always runs.
     type: list
@@ -221,6 +251,8 @@ results:
       verdict: PASS
       expected: refused
       reason: "relay refused: 554 5.7.1 Relay access denied"
+      finding: null       # non-PASS, non-SKIP results: a finding id (plugins/module_utils/findings.py)
+      severity: null      # ... and its severity (critical, high, medium, low, info)
       reply: {code: 554, enhanced: 5.7.1, text: "Relay access denied", stage: RCPT}
       transcript: []
       client_seen: 198.51.100.100
@@ -258,6 +290,7 @@ def main():
         local_domains=dict(type="list", elements="str", default=[]),
         relay_domains=dict(type="list", elements="str", default=[]),
         test_mailbox=dict(type="str"),
+        extra_ports=dict(type="list", elements="int", default=[]),
         listeners=dict(type="list", elements="dict", required=True, options=listener),
         auth=dict(type="dict", options=dict(username=dict(type="str", required=True),
                                             password=dict(type="str", required=True, no_log=True))),
@@ -271,6 +304,9 @@ def main():
             canary=dict(type="dict", options=dict(domain=dict(type="str", required=True),
                                                   spool=dict(type="path"),
                                                   wait=dict(type="float", default=10))),
+            extra_forms=dict(type="list", elements="dict", options=dict(sender=dict(type="str", required=True),
+                                                                        rcpt=dict(type="str", required=True),
+                                                                        name=dict(type="str"))),
             probes=dict(type="list", elements="str", default=["all"]),
             concurrency=dict(type="int", default=64),
             per_host=dict(type="int", default=10),

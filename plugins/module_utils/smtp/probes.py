@@ -937,8 +937,9 @@ def build_cases(ctx):
 
     cases += form_cases(ctx, relay_forms(ctx, ctx.confirm_domain), want)
 
-    if mx and not extra:
-        domains = list(tgt.local_domains) + list(tgt.relay_domains)
+    if mx:
+        # (an extra port has no inbound duty: it may be anything, as long as it does not relay)
+        domains = [] if extra else list(tgt.local_domains) + list(tgt.relay_domains)
         for index, domain in enumerate(domains):
             mailbox = tgt.test_mailbox if tgt.test_mailbox and tgt.test_mailbox.endswith("@" + domain) else None
             rcpt = mailbox or "postmaster@%s" % domain

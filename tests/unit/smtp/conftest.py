@@ -16,6 +16,7 @@ except ImportError:  # straight from the checkout: the collection is reachable t
 
 import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
 
+from ansible_collections.mailsec.relay.plugins.module_utils import findings  # noqa: E402
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine  # noqa: E402
 
 PASSWORD = "s3cret-Pass"
@@ -50,7 +51,9 @@ def scenario(tls_context, spool):
                 if canary:
                     options["canary"] = {"domain": "canary.test", "spool": spool, "wait": 0.5}
                 options.update(params)
-                return await engine.run_async(options), host
+                outcome = await engine.run_async(options)
+                check_findings(outcome)
+                return outcome, host
             finally:
                 await host.stop()
         return asyncio.run(go())
@@ -62,3 +65,17 @@ def verdicts(outcome, probe=None, port=None):
     """{(probe, case): verdict} of the results (optionally of one probe/port)."""
     return {(r["probe"], r["case"]): r["verdict"] for r in outcome["results"]
             if (probe is None or r["probe"] == probe) and (port is None or r["port"] == port)}
+
+
+def check_findings(outcome):
+    """The findings contract on every result: a catalogue id and a severity on each non-PASS,
+    non-SKIP result, none on the others, and the reason in words always."""
+    for r in outcome["results"]:
+        where = (r["port"], r["probe"], r["case"], r["verdict"], r["reason"])
+        assert r["reason"], where
+        if r["verdict"] in ("PASS", "SKIP"):
+            assert r["finding"] is None and r["severity"] is None, where
+        else:
+            assert r["finding"] in findings.CATALOG, where
+            assert r["severity"] in findings.SEVERITIES, where
+        assert not any(key.startswith("_") for key in r), where

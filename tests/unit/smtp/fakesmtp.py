@@ -47,7 +47,9 @@ class Behaviour:
     proxy: bool = False                # honour a PROXY v1 header
     syntax_reject: bool = True         # 501 for double-@ recipients (exercises the non-relay class)
     pipelining: bool = True            # advertise PIPELINING (RFC 2920)
-    unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH
+    unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH (None: 250)
+    relay_domains: tuple = ()          # backup MX: accepts any recipient ending in @<one of them> (percent hack too)
+    auth_fail_open: bool = False       # a wrong password gets 535, but the session is trusted anyway (broken)
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
     exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
     auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
@@ -325,6 +327,7 @@ class _Session:
             self.authed = True
             await self.send(235, "2.7.0 Authentication successful")
         else:
+            self.authed = self.b.auth_fail_open
             await self.send(535, "5.7.8 Error: authentication failed")
 
     async def cmd_MAIL(self, line):
@@ -342,7 +345,7 @@ class _Session:
         if self.b.refuse_sender and self.b.refuse_sender in sender:
             await self.send(553, "5.7.1 %s: Sender address rejected: not owned by user" % sender)
             return
-        if self.b.role == "submission" and not self.authed:
+        if self.b.role == "submission" and not self.authed and self.b.unauth_mail:
             code, text = self.b.unauth_mail.split(" ", 1)
             await self.send(int(code), text.replace("SENDER", sender))
             return
@@ -366,7 +369,8 @@ class _Session:
         if self.b.greylist:
             await self.send(450, "4.2.0 <%s>: Recipient address rejected: Greylisted" % address.strip("<>"))
             return
-        if self.is_local(address) or self.authed or self.b.relay == "accept":
+        relayed = address.strip("<>").lower().rsplit("@", 1)[-1] in self.b.relay_domains
+        if self.is_local(address) or self.authed or self.b.relay == "accept" or relayed:
             self.rcpts.append(address)
             await self.send(250, "2.1.5 Ok")
             return

@@ -1,0 +1,290 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verdicts that rest on evidence (issue 11): canary confirmation of every relay form, T08 judged by
+what the server allows after a failed AUTH, findings on every result, trick forms through every own
+name, user forms (extra_forms) and extra ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import fakesmtp
+import pytest
+from conftest import PASSWORD, check_findings, verdicts
+
+from ansible_collections.mailsec.relay.plugins.module_utils import findings
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine, probes
+
+
+def results(outcome, port=None, probe=None):
+    return [r for r in outcome["results"] if (port is None or r["port"] == port) and (probe is None or r["probe"] == probe)]
+
+
+# -- the finding mapping ------------------------------------------------------------------------
+def test_every_probe_outcome_maps_to_a_known_finding():
+    for probe in probes.ALL_PROBES:
+        keys = [("INCONCLUSIVE", None)] + findings.outcome_keys(probe)
+        assert any(verdict == "FAIL" for verdict, unused in keys), probe    # every probe can fail
+        for verdict, tag in keys:
+            for role in ("mx", "submission", "extra"):
+                found = findings.finding_for(probe, verdict, tag, role)
+                assert found and found[0] in findings.CATALOG and found[1] in findings.SEVERITIES, (probe, verdict, tag)
+        assert findings.finding_for(probe, "PASS") is None and findings.finding_for(probe, "SKIP") is None
+
+
+def test_finding_table_covers_every_probe_and_tag_the_code_uses():
+    import inspect
+    import re
+    source = inspect.getsource(probes) + inspect.getsource(engine)
+    tags = set(re.findall(r'tag="([a-z_]+)"', source)) | set(re.findall(r'"(confirmed|dropped)"\)', source))
+    assert tags >= {"confirmed", "dropped", "unconfirmed", "trick_unconfirmed", "no_starttls"}
+    known = set(key for table in findings.PROBE_FINDINGS.values() for key in table)
+    assert tags <= known, tags - known
+    assert set(probes.ALL_PROBES) <= set(findings.PROBE_FINDINGS)
+    for table in findings.PROBE_FINDINGS.values():
+        for entry in table.values():
+            entry = entry if isinstance(entry, tuple) else (entry,)
+            assert entry[0] in findings.CATALOG
+            assert len(entry) == 1 or entry[1] in findings.SEVERITIES
+    # the role changes weight and meaning, not the catalogue
+    assert findings.finding_for("T01", "FAIL", None, "extra") == ("cleartext_auth", "high")
+    assert findings.finding_for("T01", "FAIL", "no_starttls", "submission") == ("starttls_missing", "high")
+    with pytest.raises(KeyError):
+        findings.finding_for("T99", "FAIL")
+
+
+# -- canary confirmation of every relay form ----------------------------------------------------
+def test_open_relay_confirmed_for_every_form_sender_tricks_included(scenario):
+    outcome, host = scenario(mx=dict(relay="accept"))
+    relay = results(outcome, host.mx.port)
+    forms = [r for r in relay if r["probe"] in ("T11", "T12", "T15")]
+    senders = {"P01", "P03", "P04a", "P05", "P06a", "P06b", "P07", "P08", "P09"}
+    assert senders <= {r["case"] for r in forms}
+    assert all(r["verdict"] == "FAIL" and r["finding"] == "open_relay" and r["severity"] == "critical"
+               and "reached the canary" in r["reason"] for r in forms), [
+        (r["case"], r["verdict"], r["reason"]) for r in forms if r["finding"] != "open_relay"]
+    t20 = next(r for r in relay if r["probe"] == "T20")
+    assert t20["verdict"] == "FAIL" and t20["finding"] == "open_relay"
+    # every form's message went to the canary domain, never to example.net
+    rcpts = [rcpt for t in host.mx.transactions for rcpt in t["rcpts"]]
+    assert rcpts and not any("example.net" in rcpt for rcpt in rcpts)
+
+
+def test_without_canary_rcpt_acceptance_is_an_unconfirmed_open_relay(scenario):
+    outcome, host = scenario(mx=dict(relay="accept"), canary=False)
+    assert host.transactions == []
+    mx = results(outcome, host.mx.port)
+    plain = [r for r in mx if r["probe"] in ("T11", "T15") and not r["case"].startswith(("P1", "P2"))]
+    assert plain and all(r["verdict"] == "FAIL" and r["finding"] == "open_relay_unconfirmed"
+                         and "unconfirmed" in r["reason"] for r in plain)
+    tricks = [r for r in mx if r["probe"] == "T11" and r["case"].startswith(("P1", "P2"))]
+    assert tricks and all(r["verdict"] == "WARN" and r["finding"] == "trick_form_accepted" for r in tricks)
+
+
+def test_relay_refused_at_data_is_a_refusal(scenario, tls_context):
+    """A server that accepts a foreign RCPT but refuses the message (Postfix smtpd_data_restrictions)
+    has refused the relay."""
+
+    class RefuseAtData(fakesmtp._Session):
+        async def cmd_DATA(self, line):
+            if any("canary.test" in rcpt for rcpt in self.rcpts):
+                await self.send(554, "5.7.1 Relay access denied at DATA")
+                return
+            await fakesmtp._Session.cmd_DATA(self, line)
+
+    original = fakesmtp._Session
+    fakesmtp._Session = RefuseAtData
+    try:
+        outcome, host = scenario(mx=dict(relay="accept"), probes=["T11", "T12", "T15"])
+    finally:
+        fakesmtp._Session = original
+    mx = [r for r in results(outcome, host.mx.port) if r["probe"] != "T00"]
+    assert mx and all(r["verdict"] == "PASS" and r["reply"]["stage"] == "DATA" for r in mx), [
+        (r["case"], r["verdict"], r["reason"]) for r in mx if r["verdict"] != "PASS"]
+
+
+# -- T08: what the server allows after a wrong password ------------------------------------------
+def test_t08_stock_postfix_submission_refusing_at_rcpt_passes(scenario):
+    """Postfix SASL_README: smtpd_relay_restrictions = permit_sasl_authenticated, reject. After a wrong
+    password MAIL gets 250 and RCPT 554 5.7.1: the relay is refused, a PASS."""
+    stock = dict(unauth_mail=None)
+    outcome, host = scenario(submission=stock, submissions=stock, probes=["T06", "T08"])
+    t08 = results(outcome, probe="T08")
+    assert [r["verdict"] for r in t08] == ["PASS", "PASS"], [r["reason"] for r in t08]
+    assert all(r["reply"]["stage"] == "RCPT" and r["reply"]["code"] == 554 and "refused at RCPT" in r["reason"]
+               for r in t08)
+    assert all(r["verdict"] == "PASS" for r in results(outcome, probe="T06"))
+    # MAIL refused with 530 after the wrong password (this collection's own renderer) passes too
+    outcome, unused_host = scenario(probes=["T08"])
+    assert all(r["verdict"] == "PASS" and r["reply"]["stage"] == "MAIL" for r in results(outcome, probe="T08"))
+
+
+@pytest.mark.parametrize("canary, deliver, verdict, finding", [
+    (True, True, "FAIL", "relay_after_failed_auth"),
+    (False, True, "FAIL", "relay_after_failed_auth"),
+    (True, False, "WARN", "accept_then_drop"),
+])
+def test_t08_relay_after_a_failed_auth_fails(scenario, canary, deliver, verdict, finding):
+    broken = dict(unauth_mail=None, auth_fail_open=True, deliver=deliver)
+    outcome, host = scenario(submission=broken, submissions=broken, probes=["T08"], canary=canary)
+    t08 = results(outcome, probe="T08")
+    assert [(r["verdict"], r["finding"]) for r in t08] == [(verdict, finding)] * 2, [r["reason"] for r in t08]
+    assert all("after a failed AUTH" in r["reason"] for r in t08)
+    if not canary:
+        assert host.transactions == []
+
+
+def test_t08_wrong_password_accepted_is_its_own_finding(scenario):
+    users = {"alice": PASSWORD}
+
+    class AnyPassword(fakesmtp._Session):
+        async def cmd_AUTH(self, line):
+            self.authed = True
+            await self.send(235, "2.7.0 Authentication successful")
+
+    original = fakesmtp._Session
+    fakesmtp._Session = AnyPassword
+    try:
+        outcome, unused_host = scenario(submission=dict(users=users), probes=["T08"])
+    finally:
+        fakesmtp._Session = original
+    assert {(r["verdict"], r["finding"]) for r in results(outcome, probe="T08")} == {
+        ("FAIL", "wrong_password_accepted")}
+
+
+# -- trick forms through every own name ----------------------------------------------------------
+BACKUP = dict(hostname="backup.other.test", local_domains=(), relay_domains=("relay.test",))
+BACKUP_TARGET = {"hostname": "backup.other.test", "local_domains": [], "relay_domains": ["relay.test"],
+                 "test_mailbox": None}
+
+
+def test_backup_mx_percent_hack_through_its_relay_domain_fails(scenario):
+    """The banner name lies outside the relay domain: forms at the host name are refused, but the
+    percent hack through the relay domain relays (the canary receives it)."""
+    outcome, host = scenario(mx=BACKUP, target=BACKUP_TARGET, probes=["T11", "T12", "T13"])
+    mx = {r["case"]: r for r in results(outcome, host.mx.port) if r["probe"] in ("T11", "T12")}
+    assert mx["P12"]["verdict"] == "PASS"                      # at backup.other.test
+    hack = mx["P12@relay.test"]
+    assert hack["verdict"] == "FAIL" and hack["finding"] == "open_relay" and "canary" in hack["reason"]
+    assert {"P17@relay.test", "P20@relay.test", "P23@relay.test"} <= set(mx)
+    assert verdicts(outcome, "T13", host.mx.port) == {("T13", "relay.test"): "PASS"}
+
+
+def test_address_literals_of_every_address_and_the_greeting_name(scenario):
+    """Literal forms for each of the target's addresses; name forms for the name the server greets
+    with when it is not a configured one - RCPT only there: the guard allows DATA through configured
+    names alone, so acceptance is an unconfirmed trick form, not a message to an unvetted host."""
+    greeted = dict(hostname="gw.example.test", relay_domains=("gw.example.test",))
+    # (127.0.0.2: a second address on loopback where nothing listens; only 127.0.0.1 is judged here)
+    outcome, host = scenario(mx=greeted, target={"addresses": ["127.0.0.1", "127.0.0.2"]},
+                             probes=["T11", "T12"], retries=0)
+    mx = {r["case"]: r for r in results(outcome, host.mx.port) if r["address"] == "127.0.0.1"}
+    assert {"P11", "P11@[127.0.0.2]", "P05@[127.0.0.2]", "P22@[127.0.0.2]"} <= set(mx)
+    assert {"P03@gw.example.test", "P12@gw.example.test"} <= set(mx)
+    p12 = mx["P12@gw.example.test"]
+    assert p12["verdict"] == "WARN" and p12["finding"] == "trick_form_accepted"
+    assert not any("gw.example.test" in rcpt for t in host.mx.transactions for rcpt in t["rcpts"])
+    assert mx["P12"]["verdict"] == "PASS"
+
+
+# -- user forms -----------------------------------------------------------------------------------
+def test_extra_forms_run_with_every_hosted_domain(scenario):
+    forms = [{"sender": "<probe@{literal}>", "rcpt": "<{local}%{canary}@{domain}>", "name": "percent"},
+             {"sender": "<{foreign}!probe>", "rcpt": "<{local}@{foreign}>"}]
+    outcome, host = scenario(mx=BACKUP, target=dict(BACKUP_TARGET, local_domains=["example.test"]),
+                             probes=["T11", "T12"], extra_forms=forms)
+    mx = {r["case"]: r for r in results(outcome, host.mx.port)}
+    assert mx["X01@relay.test@[127.0.0.1]"]["verdict"] == "FAIL"
+    assert mx["X01@relay.test@[127.0.0.1]"]["finding"] == "open_relay"
+    assert mx["X01@example.test@[127.0.0.1]"]["verdict"] == "PASS"
+    assert mx["X01@relay.test@[127.0.0.1]"]["probe"] == "T12" and "percent" in mx["X01@relay.test@[127.0.0.1]"]["title"]
+    assert mx["X02"]["probe"] == "T11" and mx["X02"]["verdict"] == "PASS"
+    assert any(c.startswith("MAIL FROM:<example.net!probe>") for c in host.mx.commands)
+    assert any(c.startswith("RCPT TO:<t11x02-") and c.endswith("@canary.test>") for c in host.mx.commands)
+
+
+@pytest.mark.parametrize("forms, words", [
+    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>\r\nRSET"}], "printable ASCII"),
+    ([{"sender": "<a@{foreign}>\x00", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
+    ([{"sender": "<a@{foreign}> SIZE=1", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
+    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{evil}>"}], "unknown placeholder"),
+    ([{"sender": "<a@{foreign}>", "rcpt": "<user@{canary}>"}], "{local}"),
+    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@other.example>"}], "{canary} or {foreign}"),
+    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>" + "x" * 200}], "longer than"),
+    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}}>"}], "unbalanced"),
+    ([{"sender": "<a@{foreign}>"}], "rcpt"),
+    ([{"sender": "<a>", "rcpt": "<{local}@{canary}>", "data": "x"}], "a dict with"),
+    ("<a>", "a list"),
+    ([{"sender": "<a>", "rcpt": "<{local}@{canary}>"}] * 33, "at most 32"),
+])
+def test_extra_forms_are_validated_strictly(forms, words):
+    with pytest.raises(engine.ConfigError) as error:
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "extra_forms": forms})
+    assert words in str(error.value)
+
+
+# -- extra ports ----------------------------------------------------------------------------------
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_extra(behaviour, closed=False, canary=None):
+    async def go():
+        declared = fakesmtp.FakeSMTP(fakesmtp.Behaviour(), None)
+        extra = fakesmtp.FakeSMTP(behaviour, None)
+        port = await declared.start()
+        extra_port = _closed_port() if closed else await extra.start()
+        target = {"name": "x", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
+                  "local_domains": ["example.test"], "test_mailbox": "alice@example.test",
+                  "listeners": [{"port": port, "role": "mx", "tls": "none"}], "extra_ports": [extra_port, port]}
+        params = {"targets": [target], "timeout": 1, "retry_delay": 0.05}
+        if canary:
+            params["canary"] = canary
+        try:
+            return await engine.run_async(params), extra_port, extra
+        finally:
+            await declared.stop()
+            await extra.stop()
+    outcome, extra_port, server = asyncio.run(go())
+    check_findings(outcome)
+    return outcome, extra_port, server
+
+
+def test_open_extra_port_is_probed_with_mx_semantics(spool):
+    outcome, port, server = _run_extra(fakesmtp.Behaviour(relay="accept", auth_on_mx=True, auth_before_tls=True,
+                                                          spool=spool),
+                                       canary={"domain": "canary.test", "spool": spool, "wait": 0.5})
+    extra = results(outcome, port)
+    probes_run = {r["probe"] for r in extra}
+    assert {"T00", "T01", "T02", "T11", "T12", "T15"} <= probes_run
+    assert not probes_run & {"T13", "T14", "T17", "T18"}     # no inbound duty, no smuggling mailbox there
+    by = {(r["probe"], r["case"]): r for r in extra}
+    assert by[("T11", "P02")]["verdict"] == "FAIL" and by[("T11", "P02")]["finding"] == "open_relay"
+    assert by[("T01", "plain")]["verdict"] == "FAIL" and by[("T01", "plain")]["finding"] == "cleartext_auth"
+    # the declared port listed again in extra_ports is probed once, as declared
+    assert len([r for r in outcome["results"] if r["probe"] == "T00"]) == 2
+
+
+def test_closed_extra_port_is_skipped_not_a_finding():
+    outcome, port, unused = _run_extra(fakesmtp.Behaviour(), closed=True)
+    extra = results(outcome, port)
+    assert extra and all(r["verdict"] == "SKIP" and r["finding"] is None for r in extra)
+    assert "closed" in next(r for r in extra if r["probe"] == "T00")["reason"]
+    assert outcome["summary"]["FAIL"] == 0
+
+
+def test_secure_extra_port_passes():
+    outcome, port, unused = _run_extra(fakesmtp.Behaviour())
+    extra = results(outcome, port)
+    assert extra and all(r["verdict"] == "PASS" for r in extra), [
+        (r["probe"], r["case"], r["verdict"], r["reason"]) for r in extra if r["verdict"] != "PASS"]
+
+
+@pytest.mark.parametrize("ports, words", [([0], "1-65535"), (["x"], "not a port"), ([True], "not a port"),
+                                          (list(range(1, 20)), "at most 16"), ("25", "a list")])
+def test_extra_ports_are_validated(ports, words):
+    with pytest.raises(engine.ConfigError) as error:
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"], "extra_ports": ports}]})
+    assert words in str(error.value)
