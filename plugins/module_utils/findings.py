@@ -96,7 +96,7 @@ PROBE_FINDINGS = {
     "T02": {"FAIL": "auth_on_mx_port"},
     "T03": {"FAIL": "cleartext_auth", "no_starttls": "starttls_missing"},
     "T04": {"FAIL": "cleartext_auth"},
-    "T05": {"FAIL": "submission_without_tls", "unconfirmed": "submission_without_tls"},
+    "T05": dict(_RELAY, FAIL="submission_without_tls", unconfirmed="submission_without_tls"),
     "T06": dict(_RELAY, FAIL="auth_relay_broken", no_starttls="starttls_missing"),
     "T07": {"FAIL": "implicit_tls_broken"},
     "T08": {"FAIL": "relay_after_failed_auth", "wrong_password_accepted": "wrong_password_accepted",

@@ -766,6 +766,15 @@ class Runner:
                     if r["probe"] == "T18" and r["verdict"] == WARN:
                         r["verdict"] = FAIL
                         r["reason"] += "; FAIL because the smuggling probes (T17) also fail"
+            smuggling = [r for r in results if r["probe"] == "T17"]
+            if smuggling and all(r["verdict"] == PASS for r in smuggling):
+                # RFC 2920 3.1 puts the wait for 354 on the client; a server that takes the pipelined
+                # message is lenient, and harmless where every fake end of data was refused or kept
+                # in the message (T17): not a weakness of its own
+                for r in results:
+                    if r["probe"] == "T18" and r["verdict"] == WARN:
+                        r["verdict"] = PASS
+                        r["reason"] += "; no weakness here: every smuggling ending (T17) was refused or kept"
             if "T20" not in self.opts.probes:
                 continue
             parts = [r for r in results if (r["probe"], r["case"]) in (("T11", "P02"), ("T05", None), ("T06", "relay"))]

@@ -462,13 +462,34 @@ async def t04(ctx, client, mechanism):
 async def t05(ctx, client):
     reply = await client.mail("<%s>" % ctx.account_address)
     klass = classify(reply)
+    if klass == ACCEPTED and ctx.listener.tls == "required":
+        # RFC 3207 4: a server that requires TLS answers 530 to every command but NOOP, EHLO,
+        # STARTTLS and QUIT before it
+        return Outcome(FAIL, "MAIL accepted before TLS on a submission listener that requires TLS", reply, "MAIL")
     if klass == ACCEPTED:
-        return Outcome(FAIL, "MAIL accepted without AUTH/TLS on a submission listener", reply, "MAIL")
+        return await _t05_after_mail(ctx, client, reply)
     if klass == TRANSIENT:
         return transient("temporary MAIL reply: %s" % describe(reply), reply, "MAIL")
     if is_auth_required(reply) or klass == REFUSED:
         return Outcome(PASS, "MAIL refused before TLS/AUTH: %s" % describe(reply), reply, "MAIL")
     return Outcome(INCONCLUSIVE, "control not exercised: %s" % describe(reply), reply, "MAIL")
+
+
+async def _t05_after_mail(ctx, client, mail):
+    """TLS optional here (tls: starttls): RFC 6409 4.3 asks for 530 at MAIL before AUTH, but what
+    matters is what the server then allows; the relay refused at RCPT (or DATA) is a refusal, as
+    for T08. A foreign recipient accepted in cleartext without AUTH is followed to the canary."""
+    rcpt = "<%s@%s>" % (ctx.token("T05", ""), ctx.rcpt_domain)
+    reply = await client.rcpt(rcpt)
+    outcome = judge_rcpt(ctx, reply, expected="refused")
+    if outcome.verdict == PASS:
+        outcome.text = "MAIL accepted before TLS/AUTH (RFC 6409 4.3 asks for 530), relay then refused at RCPT: %s" % (
+            describe(reply))
+        return outcome
+    if outcome.verdict != FAIL:
+        return outcome
+    return await confirm_relay(ctx, client, "<%s>" % ctx.account_address, rcpt, reply,
+                               what="before TLS and AUTH, a foreign recipient")
 
 
 async def t06_auth(ctx, client):

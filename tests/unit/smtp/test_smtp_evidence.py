@@ -152,6 +152,34 @@ def test_t08_wrong_password_accepted_is_its_own_finding(scenario):
         ("FAIL", "wrong_password_accepted")}
 
 
+def test_t05_optional_tls_judged_by_what_the_server_allows():
+    """tls: starttls (TLS optional): MAIL accepted before TLS and AUTH, relay refused at RCPT is a
+    PASS; a foreign recipient accepted in cleartext is followed to the canary. tls: required: MAIL
+    accepted before TLS is a FAIL (RFC 3207 4: 530 to everything but NOOP/EHLO/STARTTLS/QUIT)."""
+    def run(behaviour, tls_mode):
+        async def go():
+            server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission", **behaviour), None)
+            port = await server.start()
+            target = {"name": "x", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
+                      "listeners": [{"port": port, "role": "submission", "tls": tls_mode}]}
+            try:
+                return await engine.run_async({"targets": [target], "probes": ["T05"], "timeout": 2})
+            finally:
+                await server.stop()
+        outcome = asyncio.run(go())
+        check_findings(outcome)
+        return next(r for r in outcome["results"] if r["probe"] == "T05")
+    # (no TLS context on these fakes: T05 runs on the plaintext session only)
+    passed = run(dict(tls_required=False, unauth_mail=None), "starttls")
+    assert passed["verdict"] == "PASS" and passed["reply"]["stage"] == "RCPT" and "RFC 6409" in passed["reason"]
+    relays = run(dict(tls_required=False, unauth_mail=None, relay="accept"), "starttls")
+    assert relays["verdict"] == "FAIL" and relays["finding"] == "submission_without_tls"
+    assert "unconfirmed" in relays["reason"]
+    required = run(dict(tls_required=False, unauth_mail=None), "required")
+    assert required["verdict"] == "FAIL" and required["finding"] == "submission_without_tls"
+    assert run(dict(), "starttls")["verdict"] == "PASS"     # 530 at MAIL
+
+
 # -- trick forms through every own name ----------------------------------------------------------
 BACKUP = dict(hostname="backup.other.test", local_domains=(), relay_domains=("relay.test",))
 BACKUP_TARGET = {"hostname": "backup.other.test", "local_domains": [], "relay_domains": ["relay.test"],

@@ -171,7 +171,10 @@ def test_smuggling_and_pipelining(scenario):
     mx = verdicts(outcome, port=host.mx.port)
     t17 = [r for r in outcome["results"] if r["probe"] == "T17" and r["port"] == host.mx.port]
     assert all(r["verdict"] == "PASS" and "refused" in r["reason"] for r in t17[:-1])  # NUL form has no bare LF
-    assert mx[("T18", None)] == "WARN"   # pipelining accepted, but smuggling refused: a warning only
+    # pipelining accepted, but every smuggling ending refused or kept: RFC 2920 puts the wait for 354
+    # on the client, and here it opens nothing (stock Exim 4.96 on Debian): no weakness
+    t18 = next(r for r in outcome["results"] if r["probe"] == "T18" and r["port"] == host.mx.port)
+    assert t18["verdict"] == "PASS" and "no weakness" in t18["reason"]
 
 
 def test_xclient_honoured_fails(scenario):
