@@ -89,7 +89,9 @@ CATALOG = {
 # where this outcome weighs other than the id's default. INCONCLUSIVE is "inconclusive" unless a
 # probe says otherwise. T20 (per-vantage summary) takes the finding of the result it summarises.
 _RELAY = {"confirmed": "open_relay", "unconfirmed": "open_relay_unconfirmed", "dropped": "accept_then_drop",
-          "trick_unconfirmed": "trick_form_accepted", "refused_trusted": "relay_refused_for_trusted"}
+          "trick_unconfirmed": "trick_form_accepted", "refused_trusted": "relay_refused_for_trusted",
+          "greeting_refused": "relay_refused_for_trusted",    # greeting refusal where this vantage may relay
+          "FAIL": "open_relay_unconfirmed", "WARN": "accept_then_drop"}
 PROBE_FINDINGS = {
     "T00": {"FAIL": "listener_unreachable"},
     "T01": {"FAIL": "auth_on_mx_port", "no_starttls": "starttls_missing"},
@@ -132,18 +134,19 @@ ROLE_SEVERITY = {
 def finding_for(probe, verdict, tag=None, role=None):
     """``(finding id, severity)`` for a non-PASS, non-SKIP verdict of ``probe``; None for PASS/SKIP.
 
-    KeyError for a probe or outcome with no mapping: every outcome must have one (unit-tested)."""
+    Tags count for FAIL and WARN; a WARN without an entry of its own takes the FAIL entry. KeyError
+    for an unknown probe (every probe has a FAIL entry: unit-tested)."""
     if verdict in ("PASS", "SKIP"):
         return None
     table = PROBE_FINDINGS[probe]
-    if tag is not None and tag in table:
+    if verdict == "INCONCLUSIVE":
+        entry = table.get("INCONCLUSIVE", "inconclusive")
+    elif tag is not None and tag in table:
         entry = table[tag]
     elif verdict in table:
         entry = table[verdict]
-    elif verdict == "INCONCLUSIVE":
-        entry = "inconclusive"
     else:
-        raise KeyError("no finding for %s %s (tag %r)" % (probe, verdict, tag))
+        entry = table["FAIL"]
     finding_id, level = entry if isinstance(entry, tuple) else (entry, None)
     finding_id = ROLE_FINDINGS.get((role, finding_id), finding_id)
     level = level or ROLE_SEVERITY.get((role, finding_id)) or severity(finding_id)
@@ -156,6 +159,7 @@ def outcome_keys(probe):
     for key in PROBE_FINDINGS[probe]:
         if key in ("FAIL", "WARN", "INCONCLUSIVE"):
             keys.append((key, None))
+            keys.append(("WARN", None))
         else:
             keys.extend((verdict, key) for verdict in ("FAIL", "WARN"))
     return keys

@@ -725,7 +725,7 @@ class Runner:
         if isinstance(exc, SessionError):
             if exc.kind == "greeting" and not exc.transient:
                 return Outcome(case.greeting_refused, "listener refuses this client at the greeting: %s" % exc,
-                               exc.reply, "BANNER")
+                               exc.reply, "BANNER", tag="greeting_refused")
             if exc.kind == "no-starttls":
                 return Outcome(case.no_tls, str(exc), exc.reply, "EHLO", tag="no_starttls")
             return Outcome(INCONCLUSIVE, str(exc), exc.reply, exc.kind.upper(), transient=exc.transient)

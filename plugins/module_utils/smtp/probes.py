@@ -416,7 +416,7 @@ async def t01(ctx, client):
                        client.ehlo_reply, "EHLO")
     if not client.tls_active and ctx.listener.tls in ("starttls", "required") and "STARTTLS" not in client.extensions:
         return Outcome(FAIL, "STARTTLS not offered although the listener should have tls=%s" % ctx.listener.tls,
-                       client.ehlo_reply, "EHLO")
+                       client.ehlo_reply, "EHLO", tag="no_starttls")
     return Outcome(PASS, "no AUTH in the EHLO reply%s" % (" after TLS" if client.tls_active else ""),
                    client.ehlo_reply, "EHLO")
 
@@ -438,7 +438,8 @@ async def t03(ctx, client):
     if "AUTH" in ext:
         return Outcome(FAIL, "AUTH offered before TLS: AUTH %s" % ext["AUTH"], client.ehlo_reply, "EHLO")
     if "STARTTLS" not in ext:
-        return Outcome(FAIL, "STARTTLS not offered on a submission listener", client.ehlo_reply, "EHLO")
+        return Outcome(FAIL, "STARTTLS not offered on a submission listener", client.ehlo_reply, "EHLO",
+                       tag="no_starttls")
     return Outcome(PASS, "STARTTLS offered, AUTH only after TLS", client.ehlo_reply, "EHLO")
 
 

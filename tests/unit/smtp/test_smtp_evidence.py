@@ -24,7 +24,7 @@ def results(outcome, port=None, probe=None):
 def test_every_probe_outcome_maps_to_a_known_finding():
     for probe in probes.ALL_PROBES:
         keys = [("INCONCLUSIVE", None)] + findings.outcome_keys(probe)
-        assert any(verdict == "FAIL" for verdict, unused in keys), probe    # every probe can fail
+        assert "FAIL" in findings.PROBE_FINDINGS[probe], probe    # the fallback of every FAIL/WARN
         for verdict, tag in keys:
             for role in ("mx", "submission", "extra"):
                 found = findings.finding_for(probe, verdict, tag, role)
@@ -37,7 +37,7 @@ def test_finding_table_covers_every_probe_and_tag_the_code_uses():
     import re
     source = inspect.getsource(probes) + inspect.getsource(engine)
     tags = set(re.findall(r'tag="([a-z_]+)"', source)) | set(re.findall(r'"(confirmed|dropped)"\)', source))
-    assert tags >= {"confirmed", "dropped", "unconfirmed", "trick_unconfirmed", "no_starttls"}
+    assert tags >= {"confirmed", "dropped", "unconfirmed", "trick_unconfirmed", "no_starttls", "greeting_refused"}
     known = set(key for table in findings.PROBE_FINDINGS.values() for key in table)
     assert tags <= known, tags - known
     assert set(probes.ALL_PROBES) <= set(findings.PROBE_FINDINGS)
@@ -49,6 +49,10 @@ def test_finding_table_covers_every_probe_and_tag_the_code_uses():
     # the role changes weight and meaning, not the catalogue
     assert findings.finding_for("T01", "FAIL", None, "extra") == ("cleartext_auth", "high")
     assert findings.finding_for("T01", "FAIL", "no_starttls", "submission") == ("starttls_missing", "high")
+    assert findings.finding_for("T03", "FAIL", "no_starttls", "submission") == ("starttls_missing", "high")
+    assert findings.finding_for("T11", "FAIL", "greeting_refused") == ("relay_refused_for_trusted", "medium")
+    # INCONCLUSIVE is never promoted by a tag
+    assert findings.finding_for("T06", "INCONCLUSIVE", "no_starttls") == ("inconclusive", "info")
     with pytest.raises(KeyError):
         findings.finding_for("T99", "FAIL")
 
