@@ -23,63 +23,63 @@ SEVERITIES = ("critical", "high", "medium", "low", "info")
 CATALOG = {
     # Relay decisions
     "open_relay": ("critical",
-        "relays mail for third parties: a message to a foreign domain was accepted and the canary "
-        "received it"),
+                   "relays mail for third parties: a message to a foreign domain was accepted and the canary "
+                   "received it"),
     "open_relay_unconfirmed": ("high",
-        "accepted a foreign recipient without authentication; no canary was configured to prove "
-        "or disprove delivery"),
+                               "accepted a foreign recipient without authentication; no canary was configured to prove "
+                               "or disprove delivery"),
     "accept_then_drop": ("medium",
-        "accepted a foreign recipient (and the message), but the canary never received it: "
-        "accept-then-drop or accept-then-bounce (backscatter risk)"),
+                         "accepted a foreign recipient (and the message), but the canary never received it: "
+                         "accept-then-drop or accept-then-bounce (backscatter risk)"),
     "accepts_all_recipients": ("medium",
-        "accepts mail for recipients that do not exist in a hosted domain (no recipient "
-        "validation): a backscatter source"),
+                               "accepts mail for recipients that do not exist in a hosted domain (no recipient "
+                               "validation): a backscatter source"),
     "blocked_domain_accepted": ("medium", "accepts mail for a domain the policy blocks"),
     "relay_after_failed_auth": ("critical",
-        "relays after an AUTH with a wrong password was refused"),
+                                "relays after an AUTH with a wrong password was refused"),
     "wrong_password_accepted": ("critical", "AUTH with a wrong password succeeds"),
     "trick_form_accepted": ("medium",
-        "accepted a trick recipient form (percent hack, bang path, quoted or double @, source "
-        "route) at RCPT; no canary could tell a relay from a strange local part"),
+                            "accepted a trick recipient form (percent hack, bang path, quoted or double @, source "
+                            "route) at RCPT; no canary could tell a relay from a strange local part"),
     "relay_refused_for_trusted": ("medium",
-        "refuses to relay for a vantage the policy lets relay (a trusted network is broken)"),
+                                  "refuses to relay for a vantage the policy lets relay (a trusted network is broken)"),
     "auth_relay_unexpected": ("medium",
-        "an authenticated client may relay on a listener where the policy says it may not"),
+                              "an authenticated client may relay on a listener where the policy says it may not"),
     "client_identity_spoofing": ("critical",
-        "honours XCLIENT or a PROXY protocol header from an untrusted client"),
+                                 "honours XCLIENT or a PROXY protocol header from an untrusted client"),
     # Authentication placement
     "auth_on_mx_port": ("medium", "AUTH is offered or processed on the MX port 25"),
     "cleartext_auth": ("high", "AUTH is offered or credentials are processed before TLS"),
     "submission_without_tls": ("high",
-        "a submission listener accepts a mail transaction before TLS"),
+                               "a submission listener accepts a mail transaction before TLS"),
     "sender_login_mismatch": ("medium",
-        "an authenticated client may use an envelope sender it does not own"),
+                              "an authenticated client may use an envelope sender it does not own"),
     "auth_relay_broken": ("medium",
-        "authenticated submission does not relay (the positive control failed)"),
+                          "authenticated submission does not relay (the positive control failed)"),
     # TLS
     "starttls_missing": ("medium", "STARTTLS is not offered where it is expected"),
     "implicit_tls_broken": ("high",
-        "the implicit-TLS listener answers in plaintext or its TLS handshake fails"),
+                            "the implicit-TLS listener answers in plaintext or its TLS handshake fails"),
     "weak_tls": ("high",
-        "accepts a TLS protocol version or cipher suite below the policy's minimum"),
+                 "accepts a TLS protocol version or cipher suite below the policy's minimum"),
     "starttls_injection": ("high",
-        "plaintext pipelined after STARTTLS is answered inside TLS (CVE-2011-0411 class)"),
+                           "plaintext pipelined after STARTTLS is answered inside TLS (CVE-2011-0411 class)"),
     # Message integrity
     "smtp_smuggling": ("high",
-        "accepts a non-standard end-of-data sequence: a second message can be smuggled "
-        "(CVE-2023-51764/5/6 class)"),
+                       "accepts a non-standard end-of-data sequence: a second message can be smuggled "
+                       "(CVE-2023-51764/5/6 class)"),
     "unauth_pipelining": ("low",
-        "accepts commands pipelined past DATA from an unauthenticated client (a smuggling "
-        "enabler)"),
+                          "accepts commands pipelined past DATA from an unauthenticated client (a smuggling "
+                          "enabler)"),
     # Availability of what must work
     "inbound_broken": ("high", "refuses inbound mail for a hosted domain"),
     "listener_unreachable": ("high", "a listener that must answer gives no SMTP greeting"),
     # Evidence
     "unverified": ("high",
-        "a required relay check ended without a verdict (timeouts, temporary errors): the relay "
-        "state is unknown"),
+                   "a required relay check ended without a verdict (timeouts, temporary errors): the relay "
+                   "state is unknown"),
     "inconclusive": ("info",
-        "the check ended without a verdict; it is not required for the relay decision"),
+                     "the check ended without a verdict; it is not required for the relay decision"),
 }
 
 
