@@ -12,7 +12,9 @@ process (``SMTPClient._write`` is the only writer). The guard refuses:
 * real credentials (or their base64 forms) on a connection that is not yet encrypted.
 
 Trick addresses (percent hack, bang paths, source routes, quoted parts) may name the target's own
-hostname or address literal as an intermediate hop; every other host in them must be the canary.
+names as an intermediate hop - its configured host name, hosted domains (local and relay) and
+address literals, never a name the server merely claims in its greeting; every other host in them
+must be the canary.
 """
 
 from __future__ import annotations
