@@ -44,6 +44,21 @@ def test_other_forms_are_refused(address):
     assert not policy().routes_to_canary(address)
 
 
+def test_hosted_domains_are_hops_only_when_the_engine_names_them():
+    """The engine passes a target's hosted domains as own names (engine.Target.own_names): the
+    percent hack through a backup MX's relay domain may then carry DATA to the canary; a name the
+    server only claims (its greeting) is not among them."""
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+    target = engine.Target({"name": "backup", "addresses": ["127.0.0.1"], "hostname": "backup.other.test",
+                            "relay_domains": ["relay.test"], "local_domains": ["example.test"]}, 0)
+    hosted = S.SafetyPolicy("canary.test", None, target.own_names())
+    assert hosted.routes_to_canary("<t12p12-0123456789%canary.test@relay.test>")
+    assert hosted.routes_to_canary("<t12p17-0123456789@canary.test@example.test>")
+    assert not hosted.routes_to_canary("<t12p12-0123456789%canary.test@gw.example.test>")
+    assert not hosted.routes_to_canary("<t12p12-0123456789%example.net@relay.test>")
+    assert not hosted.routes_to_canary("<t11p02-0123456789@relay.test>")   # no canary named: never DATA
+
+
 def test_guard_blocks_data_to_a_foreign_recipient():
     guard = policy().guard()
     guard.inspect(b"MAIL FROM:<probe@canary.test>\r\nRCPT TO:<t11p02-0123456789@example.net>\r\n", False)
