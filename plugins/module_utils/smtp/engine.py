@@ -782,7 +782,6 @@ class Runner:
                 continue
             rank = {FAIL: 0, INCONCLUSIVE: 1, WARN: 2, PASS: 3, SKIP: 4}
             worst = min(parts, key=lambda r: rank[r["verdict"]])
-            # (findings: T20 says what the result it summarises says)
             vantage = self.opts.vantage or "default"
             p02 = next((r for r in parts if r["probe"] == "T11"), worst)
             self.results.append({
