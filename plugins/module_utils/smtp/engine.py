@@ -187,6 +187,7 @@ class ListenerState:
         self.spare = None            # the greeted connection of the reachability check, for the first session
         self.tls_first = None        # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
         self.greeting_name = None    # the host name the greeting starts with (more trick forms)
+        self.ehlo_name = None        # ... and the one the first EHLO reply starts with
 
 
 class ProbeContext:
@@ -319,6 +320,8 @@ class ProbeContext:
             raise SessionError("greeting", "greeting %d %s" % (client.banner.code, client.banner.text),
                                client.banner, transient=client.banner.code // 100 == 4)
         reply = await client.ehlo()
+        if self.state.ehlo_name is None and reply.code // 100 == 2:
+            self.state.ehlo_name = greeting_name(reply) or ""
         if reply.code // 100 != 2:
             raise SessionError("ehlo", "EHLO/HELO refused: %d %s" % (reply.code, reply.text), reply,
                                transient=reply.code // 100 == 4)
@@ -498,6 +501,12 @@ class Runner:
                 return
             cases = cases + greeting_cases(ctx, ctx.state.greeting_name)
             await self._run_cases(ctx, cases)
+            # RFC 5321 4.1.1.1: the EHLO reply names the server too; where that name is yet another
+            # one (rare: it is the greeting's on Postfix and Exim), its forms run afterwards
+            if ctx.state.ehlo_name and ctx.state.ehlo_name != ctx.state.greeting_name:
+                more = greeting_cases(ctx, ctx.state.ehlo_name)
+                if more:
+                    await self._run_cases(ctx, more)
         finally:
             if ctx.state.spare is not None:
                 await ctx.state.spare.quit()

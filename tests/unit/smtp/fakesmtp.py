@@ -49,6 +49,7 @@ class Behaviour:
     pipelining: bool = True            # advertise PIPELINING (RFC 2920)
     unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH (None: 250)
     relay_domains: tuple = ()          # backup MX: accepts any recipient ending in @<one of them> (percent hack too)
+    ehlo_hostname: str = None          # the name the EHLO reply gives, when not the greeting's
     auth_fail_open: bool = False       # a wrong password gets 535, but the session is trusted anyway (broken)
     refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
     exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
@@ -230,7 +231,7 @@ class _Session:
         return self.tls or self.b.auth_before_tls
 
     async def cmd_EHLO(self, line):
-        ext = ["%s Hello [%s]" % (self.b.hostname, self.peer)] + (["PIPELINING"] if self.b.pipelining else [])
+        ext = ["%s Hello [%s]" % (self.b.ehlo_hostname or self.b.hostname, self.peer)] + (["PIPELINING"] if self.b.pipelining else [])
         ext += ["SIZE 10240000", "8BITMIME"]
         if self.b.starttls and not self.tls and self.srv.tls_context is not None:
             ext.append("STARTTLS")

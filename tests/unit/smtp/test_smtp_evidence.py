@@ -219,6 +219,16 @@ def test_address_literals_of_every_address_and_the_greeting_name(scenario):
     assert mx["P12"]["verdict"] == "PASS"
 
 
+def test_ehlo_name_forms_run_when_it_is_yet_another_name(scenario):
+    named = dict(ehlo_hostname="relay-gw.example.test", relay_domains=("relay-gw.example.test",))
+    outcome, host = scenario(mx=named, probes=["T11", "T12"])
+    mx = {r["case"]: r for r in results(outcome, host.mx.port)}
+    assert {"P03@relay-gw.example.test", "P12@relay-gw.example.test", "P23@relay-gw.example.test"} <= set(mx)
+    assert mx["P12@relay-gw.example.test"]["verdict"] == "WARN"       # accepted, RCPT only: unvetted name
+    assert mx["P12@relay-gw.example.test"]["finding"] == "trick_form_accepted"
+    assert not any(r["case"].endswith("@mx.example.test") for r in outcome["results"] if r["case"])
+
+
 # -- user forms -----------------------------------------------------------------------------------
 def test_extra_forms_run_with_every_hosted_domain(scenario):
     forms = [{"sender": "<probe@{literal}>", "rcpt": "<{local}%{canary}@{domain}>", "name": "percent"},
