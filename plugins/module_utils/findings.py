@@ -90,6 +90,7 @@ CATALOG = {
 # probe says otherwise. T20 (per-vantage summary) takes the finding of the result it summarises.
 _RELAY = {"confirmed": "open_relay", "unconfirmed": "open_relay_unconfirmed", "dropped": "accept_then_drop",
           "trick_unconfirmed": "trick_form_accepted", "refused_trusted": "relay_refused_for_trusted",
+          "trick_dropped": "accepts_all_recipients",          # a trick form accepted, not relayed
           "greeting_refused": "relay_refused_for_trusted",    # greeting refusal where this vantage may relay
           "FAIL": "open_relay_unconfirmed", "WARN": "accept_then_drop"}
 PROBE_FINDINGS = {

@@ -702,11 +702,17 @@ async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, wh
         if text is not None:
             return (FAIL, "confirmed open relay: %s accepted and the message reached the canary" % what,
                     ctx.received_client(text), "confirmed")
+        if hack:
+            # a trick recipient taken as a strange local part of the server's own domain: no
+            # recipient validation there (or a catch-all), the accept-then-bounce of a relay attempt
+            return (WARN, "trick form and message accepted, but not delivered to the canary within %ss: taken as "
+                    "a local part without recipient validation, or accept-then-drop (backscatter risk)" % wait,
+                    None, "trick_dropped")
         return (WARN, "%s and message accepted, but not delivered to the canary within %ss: accept-then-drop "
-                "or accept-then-bounce%s (backscatter risk)" % (what, wait, ", or a literal local part" if hack else ""),
-                None, "dropped")
+                "or accept-then-bounce (backscatter risk)" % (what, wait), None, "dropped")
 
-    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm, tag="dropped")
+    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm,
+                   tag="trick_dropped" if hack else "dropped")
 
 
 async def t13(ctx, client, rcpt):

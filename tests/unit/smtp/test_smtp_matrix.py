@@ -10,7 +10,7 @@ import time
 
 import fakesmtp
 import pytest
-from conftest import PASSWORD, verdicts
+from conftest import PASSWORD, check_findings, verdicts
 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
 
@@ -60,8 +60,10 @@ def test_accept_then_drop_is_a_warning_not_a_failure(scenario):
     outcome, host = scenario(mx=dict(relay="accept", deliver=False))
     relay = [r for r in outcome["results"] if r["port"] == host.mx.port and r["probe"] in ("T11", "T12", "T15", "T20")]
     assert {r["probe"] for r in relay} == {"T11", "T12", "T15", "T20"}
-    assert all(r["verdict"] == "WARN" and r["finding"] == "accept_then_drop" and r["severity"] == "medium"
-               and ("accept-then-drop" in r["reason"] or r["probe"] == "T20") for r in relay), [
+    # (trick forms: taken as a local part without recipient validation, or dropped)
+    assert all(r["verdict"] == "WARN" and r["severity"] == "medium" and r["finding"] == (
+        "accepts_all_recipients" if r["probe"] == "T12" else "accept_then_drop")
+        and ("accept-then-drop" in r["reason"] or r["probe"] == "T20") for r in relay), [
         (r["probe"], r["case"], r["verdict"], r["reason"]) for r in relay if r["verdict"] != "WARN"]
     # each of them was followed to the canary: a message per case reached the server
     cases = [r for r in relay if r["probe"] != "T20"]
@@ -452,6 +454,9 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
     assert "workers" not in one["summary"] and two["summary"]["workers"] == 2
 
     assert one["shape"] == two["shape"]
+    check_findings(one)
+    check_findings(two)          # worker processes classify their own results
+    assert any(r["finding"] == "open_relay" and r["target"] == "host4" for r in two["results"])
     order = {probe: index for index, probe in enumerate(engine.ALL_PROBES)}
     keys = [(r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or "") for r in two["results"]]
     assert keys == sorted(keys)
