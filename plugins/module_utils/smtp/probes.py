@@ -468,7 +468,7 @@ async def t05(ctx, client):
         # STARTTLS and QUIT before it
         return Outcome(FAIL, "MAIL accepted before TLS on a submission listener that requires TLS", reply, "MAIL")
     if klass == ACCEPTED:
-        return await _t05_after_mail(ctx, client, reply)
+        return await _t05_after_mail(ctx, client)
     if klass == TRANSIENT:
         return transient("temporary MAIL reply: %s" % describe(reply), reply, "MAIL")
     if is_auth_required(reply) or klass == REFUSED:
@@ -476,7 +476,7 @@ async def t05(ctx, client):
     return Outcome(INCONCLUSIVE, "control not exercised: %s" % describe(reply), reply, "MAIL")
 
 
-async def _t05_after_mail(ctx, client, mail):
+async def _t05_after_mail(ctx, client):
     """TLS optional here (tls: starttls): RFC 6409 4.3 asks for 530 at MAIL before AUTH, but what
     matters is what the server then allows; the relay refused at RCPT (or DATA) is a refusal, as
     for T08. A foreign recipient accepted in cleartext without AUTH is followed to the canary."""
@@ -671,12 +671,11 @@ async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=N
     return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, hack=hack)
 
 
-async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, what="foreign recipient",
-                        unconfirmed=FAIL):
+async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, what="foreign recipient"):
     """A foreign recipient was accepted at RCPT where the relay should have been refused. RCPT
     acceptance is not delivery (accept-then-bounce/drop, shared reference b): where the canary can
     receive, the message goes there and only its arrival makes an open relay. Without a canary,
-    acceptance is an unconfirmed open relay (``unconfirmed``); a trick form, which a server may take
+    acceptance is an unconfirmed open relay (FAIL); a trick form, which a server may take
     as a strange local part (OpenSMTPD #754), is a warning."""
     address = envelope_address(rcpt)
     refusal = ctx.policy.data_refusal([address], False) if ctx.can_data else "no canary configured"
@@ -685,7 +684,7 @@ async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, wh
         if hack:
             return Outcome(WARN, "trick form accepted at RCPT; not confirmed (%s): relay, accept-then-drop or "
                            "literal local part, backscatter risk" % why, rcpt_reply, "RCPT", tag="trick_unconfirmed")
-        return Outcome(unconfirmed, "%s accepted at RCPT: open relay, unconfirmed (%s)" % (what, why),
+        return Outcome(FAIL, "%s accepted at RCPT: open relay, unconfirmed (%s)" % (what, why),
                        rcpt_reply, "RCPT", tag="unconfirmed")
     token = ctx.localpart(address)
     first, final = await client.data(message(token, address, envelope_address(sender)))
