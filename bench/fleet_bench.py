@@ -600,7 +600,22 @@ if __name__ == "__main__":
             p.add_argument(opt, type=int)
         for opt in ("--ports", "--certdir", "--targets-out", "--endpoint"):
             p.add_argument(opt)
-        asyncio.run(serve(p.parse_args(sys.argv[2:])))
+        serve_args = p.parse_args(sys.argv[2:])
+        profile_out = os.environ.get("MAILSEC_BENCH_PROFILE_ENDPOINTS")
+        if profile_out:
+            # --profile-endpoints: where the emulated endpoints' own CPU goes (one file per process)
+            import cProfile
+            import pstats
+            profiler = cProfile.Profile()
+            profiler.enable()
+            asyncio.run(serve(serve_args))
+            profiler.disable()
+            with open("%s.%d.txt" % (profile_out, serve_args.index), "w") as handle:
+                stats = pstats.Stats(profiler, stream=handle)
+                stats.sort_stats("tottime").print_stats(40)
+                stats.sort_stats("cumulative").print_stats(40)
+        else:
+            asyncio.run(serve(serve_args))
     elif len(sys.argv) > 1 and sys.argv[1] == "_probe":
         p = argparse.ArgumentParser()
         p.add_argument("--params")

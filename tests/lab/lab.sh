@@ -57,7 +57,8 @@ cmd_host_setup() {
   local -a missing=()
   local pkg
   for pkg in podman runc debootstrap nmap swaks shellcheck; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    # (no `| grep -q` under pipefail: grep leaving early can SIGPIPE the writer, exit 141)
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == *'install ok installed'* ]] || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
