@@ -98,8 +98,12 @@ async def serve(args):
             break
         if line.strip() == b"stats":
             connections = sum(s.connections for h in hosts for s in h.servers)
+            handshakes = sum(getattr(s, "tls_handshakes", 0) for h in hosts for s in h.servers)
+            resumed = sum(getattr(s, "tls_resumed", 0) for h in hosts for s in h.servers)
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            print(json.dumps({"connections": connections, "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+            print(json.dumps({"connections": connections, "cpu": usage.ru_utime + usage.ru_stime,
+                              "user": usage.ru_utime, "sys": usage.ru_stime, "tls_handshakes": handshakes,
+                              "tls_resumed": resumed}), flush=True)
     for host in hosts:
         await host.stop()
 
@@ -434,8 +438,12 @@ def main(argv=None):
                              "bench re-runs itself in the prober's network namespace (nsenter; root, lab up)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile one engine run at the largest N (in-process: workers=1)")
+    parser.add_argument("--profile-endpoints", metavar="PREFIX",
+                        help="cProfile the endpoint processes (all runs); PREFIX.<process>.txt each")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    if args.profile_endpoints:
+        os.environ["MAILSEC_BENCH_PROFILE_ENDPOINTS"] = os.path.abspath(args.profile_endpoints)
     if args.mixed_lab and os.environ.get(IN_NETNS) != LAB_PROBER:
         if not lab_up():
             raise SystemExit("--mixed-lab: lab containers are not running (tests/lab/lab.sh up; make demo)")

@@ -8,8 +8,11 @@ behaviour: mx (STARTTLS, no AUTH, foreign RCPT 554 5.7.1, double-@ RCPT 501, loc
 accepted), submission (530 before STARTTLS, AUTH only after TLS, 530 5.7.0 to MAIL before AUTH)
 and submissions (implicit TLS), with real TLS from the same kind of context. What makes it lighter
 is only how it runs: one asyncio.Protocol per connection (no task, StreamReader/StreamWriter per
-connection), commands handled as the bytes arrive, and the replies to one pipelined group sent in
-one write (as Postfix does), not one write per reply. None of the test server's fault modes are
+connection), commands handled as the bytes arrive, the replies to one pipelined group sent in
+one write (as Postfix does), not one write per reply, and TLS (implicit and STARTTLS) done in the
+same protocol on an ssl.SSLObject over memory BIOs rather than through asyncio's SSL transport
+(its per-record Python layers were most of the endpoints' CPU outside OpenSSL). The TLS itself
+is the same: the same context, handshakes, session tickets and close_notify. None of the test server's fault modes are
 here: for those, use fakesmtp. tests/unit/smtp/test_lean_smtp.py runs the engine against both and
 requires the same verdicts, replies and reasons, case by case.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 
 # SASL decoding is the unit tests' server's own, so both endpoints parse AUTH the same way.
@@ -25,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fakesmtp import _b64, _decode_plain  # noqa: E402  pylint: disable=wrong-import-position
 
 LOCAL_DOMAINS = ("example.test",)
+TLS_RECORD = 16384                # largest TLS plaintext record
 USERS = {"alice": "s3cret-Pass"}
 
 
@@ -41,7 +46,10 @@ class LeanServer:
         self.local_domains = tuple(d.lower() for d in local_domains)
         self.users = dict(USERS if users is None else users)
         self.connections = 0
+        self.read_buffer = bytearray(TLS_RECORD)
+        self.recv_buffer = bytearray(65536)
         self.tls_handshakes = 0
+        self.tls_resumed = 0          # handshakes that resumed a session (as FakeSMTP counts them)
         self.transactions = 0
         self.server = None
         self.port = None
@@ -50,8 +58,8 @@ class LeanServer:
 
     async def start(self, host="127.0.0.1", port=0):
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Session(self), host, port,
-                                               ssl=self.tls_context if self.implicit else None)
+        # no ssl= here: implicit TLS starts in the session itself (see _Session)
+        self.server = await loop.create_server(lambda: _Session(self), host, port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
@@ -91,36 +99,80 @@ UNKNOWN = reply(502, "5.5.2 Error: command not recognized")
 END_OF_DATA = b"\r\n.\r\n"
 
 
-class _Session(asyncio.Protocol):
+# TLS errors that end a connection: a failed handshake, a broken record, a reset peer.
+_TLS_FATAL = (ssl.SSLError, OSError, ValueError)
+
+
+class _Session(asyncio.BufferedProtocol):
     def __init__(self, server):
         self.srv = server
         self.transport = None
         self.buf = b""
         self.out = []
-        self.tls = server.implicit
+        self.tls = False           # TLS established (implicit or after STARTTLS)
+        self.sslobj = None         # the connection's TLS state while TLS is starting or running
+        self.incoming = None
+        self.outgoing = None
         self.authed = False
         self.mail = None
         self.rcpts = []
-        self.state = "command"     # command | auth-plain | login-user | login-pass | data | tls | closed
+        self.state = "command"     # command | auth-plain | login-user | login-pass | data | closed
         self.login_user = None
         self.peer = "?"
 
     # -- transport events ---------------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
-        self.srv.connections += 1
-        if self.srv.implicit:
-            self.srv.tls_handshakes += 1
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "?"
-        transport.write(self.srv.banner)
+        if self.srv.implicit:
+            self._start_tls()      # the greeting comes once the handshake is done (as on port 465)
+        else:
+            self.srv.connections += 1
+            transport.write(self.srv.banner)
+
+    # A buffered protocol: the transport receives into the listener's own buffer. (A plain
+    # Protocol gets a fresh bytes object of asyncio's 256 KiB read size per read, which glibc
+    # serves with an mmap, mremap and munmap each.)
+    def get_buffer(self, sizehint):
+        return self.srv.recv_buffer
+
+    def buffer_updated(self, nbytes):
+        self.data_received(self.srv.recv_buffer[:nbytes])
 
     def data_received(self, data):
         if self.state == "closed":
             return
-        self.buf += data
-        if self.state != "tls":    # (the first command inside TLS may come before start_tls returns)
+        if self.sslobj is None:
+            self.buf += data
             self._process()
+            return
+        self.incoming.write(data)
+        if not self.tls and not self._handshake():
+            return
+        chunks = []
+        buffer = self.srv.read_buffer
+        while True:
+            try:
+                # into one buffer per listener: a fresh 16 KiB bytes per read costs an mmap,
+                # mremap and munmap each (the sessions of a listener run on one thread)
+                size = self.sslobj.read(TLS_RECORD, buffer)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:   # the client's close_notify: answer it and close
+                self._close()
+                return
+            except _TLS_FATAL:
+                self._abort()
+                return
+            if not size:
+                break
+            chunks.append(buffer[:size])
+        if chunks:
+            self.buf += b"".join(chunks)
+            self._process()
+        else:
+            self._flush()          # (TLS records without data may still want an answer)
 
     def eof_received(self):
         return False               # close our side too
@@ -128,9 +180,39 @@ class _Session(asyncio.Protocol):
     def connection_lost(self, exc):
         self.state = "closed"
 
+    # -- TLS on memory BIOs -----------------------------------------------------------------------
+    def _start_tls(self):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.sslobj = self.srv.tls_context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    def _handshake(self):
+        """Advance the handshake; True once TLS is up (then the greeting or a fresh session)."""
+        try:
+            self.sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return False
+        except _TLS_FATAL:
+            self._abort()
+            return False
+        self.tls = True
+        self.srv.tls_handshakes += 1
+        self.srv.tls_resumed += self.sslobj.session_reused
+        if self.srv.implicit:
+            self.srv.connections += 1
+            self._send(self.srv.banner)
+        else:
+            self.reset()
+        self._flush()
+        return True
+
+    def _abort(self):
+        self.state = "closed"
+        self.transport.abort()
+
     # -- input ----------------------------------------------------------------------------------
     def _process(self):
-        while self.state not in ("tls", "closed"):
+        while self.state != "closed" and (self.sslobj is None or self.tls):
             if self.state == "data":
                 index = (b"\r\n" + self.buf).find(END_OF_DATA)
                 if index < 0:
@@ -153,13 +235,39 @@ class _Session(asyncio.Protocol):
         self.out.append(data)
 
     def _flush(self):
-        if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
+        """Write the queued replies in one piece (through TLS when it is up) and whatever TLS
+        records are waiting (handshake, tickets, close_notify)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.out = []
+            return
+        data = b"".join(self.out) if self.out else b""
         self.out = []
+        if self.sslobj is None:
+            if data:
+                transport.write(data)
+            return
+        if data and self.tls:
+            try:
+                self.sslobj.write(data)
+            except _TLS_FATAL:
+                self._abort()
+                return
+        records = self.outgoing.read()
+        if records:
+            transport.write(records)
 
     def _close(self):
         self._flush()
         self.state = "closed"
+        if self.tls:
+            try:
+                self.sslobj.unwrap()       # our close_notify, as asyncio's SSL transport sends
+            except _TLS_FATAL:
+                pass
+            records = self.outgoing.read()
+            if records and not self.transport.is_closing():
+                self.transport.write(records)
         self.transport.close()
 
     def _command(self, line):
@@ -209,24 +317,7 @@ class _Session(asyncio.Protocol):
         self._send(reply(220, "2.0.0 Ready to start TLS"))
         self._flush()
         self.buf = b""             # RFC 3207 / CVE-2011-0411: what came in plaintext is discarded
-        self.state = "tls"
-        self.transport.pause_reading()
-        asyncio.ensure_future(self._start_tls())
-
-    async def _start_tls(self):
-        loop = asyncio.get_running_loop()
-        try:
-            self.transport = await loop.start_tls(self.transport, self, self.srv.tls_context, server_side=True)
-        except (OSError, asyncio.CancelledError, ConnectionError, Exception):  # noqa: BLE001 - a failed handshake ends it
-            self.state = "closed"
-            self.transport.abort()
-            return
-        self.srv.tls_handshakes += 1
-        self.tls = True
-        self.reset()
-        self.state = "command"
-        if self.buf:
-            self._process()
+        self._start_tls()          # (the rest of this segment is not read: _process stops here)
 
     def cmd_AUTH(self, line):
         if not self.auth_allowed():
