@@ -240,6 +240,7 @@ def engine_run(targets, args, workdir, profile=None, real=None):
         return {"error": (err or out)[-2000:]}
     run = json.loads(out.strip().splitlines()[-1])
     run["loadavg_1m"] = load
+    run["loadavg_1m_end"] = round(os.getloadavg()[0], 1)   # other jobs may start during a run
     return run
 
 
@@ -286,7 +287,8 @@ def module_run(targets, args, workdir, real=None):
     if rc != 0 or not match:
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
-    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load}
+    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load,
+           "loadavg_1m_end": round(os.getloadavg()[0], 1)}
     match = re.search(r"BENCH_REAL=(\[.*?\])\"?$", out, re.M)
     if match:
         real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
@@ -406,6 +408,7 @@ def summarize(runs):
             "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
             "workers": good[0].get("workers"),
             "loadavg_1m": [r.get("loadavg_1m") for r in good],
+            "loadavg_1m_end": [r.get("loadavg_1m_end") for r in good],
             "results": results, "results_per_s": results / wall if wall else None,
             "verdicts": {k: good[0]["summary"].get(k) for k in VERDICTS},
             # real vs emulated (--mixed-lab), and whether every run gave the real MTAs the same counts
