@@ -93,7 +93,8 @@ def fleet_section(fleet):
     real_count = len(mixed["real_targets"]) if mixed else 0
     ports = (cfg.get("ports") or "25,587,465").split(",")
     lines = ["### Fleet verification (bench/fleet_bench.py)", "",
-             "(%s; the load column gives the 1-minute load average at the start and end of each run.) N emulated hardened MTAs (%s STARTTLS, %s TLS-required + AUTH after TLS, %s implicit TLS) on "
+             "(%s; the load column gives the 1-minute load average at the start and end of each run.) "
+             "N emulated hardened MTAs (%s STARTTLS, %s TLS-required + AUTH after TLS, %s implicit TLS) on "
              "127.77.x.y, %d endpoint processes (%s), concurrency %d; median of %d engine runs and %d module runs "
              "per N." % (_when(fleet), ports[0], ports[1], ports[2], cfg["servers"], ENDPOINTS.get(cfg.get("endpoint"), ENDPOINTS["fake"]),
                          cfg["concurrency"], cfg["repeat"], cfg.get("module_repeat") or cfg["repeat"])]
