@@ -80,6 +80,13 @@ CATALOG = {
                    "state is unknown"),
     "inconclusive": ("info",
                      "the check ended without a verdict; it is not required for the relay decision"),
+    # Fallbacks of the reporter for rows that name no finding (drift, older engines)
+    "config_drift": ("high",
+                     "a setting read back from the server differs from the relay policy (drift check)"),
+    "check_error": ("high",
+                    "a check could not run: the host was unreachable or the reading module failed"),
+    "unclassified": ("medium",
+                     "a non-PASS probe result that names no finding (an engine older than the finding ids)"),
 }
 
 

@@ -9,6 +9,10 @@ Pure functions, no Ansible imports. Two inputs are understood:
 * drift findings: ``{host, check, verdict, expected, actual, detail}``.
 
 Both become rows ``{host, check, verdict, expected, actual, detail, ...}``; every renderer works on rows.
+Every row that is neither PASS nor SKIP carries ``finding`` (a stable id of module_utils/findings.py),
+``severity`` and ``reason``: the result's own when the engine named them, else a fallback
+(:func:`classify`), so a CI consumer can match on ids whatever produced the row. A row may stand for
+``count`` checks (a compact PASS aggregate of module_utils/compact.py); counts add them up.
 Output is deterministic (no timestamps), so a report file changes only when the findings do.
 """
 
@@ -18,9 +22,15 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.mailsec.relay.plugins.module_utils import findings as finding_ids
+
 VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "ERROR")
-# Worst first: a host's status is its worst verdict.
-SEVERITY = ("ERROR", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "PASS")
+# Worst first: a host's status is its worst verdict. UNVERIFIED is a host status, not a verdict: a
+# required relay check ended without a verdict (finding ``unverified``), so the relay state is unknown.
+SEVERITY = ("ERROR", "FAIL", "UNVERIFIED", "WARN", "INCONCLUSIVE", "SKIP", "PASS")
+UNVERIFIED = "UNVERIFIED"
+# Severity of a row whose finding the catalogue does not know and that names none itself.
+_VERDICT_SEVERITY = {"ERROR": "high", "FAIL": "high", "WARN": "low", "INCONCLUSIVE": "info"}
 VERDICT_ALIASES = {"OK": "PASS", "PASSED": "PASS", "FAILED": "FAIL", "DRIFT": "FAIL", "SKIPPED": "SKIP", "WARNING": "WARN"}
 NO_CHECKS = "NO CHECKS"
 
@@ -74,6 +84,41 @@ def probe_check_name(result):
     return name
 
 
+def classify(verdict, item, source="probe"):
+    """``(finding, severity, reason)`` of one non-PASS, non-SKIP row; never raises.
+
+    The item's own ``finding`` wins (an id unknown to this catalogue is kept as given: ids may be
+    newer than the reporter). Without one: ERROR -> ``check_error``, INCONCLUSIVE ->
+    ``inconclusive``, drift -> ``config_drift``, any other probe result -> ``unclassified``.
+    """
+    finding = _text(item.get("finding")).strip()
+    named = bool(finding)
+    if not named:
+        if verdict == "ERROR":
+            finding = "check_error"
+        elif verdict == "INCONCLUSIVE":
+            finding = "inconclusive"
+        else:
+            finding = "config_drift" if source == "drift" else "unclassified"
+    severity = _text(item.get("severity")).strip().lower()
+    if severity not in finding_ids.SEVERITIES:
+        # A fallback id weighs what the verdict says (a drift WARN is low, a drift FAIL high).
+        known = named and finding in finding_ids.CATALOG
+        severity = finding_ids.CATALOG[finding][0] if known else _VERDICT_SEVERITY.get(verdict, "info")
+    reason = _text(item.get("reason") or item.get("detail") or item.get("title"))
+    if not reason:
+        reason = finding_ids.CATALOG[finding][1] if finding in finding_ids.CATALOG else finding
+    return finding, severity, reason
+
+
+def _count(item):
+    """How many checks a result stands for (a compact PASS aggregate stands for many)."""
+    try:
+        return max(1, int(item.get("count") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 def rows_from_results(results):
     """relay_probe results -> rows."""
     rows = []
@@ -88,12 +133,22 @@ def rows_from_results(results):
             "actual": reply_text(result.get("reply")),
             "detail": _text(result.get("title")),
             "source": "probe",
+            "count": _count(result),
         }
         if verdict == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
             row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
-        for key in ("probe", "case", "address", "port", "vantage", "client_seen"):
+        for key in ("probe", "case", "address", "port", "vantage", "client_seen", "probes"):
             if result.get(key) not in (None, ""):
                 row[key] = result[key]
+        listener = _endpoint(result.get("address"), result.get("port"))
+        if listener:
+            row["listener"] = listener
+        if isinstance(result.get("reply"), dict):
+            row["reply"] = result["reply"]
+        if verdict not in ("PASS", "SKIP"):
+            row["finding"], row["severity"], row["reason"] = classify(verdict, result)
+        elif result.get("reason"):
+            row["reason"] = _text(result["reason"])
         if result.get("duration") is not None:
             try:
                 row["duration"] = float(result["duration"])
@@ -118,9 +173,12 @@ def rows_from_findings(findings):
             "actual": _text(finding.get("actual")),
             "detail": _text(finding.get("detail")),
             "source": "drift",
+            "count": 1,
         }
         if row["verdict"] == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
             row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
+        if row["verdict"] not in ("PASS", "SKIP"):
+            row["finding"], row["severity"], row["reason"] = classify(row["verdict"], finding, "drift")
         rows.append(row)
     return rows
 
@@ -134,9 +192,24 @@ def collect(results=None, findings=None):
 
 def _counts(rows):
     counts = dict((verdict, 0) for verdict in VERDICTS)
+    by_finding, by_severity = {}, {}
     for row in rows:
-        counts[row["verdict"]] += 1
+        counts[row["verdict"]] += row.get("count", 1)
+        if row.get("finding"):
+            by_finding[row["finding"]] = by_finding.get(row["finding"], 0) + row.get("count", 1)
+            by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + row.get("count", 1)
+    counts["findings"] = dict(sorted(by_finding.items()))
+    counts["severities"] = dict(sorted(by_severity.items(), key=lambda item: finding_ids.rank(item[0])))
     return counts
+
+
+def host_status(rows):
+    """Worst verdict of a host's rows; UNVERIFIED when a required relay check has no verdict (finding
+    ``unverified``) and nothing worse than that was found (a FAIL of another finding stays FAIL)."""
+    status = worst(row["verdict"] for row in rows if row.get("finding") != "unverified")
+    if any(row.get("finding") == "unverified" for row in rows) and SEVERITY.index(status if status in SEVERITY else "PASS") > SEVERITY.index(UNVERIFIED):
+        return UNVERIFIED
+    return status
 
 
 def worst(verdicts):
@@ -162,17 +235,29 @@ def summarize(rows, hosts=None):
     per_host = {}
     for name in names:
         host_rows = by_host[name]
-        entry = {"checks": len(host_rows), "status": worst(row["verdict"] for row in host_rows)}
+        entry = {"checks": sum(row.get("count", 1) for row in host_rows), "status": host_status(host_rows)}
         entry.update(_counts(host_rows))
         per_host[name] = entry
-    totals = {"hosts": len(names), "checks": len(rows), "status": worst(entry["status"] for entry in per_host.values())}
+    totals = {"hosts": len(names), "checks": sum(row.get("count", 1) for row in rows),
+              "status": worst(entry["status"] for entry in per_host.values()),
+              "unverified_hosts": sum(1 for entry in per_host.values() if entry["status"] == UNVERIFIED)}
     totals.update(_counts(rows))
     return per_host, totals
 
 
+def finding_catalog(rows):
+    """``{id: {severity, meaning}}`` of the finding ids present in ``rows`` (unknown ids: meaning unknown)."""
+    present = sorted(set(row["finding"] for row in rows if row.get("finding")))
+    return dict(
+        (name, {"severity": finding_ids.CATALOG[name][0], "meaning": finding_ids.CATALOG[name][1]} if name in finding_ids.CATALOG
+         else {"severity": None, "meaning": "not in this version's catalogue"})
+        for name in present
+    )
+
+
 def to_json(rows, title, hosts=None):
     per_host, totals = summarize(rows, hosts)
-    document = {"title": title, "totals": totals, "hosts": per_host, "findings": rows}
+    document = {"title": title, "totals": totals, "hosts": per_host, "findings": rows, "finding_ids": finding_catalog(rows)}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
@@ -182,13 +267,17 @@ def _xml_text(value):
 
 def _failure_message(row):
     message = "expected %s, got %s" % (row["expected"] or "?", row["actual"] or "nothing")
-    return message if not row["detail"] or row["source"] == "probe" else "%s: %s" % (row["detail"], message)
+    message = message if not row["detail"] or row["source"] == "probe" else "%s: %s" % (row["detail"], message)
+    if row.get("finding"):
+        reason = row["reason"] if row["reason"] and row["reason"] not in message else ""
+        message = "%s (%s): %s%s" % (row["finding"], row["severity"], reason + "; " if reason else "", message)
+    return message
 
 
 def _body(row):
     lines = []
-    for key in ("detail", "expected", "actual"):
-        if row.get(key):
+    for key in ("finding", "severity", "reason", "probe", "case", "listener", "detail", "expected", "actual"):
+        if row.get(key) not in (None, ""):
             lines.append("%s: %s" % (key, row[key]))
     for key in ("vantage", "address", "port", "client_seen"):
         if row.get(key) not in (None, ""):
@@ -200,11 +289,15 @@ def _body(row):
 
 
 def _set_counts(element, name, counts, rows):
-    """JUnit totals of a <testsuites> or <testsuite> from summarize() counts."""
+    """JUnit totals of a <testsuites> or <testsuite> from summarize() counts.
+
+    ``tests`` counts testcases (a compact PASS aggregate is one testcase), as JUnit readers recount
+    them; failures, errors and skips are never aggregated, so those counts equal the checks'.
+    """
     _set(
         element,
         name=name,
-        tests=counts["checks"],
+        tests=len(rows),
         failures=counts["FAIL"],
         errors=counts["ERROR"],
         skipped=counts["INCONCLUSIVE"] + counts["SKIP"],
@@ -232,7 +325,7 @@ def to_junit(rows, title, hosts=None):
             verdict = row["verdict"]
             if verdict == "FAIL":
                 element = ET.SubElement(case, "failure")
-                _set(element, message=_failure_message(row), type="FAIL")
+                _set(element, message=_failure_message(row), type=row.get("finding") or "FAIL")
                 element.text = _xml_text(_body(row))
             elif verdict == "ERROR":
                 element = ET.SubElement(case, "error")
@@ -240,7 +333,10 @@ def to_junit(rows, title, hosts=None):
                 element.text = _xml_text(_body(row))
             elif verdict in ("INCONCLUSIVE", "SKIP"):
                 element = ET.SubElement(case, "skipped")
-                _set(element, message="%s: %s" % (verdict, row["actual"] or row["detail"] or "no answer"))
+                what = row.get("reason") or row["actual"] or row["detail"] or "no answer"
+                if row.get("finding"):
+                    what = "%s (%s): %s" % (row["finding"], row["severity"], what)
+                _set(element, message="%s: %s" % (verdict, what))
             if verdict == "WARN" or (verdict in ("INCONCLUSIVE", "SKIP") and _body(row)):
                 out = ET.SubElement(case, "system-out")
                 out.text = _xml_text(("%s: " % verdict if verdict == "WARN" else "") + _body(row))
@@ -266,7 +362,8 @@ def _cell(value, limit=160):
 
 
 def to_markdown(rows, title, hosts=None):
-    """A readable summary: totals, a per-host table, then every non-PASS finding per host."""
+    """A readable summary: totals, a per-host table, findings counted by id, then every non-PASS
+    result per host with its finding, severity, probe, listener, vantage, reply and reason."""
     per_host, totals = summarize(rows, hosts)
     counted = [verdict for verdict in VERDICTS if verdict != "ERROR" or totals["ERROR"]]
     lines = ["# %s" % title, ""]
@@ -274,6 +371,9 @@ def to_markdown(rows, title, hosts=None):
         "**%s**: %d host(s), %d check(s): %s."
         % (totals["status"], totals["hosts"], totals["checks"], ", ".join("%d %s" % (totals[verdict], verdict) for verdict in counted))
     )
+    if totals["unverified_hosts"]:
+        lines += ["", "%d host(s) UNVERIFIED: a required relay check ended without a verdict; their relay state is unknown."
+                  % totals["unverified_hosts"]]
     lines += ["", "| host | status | checks | %s |" % " | ".join(counted), "|---|---|---:|%s|" % "|".join("---:" for unused in counted)]
     for host, entry in per_host.items():
         lines.append(
@@ -281,6 +381,18 @@ def to_markdown(rows, title, hosts=None):
         )
     lines.append("| **total** | **%s** | %d | %s |" % (totals["status"], totals["checks"], " | ".join(str(totals[verdict]) for verdict in counted)))
     attention = [row for row in rows if row["verdict"] != "PASS"]
+    if totals["findings"]:
+        hosts_by_finding = {}
+        for row in attention:
+            if row.get("finding"):
+                hosts_by_finding.setdefault(row["finding"], set()).add(row["host"])
+        catalog = finding_catalog(attention)
+        lines += ["", "## Findings by id", "", "| finding | severity | results | hosts | meaning |", "|---|---|---:|---:|---|"]
+        ordered = sorted(totals["findings"], key=lambda name: (finding_ids.rank(catalog[name]["severity"]), name))
+        for name in ordered:
+            lines.append("| %s | %s | %d | %d | %s |" % (
+                _cell(name), catalog[name]["severity"] or "?", totals["findings"][name], len(hosts_by_finding.get(name, ())),
+                _cell(catalog[name]["meaning"], 300)))
     lines += ["", "## Findings", ""]
     if not attention:
         lines.append("Every check passed." if rows else "No checks were run.")
@@ -289,11 +401,15 @@ def to_markdown(rows, title, hosts=None):
         host_rows = attention_by_host.get(host)
         if not host_rows:
             continue
-        lines += ["### %s" % host, "", "| verdict | check | expected | actual | detail |", "|---|---|---|---|---|"]
-        for row in sorted(host_rows, key=lambda row: SEVERITY.index(row["verdict"])):
-            detail = "" if row["source"] == "probe" and row["detail"] and row["detail"] in row["check"] else row["detail"]
+        lines += ["### %s" % host, "", "| verdict | finding | severity | check | listener | vantage | expected | reply | reason |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in sorted(host_rows, key=lambda row: (SEVERITY.index(row["verdict"]), finding_ids.rank(row.get("severity")))):
+            reason = row.get("reason") or row["detail"]
             lines.append(
-                "| %s | %s | %s | %s | %s |" % (row["verdict"], _cell(row["check"]), _cell(row["expected"]), _cell(row["actual"]), _cell(detail))
+                "| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    row["verdict"], _cell(row.get("finding") or ""), row.get("severity") or "", _cell(row["check"]),
+                    _cell(row.get("listener") or ""), _cell(row.get("vantage") or ""), _cell(row["expected"]),
+                    _cell(row["actual"]), _cell(reason))
             )
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -8,14 +8,19 @@ unit tests.  Three steps:
 
 * :func:`build_target` / :func:`build_plan`: effective policy (docs/policy-model.md) + vantage point ->
   relay_probe targets whose expectations (``relay: allowed|refused``, ``auth_relay``) hold *for that
-  vantage* (docs/probe-contract.md);
-* :func:`summarize`: relay_probe results -> per host verdict counts, FAIL findings and the worst one;
+  vantage* (docs/probe-contract.md). A server this collection does not manage states its listeners,
+  domains and trusted networks in ``verify_*`` variables instead (:func:`verify_only_policy`);
+  listeners the readback found but the policy does not declare are probed with MX semantics;
+* :func:`summarize`: relay_probe results -> per host verdict counts, findings by id, status (FAIL,
+  UNVERIFIED, ...) and the worst finding; :func:`gate` -> the hosts that fail and why;
 * :func:`comparison_table`: two summaries (before/after hardening) -> a plain-text table.
 """
 
 from __future__ import annotations
 
+from ansible_collections.mailsec.relay.plugins.module_utils import findings as finding_ids
 from ansible_collections.mailsec.relay.plugins.module_utils import policy
+from ansible_collections.mailsec.relay.plugins.module_utils import report
 
 try:
     import netaddr
@@ -31,6 +36,11 @@ VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
 # spoofing. Other probes follow by ID.
 # A dead listener (T00) first: nothing else on it was tested.
 _PROBE_SEVERITY = ("T00", "T11", "T12", "T20", "T15", "T06", "T05", "T19", "T17", "T04", "T02", "T08")
+
+LISTENER_ROLES = ("mx", "submission")
+TLS_MODES = ("none", "starttls", "required", "implicit")
+# Variables of verify-only mode (a server this collection does not configure); verify_listeners turns it on.
+VERIFY_ONLY_KEYS = ("verify_listeners", "verify_hostname", "verify_local_domains", "verify_relay_domains", "verify_trusted_networks")
 
 
 class VerifyPlanError(ValueError):
@@ -111,11 +121,16 @@ def listener_expectation(listener, effective, source, addresses):
     return reachable, relay_allowed, auth_relay
 
 
-def build_target(name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None):
+def build_target(name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None,
+                 auth=None, extra_ports=None, readback=None, undeclared=None):
     """Build one relay_probe target for host ``name`` as seen from ``source_address``.
 
     Returns None when no probe address has the vantage's IP family (an IPv6 vantage cannot probe an
-    IPv4-only host); the caller records that as skipped.
+    IPv4-only host); the caller records that as skipped. ``auth`` (``{username, password}``) wins
+    over ``sasl_users``; ``extra_ports`` are passed to the engine (probed when open, MX semantics);
+    ``readback`` is the ``mailsec_relay_readback`` fact: its SMTP listeners that the policy does not
+    declare are added with MX semantics (:func:`undeclared_listeners`), their ports appended to
+    the list ``undeclared`` when given.
     """
     if not isinstance(effective, dict) or "listeners" not in effective:
         raise VerifyPlanError(
@@ -142,9 +157,15 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
         }
         if entry["role"] == "submission":
             entry["auth_relay"] = auth_relay
+        if listener.get("sender_login_match"):
+            entry["sender_login_match"] = True
         if reachable and entry["role"] == "mx":
             inbound = True
         listeners.append(entry)
+    for entry in undeclared_listeners(effective, readback, source, addresses):
+        listeners.append(entry)
+        if undeclared is not None:
+            undeclared.append(entry["port"])
 
     target = {
         "name": str(name),
@@ -160,9 +181,162 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
         # A real local mailbox: inbound control (T13) and the only non-canary DATA recipient (T17).
         target["test_mailbox"] = str(test_mailbox)
     user = (sasl_users or [None])[0]
-    if isinstance(user, dict) and user.get("name") and user.get("password") is not None:
+    if isinstance(auth, dict) and auth.get("username") and auth.get("password") is not None:
+        target["auth"] = {"username": str(auth["username"]), "password": str(auth["password"])}
+    elif isinstance(user, dict) and user.get("name") and user.get("password") is not None:
         target["auth"] = {"username": str(user["name"]), "password": str(user["password"])}
+    declared = set(entry["port"] for entry in listeners)
+    extra = sorted(set(port for port in _ports(extra_ports, "verify_extra_ports (%s)" % name) if port not in declared))
+    if extra:
+        target["extra_ports"] = extra
     return target
+
+
+def _ports(value, what):
+    """A list of TCP ports (ints 1-65535) from inventory input; VerifyPlanError naming ``what``."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise VerifyPlanError("%s: expected a list of TCP ports, got %r; write e.g. [26, 2525]" % (what, value))
+    ports = []
+    for item in value:
+        try:
+            port = int(item)
+        except (TypeError, ValueError):
+            port = 0
+        if isinstance(item, bool) or not 0 < port < 65536:
+            raise VerifyPlanError("%s: %r is not a TCP port (1-65535)" % (what, item))
+        ports.append(port)
+    return ports
+
+
+def undeclared_listeners(effective, readback, source, addresses):
+    """Targets' listeners for the SMTP listeners of ``readback`` (mta_facts) on ports the policy does not declare.
+
+    An undeclared listener is judged with MX semantics: it must not relay. From a vantage the policy lets
+    relay on an MX listener (a trusted network) nothing is expected of it, so it is left out there; it is
+    also left out where the vantage cannot reach it (bound to another address, loopback).
+    """
+    found = ((readback or {}).get("policy") or {}).get("listeners") if isinstance(readback, dict) else None
+    if not found:
+        return []
+    declared = set(int(item["port"]) for item in effective.get("listeners") or [])
+    mx_semantics = {"role": "mx", "relay_networks": list(effective.get("relay_networks") or [])}
+    entries = []
+    for item in found:
+        try:
+            port = int(item.get("port"))
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if port in declared or port in set(entry["port"] for entry in entries):
+            continue
+        probe_as = dict(mx_semantics, port=port, address=item.get("address", "*"))
+        try:
+            reachable, unused, unused = listener_expectation(probe_as, effective, source, addresses)
+        except VerifyPlanError:  # a bound name we cannot place: not probed rather than guessed
+            continue
+        if not reachable:
+            continue
+        if source is not None and policy.relay_allowed(
+            dict(effective, never_relay_networks=effective.get("never_relay_networks") or [],
+                 loopback_networks=effective.get("loopback_networks") or []), probe_as, str(source)):
+            continue
+        tls = item.get("tls") if item.get("tls") in TLS_MODES else "none"
+        entries.append({"port": port, "role": "mx", "tls": tls, "relay": "refused"})
+    return entries
+
+
+def _networks(value, what):
+    if value in (None, ""):
+        return []
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(netaddr.IPNetwork(str(item).strip())))
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise VerifyPlanError("%s: %r is not a network (CIDR); write e.g. 198.51.100.0/28" % (what, item))
+    return networks
+
+
+def _domains(value, what):
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise VerifyPlanError("%s: expected a list of domain names, got %r" % (what, value))
+    return [item.strip().lower() for item in value]
+
+
+def verify_only_policy(name, spec):
+    """An effective-policy-shaped dict from verify-only variables (a server this collection does not manage).
+
+    ``spec`` holds ``listeners`` (``[{port, role, tls, relay_networks, auth, sender_login_match,
+    connect_allow, address}]``), ``hostname``, ``local_domains``, ``relay_domains`` and
+    ``trusted_networks`` (may relay unauthenticated on MX listeners unless a listener lists its own
+    ``relay_networks``). Errors name the variable and the fix (VerifyPlanError).
+    """
+    where = "%s: verify_listeners" % name
+    raw = spec.get("listeners")
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise VerifyPlanError("%s: expected a non-empty list of {port, role, tls}; e.g. [{port: 25, role: mx, tls: starttls}]" % where)
+    trusted = _networks(spec.get("trusted_networks"), "%s: verify_trusted_networks" % name)
+    listeners, ports = [], set()
+    for index, item in enumerate(raw):
+        what = "%s[%d]" % (where, index)
+        if not isinstance(item, dict):
+            raise VerifyPlanError("%s: expected a mapping {port, role, tls}, got %r" % (what, item))
+        unknown = sorted(set(item) - set(("port", "role", "tls", "relay_networks", "auth", "sender_login_match", "connect_allow", "address", "name")))
+        if unknown:
+            raise VerifyPlanError("%s: unknown key(s) %s; allowed: port, role, tls, relay_networks, auth, sender_login_match, connect_allow, "
+                                  "address, name" % (what, ", ".join(unknown)))
+        port = _ports([item.get("port")], what + ".port")[0]
+        if port in ports:
+            raise VerifyPlanError("%s.port: port %d is listed twice; one entry per port" % (what, port))
+        ports.add(port)
+        role = item.get("role") or ("submission" if port in (465, 587) else "mx")
+        if role not in LISTENER_ROLES:
+            raise VerifyPlanError("%s.role: %r is not a listener role; use mx (port 25 semantics) or submission (AUTH after TLS)" % (what, role))
+        tls = item.get("tls") or ("implicit" if port == 465 else "required" if role == "submission" else "starttls")
+        if tls not in TLS_MODES:
+            raise VerifyPlanError("%s.tls: %r is not a TLS mode; use one of %s" % (what, tls, ", ".join(TLS_MODES)))
+        if item.get("relay_networks") is not None:
+            relay_networks = _networks(item["relay_networks"], what + ".relay_networks")
+            if role == "submission" and relay_networks:
+                raise VerifyPlanError("%s.relay_networks: a submission listener relays only after AUTH; "
+                                      "describe unauthenticated relaying on an mx listener" % what)
+        else:
+            relay_networks = trusted if role == "mx" else []
+        for flag in ("auth", "sender_login_match"):
+            if item.get(flag) is not None and not isinstance(item[flag], bool):
+                raise VerifyPlanError("%s.%s: expected true or false, got %r" % (what, flag, item[flag]))
+        listeners.append({
+            "name": str(item.get("name") or "port%d" % port),
+            "address": str(item.get("address") or "*"),
+            "port": port,
+            "role": role,
+            "tls": tls,
+            "auth": bool(item.get("auth", role == "submission")),
+            "sender_login_match": bool(item.get("sender_login_match", False)),
+            "relay_networks": relay_networks,
+            "connect_allow": _networks(item.get("connect_allow"), what + ".connect_allow"),
+            "connect_deny": [],
+        })
+    return {
+        "verify_only": True,
+        "hostname": str(spec.get("hostname") or name),
+        "local_domains": _domains(spec.get("local_domains"), "%s: verify_local_domains" % name),
+        "relay_domains": _domains(spec.get("relay_domains"), "%s: verify_relay_domains" % name),
+        "relay_networks": trusted,
+        "never_relay_networks": [],
+        "loopback_networks": [],
+        "connect_allow": [],
+        "connect_deny": [],
+        "auth_relay": True,
+        "listeners": listeners,
+    }
 
 
 def _vantages(vantages):
@@ -197,13 +371,21 @@ def _vantages(vantages):
 def build_plan(hosts, vantages):
     """One probe run per vantage: ``[{vantage: {name, source_address}, targets: [...], skipped: [...]}]``.
 
-    ``hosts`` is a list of ``{name, effective, addresses, sasl_users, test_mailbox}``. A dual-stack vantage gives a
-    host one target per IP family (same name), since each source address may sit in different
-    networks and so expect different verdicts.
+    ``hosts`` is a list of ``{name, effective, addresses, sasl_users, test_mailbox}`` plus optional
+    ``verify`` (verify-only variables, see :func:`verify_only_policy`; it replaces ``effective``),
+    ``auth``, ``extra_ports`` and ``readback``. A dual-stack vantage gives a host one target per IP
+    family (same name), since each source address may sit in different networks and so expect
+    different verdicts. Each run lists ``undeclared``: ``{name, ports}`` of readback listeners
+    probed although the policy does not declare them. All hosts in one pass: the verify-only
+    policies are built once, not per vantage.
     """
     plan = []
+    hosts = list(hosts or [])
+    for index, host in enumerate(hosts):
+        if host.get("verify"):
+            hosts[index] = dict(host, effective=verify_only_policy(host["name"], host["verify"]))
     for vantage in _vantages(vantages):
-        targets, skipped = [], []
+        targets, skipped, undeclared = [], [], []
         sources = vantage["source_address"] or [None]
         for host in hosts:
             addresses = [str(a) for a in host.get("addresses") or []]
@@ -213,15 +395,19 @@ def build_plan(hosts, vantages):
                 wanted = addresses if index == 0 else [a for a in addresses if _family(a) is not None]
                 if not wanted and addresses:
                     continue
+                ports = []
                 target = build_target(
-                    host["name"], host.get("effective"), source, wanted, host.get("sasl_users"), host.get("test_mailbox")
+                    host["name"], host.get("effective"), source, wanted, host.get("sasl_users"), host.get("test_mailbox"),
+                    auth=host.get("auth"), extra_ports=host.get("extra_ports"), readback=host.get("readback"), undeclared=ports,
                 )
                 if target is not None:
                     targets.append(target)
                     found = True
+                    if ports:
+                        undeclared.append({"name": host["name"], "ports": ports})
             if not found:
                 skipped.append({"name": host["name"], "reason": "no address of the vantage's IP family"})
-        plan.append({"vantage": vantage, "targets": targets, "skipped": skipped})
+        plan.append({"vantage": vantage, "targets": targets, "skipped": skipped, "undeclared": undeclared})
     return plan
 
 
@@ -259,17 +445,27 @@ def _severity(result):
     return (rank, probe, 0 if result.get("port") == 25 else 1, case != "P02", case)
 
 
+def _finding_rank(result):
+    return (finding_ids.rank(result.get("severity")),) + _severity(result)
+
+
 def summarize(runs, hosts):
-    """Per-host verdicts from relay_probe runs.
+    """Per-host verdicts from relay_probe runs (full or compact results).
 
     ``runs`` is a list of ``{vantage: name, results: [...]}``; every host in ``hosts`` gets an entry,
     even with no result (so a host nobody probed is visible rather than silently "clean").
-    Returns ``{host: {counts, failures, warnings, worst, results}}``; results carry ``vantage``.
+    Returns ``{host: {counts, findings, status, failures, warnings, worst, results}}``: ``counts``
+    per verdict (a compact PASS aggregate adds its ``count``), ``findings`` per finding id, and
+    ``status`` as in the reports (FAIL, UNVERIFIED, WARN, INCONCLUSIVE, PASS, NO CHECKS). Every
+    non-PASS, non-SKIP result carries ``finding``, ``severity`` and ``reason`` (a fallback from
+    module_utils/report.py when the engine gave none); results carry ``vantage``.
     """
     summary = {}
     for host in hosts:
         summary[str(host)] = {
             "counts": dict((verdict, 0) for verdict in VERDICTS),
+            "findings": {},
+            "status": report.NO_CHECKS,
             "failures": [],
             "warnings": [],
             "worst": None,
@@ -283,27 +479,61 @@ def summarize(runs, hosts):
                 continue
             result = dict(result, vantage=vantage)
             verdict = result.get("verdict", "INCONCLUSIVE")
-            host["counts"][verdict] = host["counts"].get(verdict, 0) + 1
+            if verdict not in ("PASS", "SKIP"):
+                result["finding_named"] = bool(result.get("finding"))
+                result["finding"], result["severity"], result["reason"] = report.classify(report.normalize_verdict(verdict), result)
+                host["findings"][result["finding"]] = host["findings"].get(result["finding"], 0) + 1
+            host["counts"][verdict] = host["counts"].get(verdict, 0) + report._count(result)
             host["results"].append(result)
             if verdict == "FAIL":
                 host["failures"].append(result)
             elif verdict == "WARN":
                 host["warnings"].append(result)
     for host in summary.values():
-        host["failures"].sort(key=_severity)
-        host["warnings"].sort(key=_severity)
-        worst = (host["failures"] or host["warnings"] or [None])[0]
-        host["worst"] = None if worst is None else "%s from %s" % (finding_text(worst), worst["vantage"])
+        host["failures"].sort(key=_finding_rank)
+        host["warnings"].sort(key=_finding_rank)
+        host["status"] = report.host_status(
+            [{"verdict": report.normalize_verdict(r.get("verdict")), "finding": r.get("finding")} for r in host["results"]])
+        # The worst finding: a real FAIL before an unverified relay decision.
+        ranked = [r for r in host["failures"] if r.get("finding") != "unverified"] or host["failures"] or host["warnings"] or [None]
+        worst = ranked[0]
+        if worst is None:
+            host["worst"] = None
+        else:  # the finding id when the engine named one (a fallback id says nothing more than the probe)
+            host["worst"] = "%s from %s" % (finding_text(worst), worst["vantage"])
+            if worst.get("finding_named"):
+                host["worst"] += " (%s)" % worst["finding"]
     return summary
 
 
-def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
-    """The message a failing host gets: each finding (up to ``limit``) with probe, listener and reply."""
+def gate(summary, verdicts=("FAIL",), unverified="fail", limit=10):
+    """``{host: message lines}`` of every host that fails the gate: a result with a verdict in
+    ``verdicts``, or, with ``unverified`` = ``fail``, a required relay check without a verdict
+    (status UNVERIFIED) whatever verdict the engine gave it. Hosts that pass are absent."""
+    failing = {}
+    verdicts = tuple(verdicts or ())
+    for host, data in summary.items():
+        is_unverified = any(r.get("finding") == "unverified" for r in data["results"])
+        hit = any(r.get("verdict") in verdicts for r in data["results"])
+        if hit or (is_unverified and unverified == "fail"):
+            failing[host] = failure_message(host, data, verdicts, limit, unverified=unverified)
+    return failing
+
+
+def failure_message(host, host_summary, verdicts=("FAIL",), limit=10, unverified="warn"):
+    """The message a failing host gets: each finding (up to ``limit``) with finding id, severity,
+    probe, listener, reply and reason. With ``unverified`` = ``fail``, unverified results count too."""
+    verdicts = tuple(verdicts)
+    selected = [r for r in host_summary["results"]
+                if r.get("verdict") in verdicts or (unverified == "fail" and r.get("finding") == "unverified")]
     findings = sorted(
-        (r for r in host_summary["results"] if r.get("verdict") in verdicts),
-        key=lambda r: (verdicts.index(r.get("verdict")),) + _severity(r),
+        selected,
+        key=lambda r: (verdicts.index(r["verdict"]) if r.get("verdict") in verdicts else len(verdicts),) + _finding_rank(r),
     )
-    lines = ["%s: %d %s verdict(s) from live SMTP probes" % (host, len(findings), "/".join(verdicts))]
+    shown = "/".join(verdicts) or "no"
+    lines = ["%s: %d %s verdict(s) from live SMTP probes" % (host, len([r for r in selected if r.get("verdict") in verdicts]), shown)]
+    if unverified == "fail" and any(r.get("finding") == "unverified" for r in selected):
+        lines[0] += "; UNVERIFIED: a required relay check ended without a verdict (verify_unverified: warn reports it only)"
     for result in findings[:limit]:
         reply = result.get("reply") or {}
         reply_text = " ".join(
@@ -312,7 +542,7 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
         if result.get("reason"):  # e.g. T00: why there was no reply (refused, no greeting)
             reply_text += " (%s)" % result["reason"]
         lines.append(
-            "%s %s (%s) vantage %s -> %s port %s: %s reply %s [expected %s]"
+            "%s %s (%s) vantage %s -> %s port %s: %s reply %s [expected %s] finding %s (%s)"
             % (
                 result.get("verdict"),
                 result.get("probe") if not result.get("case") else "%s/%s" % (result["probe"], result["case"]),
@@ -323,6 +553,8 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
                 reply.get("stage") or "",
                 reply_text,
                 result.get("expected", "?"),
+                result.get("finding") or "?",
+                result.get("severity") or "?",
             )
         )
     if len(findings) > limit:
@@ -331,9 +563,10 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10):
 
 
 def brief(summary):
-    """Summary without the bulky per-result lists: ``{host: {counts, worst}}`` for printing."""
+    """Summary without the bulky per-result lists: ``{host: {status, counts, findings, worst}}`` for printing."""
     return dict(
-        (host, {"counts": dict((k, v) for k, v in data["counts"].items() if v), "worst": data["worst"]})
+        (host, {"status": data.get("status"), "counts": dict((k, v) for k, v in data["counts"].items() if v),
+                "findings": data.get("findings") or {}, "worst": data["worst"]})
         for host, data in summary.items()
     )
 

@@ -94,10 +94,17 @@ def test_hosts_sorted_input_order_kept(rows):
 
 def test_totals_and_status(rows):
     per_host, totals = report.summarize(rows, hosts=["mx4"])
-    assert totals == {"hosts": 4, "checks": 10, "status": "ERROR", "PASS": 4, "FAIL": 2, "WARN": 1, "INCONCLUSIVE": 1, "SKIP": 1, "ERROR": 1}
+    findings = totals.pop("findings")
+    severities = totals.pop("severities")
+    assert totals == {"hosts": 4, "checks": 10, "status": "ERROR", "PASS": 4, "FAIL": 2, "WARN": 1, "INCONCLUSIVE": 1, "SKIP": 1, "ERROR": 1,
+                      "unverified_hosts": 0}
+    # Rows without a finding get the fallbacks: probe -> unclassified, drift -> config_drift, ERROR -> check_error.
+    assert findings == {"check_error": 1, "config_drift": 1, "inconclusive": 1, "unclassified": 2}
+    assert sum(severities.values()) == 5 and list(severities) == sorted(severities, key=report.finding_ids.rank)
     assert per_host["mx1"]["status"] == "FAIL" and per_host["mx1"]["checks"] == 4
     assert per_host["mx2"]["status"] == "FAIL"
-    assert per_host["mx4"] == {"checks": 0, "status": report.NO_CHECKS, "PASS": 0, "FAIL": 0, "WARN": 0, "INCONCLUSIVE": 0, "SKIP": 0, "ERROR": 0}
+    assert per_host["mx4"] == {"checks": 0, "status": report.NO_CHECKS, "PASS": 0, "FAIL": 0, "WARN": 0, "INCONCLUSIVE": 0, "SKIP": 0, "ERROR": 0,
+                               "findings": {}, "severities": {}}
     assert report.summarize([], [])[1]["status"] == report.NO_CHECKS
 
 
@@ -119,7 +126,9 @@ def test_junit_structure(rows):
     assert len(by_name) == 10
     failed = by_name[("mx1", "T11/P13 198.51.100.11:25 relay refused: T11")]
     failure = failed.find("failure")
-    assert failure is not None and failure.get("message") == "expected refused, got 250 5.7.1 2.1.5 Ok (RCPT)"
+    assert failure is not None and failure.get("message") == (
+        "unclassified (high): relay refused: T11; expected refused, got 250 5.7.1 2.1.5 Ok (RCPT)")
+    assert failure.get("type") == "unclassified"
     assert "C: EHLO prober.mailsec.test" in failure.text
     assert by_name[("mx1", "T01 198.51.100.11:25 relay refused: T01")].find("failure") is None
     warned = by_name[("mx1", "T05 198.51.100.11:587 relay refused: T05")]
@@ -128,7 +137,7 @@ def test_junit_structure(rows):
     inconclusive = by_name[("mx2", "T01 [2001:db8:25::12]:25 relay refused: T01")]
     assert inconclusive.find("skipped").get("message").startswith("INCONCLUSIVE")
     drift = by_name[("mx2", "mynetworks")].find("failure")
-    assert drift.get("message").startswith("mynetworks | differs: expected")
+    assert drift.get("message").startswith("config_drift (high): mynetworks | differs: expected")
     assert by_name[("mx3", "weird")].find("error") is not None
     mx1 = suites[0]
     assert (mx1.get("tests"), mx1.get("failures"), mx1.get("skipped"), mx1.get("time")) == ("4", "1", "0", "1.000")
@@ -217,3 +226,74 @@ def test_module_writes_then_is_idempotent_and_check_mode_writes_nothing(tmp_path
     only_junit = run_module(tmp_path, dict(changed_args, formats=["junit"]))
     assert list(only_junit["files"]) == ["junit"] and only_junit["changed_files"] == [str(dest / "verify.xml")]
     assert (dest / "verify.md").read_bytes() == before
+
+
+# -- finding ids in every report --------------------------------------------------------------------
+
+FINDING_RESULTS = [
+    probe("mx1", "T11", "FAIL", case="P02", code=250, text="2.1.5 Ok", vantage="external",
+          finding="open_relay", severity="critical", reason="the canary received the relayed message"),
+    probe("mx1", "T14", "WARN", port=587, vantage="external", finding="weak_tls", severity="low", reason="TLSv1.1 accepted"),
+    probe("mx1", "T22", "FAIL", vantage="external", finding="unverified", severity="high", reason="T11 ended INCONCLUSIVE"),
+    probe("mx2", "T22", "FAIL", vantage="external", finding="unverified", reason="P02 timed out twice"),
+    probe("mx2", "T12", "WARN", vantage="external", finding="brand_new_id", reason="newer engine"),
+    probe("mx3", "T11", "INCONCLUSIVE", vantage="external", code=None, text=None),
+    {"target": "mx3", "address": "198.51.100.13", "port": 25, "vantage": "external", "probe": "passed", "verdict": "PASS",
+     "count": 40, "probes": {"T01": 1, "T11": 39}, "title": "40 checks passed"},
+]
+
+
+def test_every_non_pass_row_has_finding_severity_reason_and_context():
+    rows = report.collect(FINDING_RESULTS)
+    for row in rows:
+        if row["verdict"] == "PASS":
+            assert "finding" not in row
+            continue
+        assert row["finding"] and row["severity"] in report.finding_ids.SEVERITIES + ("info",) and row["reason"], row
+        assert row["listener"].endswith(":%s" % row["port"]) and row["vantage"] == "external" and "probe" in row
+    relay = [row for row in rows if row.get("finding") == "open_relay"][0]
+    assert (relay["severity"], relay["reason"], relay["reply"]["code"]) == ("critical", "the canary received the relayed message", 250)
+    # Catalogue default when the result names the id but no severity; unknown ids are kept, never a crash.
+    assert [row["severity"] for row in rows if row["host"] == "mx2" and row.get("finding") == "unverified"] == ["high"]
+    newer = [row for row in rows if row.get("finding") == "brand_new_id"][0]
+    assert newer["severity"] == "low" and newer["reason"] == "newer engine"
+    assert [row["finding"] for row in rows if row["host"] == "mx3" and row["verdict"] != "PASS"] == ["inconclusive"]
+
+
+def test_unverified_host_status_and_counts_of_aggregates():
+    per_host, totals = report.summarize(report.collect(FINDING_RESULTS))
+    # A FAIL of another finding stays FAIL; an unverified relay decision alone is UNVERIFIED.
+    assert per_host["mx1"]["status"] == "FAIL" and per_host["mx2"]["status"] == "UNVERIFIED"
+    assert totals["unverified_hosts"] == 1 and totals["status"] == "FAIL"
+    assert per_host["mx3"]["checks"] == 41 and per_host["mx3"]["PASS"] == 40
+    assert totals["findings"] == {"brand_new_id": 1, "inconclusive": 1, "open_relay": 1, "unverified": 2, "weak_tls": 1}
+    assert totals["severities"] == {"critical": 1, "high": 2, "low": 2, "info": 1}
+
+
+def test_json_junit_markdown_carry_findings():
+    rows = report.collect(FINDING_RESULTS)
+    document = json.loads(report.to_json(rows, "t"))
+    assert document["finding_ids"]["open_relay"]["severity"] == "critical"
+    assert document["finding_ids"]["brand_new_id"]["meaning"] == "not in this version's catalogue"
+    assert document["totals"]["findings"]["unverified"] == 2
+    root = ET.fromstring(report.to_junit(rows, "t").encode("utf-8"))
+    failures = dict((case.get("name"), case.find("failure")) for case in root.iter("testcase") if case.find("failure") is not None)
+    relay = [f for name, f in failures.items() if name.startswith("T11/P02")][0]
+    assert relay.get("type") == "open_relay" and "critical" in relay.get("message")
+    assert "listener: 198.51.100.11:25" in relay.text and "vantage: external" in relay.text and "reason: the canary" in relay.text
+    # The aggregate is one testcase; tests counts testcases, failures are exact.
+    assert (root.get("tests"), root.get("failures")) == (str(len(rows)), "3")
+    markdown = report.to_markdown(rows, "t")
+    assert "## Findings by id" in markdown and "| open_relay | critical | 1 | 1 |" in markdown
+    assert "| unverified | high | 2 | 2 |" in markdown and "1 host(s) UNVERIFIED" in markdown
+    assert "| FAIL | open_relay | critical | T11/P02 198.51.100.11:25" in markdown and "the canary received the relayed message" in markdown
+    assert "| mx3 | INCONCLUSIVE | 41 | 40 |" in markdown
+
+
+def test_drift_rows_fallback_and_own_finding():
+    rows = report.collect(findings=[
+        {"host": "h", "check": "mynetworks", "verdict": "WARN", "expected": 1, "actual": 2, "detail": "wider"},
+        {"host": "h", "check": "x", "verdict": "FAIL", "finding": "open_relay", "detail": "0/0 relays"},
+    ])
+    assert (rows[0]["finding"], rows[0]["severity"], rows[0]["reason"]) == ("config_drift", "low", "wider")
+    assert (rows[1]["finding"], rows[1]["severity"]) == ("open_relay", "critical")

@@ -405,7 +405,7 @@ def test_summary_counts_and_worst_finding():
     assert "ghost" not in summary
     assert {r["vantage"] for r in summary["mx1"]["results"]} == {"external", "trusted"}
     brief = verify_plan.brief(summary)
-    assert brief["mx1"] == {"counts": {"PASS": 2, "WARN": 1}, "worst": summary["mx1"]["worst"]}
+    assert brief["mx1"] == {"status": "WARN", "counts": {"PASS": 2, "WARN": 1}, "findings": {"unclassified": 1}, "worst": summary["mx1"]["worst"]}
 
 
 def test_failure_message_names_probe_listener_and_reply():
@@ -507,3 +507,108 @@ def test_lab_fleet_policy_gives_the_demo_relay_matrix(host):
         assert plan["external"]["targets"][0]["auth"]["username"] == "alice@example.test"
     else:
         assert submission is None
+
+
+# -- verify-only mode, extra ports, undeclared listeners, findings and the gate -----------------------
+
+EXCHANGE = {
+    "hostname": "ex1.example.test",
+    "local_domains": ["example.test"],
+    "trusted_networks": ["198.51.100.48/28"],
+    "listeners": [
+        {"port": 25, "role": "mx", "tls": "starttls", "relay_networks": []},      # Default Frontend
+        {"port": 587, "role": "submission", "tls": "required"},                    # Client Frontend
+        {"port": 2525, "role": "mx", "tls": "none"},                               # anonymous relay connector
+    ],
+}
+
+
+def test_verify_only_policy_gives_targets_without_hardening_variables():
+    hosts = [{"name": "ex1", "addresses": ["198.51.100.20"], "verify": EXCHANGE,
+              "auth": {"username": "probe@example.test", "password": "secret"}, "extra_ports": [26, 25, 2525]}]
+    plan = verify_plan.build_plan(hosts, [{"name": "external", "source_address": "198.51.100.100"},
+                                          {"name": "trusted", "source_address": "198.51.100.50"}])
+    external, trusted = plan[0]["targets"][0], plan[1]["targets"][0]
+    assert external["hostname"] == "ex1.example.test" and external["local_domains"] == ["example.test"]
+    assert [(l["port"], l["tls"], l["relay"]) for l in external["listeners"]] == [(25, "starttls", "refused"), (587, "required", "refused"),
+                                                                                   (2525, "none", "refused")]
+    # Port 25 lists no relay networks of its own (the default connector); 2525 inherits the trusted networks.
+    assert [l["relay"] for l in trusted["listeners"]] == ["refused", "refused", "allowed"]
+    assert external["listeners"][1]["auth_relay"] is True
+    assert external["auth"] == {"username": "probe@example.test", "password": "secret"}
+    assert external["extra_ports"] == [26]  # declared ports are not extra
+    assert "password" not in str(verify_plan.redact_plan(plan)).replace("'password': '********'", "")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"listeners": []}, "verify_listeners: expected a non-empty list"),
+    ({"listeners": [{"port": 25, "role": "relay"}]}, "verify_listeners[0].role"),
+    ({"listeners": [{"port": 25, "tls": "yes"}]}, "verify_listeners[0].tls"),
+    ({"listeners": [{"port": 70000}]}, "verify_listeners[0].port"),
+    ({"listeners": [{"port": 25}, {"port": 25}]}, "listed twice"),
+    ({"listeners": [{"port": 587, "relay_networks": ["198.51.100.0/28"]}]}, "relays only after AUTH"),
+    ({"listeners": [{"port": 25, "tsl": "none"}]}, "unknown key(s) tsl"),
+    ({"listeners": [{"port": 25}], "trusted_networks": ["not-a-net"]}, "verify_trusted_networks"),
+    ({"listeners": [{"port": 25, "auth": "yes"}]}, "verify_listeners[0].auth"),
+])
+def test_verify_only_errors_name_the_variable(spec, message):
+    with pytest.raises(verify_plan.VerifyPlanError) as error:
+        verify_plan.verify_only_policy("ex1", spec)
+    assert message in str(error.value) and str(error.value).startswith("ex1: ")
+
+
+def test_verify_only_defaults_by_port():
+    policy = verify_plan.verify_only_policy("h", {"listeners": [{"port": 25}, {"port": 465}, {"port": 587}]})
+    assert [(l["role"], l["tls"], l["auth"]) for l in policy["listeners"]] == [
+        ("mx", "starttls", False), ("submission", "implicit", True), ("submission", "required", True)]
+
+
+def test_extra_ports_validated():
+    with pytest.raises(verify_plan.VerifyPlanError, match="verify_extra_ports"):
+        verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ["198.51.100.11"], extra_ports=["x"])
+    assert "extra_ports" not in verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ["198.51.100.11"], extra_ports=[25])
+
+
+READBACK = {"mta": "postfix", "policy": {"listeners": [
+    {"name": "smtp", "address": "*", "port": 25, "role": "mx", "tls": "starttls"},
+    {"name": "2525", "address": "*", "port": 2525, "role": "mx", "tls": "none"},
+    {"name": "10025", "address": "127.0.0.1", "port": 10025, "role": "mx", "tls": "none"},
+    {"name": "26", "address": "198.51.100.11", "port": 26, "role": "submission", "tls": "weird"},
+]}}
+
+
+def test_undeclared_readback_listeners_are_probed_with_mx_semantics():
+    plan = verify_plan.build_plan(
+        [{"name": "mx1", "effective": mx_submission(), "addresses": ["198.51.100.11"], "readback": READBACK}],
+        [{"name": "external", "source_address": "198.51.100.100"}, {"name": "trusted", "source_address": "198.51.100.50"}])
+    external = plan[0]["targets"][0]["listeners"]
+    assert [(l["port"], l["role"], l["tls"], l["relay"]) for l in external[3:]] == [(2525, "mx", "none", "refused"), (26, "mx", "none", "refused")]
+    assert plan[0]["undeclared"] == [{"name": "mx1", "ports": [2525, 26]}]
+    # A trusted vantage may relay on MX semantics: nothing to assert there; loopback-bound 10025 never.
+    assert [l["port"] for l in plan[1]["targets"][0]["listeners"]] == [25, 587, 465] and plan[1]["undeclared"] == []
+    # No readback (or no listeners in it): nothing added.
+    assert len(verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ["198.51.100.11"], readback={"policy": None})["listeners"]) == 3
+
+
+def test_findings_status_and_gate():
+    runs = [{"vantage": "external", "results": [
+        result("mx1", "T11", "FAIL", case="P02", finding="open_relay", severity="critical", reason="canary arrived"),
+        result("mx1", "T01", "FAIL", finding="starttls_missing"),
+        result("mx2", "T22", "FAIL", finding="unverified", reason="T11 INCONCLUSIVE"),
+        result("mx3", "T22", "WARN", finding="unverified", reason="T11 INCONCLUSIVE"),
+        result("mx4", "T13", "INCONCLUSIVE"),
+        {"target": "mx4", "address": "198.51.100.14", "port": 25, "probe": "passed", "verdict": "PASS", "count": 30},
+    ]}]
+    summary = verify_plan.summarize(runs, ["mx1", "mx2", "mx3", "mx4"])
+    assert summary["mx1"]["status"] == "FAIL" and summary["mx1"]["findings"] == {"open_relay": 1, "starttls_missing": 1}
+    assert summary["mx1"]["worst"].endswith("(open_relay)")  # by severity, not by probe order
+    assert summary["mx2"]["status"] == "UNVERIFIED" and summary["mx3"]["status"] == "UNVERIFIED"
+    assert summary["mx4"]["status"] == "INCONCLUSIVE" and summary["mx4"]["counts"]["PASS"] == 30
+    assert summary["mx4"]["findings"] == {"inconclusive": 1}
+    failing = verify_plan.gate(summary, ["FAIL"], "fail")
+    # Unverified fails by default whatever verdict the engine gave it (mx3: WARN).
+    assert sorted(failing) == ["mx1", "mx2", "mx3"]
+    assert "UNVERIFIED" in failing["mx3"][0] and "finding unverified (high)" in failing["mx3"][1]
+    assert "finding open_relay (critical)" in failing["mx1"][1] and "canary arrived" in failing["mx1"][1]
+    assert sorted(verify_plan.gate(summary, ["FAIL"], "warn")) == ["mx1", "mx2"]  # mx2: the engine's own FAIL
+    assert verify_plan.gate(summary, [], "warn") == {}

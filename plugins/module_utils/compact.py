@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compact probe results: PASS results aggregated per listener and vantage, the rest kept whole.
+
+A fleet run returns ~110 results per listener and almost all of them are PASS; returning every
+one to Ansible costs more than the probes (issue 17). :func:`compact_results` keeps every result
+that is not a PASS exactly as the engine gave it and replaces the PASS results of each
+``(target, address, port, vantage)`` by one aggregate::
+
+    {target, address, port, vantage, source_address, verdict: PASS, probe: passed, count: 37,
+     probes: {T01: 1, T11: 14, ...}, title: "37 checks passed: T01, T11 x14, ...", duration: 1.2}
+
+Counts per verdict stay what they were (module_utils/report.py and verify_plan.summarize add up
+``count``). Pure Python, no Ansible imports.
+"""
+
+from __future__ import annotations
+
+AGGREGATE_PROBE = "passed"
+# Keys copied from the first PASS result of a group: they are the same for the whole group.
+_GROUP_KEYS = ("target", "address", "port", "vantage", "source_address", "client_seen")
+
+
+def _group_key(result):
+    return tuple(str(result.get(key)) for key in ("target", "address", "port", "vantage"))
+
+
+def _title(count, probes):
+    parts = [probe if n == 1 else "%s x%d" % (probe, n) for probe, n in probes.items()]
+    return "%d check%s passed: %s" % (count, "" if count == 1 else "s", ", ".join(parts))
+
+
+def compact_results(results):
+    """``results`` -> a new list: non-PASS results unchanged (input order), PASS results merged per
+    target, address, port and vantage into one aggregate at the place of the group's first PASS."""
+    output = []
+    groups = {}
+    for result in results or []:
+        if result.get("verdict") != "PASS" or result.get("probe") == AGGREGATE_PROBE:
+            output.append(result)  # an aggregate passed in again stays as it is
+            continue
+        key = _group_key(result)
+        group = groups.get(key)
+        if group is None:
+            group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
+            group.update(verdict="PASS", probe=AGGREGATE_PROBE, count=0, probes={}, duration=0.0)
+            groups[key] = group
+            output.append(group)
+        group["count"] += 1
+        probe = str(result.get("probe") or "?")
+        group["probes"][probe] = group["probes"].get(probe, 0) + 1
+        try:
+            group["duration"] += float(result.get("duration") or 0.0)
+        except (TypeError, ValueError):
+            pass
+    for group in groups.values():
+        group["probes"] = dict(sorted(group["probes"].items()))
+        group["duration"] = round(group["duration"], 3)
+        group["title"] = _title(group["count"], group["probes"])
+    return output
