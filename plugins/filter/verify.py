@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.mailsec.relay.plugins.module_utils import policy
 from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
 
 
@@ -37,13 +38,29 @@ def _host_entry(name, hostvars):
     addresses = hv.get("verify_addresses") or [hv.get("ansible_host") or name]
     if isinstance(addresses, str):
         addresses = [addresses]
-    return {
+    entry = {
         "name": str(name),
-        "effective": _plain(hv.get("mailsec_relay_effective")),
         "addresses": _plain(addresses),
-        "sasl_users": _plain(hv.get("mailsec_relay_sasl_users") or []),
         "test_mailbox": _plain(hv.get("verify_test_mailbox")),
+        "auth": _plain(hv.get("verify_auth")),
+        "extra_ports": _plain(hv.get("verify_extra_ports")),
     }
+    if hv.get("verify_listeners") is not None:
+        # Verify-only: a server this collection does not manage; its verify_* variables are the policy.
+        entry["verify"] = dict((key[len("verify_"):], _plain(hv.get(key))) for key in verify_plan.VERIFY_ONLY_KEYS)
+    else:
+        # The policy of every host in this one pass (the policy role per host cost a task per host);
+        # the same builder as role mailsec.relay.policy, from the same variables.
+        variables = dict((key, _plain(hv[key])) for key in list(hv) if key.startswith(policy.PREFIX) and key not in policy.OUTPUT_VARIABLES)
+        try:
+            entry["effective"] = policy.build_policy(variables, str(name))
+        except policy.PolicyErrors as errors:
+            # Messages name variables and describe values; they never contain passwords.
+            entry["invalid"] = "The mailsec.relay policy of %s has %d error(s):\n%s" % (name, len(errors), "\n".join(str(e) for e in errors))
+        entry["sasl_users"] = _plain(variables.get("mailsec_relay_sasl_users") or [])
+        if hv.get("verify_readback_listeners", True):
+            entry["readback"] = _plain(hv.get("mailsec_relay_readback"))
+    return entry
 
 
 def _vantage_name(run):
@@ -78,13 +95,37 @@ def verify_redact(plan):
 
 def verify_summary(probe_runs, hosts):
     """Registered relay_probe loop results (or ``[{vantage, results}]``) -> per-host summary."""
+    return verify_plan.summarize(_runs(probe_runs), [str(h) for h in hosts])
+
+
+def _runs(probe_runs):
     runs = []
     for run in _plain(probe_runs) or []:
         if "item" in run:
             runs.append({"vantage": _vantage_name(run), "results": run.get("results") or []})
         else:
             runs.append(run)
-    return verify_plan.summarize(runs, [str(h) for h in hosts])
+    return runs
+
+
+def verify_digest(probe_runs, hosts, verdicts=("FAIL",), unverified="fail", plan=None):
+    """Everything the role needs after the probes, in one pass over the results: ``{summary, brief,
+    runs, errors, gate}`` (``gate``: ``{host: message lines}`` of the hosts that fail, those with an
+    invalid policy in ``plan`` included)."""
+    runs = _plain(probe_runs) or []
+    summary = verify_plan.summarize(_runs([run for run in runs if "results" in run]), [str(h) for h in hosts])
+    gate = verify_plan.gate(summary, tuple(_plain(verdicts) or ()), str(unverified))
+    for run in _plain(plan) or []:
+        for skipped in run.get("skipped") or []:
+            if skipped.get("invalid"):
+                gate[skipped["name"]] = str(skipped["reason"]).splitlines()
+    return {
+        "summary": summary,
+        "brief": verify_plan.brief(summary),
+        "runs": verify_runs(runs),
+        "errors": verify_probe_errors(runs),
+        "gate": gate,
+    }
 
 
 def verify_probe_errors(probe_runs):
@@ -136,6 +177,7 @@ class FilterModule(object):
             "probe_targets": probe_targets,
             "verify_redact": verify_redact,
             "verify_summary": verify_summary,
+            "verify_digest": verify_digest,
             "verify_brief": verify_brief,
             "verify_runs": verify_runs,
             "verify_probe_errors": verify_probe_errors,

@@ -375,7 +375,8 @@ def build_plan(hosts, vantages):
     ``verify`` (verify-only variables, see :func:`verify_only_policy`; it replaces ``effective``),
     ``auth``, ``extra_ports`` and ``readback``. A dual-stack vantage gives a host one target per IP
     family (same name), since each source address may sit in different networks and so expect
-    different verdicts. Each run lists ``undeclared``: ``{name, ports}`` of readback listeners
+    different verdicts. A host with ``invalid`` (its policy's errors) is listed under ``skipped``
+    with ``invalid: true`` and never probed. Each run lists ``undeclared``: ``{name, ports}`` of readback listeners
     probed although the policy does not declare them. All hosts in one pass: the verify-only
     policies are built once, not per vantage.
     """
@@ -388,6 +389,9 @@ def build_plan(hosts, vantages):
         targets, skipped, undeclared = [], [], []
         sources = vantage["source_address"] or [None]
         for host in hosts:
+            if host.get("invalid"):  # an invalid policy: never probed, failed with its errors
+                skipped.append({"name": host["name"], "reason": str(host["invalid"]), "invalid": True})
+                continue
             addresses = [str(a) for a in host.get("addresses") or []]
             found = False
             for index, source in enumerate(sources):
@@ -503,6 +507,8 @@ def summarize(runs, hosts):
             host["worst"] = "%s from %s" % (finding_text(worst), worst["vantage"])
             if worst.get("finding_named"):
                 host["worst"] += " (%s)" % worst["finding"]
+        for result in host["results"]:
+            result.pop("finding_named", None)
     return summary
 
 

@@ -177,9 +177,39 @@ options:
     type: int
     default: 10
   timeout:
-    description: Seconds to wait for each SMTP reply (and connect, TLS handshake).
+    description: Seconds to wait for each SMTP reply after the greeting (and the TLS handshake).
     type: float
     default: 5
+  connect_timeout:
+    description: Seconds to wait for the TCP connection.
+    type: float
+    default: 10
+  greeting_timeout:
+    description:
+      - Seconds to wait for the 220 greeting (reverse DNS, postscreen's pregreet wait and tarpits are normal
+        on real MXes; MTAs' own SMTP clients wait minutes).
+    type: float
+    default: 30
+  tls_min_version:
+    description: Lowest TLS protocol version a submission listener may accept (below it, finding C(weak_tls)).
+    type: str
+    choices: [TLSv1, TLSv1.1, TLSv1.2, TLSv1.3]
+    default: TLSv1.2
+  unverified:
+    description:
+      - Verdict of a target whose required relay checks ended INCONCLUSIVE (finding C(unverified)):
+        V(fail) or V(warn).
+    type: str
+    choices: [fail, warn]
+    default: fail
+  results:
+    description:
+      - V(compact) returns every result that is not a PASS in full and, per target, address, port and vantage,
+        one aggregate of the PASS results (C(probe=passed), C(count), C(probes) as counts per probe ID).
+        Counts per verdict are those of V(full), which returns every result.
+    type: str
+    choices: [compact, full]
+    default: compact
   retries:
     description: Retries for 4xx replies and timeouts before INCONCLUSIVE.
     type: int
@@ -237,7 +267,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 results:
-  description: One entry per probe case (see docs/probe-contract.md).
+  description:
+    - One entry per probe case (see docs/probe-contract.md); with O(results=compact) the PASS results of each
+      target, address, port and vantage are one aggregate entry (C(probe=passed), C(count), C(probes)).
+    - Every result that is neither PASS nor SKIP carries C(finding) (a stable id, docs/verify.md), C(severity) and C(reason).
   returned: always
   type: list
   elements: dict
@@ -248,17 +281,28 @@ results:
       probe: T12
       case: P13
       title: "relay refused: quoted local part hiding an @"
-      verdict: PASS
+      verdict: FAIL
+      finding: open_relay
+      severity: critical
       expected: refused
-      reason: "relay refused: 554 5.7.1 Relay access denied"
-      finding: null       # non-PASS, non-SKIP results: a finding id (plugins/module_utils/findings.py)
-      severity: null      # ... and its severity (critical, high, medium, low, info)
-      reply: {code: 554, enhanced: 5.7.1, text: "Relay access denied", stage: RCPT}
+      reason: "the canary received the relayed message"
+      reply: {code: 250, enhanced: 2.1.5, text: "Ok", stage: RCPT}
       transcript: []
       client_seen: 198.51.100.100
       duration: 0.012
       vantage: external
       source_address: 198.51.100.100
+    - target: mx1
+      address: 198.51.100.11
+      port: 25
+      vantage: external
+      source_address: 198.51.100.100
+      verdict: PASS
+      probe: passed
+      count: 37
+      probes: {T00: 1, T01: 1, T11: 14, T12: 21}
+      title: "37 checks passed: T00, T01, T11 x14, T12 x21"
+      duration: 0.4
 summary:
   description: Counts per verdict, number of targets and results, wall time in seconds (and C(workers) when the
     probes ran in several processes).
@@ -271,6 +315,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mailsec.relay.plugins.module_utils.compact import compact_results
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
 
 
@@ -311,6 +356,11 @@ def main():
             concurrency=dict(type="int", default=64),
             per_host=dict(type="int", default=10),
             timeout=dict(type="float", default=5),
+            connect_timeout=dict(type="float", default=10),
+            greeting_timeout=dict(type="float", default=30),
+            tls_min_version=dict(type="str", choices=["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"], default="TLSv1.2"),
+            unverified=dict(type="str", choices=["fail", "warn"], default="fail"),
+            results=dict(type="str", choices=["compact", "full"], default="compact"),
             retries=dict(type="int", default=1),
             retry_delay=dict(type="float", default=2),
             error_budget=dict(type="int", default=8),
@@ -325,6 +375,7 @@ def main():
                              "run it on a host that has it, e.g. delegate_to the controller or the prober"
                              % sys.version_info[:2])
     params = dict(module.params)
+    shape = params.pop("results")  # the reply's shape; the engine always returns every result
     # auth_relay unset means "the role's default" (submission: true); the engine decides.
     for spec in params["targets"]:
         for item in spec["listeners"]:
@@ -334,7 +385,8 @@ def main():
         outcome = run(params)
     except ConfigError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, results=outcome["results"], summary=outcome["summary"])
+    results = compact_results(outcome["results"]) if shape == "compact" else outcome["results"]
+    module.exit_json(changed=False, results=results, summary=outcome["summary"])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,13 @@ description:
   - JUnit has one testsuite per host and one testcase per check (C(classname) = host, C(name) = check).
     C(FAIL) becomes a C(<failure>), C(ERROR) an C(<error>), C(INCONCLUSIVE) and C(SKIP) a C(<skipped>),
     and C(WARN) a passing testcase with a C(WARN:) line in C(<system-out>).
-  - The Markdown file has the totals, a per-host table and every finding that is not C(PASS).
+  - The Markdown file has the totals, a per-host table, the findings counted by id and every result that is not
+    C(PASS) with its finding id, severity, probe, listener, vantage, reply and reason.
+  - Every result that is neither C(PASS) nor C(SKIP) is reported with a finding id (docs/verify.md), its severity
+    and reason; results that name none (drift rows, older engines) get C(config_drift), C(check_error),
+    C(inconclusive) or C(unclassified).
+  - A host whose required relay checks have no verdict (finding C(unverified)) has the status C(UNVERIFIED).
+  - Compact results (an aggregate with C(count)) count as that many checks; JUnit shows each as one testcase.
   - Reports contain no timestamps, so a file is rewritten (and the task C(changed)) only when its content changes.
   - A C(FAIL) verdict does not fail this module; callers decide (for example with C(failed_when) on RV(totals)).
 version_added: "0.1.0"
@@ -62,6 +68,11 @@ options:
       - Title of the report (Markdown heading, JUnit C(testsuites) name, JSON C(title)).
     type: str
     default: mailsec.relay report
+  plan:
+    description:
+      - Expectations to keep beside the reports (role C(mailsec.relay.verify) passes the probe plan with
+        passwords masked); written as C(<name>-plan.json) in the same run. Omitted, no such file is written.
+    type: dict
   mode:
     description:
       - Permissions of the report files.
@@ -114,7 +125,7 @@ files:
   description: Path of each report file by format (written, or that would be written in check mode).
   returned: always
   type: dict
-  sample: {json: /srv/reports/verify.json, junit: /srv/reports/verify.xml, markdown: /srv/reports/verify.md}
+  sample: {json: /srv/reports/verify.json, junit: /srv/reports/verify.xml, markdown: /srv/reports/verify.md, plan: /srv/reports/verify-plan.json}
 changed_files:
   description: Paths whose content changed (or would change in check mode).
   returned: always
@@ -124,14 +135,17 @@ totals:
   description: Counts over all hosts; C(status) is the worst verdict.
   returned: always
   type: dict
-  sample: {hosts: 2, checks: 80, status: FAIL, PASS: 75, FAIL: 1, WARN: 2, INCONCLUSIVE: 2, SKIP: 0, ERROR: 0}
+  sample: {hosts: 2, checks: 80, status: FAIL, PASS: 75, FAIL: 1, WARN: 2, INCONCLUSIVE: 2, SKIP: 0, ERROR: 0,
+           unverified_hosts: 0, findings: {open_relay: 1, weak_tls: 2, inconclusive: 2}, severities: {critical: 1, high: 2, info: 2}}
 hosts:
   description: Per-host counts and status (worst verdict, or C(NO CHECKS)).
   returned: always
   type: dict
-  sample: {mx1: {checks: 40, status: FAIL, PASS: 37, FAIL: 1, WARN: 2, INCONCLUSIVE: 0, SKIP: 0, ERROR: 0}}
+  sample: {mx1: {checks: 40, status: FAIL, PASS: 37, FAIL: 1, WARN: 2, INCONCLUSIVE: 0, SKIP: 0, ERROR: 0,
+                 findings: {open_relay: 1, weak_tls: 2}, severities: {critical: 1, high: 2}}}
 """
 
+import json
 import os
 import tempfile
 
@@ -159,6 +173,7 @@ def main():
             name=dict(type="str", default="mailsec-relay"),
             formats=dict(type="list", elements="str", choices=["json", "junit", "markdown"], default=["json", "junit", "markdown"]),
             title=dict(type="str", default="mailsec.relay report"),
+            plan=dict(type="dict"),
             mode=dict(type="raw", default="0644"),
         ),
         supports_check_mode=True,
@@ -171,6 +186,8 @@ def main():
     per_host, totals = report.summarize(rows, params["hosts"])
     rendered = report.render(rows, params["title"], formats=list(dict.fromkeys(params["formats"])), hosts=params["hosts"])
 
+    if params["plan"] is not None:
+        rendered["plan"] = ("-plan.json", json.dumps(params["plan"], indent=4, sort_keys=True) + "\n")
     dest_dir = params["dest_dir"]
     files, changed_files, diffs = {}, [], []
     changed = False
