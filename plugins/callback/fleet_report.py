@@ -15,6 +15,10 @@ description:
     read (unreachable, module failure) as errors.
   - At the end of the run it writes C(<name>.json), C(<name>.xml) (JUnit, one testcase per host and
     check) and C(<name>.md) through C(plugins/module_utils/report.py), and prints a short fleet summary.
+  - Every result that is neither PASS nor SKIP is reported with its finding id (docs/verify.md), severity,
+    reason, probe, listener, vantage and reply; the summary counts findings by id and by severity.
+    Drift findings and results of older engines, which name no finding, get a fallback id
+    (C(config_drift), C(check_error), C(inconclusive), C(unclassified)).
   - Enable it with C(ANSIBLE_CALLBACKS_ENABLED=mailsec.relay.fleet_report).
 author:
   - mailsec.relay developers (@mailsec)
@@ -160,14 +164,29 @@ class CallbackModule(CallbackBase):
     def _print_summary(self, rows, written):
         per_host, totals = report.summarize(rows, sorted(self.hosts))
         by_host = report.rows_by_host(rows)
-        width = max([len(host) for host in per_host] + [4])
+        width = max([len(host) for host in per_host] + [5])
         lines = ["", "MAILSEC RELAY FLEET REPORT " + "*" * 50]
         for host, entry in sorted(per_host.items()):
-            failed = [row["check"] for row in by_host.get(host, []) if row["verdict"] in ("FAIL", "ERROR")]
+            failed = ["%s %s" % (row.get("finding") or row["verdict"], row["check"])
+                      for row in by_host.get(host, []) if row["verdict"] in ("FAIL", "ERROR")]
             lines.append("%s : %-12s %3d checks, %d FAIL%s" % (
                 host.ljust(width), entry["status"], entry["checks"], entry["FAIL"] + entry["ERROR"],
                 (" (" + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else "") + ")") if failed else ""))
-        lines.append("%s : %-12s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s)" % (
-            "FLEET".ljust(width), totals["status"], totals["checks"], totals["PASS"], totals["FAIL"], totals["ERROR"], totals["hosts"]))
+        lines.append("%s : %-12s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s), %d UNVERIFIED" % (
+            "FLEET".ljust(width), totals["status"], totals["checks"], totals["PASS"], totals["FAIL"], totals["ERROR"], totals["hosts"],
+            totals["unverified_hosts"]))
+        if totals["findings"]:
+            # The worst severity a finding had in this run (a result may weigh more than the id's default).
+            weight = {}
+            for row in rows:
+                if row.get("finding"):
+                    known = weight.get(row["finding"])
+                    if known is None or report.finding_ids.rank(row["severity"]) < report.finding_ids.rank(known):
+                        weight[row["finding"]] = row["severity"]
+            ordered = sorted(totals["findings"], key=lambda name: (report.finding_ids.rank(weight.get(name)), name))
+            lines.append("%s : %s" % ("findings".ljust(width), ", ".join(
+                "%s %d (%s)" % (name, totals["findings"][name], weight.get(name, "?")) for name in ordered)))
+            lines.append("%s : %s" % ("severity".ljust(width), ", ".join(
+                "%s %d" % (name, count) for name, count in totals["severities"].items())))
         lines.append("reports: " + ", ".join(written))
         self._display.display("\n".join(lines))

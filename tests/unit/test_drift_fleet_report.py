@@ -63,8 +63,11 @@ def test_summary_printed_at_the_end(run_report):
     tail = stdout[stdout.index("MAILSEC RELAY FLEET REPORT"):]
     assert "mx1" in tail and "mx2" in tail
     flat = " ".join(tail.split())
-    assert "FLEET : FAIL 5 checks, 3 PASS, 2 FAIL, 0 ERROR on 2 host(s)" in flat
-    assert "mx1 : FAIL 2 checks, 1 FAIL (relay_networks)" in flat
+    assert "FLEET : FAIL 5 checks, 3 PASS, 2 FAIL, 0 ERROR on 2 host(s), 0 UNVERIFIED" in flat
+    assert "mx1 : FAIL 2 checks, 1 FAIL (config_drift relay_networks)" in flat
+    # Findings by id and by severity: drift rows and engine results without an id get fallbacks.
+    assert "findings : config_drift 1 (high), unclassified 1 (high)" in flat
+    assert "severity : high 2" in flat
 
 
 def test_json_report(run_report):
