@@ -232,7 +232,7 @@ def undeclared_listeners(effective, readback, source, addresses):
             continue
         probe_as = dict(mx_semantics, port=port, address=item.get("address", "*"))
         try:
-            reachable, unused, unused = listener_expectation(probe_as, effective, source, addresses)
+            reachable = listener_expectation(probe_as, effective, source, addresses)[0]
         except VerifyPlanError:  # a bound name we cannot place: not probed rather than guessed
             continue
         if not reachable:

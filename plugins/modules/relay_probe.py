@@ -186,19 +186,19 @@ options:
     default: 10
   greeting_timeout:
     description:
-      - Seconds to wait for the 220 greeting (reverse DNS, postscreen's pregreet wait and tarpits are normal
-        on real MXes; MTAs' own SMTP clients wait minutes).
+      - Seconds to wait for the greeting (multi-line greetings included). Real MXes greet late (reverse DNS,
+        postscreen's pregreet wait, tarpits). Defaults to 30, or O(timeout) when that is longer.
     type: float
-    default: 30
   tls_min_version:
-    description: Lowest TLS protocol version a submission listener may accept (below it, finding C(weak_tls)).
+    description:
+      - Lowest TLS protocol version a TLS listener may accept. Below it is finding C(weak_tls) (FAIL on submission
+        listeners, WARN on MX listeners).
     type: str
-    choices: [TLSv1, TLSv1.1, TLSv1.2, TLSv1.3]
+    choices: [TLSv1.0, TLSv1.1, TLSv1.2, TLSv1.3]
     default: TLSv1.2
   unverified:
     description:
-      - Verdict of a target whose required relay checks ended INCONCLUSIVE (finding C(unverified)):
-        V(fail) or V(warn).
+      - Verdict of a target whose required relay checks ended INCONCLUSIVE (finding C(unverified)), V(fail) or V(warn).
     type: str
     choices: [fail, warn]
     default: fail
@@ -357,8 +357,8 @@ def main():
             per_host=dict(type="int", default=10),
             timeout=dict(type="float", default=5),
             connect_timeout=dict(type="float", default=10),
-            greeting_timeout=dict(type="float", default=30),
-            tls_min_version=dict(type="str", choices=["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"], default="TLSv1.2"),
+            greeting_timeout=dict(type="float"),
+            tls_min_version=dict(type="str", choices=["TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"], default="TLSv1.2"),
             unverified=dict(type="str", choices=["fail", "warn"], default="fail"),
             results=dict(type="str", choices=["compact", "full"], default="compact"),
             retries=dict(type="int", default=1),

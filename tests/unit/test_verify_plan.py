@@ -530,8 +530,8 @@ def test_verify_only_policy_gives_targets_without_hardening_variables():
                                           {"name": "trusted", "source_address": "198.51.100.50"}])
     external, trusted = plan[0]["targets"][0], plan[1]["targets"][0]
     assert external["hostname"] == "ex1.example.test" and external["local_domains"] == ["example.test"]
-    assert [(l["port"], l["tls"], l["relay"]) for l in external["listeners"]] == [(25, "starttls", "refused"), (587, "required", "refused"),
-                                                                                   (2525, "none", "refused")]
+    expected = [(25, "starttls", "refused"), (587, "required", "refused"), (2525, "none", "refused")]
+    assert [(l["port"], l["tls"], l["relay"]) for l in external["listeners"]] == expected
     # Port 25 lists no relay networks of its own (the default connector); 2525 inherits the trusted networks.
     assert [l["relay"] for l in trusted["listeners"]] == ["refused", "refused", "allowed"]
     assert external["listeners"][1]["auth_relay"] is True
