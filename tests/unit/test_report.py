@@ -297,3 +297,18 @@ def test_drift_rows_fallback_and_own_finding():
     ])
     assert (rows[0]["finding"], rows[0]["severity"], rows[0]["reason"]) == ("config_drift", "low", "wider")
     assert (rows[1]["finding"], rows[1]["severity"]) == ("open_relay", "critical")
+
+
+def test_module_writes_the_plan_beside_the_reports_in_the_same_run(tmp_path):
+    dest = tmp_path / "reports"
+    plan = {"prober": "localhost", "plan": [{"vantage": {"name": "ext"}, "targets": []}], "hosts": {"mx1": {"status": "FAIL"}}}
+    args = {"results": FINDING_RESULTS, "dest_dir": str(dest), "name": "verify", "plan": plan}
+    planned = run_module(tmp_path, args, check=True)
+    assert planned["files"]["plan"] == str(dest / "verify-plan.json") and not dest.exists()
+    first = run_module(tmp_path, args)
+    assert sorted(os.listdir(dest)) == ["verify-plan.json", "verify.json", "verify.md", "verify.xml"]
+    assert json.loads((dest / "verify-plan.json").read_text()) == plan
+    assert first["totals"]["findings"]["open_relay"] == 1 and first["totals"]["unverified_hosts"] == 1
+    assert run_module(tmp_path, args)["changed"] is False
+    without = run_module(tmp_path, dict(args, plan=None))
+    assert "plan" not in without["files"]
