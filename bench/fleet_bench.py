@@ -261,8 +261,9 @@ PLAYBOOK = """\
         msg: "BENCH_SUMMARY={{ bench_probe.summary | to_json }}"
     - name: Print the verdicts of the real MTAs
       ansible.builtin.debug:
-        msg: "BENCH_REAL={{ bench_probe.results | selectattr('target', 'in', bench_real)
-          | map(attribute='verdict') | list | to_json }}"
+        msg: "BENCH_REAL={{ bench_probe.results | selectattr('target', 'in', bench_real) | map(attribute='verdict')
+          | zip(bench_probe.results | selectattr('target', 'in', bench_real) | map(attribute='count', default=1))
+          | list | to_json }}"
 """
 
 
@@ -293,8 +294,9 @@ def module_run(targets, args, workdir, real=None):
     if match:
         real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
         split = {"real": dict.fromkeys(VERDICTS, 0)}
-        for verdict in real_verdicts:
-            split["real"][verdict] = split["real"].get(verdict, 0) + 1
+        # [verdict, count] pairs: relay_probe's compact results stand for `count` PASS checks each.
+        for verdict, count in real_verdicts:
+            split["real"][verdict] = split["real"].get(verdict, 0) + int(count)
         split["emulated"] = {k: (summary.get(k) or 0) - split["real"].get(k, 0) for k in VERDICTS}
         run["split"] = split
     return run
