@@ -31,6 +31,7 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import confirm_all, greet
 
 ETC_EXIM = "/etc/exim4"
@@ -404,8 +405,17 @@ def render_update_conf(effective):
     return HEADER + "".join("%s='%s'\n" % item for item in values)
 
 
+def check_effective(effective):
+    """Second wall (docs/security.md): refuse a policy with any value outside its grammar, whoever built it."""
+    try:
+        grammar.check_effective(effective)
+    except grammar.GrammarError as exc:
+        raise EximError("refusing to render the policy: %s" % exc)
+
+
 def render(effective):
     """The files for this policy: {path: {'content': str, 'mode': '0644', 'state': 'present'|'absent'}}."""
+    check_effective(effective)
     files = {
         UPDATE_CONF: render_update_conf(effective),
         MAIN_FILE: render_main(effective),
@@ -575,6 +585,9 @@ def derive_route_checks(effective):
 
 def settings(effective, interface_address="127.0.0.1"):
     """Everything the role hands to the exim_config module: files and the -bh matrix."""
+    check_effective(effective)
+    if not grammar.is_listen_address(interface_address) or interface_address == "*":
+        raise EximError("refusing to render the policy: interface address %r is not one IP address" % (interface_address,))
     return {
         "files": render(effective),
         "checks": derive_checks(effective, interface_address) + derive_route_checks(effective),

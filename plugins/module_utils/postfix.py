@@ -23,6 +23,7 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import (
     SMTPCheckError,
     StartTLSNotOffered,
@@ -156,6 +157,14 @@ def render_postfix(effective, **options):
     opts = dict(RENDER_DEFAULTS)
     opts.update({k: v for k, v in options.items() if v is not None})
     table_dir = opts['table_dir']
+    # Second wall (docs/security.md): whoever built this policy, no value outside its grammar is rendered.
+    try:
+        grammar.check_effective(effective)
+        for name in ('config_dir', 'table_dir'):
+            if not grammar.is_abs_path(opts[name]):
+                raise grammar.GrammarError('absolute path', opts[name], name)
+    except grammar.GrammarError as exc:
+        raise PostfixError('refusing to render the policy: %s' % exc)
     files = []
     refs = {}
 
