@@ -829,7 +829,10 @@ class EximConfig(object):
                     checks=results, failed_checks=failures,
                 )
             return results
+        except (OSError, UnicodeError) as exc:  # copying or writing the stage: a reason, not a traceback
+            raise EximError("staging the candidate configuration failed: %s; nothing was installed" % exc)
         finally:
+            # The staged copy of /etc/exim4 and the candidate never outlive the check, whatever failed.
             shutil.rmtree(workdir, ignore_errors=True)
 
     # -- going live ---------------------------------------------------------------------------
@@ -875,12 +878,14 @@ class EximConfig(object):
         saved = {path: (_read(path), _mode(path)) for path in changes}
         backups = []
         stamp = time.strftime("%Y-%m-%d@%H:%M:%S")
+        # Outside conf.d/<section>/ a backup would be concatenated into the config.
+        backup_dir = os.path.join(self.root, ".mailsec-backup")
+        backup_dir_existed = os.path.isdir(backup_dir)
         try:
             for path in changes:
                 spec = self.files[path]
                 if backup and saved[path][0] is not None:
-                    # Outside conf.d/<section>/ a backup would be concatenated into the config.
-                    dest = os.path.join(self.root, ".mailsec-backup", "%s.%s~" % (os.path.relpath(path, self.root).replace("/", "__"), stamp))
+                    dest = os.path.join(backup_dir, "%s.%s~" % (os.path.relpath(path, self.root).replace("/", "__"), stamp))
                     _write(dest, saved[path][0], saved[path][1] or "0644")
                     backups.append(dest)
                 if spec["state"] == "absent":
@@ -890,6 +895,13 @@ class EximConfig(object):
             reloaded = self.regenerate_and_reload(reload)
         except Exception as exc:
             rollback_error = self.rollback(saved, reload)
+            if rollback_error is None:
+                # The previous files are live again: copies made for this failed attempt would only be strays.
+                for dest in backups:
+                    _remove(dest)
+                if not backup_dir_existed and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+                    os.rmdir(backup_dir)
+                backups = []
             details = dict(getattr(exc, "details", {}))
             details["rolled_back"] = rollback_error is None
             if rollback_error:

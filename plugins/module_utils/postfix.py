@@ -594,7 +594,16 @@ class PostfixApplier(object):
 
     # -- staging & validation ----------------------------------------------------------------
     def stage(self, changes, files):
+        """A validated-later copy of config_dir with the changes applied; removed again if staging fails."""
         stage = tempfile.mkdtemp(prefix='mailsec-postfix-stage-')
+        try:
+            return self._stage_into(stage, changes, files)
+        except BaseException:
+            # No copy of /etc/postfix may stay behind in the temp dir, whatever failed.
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+    def _stage_into(self, stage, changes, files):
         target = os.path.join(stage, 'etc')
         shutil.copytree(self.config_dir, target, symlinks=True)
         for name in ('main.cf', 'master.cf'):
@@ -672,9 +681,12 @@ class PostfixApplier(object):
         return out
 
     # -- committing --------------------------------------------------------------------------
-    def commit(self, target, touched, backup_root):
-        """Swap staged files in one by one (each an atomic rename); return what was replaced."""
-        committed = []
+    def commit(self, target, touched, backup_root, committed=None):
+        """Swap staged files in one by one (each an atomic rename); return what was replaced.
+
+        ``committed`` is filled as it goes, so a failure half-way still lets the caller roll back.
+        """
+        committed = [] if committed is None else committed
         for rel in touched:
             src = os.path.join(target, rel)
             dst = os.path.join(self.config_dir, rel)
@@ -691,8 +703,7 @@ class PostfixApplier(object):
             elif not os.path.isdir(os.path.dirname(dst)):
                 os.makedirs(os.path.dirname(dst), 0o755)
             tmp = dst + '.mailsec-new'
-            shutil.copy2(src, tmp)
-            os.rename(tmp, dst)
+            _copy_then_rename(src, tmp, dst)
             committed.append((rel, existed))
         return committed
 
@@ -700,9 +711,7 @@ class PostfixApplier(object):
         for rel, existed in reversed(committed):
             dst = os.path.join(self.config_dir, rel)
             if existed:
-                tmp = dst + '.mailsec-old'
-                shutil.copy2(os.path.join(backup_root, rel), tmp)
-                os.rename(tmp, dst)
+                _copy_then_rename(os.path.join(backup_root, rel), dst + '.mailsec-old', dst)
             elif os.path.exists(dst):
                 os.unlink(dst)
 
@@ -777,14 +786,18 @@ class PostfixApplier(object):
     # -- the whole transaction ----------------------------------------------------------------
     def apply(self, changes, main, master, files, reload=True, backup=True, confirm=True):
         result = {'reloaded': False, 'backup_path': None, 'validation': None, 'service': None}
-        stage, target, touched = self.stage(changes, files)
+        stage, target, touched = self.stage(changes, files)  # removes its own directory if it fails
         backup_root = os.path.join(self.backup_dir, time.strftime('%Y%m%dT%H%M%S') + '-%d' % os.getpid())
         committed = []
-        was_running = self.is_running() if reload else False
+        try:
+            was_running = self.is_running() if reload else False
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
         try:
             result['validation'] = self.validate(target, main, master, files)
             os.makedirs(backup_root, 0o700)
-            committed = self.commit(target, touched, backup_root)
+            self.commit(target, touched, backup_root, committed)
             if reload:
                 result['service'] = self.activate(changes, was_running)
                 result['reloaded'] = True
@@ -803,7 +816,8 @@ class PostfixApplier(object):
             raise PostfixError(reason)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-            if not backup and os.path.isdir(backup_root):
+            if (not backup or not committed) and os.path.isdir(backup_root):
+                # Nothing was replaced (or no backup wanted): an empty or unwanted backup dir is a stray copy.
                 shutil.rmtree(backup_root, ignore_errors=True)
         if backup and committed:
             result['backup_path'] = backup_root
@@ -838,6 +852,17 @@ def run_with_tty(cmd):
             os.close(slave_fd)
         os.close(master_fd)
     return rc, b''.join(chunks).decode('utf-8', 'replace').replace('\r\n', '\n')
+
+
+def _copy_then_rename(src, tmp, dst):
+    """Copy src to tmp beside dst, then rename over dst (atomic); never leaves a partial tmp behind."""
+    try:
+        shutil.copy2(src, tmp)
+        os.rename(tmp, dst)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _same_file_content(a, b):
