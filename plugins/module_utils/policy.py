@@ -184,7 +184,7 @@ def is_near_miss(name):
     squashed = re.sub(r"[^a-z0-9]", "", name.lower())
     if squashed.startswith(_SQUASHED_PREFIX):
         return True
-    if len(squashed) <= len(_SQUASHED_PREFIX) or not squashed.startswith("mail"):
+    if len(squashed) <= len(_SQUASHED_PREFIX):
         return False
     # A typo in the prefix: at most two edits (a transposition counts as one) in its first 12 letters.
     return _edit_distance(squashed[: len(_SQUASHED_PREFIX)], _SQUASHED_PREFIX) <= 2
