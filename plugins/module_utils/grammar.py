@@ -43,6 +43,9 @@ SMARTHOST = re.compile(r"\A(?:\[(?P<bracketed>[0-9A-Za-z.:-]{1,253})\]|(?P<plain
 # IPv6 blocks that carry IPv4 addresses: judged by their IPv4 meaning (RFC 4291 2.5.5).
 IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# The last IPv6 address (as an int) that can carry an IPv4 address: anything above carries none.
+IPV4_CARRIERS_LAST = int(IPV4_MAPPED.broadcast_address)
+_CARRIER_BLOCKS = tuple((int(block.network_address), int(block.broadcast_address)) for block in (IPV4_MAPPED, IPV4_COMPATIBLE))
 
 
 class GrammarError(ValueError):
@@ -205,12 +208,13 @@ def ipv4_meaning(first, last):
     Returns a list of (first, last) IPv4 ints: empty when the range carries none.
     """
     ranges = []
-    for block in (IPV4_MAPPED, IPV4_COMPATIBLE):
-        # ::/96 includes :: and ::1 (0.0.0.0 and 0.0.0.1 there): harmless, and it keeps ::/96 all of IPv4.
-        low, high = int(block.network_address), int(block.broadcast_address)
+    if first > IPV4_CARRIERS_LAST or last <= 1:
+        return ranges  # nothing IPv4 in it, or only :: and ::1 (unspecified and loopback, IPv6 meanings)
+    # A wider range keeps :: and ::1 as 0.0.0.0 and 0.0.0.1: harmless, and ::/96 stays all of IPv4.
+    for low, high in _CARRIER_BLOCKS:
         start, end = max(first, low), min(last, high)
         if start <= end:
-            ranges.append((start - int(block.network_address), end - int(block.network_address)))
+            ranges.append((start - low, end - low))
     return ranges
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+import socket
 
 from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 
@@ -107,9 +108,9 @@ class PolicyError(Exception):
 
     def __init__(self, variable, message, fix):
         super().__init__(variable, message, fix)
-        self.variable = variable
-        self.message = _sentence(message)
-        self.fix = _sentence(fix)
+        self.variable = _printable(variable)
+        self.message = _sentence(_printable(message))
+        self.fix = _sentence(_printable(fix))
 
     def __str__(self):
         return "%s: %s Fix: %s" % (self.variable, self.message, self.fix)
@@ -133,6 +134,12 @@ class PolicyErrors(Exception):
 
     def __len__(self):
         return len(self.errors)
+
+
+def _printable(text):
+    """Control characters escaped: a value with a line break cannot forge a line of output."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _sentence(text):
@@ -263,7 +270,7 @@ def is_public(net):
 
 def ipv4_meaning(net):
     """The IPv4 networks an IPv6 network carries as mapped/compatible addresses ([] for IPv4 or none)."""
-    if net.version != 6:
+    if net.version != 6 or net.first > grammar.IPV4_CARRIERS_LAST:
         return []
     nets = []
     for first, last in grammar.ipv4_meaning(net.first, net.last):
@@ -365,8 +372,11 @@ class _Builder(object):
         try:
             if not grammar.is_ip_text(address):  # ASCII hex digits, '.' and ':' only, before any parser
                 raise ValueError(address)
-            ip = netaddr.IPAddress(address, flags=netaddr.INET_PTON)
-        except (netaddr.AddrFormatError, ValueError, TypeError):
+            # inet_pton, as netaddr's INET_PTON flag, but without building objects twice (large lists).
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            value = int.from_bytes(socket.inet_pton(family, address), "big")
+            ip = netaddr.IPAddress(value, 6 if family == socket.AF_INET6 else 4)
+        except (netaddr.AddrFormatError, OSError, ValueError, TypeError):
             self.error(
                 variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address"
             )
@@ -379,15 +389,15 @@ class _Builder(object):
                 return None
         else:
             prefixlen = width
-        net = netaddr.IPNetwork("%s/%d" % (ip, prefixlen))
-        if net.ip != net.network:
+        net = netaddr.IPNetwork((value, prefixlen), version=ip.version)  # from ints: no text round trip
+        if value & ((1 << (width - prefixlen)) - 1):
             self.error(
                 variable,
                 "'%s' has host bits set" % text,
                 "write %s for the whole network, or %s/%d for the single host" % (net.cidr, ip, width),
             )
             return None
-        return net.cidr
+        return net
 
     def parse_networks(self, variable, value, purpose="other", given=False):
         """List of (variable[i], IPNetwork) for the entries that parsed, or None on a type error."""
@@ -560,7 +570,8 @@ class _Builder(object):
         relay_sources = list(relay_parsed or [])
 
         never_parsed = self.parse_networks("mailsec_relay_never_networks", None) or []
-        never_networks = sorted(netaddr.cidr_merge([net for unused, net in never_parsed]), key=_sort_key)
+        # A mapped form (::ffff:198.51.100.7) must stop the IPv4 client too: its IPv4 meaning is listed as well.
+        never_networks = sorted(netaddr.cidr_merge([m for unused, net in never_parsed for m in _meanings(net)]), key=_sort_key)
 
         trust_loopback = self.get_bool("mailsec_relay_trust_loopback", True)
         connect_allow = self.merged("mailsec_relay_connect_allow")
@@ -679,7 +690,7 @@ class _Builder(object):
 
     def merged(self, variable, value=None, given=False):
         parsed = self.parse_networks(variable, value, given=given) or []
-        return [str(net) for net in sorted(netaddr.cidr_merge([net for unused, net in parsed]), key=_sort_key)]
+        return [str(net) for net in sorted(netaddr.cidr_merge([m for unused, net in parsed for m in _meanings(net)]), key=_sort_key)]
 
     def check_never_swallows(self, never_parsed, relay_sources):
         # O((n + m) log n): relay grants sorted by start; CIDRs nest or are disjoint, so the grants inside

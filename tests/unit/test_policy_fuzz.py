@@ -39,7 +39,7 @@ anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.
 
 LISTENER_FIELD_KEYS = list(policy.LISTENER_KEYS) + ["bogus"]
 listener_values = (
-    st.sampled_from([25, 587, 465, "25", "٢٥", 0, 70000, True, "mx", "submission", "smtp", "starttls", "implicit", "none", "*", "127.0.0.1"])
+    st.sampled_from([25, 587, 465, "25", "٢٥", "²⁵", "２５", " 25\n", 0, 70000, True, "mx", "submission", "smtp", "starttls", "implicit", "none", "*", "127.0.0.1"])
     | anything
 )
 listeners = st.lists(st.dictionaries(st.sampled_from(LISTENER_FIELD_KEYS), listener_values, max_size=6) | scalars, max_size=3)
@@ -65,6 +65,9 @@ names = st.sampled_from(sorted(policy.VARIABLES)) | st.sampled_from(["Mailsec_re
 )
 
 
+NETWORK_VARIABLES = [name for name in policy.VARIABLES if name.endswith("networks") or name.startswith("mailsec_relay_connect_")]
+
+
 def check(variables):
     try:
         effective = policy.build_policy(variables, "mx1.example.test")
@@ -75,6 +78,13 @@ def check(variables):
             assert isinstance(error.variable, str) and error.message and error.fix
         return None
     grammar.check_effective(effective)  # raises GrammarError if the model accepted a value outside its grammar
+    # Numbers and networks were written in ASCII: int('٢٥') is 25, but such input is refused, not converted.
+    for listener in variables.get("mailsec_relay_listeners") or []:
+        if isinstance(listener.get("port"), str):
+            assert listener["port"].strip().isascii(), listener
+    for name in NETWORK_VARIABLES:
+        for entry in variables.get(name) or []:
+            assert entry.isascii(), (name, entry)
     assert all(grammar.parse_port(item["port"]) == item["port"] for item in effective["listeners"])
     return effective
 

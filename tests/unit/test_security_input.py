@@ -415,3 +415,22 @@ def test_filters_turn_the_refusal_into_a_filter_error():
 def test_postfix_table_dir_option_is_checked_too():
     with pytest.raises(pf.PostfixError, match="table_dir"):
         pf.render_postfix(effective_policy(), table_dir="/etc/postfix/mailsec\nrelayhost=x")
+
+
+def test_mapped_deny_entries_also_list_their_ipv4_meaning():
+    effective = policy.build_policy(
+        {"mailsec_relay_networks": ["198.51.100.32/28"], "mailsec_relay_never_networks": ["::ffff:198.51.100.40"],
+         "mailsec_relay_connect_deny": ["::ffff:203.0.113.0/120"]},
+        "x",
+    )
+    assert effective["never_relay_networks"] == ["198.51.100.40/32", "::ffff:198.51.100.40/128"]
+    assert effective["connect_deny"] == ["203.0.113.0/24", "::ffff:203.0.113.0/120"]
+    assert not policy.relay_allowed(effective, effective["listeners"][0], "198.51.100.40")
+
+
+def test_errors_never_carry_raw_control_characters():
+    errors = errors_of({"mailsec_relay_networks": ["198.51.100.0/24\nok: all good"], "mailsec_relay_realy\x1b[2J": 1})
+    text = str(errors)
+    assert "\x1b" not in text and "\nok: all good" not in text
+    assert "\\n" in text
+    assert len(text.splitlines()) == len(errors)
