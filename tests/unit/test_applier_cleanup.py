@@ -194,7 +194,10 @@ def test_postfix_stage_alone_removes_its_directory_on_failure(step, postfix_tree
     applier = pf.PostfixApplier(FakePostfix(step), config_dir=config, backup_dir=backups)
     changes, main, master, files = postfix_change(config)
     if step == "copytree":
-        monkeypatch.setattr(pf.shutil, "copytree", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk full")))
+        def no_copy(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(pf.shutil, "copytree", no_copy)
     with pytest.raises((pf.PostfixError, OSError)):
         applier.stage(changes, files)
     assert os.listdir(private_tmp) == []

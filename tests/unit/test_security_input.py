@@ -349,7 +349,7 @@ def effective_policy():
 
 def render_both(effective):
     rendered = []
-    for render in (lambda e: pf.render_postfix(e), lambda e: exim.settings(e, "203.0.113.20"), exim.render):
+    for render in (pf.render_postfix, lambda e: exim.settings(e, "203.0.113.20"), exim.render):
         try:
             rendered.append(repr(render(copy.deepcopy(effective))))
         except (pf.PostfixError, exim.EximError) as exc:
