@@ -434,3 +434,41 @@ def test_errors_never_carry_raw_control_characters():
     assert "\x1b" not in text and "\nok: all good" not in text
     assert "\\n" in text
     assert len(text.splitlines()) == len(errors)
+
+
+def _is_public_by_ipset(net):
+    """The former IPSet formulation of is_public, kept here as the reference."""
+    from netaddr.ip import (IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS, IPV6_NOT_GLOBALLY_REACHABLE,
+                            IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS)
+
+    hidden, exceptions = ((IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS) if net.version == 4
+                          else (IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS))
+    whole = policy.netaddr.IPSet([net])
+    return bool((whole - policy.netaddr.IPSet(hidden)) | (whole & policy.netaddr.IPSet(exceptions)))
+
+
+def test_fast_is_public_agrees_with_the_ipset_reference():
+    import random
+
+    netaddr = policy.netaddr
+    chooser = random.Random(12)
+    special = [n for n in policy.IPV4_NOT_GLOBALLY_REACHABLE + policy.IPV6_NOT_GLOBALLY_REACHABLE]
+    special += policy.IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS + policy.IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
+    samples = []
+    for net in special:  # the edges of every special range, and just around them
+        for prefixlen in range(max(net.prefixlen - 2, 1), min(net.prefixlen + 3, (32 if net.version == 4 else 128) + 1)):
+            for value in (net.first, net.last, net.first - 1, net.last + 1):
+                if 0 <= value < 2 ** (32 if net.version == 4 else 128):
+                    samples.append(netaddr.IPNetwork((value, prefixlen), version=net.version).cidr)
+    for unused in range(3000):
+        version = chooser.choice((4, 6))
+        width = 32 if version == 4 else 128
+        prefixlen = chooser.randint(1, width)
+        samples.append(netaddr.IPNetwork((chooser.getrandbits(width), prefixlen), version=version).cidr)
+    compared = 0
+    for net in samples:
+        if policy.ipv4_meaning(net):
+            continue  # judged by their IPv4 meaning on purpose
+        assert policy.is_public(net) == _is_public_by_ipset(net), net
+        compared += 1
+    assert compared > 3000
