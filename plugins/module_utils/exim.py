@@ -742,6 +742,13 @@ class EximConfig(object):
         missing = [key for key in needed if check.get(key) in (None, "")]
         if missing or check["kind"] not in ("session", "route") or check["expect"] not in ("accept", "deny"):
             raise EximError("invalid check %r: needs %s, kind session|route, expect accept|deny" % (check, ", ".join(needed)))
+        # These go into exim's argv (-bt, -bh, -oMi, -oMai) and its SMTP input: only values inside their grammar.
+        for key, valid in (("recipient", grammar.is_email), ("sender", grammar.is_email), ("user", grammar.is_login),
+                           ("client", grammar.parse_ip), ("interface", grammar.parse_ip), ("router", grammar.is_name)):
+            if check.get(key) not in (None, "") and not valid(check[key]):
+                raise EximError("invalid check: %s %r is outside its grammar (docs/security.md)" % (key, check[key]))
+        if check.get("port") is not None and grammar.parse_port(check["port"]) is None:
+            raise EximError("invalid check: port %r" % (check["port"],))
         return check
 
     # -- planning ---------------------------------------------------------------------------

@@ -472,3 +472,27 @@ def test_fast_is_public_agrees_with_the_ipset_reference():
         assert policy.is_public(net) == _is_public_by_ipset(net), net
         compared += 1
     assert compared > 3000
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("recipient", "-be${run{/bin/sh}}"),
+        ("recipient", "x@example.net>\r\nRCPT TO:<y@example.org"),
+        ("sender", "a@b.example\nDATA"),
+        ("client", "203.0.113.254 -be"),
+        ("interface", "-oMi"),
+        ("port", "٢٥"),
+        ("router", "mailsec_smarthost\n"),
+    ],
+)
+def test_exim_checks_refuse_values_outside_their_grammar(tmp_path, key, value):
+    check = {"client": "203.0.113.254", "interface": "203.0.113.20", "port": 25, "recipient": "x@example.net", "expect": "deny", key: value}
+    with pytest.raises(exim.EximError, match="invalid check"):
+        exim.EximConfig(None, {}, [check], root=str(tmp_path))
+
+
+def test_derived_exim_checks_pass_their_own_grammar(tmp_path):
+    settings = exim.settings(effective_policy(), "203.0.113.20")
+    config = exim.EximConfig(None, {}, settings["checks"], root=str(tmp_path))
+    assert len(config.checks) == len(settings["checks"]) > 10
