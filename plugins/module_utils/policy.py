@@ -445,7 +445,8 @@ class _Builder(object):
                 self.error(name, "the relay network %s %s" % (net, " and ".join(problems)), fix)
                 continue
             good.append((name, net))
-        merged = sorted(netaddr.cidr_merge([net for unused, net in good]), key=_sort_key)
+        # A grant in mapped form is rendered with its IPv4 meaning too: what is judged is what is granted.
+        merged = sorted(netaddr.cidr_merge([m for unused, net in good for m in _meanings(net)]), key=_sort_key)
         # Judged on what the entries grant, IPv4 meanings of IPv6 entries included (sorted for bisect).
         judged = sorted(((m, name) for name, net in good for m in _meanings(net)), key=lambda item: _sort_key(item[0]))
         judged_keys = [(m.version, m.first) for m, unused in judged]

@@ -305,7 +305,8 @@ def test_broad_override_in_ipv4_covers_the_mapped_form():
     effective = policy.build_policy(
         {"mailsec_relay_networks": ["::ffff:10.0.0.0/104"], "mailsec_relay_allow_broad_networks": ["10.0.0.0/8"]}, "x"
     )
-    assert effective["relay_networks"] == ["::ffff:10.0.0.0/104"]
+    assert effective["relay_networks"] == ["10.0.0.0/8", "::ffff:10.0.0.0/104"]
+    assert policy.relay_allowed(effective, effective["listeners"][0], "10.1.2.3")
 
 
 def test_mapped_halves_merging_into_all_of_ipv4_are_refused():
