@@ -30,6 +30,7 @@ LABEL = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 DOMAIN_MAX = 253
 # Listener names, SASL backends, profiles, roles, TLS modes: short lower-case words.
 NAME = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
+CONFIG_KEY = re.compile(r"\A[a-z][a-z0-9_]{0,99}\Z")
 # A login or the local part of an e-mail address: a plain dot-atom of safe characters.
 LOCAL_PART = re.compile(r"\A[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*\Z")
 LOCAL_PART_MAX = 64
@@ -103,6 +104,16 @@ def is_domain(value, fqdn=False):
 def is_client_name(value):
     """A domain name, or '.domain' for every name below it."""
     return isinstance(value, str) and is_domain(value[1:] if value.startswith(".") else value)
+
+
+def is_config_key(value):
+    """A main.cf parameter name: lower-case letters, digits and '_'."""
+    return isinstance(value, str) and CONFIG_KEY.fullmatch(value) is not None
+
+
+def is_single_line(value):
+    """A configuration value that cannot start a line of its own: no control characters at all."""
+    return isinstance(value, (str, int, float)) and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in str(value))
 
 
 def is_name(value):

@@ -163,6 +163,15 @@ def render_postfix(effective, **options):
         for name in ('config_dir', 'table_dir'):
             if not grammar.is_abs_path(opts[name]):
                 raise grammar.GrammarError('absolute path', opts[name], name)
+        # extra_main is free by design, but a line break in it would write a line of its own.
+        for name, value in (opts.get('extra_main') or {}).items():
+            if not grammar.is_config_key(name):
+                raise grammar.GrammarError('main.cf parameter name', name, 'extra_main')
+            if value is not None and not grammar.is_single_line(to_postconf_value(value)):
+                raise grammar.GrammarError('single-line value', value, 'extra_main.%s' % name)
+        for name in ('postfix_version', 'compatibility_level'):
+            if not grammar.is_single_line(opts[name]):
+                raise grammar.GrammarError('single-line value', opts[name], name)
     except grammar.GrammarError as exc:
         raise PostfixError('refusing to render the policy: %s' % exc)
     files = []

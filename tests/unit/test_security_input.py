@@ -497,3 +497,18 @@ def test_derived_exim_checks_pass_their_own_grammar(tmp_path):
     settings = exim.settings(effective_policy(), "203.0.113.20")
     config = exim.EximConfig(None, {}, settings["checks"], root=str(tmp_path))
     assert len(config.checks) == len(settings["checks"]) > 10
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"smtpd_banner": "$myhostname ESMTP\nsmtpd_relay_restrictions = permit"}, {"smtpd banner": "x"}, {"Smtpd_banner": "x"}, {"x": "a\x00b"}],
+    ids=repr,
+)
+def test_postfix_extra_main_cannot_inject_lines(extra):
+    with pytest.raises(pf.PostfixError, match="refusing to render"):
+        pf.render_postfix(effective_policy(), extra_main=extra)
+
+
+def test_postfix_extra_main_plain_values_still_render():
+    rendered = pf.render_postfix(effective_policy(), extra_main={"smtpd_banner": "$myhostname ESMTP", "message_size_limit": 52428800, "x": None})
+    assert rendered["main"]["smtpd_banner"] == "$myhostname ESMTP"
