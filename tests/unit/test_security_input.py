@@ -453,7 +453,7 @@ def test_fast_is_public_agrees_with_the_ipset_reference():
 
     netaddr = policy.netaddr
     chooser = random.Random(12)
-    special = [n for n in policy.IPV4_NOT_GLOBALLY_REACHABLE + policy.IPV6_NOT_GLOBALLY_REACHABLE]
+    special = list(policy.IPV4_NOT_GLOBALLY_REACHABLE + policy.IPV6_NOT_GLOBALLY_REACHABLE)
     special += policy.IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS + policy.IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
     samples = []
     for net in special:  # the edges of every special range, and just around them
