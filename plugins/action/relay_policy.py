@@ -28,9 +28,11 @@ class ActionModule(ActionBase):
             if not isinstance(variables, dict):
                 raise AnsibleActionFail("variables: expected a mapping of mailsec_relay_* variables, got %s" % type(variables).__name__)
         else:
-            # Only the policy's own names are templated: other vars may be undefined or slow.
-            names = [name for name in task_vars if name.startswith(relay_policy.PREFIX) and name not in relay_policy.OUTPUT_VARIABLES]
-            variables = self._templar.template(dict((name, task_vars[name]) for name in names))
+            # Only the policy's own names are templated: other vars may be undefined or slow. Near-misses of
+            # the prefix (Mailsec_relay_..., mailsec-relay_...) are passed untemplated, only to be reported.
+            names = [name for name in task_vars if relay_policy.is_policy_name(name)]
+            variables = self._templar.template(dict((name, task_vars[name]) for name in names if name.startswith(relay_policy.PREFIX)))
+            variables.update((name, None) for name in names if not name.startswith(relay_policy.PREFIX))
 
         inventory_hostname = task_vars.get("inventory_hostname", "localhost")
         if not relay_policy.HAS_NETADDR:

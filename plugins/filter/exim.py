@@ -30,7 +30,7 @@ def exim_settings(effective, interface_address="127.0.0.1"):
         raise AnsibleFilterError("exim_settings expects the effective relay policy (fact mailsec_relay_effective)")
     try:
         return exim.settings(_plain(effective), str(interface_address or "127.0.0.1"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, exim.EximError) as exc:
         raise AnsibleFilterError("exim_settings: the effective policy is incomplete or malformed: %s" % exc)
 
 

@@ -31,6 +31,7 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import confirm_all, greet
 
 ETC_EXIM = "/etc/exim4"
@@ -404,8 +405,17 @@ def render_update_conf(effective):
     return HEADER + "".join("%s='%s'\n" % item for item in values)
 
 
+def check_effective(effective):
+    """Second wall (docs/security.md): refuse a policy with any value outside its grammar, whoever built it."""
+    try:
+        grammar.check_effective(effective)
+    except grammar.GrammarError as exc:
+        raise EximError("refusing to render the policy: %s" % exc)
+
+
 def render(effective):
     """The files for this policy: {path: {'content': str, 'mode': '0644', 'state': 'present'|'absent'}}."""
+    check_effective(effective)
     files = {
         UPDATE_CONF: render_update_conf(effective),
         MAIN_FILE: render_main(effective),
@@ -575,6 +585,9 @@ def derive_route_checks(effective):
 
 def settings(effective, interface_address="127.0.0.1"):
     """Everything the role hands to the exim_config module: files and the -bh matrix."""
+    check_effective(effective)
+    if not grammar.is_listen_address(interface_address) or interface_address == "*":
+        raise EximError("refusing to render the policy: interface address %r is not one IP address" % (interface_address,))
     return {
         "files": render(effective),
         "checks": derive_checks(effective, interface_address) + derive_route_checks(effective),
@@ -729,6 +742,13 @@ class EximConfig(object):
         missing = [key for key in needed if check.get(key) in (None, "")]
         if missing or check["kind"] not in ("session", "route") or check["expect"] not in ("accept", "deny"):
             raise EximError("invalid check %r: needs %s, kind session|route, expect accept|deny" % (check, ", ".join(needed)))
+        # These go into exim's argv (-bt, -bh, -oMi, -oMai) and its SMTP input: only values inside their grammar.
+        for key, valid in (("recipient", grammar.is_email), ("sender", grammar.is_email), ("user", grammar.is_login),
+                           ("client", grammar.parse_ip), ("interface", grammar.parse_ip), ("router", grammar.is_name)):
+            if check.get(key) not in (None, "") and not valid(check[key]):
+                raise EximError("invalid check: %s %r is outside its grammar (docs/security.md)" % (key, check[key]))
+        if check.get("port") is not None and grammar.parse_port(check["port"]) is None:
+            raise EximError("invalid check: port %r" % (check["port"],))
         return check
 
     # -- planning ---------------------------------------------------------------------------
@@ -816,7 +836,10 @@ class EximConfig(object):
                     checks=results, failed_checks=failures,
                 )
             return results
+        except (OSError, UnicodeError) as exc:  # copying or writing the stage: a reason, not a traceback
+            raise EximError("staging the candidate configuration failed: %s; nothing was installed" % exc)
         finally:
+            # The staged copy of /etc/exim4 and the candidate never outlive the check, whatever failed.
             shutil.rmtree(workdir, ignore_errors=True)
 
     # -- going live ---------------------------------------------------------------------------
@@ -862,12 +885,14 @@ class EximConfig(object):
         saved = {path: (_read(path), _mode(path)) for path in changes}
         backups = []
         stamp = time.strftime("%Y-%m-%d@%H:%M:%S")
+        # Outside conf.d/<section>/ a backup would be concatenated into the config.
+        backup_dir = os.path.join(self.root, ".mailsec-backup")
+        backup_dir_existed = os.path.isdir(backup_dir)
         try:
             for path in changes:
                 spec = self.files[path]
                 if backup and saved[path][0] is not None:
-                    # Outside conf.d/<section>/ a backup would be concatenated into the config.
-                    dest = os.path.join(self.root, ".mailsec-backup", "%s.%s~" % (os.path.relpath(path, self.root).replace("/", "__"), stamp))
+                    dest = os.path.join(backup_dir, "%s.%s~" % (os.path.relpath(path, self.root).replace("/", "__"), stamp))
                     _write(dest, saved[path][0], saved[path][1] or "0644")
                     backups.append(dest)
                 if spec["state"] == "absent":
@@ -877,6 +902,13 @@ class EximConfig(object):
             reloaded = self.regenerate_and_reload(reload)
         except Exception as exc:
             rollback_error = self.rollback(saved, reload)
+            if rollback_error is None:
+                # The previous files are live again: copies made for this failed attempt would only be strays.
+                for dest in backups:
+                    _remove(dest)
+                if not backup_dir_existed and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+                    os.rmdir(backup_dir)
+                backups = []
             details = dict(getattr(exc, "details", {}))
             details["rolled_back"] = rollback_error is None
             if rollback_error:

@@ -12,8 +12,12 @@ Entry point: ``build_policy(variables, inventory_hostname)`` returns the effecti
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
+import socket
+
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 
 try:
     import netaddr
@@ -90,9 +94,11 @@ _FALSE_STRINGS = frozenset(("false", "no", "off", "0", "n", "f"))
 # Spellings of "everyone": each of them turns a relay allowlist into an open relay.
 _EVERYONE_WORDS = frozenset(("all", "any", "*", "0/0", "any4", "any6", "everyone", "default", "0", "::/0", "0::/0"))
 _EXCEPT_VARIABLE = re.compile(r"except|exclu|all_but|but_not|allow_all|relay_all")
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_LISTENER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_SASL_NAME = re.compile(r"^[^\s:]+$")
+# Anchored with \A...\Z (module_utils/grammar.py): '$' would also match before a trailing newline.
+_LABEL = grammar.LABEL
+_LISTENER_NAME = grammar.NAME
+# Near-misses of the prefix (case, '-', a missing '_', a typo) are errors too, never silently ignored.
+_SQUASHED_PREFIX = "mailsecrelay"
 
 _NETWORK_LIST_FIX = "write it as a YAML list, e.g. ['198.51.100.0/24']."
 
@@ -102,9 +108,9 @@ class PolicyError(Exception):
 
     def __init__(self, variable, message, fix):
         super().__init__(variable, message, fix)
-        self.variable = variable
-        self.message = _sentence(message)
-        self.fix = _sentence(fix)
+        self.variable = _printable(variable)
+        self.message = _sentence(_printable(message))
+        self.fix = _sentence(_printable(fix))
 
     def __str__(self):
         return "%s: %s Fix: %s" % (self.variable, self.message, self.fix)
@@ -128,6 +134,12 @@ class PolicyErrors(Exception):
 
     def __len__(self):
         return len(self.errors)
+
+
+def _printable(text):
+    """Control characters escaped: a value with a line break cannot forge a line of output."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _sentence(text):
@@ -161,8 +173,50 @@ def _sort_key(net):
 
 
 def policy_variables(variables):
-    """The subset of ``variables`` that is policy input (prefixed, minus this collection's outputs)."""
-    return dict((k, v) for k, v in variables.items() if k.startswith(PREFIX) and k not in OUTPUT_VARIABLES)
+    """The subset of ``variables`` that is policy input (prefixed, minus this collection's outputs).
+
+    Names that only nearly carry the prefix are kept too, so that build_policy reports them.
+    """
+    return dict((k, v) for k, v in variables.items() if is_policy_name(k))
+
+
+def is_near_miss(name):
+    """True for a name that looks like a policy variable but is not spelled with the exact prefix.
+
+    ``Mailsec_relay_never_networks``, ``mailsec-relay_networks``, ``mailsecrelay_networks``,
+    ``mailsec_realy_networks``: each would otherwise be ignored, and its part of the policy lost.
+    """
+    if not isinstance(name, str) or name.startswith(PREFIX):
+        return False
+    squashed = re.sub(r"[^a-z0-9]", "", name.lower())
+    if squashed.startswith(_SQUASHED_PREFIX):
+        return True
+    if len(squashed) <= len(_SQUASHED_PREFIX):
+        return False
+    # A typo in the prefix: at most two edits (a transposition counts as one) in its first 12 letters.
+    return _edit_distance(squashed[: len(_SQUASHED_PREFIX)], _SQUASHED_PREFIX) <= 2
+
+
+def is_policy_name(name):
+    """Policy input: the exact prefix (minus this collection's outputs) or a near-miss of it."""
+    if not isinstance(name, str):
+        return False
+    if name.startswith(PREFIX):
+        return name not in OUTPUT_VARIABLES
+    return is_near_miss(name)
+
+
+def _edit_distance(one, other):
+    """Optimal string alignment distance (Levenshtein plus adjacent transpositions)."""
+    previous2, previous = None, list(range(len(other) + 1))
+    for i, a in enumerate(one, 1):
+        current = [i] + [0] * len(other)
+        for j, b in enumerate(other, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == other[j - 2] and one[i - 2] == b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
 
 
 def default_hostname(inventory_hostname):
@@ -176,17 +230,57 @@ def default_hostname(inventory_hostname):
     return label + ".localdomain"
 
 
+_REACHABILITY = {}
+
+
+def _reachability(version):
+    """(sorted disjoint hidden ranges, their firsts, exception ranges) per IP version, built once."""
+    if version not in _REACHABILITY:
+        if version == 4:
+            hidden, exceptions = IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
+        else:
+            hidden, exceptions = IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
+        ranges = [(r.first, r.last) for r in netaddr.IPSet(hidden).iter_ipranges()]
+        _REACHABILITY[version] = (ranges, [first for first, unused in ranges], [(n.first, n.last) for n in exceptions])
+    return _REACHABILITY[version]
+
+
+def _range_is_public(first, last, version):
+    """Whether any address in [first, last] is globally reachable: O(log n) per range."""
+    ranges, firsts, exceptions = _reachability(version)
+    if any(first <= e_last and e_first <= last for e_first, e_last in exceptions):
+        return True
+    index = bisect.bisect_right(firsts, first) - 1
+    # The hidden ranges are disjoint and not adjacent: [first, last] is hidden only inside one of them.
+    return index < 0 or ranges[index][1] < last
+
+
 def is_public(net):
-    """True if any address of ``net`` is globally reachable (IPAddress.is_global() semantics)."""
+    """True if any address of ``net`` is globally reachable (IPAddress.is_global() semantics).
+
+    An IPv6 network carrying IPv4-mapped or IPv4-compatible addresses is public when its IPv4
+    meaning is (::ffff:0:0/96 is all of IPv4).
+    """
     if IPV4_NOT_GLOBALLY_REACHABLE is None:  # pragma: no cover
         return netaddr.IPAddress(net.first, net.version).is_global() or netaddr.IPAddress(net.last, net.version).is_global()
-    if net.version == 4:
-        hidden, exceptions = IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
-    else:
-        hidden, exceptions = IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS
-    whole = netaddr.IPSet([net])
-    reachable = (whole - netaddr.IPSet(hidden)) | (whole & netaddr.IPSet(exceptions))
-    return bool(reachable)
+    if net.version == 6 and any(_range_is_public(first, last, 4) for first, last in grammar.ipv4_meaning(net.first, net.last)):
+        return True
+    return _range_is_public(net.first, net.last, net.version)
+
+
+def ipv4_meaning(net):
+    """The IPv4 networks an IPv6 network carries as mapped/compatible addresses ([] for IPv4 or none)."""
+    if net.version != 6 or net.first > grammar.IPV4_CARRIERS_LAST:
+        return []
+    nets = []
+    for first, last in grammar.ipv4_meaning(net.first, net.last):
+        nets.extend(netaddr.iprange_to_cidrs(netaddr.IPAddress(first, 4), netaddr.IPAddress(last, 4)))
+    return nets
+
+
+def _meanings(net):
+    """What a network grants, for broadness and overlap checks: itself plus its IPv4 meaning."""
+    return [net] + ipv4_meaning(net)
 
 
 def is_loopback_address(address):
@@ -276,29 +370,34 @@ class _Builder(object):
         if address.startswith("[") and address.endswith("]"):  # Postfix spelling [2001:db8::]/48
             address = address[1:-1]
         try:
-            ip = netaddr.IPAddress(address, flags=netaddr.INET_PTON)
-        except (netaddr.AddrFormatError, ValueError, TypeError):
+            if not grammar.is_ip_text(address):  # ASCII hex digits, '.' and ':' only, before any parser
+                raise ValueError(address)
+            # inet_pton, as netaddr's INET_PTON flag, but without building objects twice (large lists).
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            value = int.from_bytes(socket.inet_pton(family, address), "big")
+            ip = netaddr.IPAddress(value, 6 if family == socket.AF_INET6 else 4)
+        except (netaddr.AddrFormatError, OSError, ValueError, TypeError):
             self.error(
                 variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address"
             )
             return None
         width = 32 if ip.version == 4 else 128
         if slash:
-            if not prefix.strip().isdigit() or int(prefix) > width:
-                self.error(variable, "'%s' has an invalid prefix length" % text, "use a prefix length from 0 to %d" % width)
+            prefixlen = grammar.parse_prefixlen(prefix, width)  # ASCII digits only: int('٣') is 3
+            if prefixlen is None:
+                self.error(variable, "'%s' has an invalid prefix length" % text, "use a prefix length from 0 to %d (ASCII digits)" % width)
                 return None
-            prefixlen = int(prefix)
         else:
             prefixlen = width
-        net = netaddr.IPNetwork("%s/%d" % (ip, prefixlen))
-        if net.ip != net.network:
+        net = netaddr.IPNetwork((value, prefixlen), version=ip.version)  # from ints: no text round trip
+        if value & ((1 << (width - prefixlen)) - 1):
             self.error(
                 variable,
                 "'%s' has host bits set" % text,
                 "write %s for the whole network, or %s/%d for the single host" % (net.cidr, ip, width),
             )
             return None
-        return net.cidr
+        return net
 
     def parse_networks(self, variable, value, purpose="other", given=False):
         """List of (variable[i], IPNetwork) for the entries that parsed, or None on a type error."""
@@ -317,15 +416,27 @@ class _Builder(object):
         """Refuse open, public and broad relay grants; return the merged, sorted networks."""
         good = []
         for name, net in parsed:
+            # IPv4-mapped/-compatible IPv6 networks are judged by the IPv4 addresses they carry too.
+            carried = ipv4_meaning(net)
             if net.prefixlen == 0:
                 self.error(name, "%s would make this host an open relay" % net, "list only the networks of your own servers")
+                continue
+            if any(m.prefixlen == 0 for m in carried):
+                self.error(
+                    name,
+                    "%s carries all of IPv4 (as IPv4-mapped or IPv4-compatible addresses), which would make this host an open relay" % net,
+                    "list only the networks of your own servers, written as IPv4 networks",
+                )
                 continue
             problems = []
             if is_public(net):
                 problems.append("contains public (globally routable) addresses")
             if net.prefixlen < NARROWEST_BROAD_PREFIX[net.version]:
                 problems.append("is wider than /%d" % NARROWEST_BROAD_PREFIX[net.version])
-            if problems and not _covered(net, broad_allowed):
+            elif any(m.prefixlen < NARROWEST_BROAD_PREFIX[4] for m in carried):
+                problems.append("carries IPv4 addresses wider than /%d (as IPv4-mapped or IPv4-compatible addresses)" % NARROWEST_BROAD_PREFIX[4])
+            covered = _covered(net, broad_allowed) or bool(carried) and all(_covered(m, broad_allowed) for m in carried)
+            if problems and not covered:
                 fix = (
                     "relay only for the networks of your own servers; if %s really is yours, also list it in mailsec_relay_allow_broad_networks" % net
                 )
@@ -334,13 +445,18 @@ class _Builder(object):
                 self.error(name, "the relay network %s %s" % (net, " and ".join(problems)), fix)
                 continue
             good.append((name, net))
-        merged = sorted(netaddr.cidr_merge([net for unused, net in good]), key=_sort_key)
-        originals = set(net for unused, net in good)
-        for net in merged:
+        # A grant in mapped form is rendered with its IPv4 meaning too: what is judged is what is granted.
+        merged = sorted(netaddr.cidr_merge([m for unused, net in good for m in _meanings(net)]), key=_sort_key)
+        # Judged on what the entries grant, IPv4 meanings of IPv6 entries included (sorted for bisect).
+        judged = sorted(((m, name) for name, net in good for m in _meanings(net)), key=lambda item: _sort_key(item[0]))
+        judged_keys = [(m.version, m.first) for m, unused in judged]
+        originals = set(m for m, unused in judged)
+        for net in sorted(netaddr.cidr_merge(list(originals)), key=_sort_key):
             if net in originals:
                 continue
             # Merging can build what no single entry says: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0.
-            parts = ", ".join("%s (%s)" % (n, name) for name, n in good if n in net)
+            inside = judged[bisect.bisect_left(judged_keys, (net.version, net.first)) : bisect.bisect_right(judged_keys, (net.version, net.last))]
+            parts = ", ".join("%s (%s)" % (n, name) for n, name in inside[:5]) + (" and %d more" % (len(inside) - 5) if len(inside) > 5 else "")
             if net.prefixlen == 0:
                 self.error(
                     variable,
@@ -379,8 +495,8 @@ class _Builder(object):
                 return None
             subtree, text = True, text[1:]
         try:
-            ascii_text = text.encode("idna").decode("ascii") if not text.isascii() else text
-        except UnicodeError:
+            ascii_text = text.encode("idna").decode("ascii").lower() if not text.isascii() else text
+        except (UnicodeError, ValueError):
             self.error(variable, "'%s' is not a valid internationalized domain name" % value, "check the spelling, or write the punycode (xn--) form")
             return None
         labels = ascii_text.split(".")
@@ -455,7 +571,8 @@ class _Builder(object):
         relay_sources = list(relay_parsed or [])
 
         never_parsed = self.parse_networks("mailsec_relay_never_networks", None) or []
-        never_networks = sorted(netaddr.cidr_merge([net for unused, net in never_parsed]), key=_sort_key)
+        # A mapped form (::ffff:198.51.100.7) must stop the IPv4 client too: its IPv4 meaning is listed as well.
+        never_networks = sorted(netaddr.cidr_merge([m for unused, net in never_parsed for m in _meanings(net)]), key=_sort_key)
 
         trust_loopback = self.get_bool("mailsec_relay_trust_loopback", True)
         connect_allow = self.merged("mailsec_relay_connect_allow")
@@ -502,7 +619,7 @@ class _Builder(object):
 
         # Judged on what the user wrote, so a rejected entry does not also read as "nothing listed".
         relay_written = bool(self.raw.get("mailsec_relay_networks")) or any(
-            isinstance(item, dict) and item.get("relay_networks") for item in (self.raw.get("mailsec_relay_listeners") or [])
+            isinstance(item, dict) and item.get("relay_networks") for item in _as_list(self.raw.get("mailsec_relay_listeners"))
         )
         if profile == "null_client":
             for variable in ("mailsec_relay_networks", "mailsec_relay_local_domains", "mailsec_relay_relay_domains", "mailsec_relay_client_names"):
@@ -546,7 +663,17 @@ class _Builder(object):
         }
 
     def check_variable_names(self):
-        for name in sorted(self.raw):
+        for name in sorted(self.raw, key=str):
+            if is_near_miss(name):
+                squashed = dict((re.sub(r"[^a-z0-9]", "", known), known) for known in VARIABLES)
+                meant = difflib.get_close_matches(re.sub(r"[^a-z0-9]", "", name.lower()), list(squashed), n=1, cutoff=0.8)
+                self.error(
+                    name,
+                    "this looks like a policy variable but its prefix is not spelled exactly 'mailsec_relay_' (lower case, underscores); "
+                    "it would be ignored and its part of the policy lost%s" % (" (did you mean %s?)" % squashed[meant[0]] if meant else ""),
+                    "rename it with the exact prefix mailsec_relay_ (see docs/policy-model.md)",
+                )
+                continue
             if not name.startswith(PREFIX) or name in VARIABLES or name in OUTPUT_VARIABLES:
                 continue
             if _EXCEPT_VARIABLE.search(name[len(PREFIX) :]):
@@ -558,24 +685,34 @@ class _Builder(object):
             else:
                 self.error(
                     name,
-                    "unknown policy variable%s" % _did_you_mean(name, VARIABLES),
+                    "unknown policy variable%s" % _did_you_mean(name.lower(), VARIABLES),
                     "fix the spelling or remove it; every mailsec_relay_* variable is part of the relay policy (see docs/policy-model.md)",
                 )
 
     def merged(self, variable, value=None, given=False):
         parsed = self.parse_networks(variable, value, given=given) or []
-        return [str(net) for net in sorted(netaddr.cidr_merge([net for unused, net in parsed]), key=_sort_key)]
+        return [str(net) for net in sorted(netaddr.cidr_merge([m for unused, net in parsed for m in _meanings(net)]), key=_sort_key)]
 
     def check_never_swallows(self, never_parsed, relay_sources):
+        # O((n + m) log n): relay grants sorted by start; CIDRs nest or are disjoint, so the grants inside
+        # a never-relay network are those starting within it and ending before its end.
+        relays = sorted(
+            ((m.version, m.first, m.last, index) for index, (unused, relay) in enumerate(relay_sources) for m in _meanings(relay)),
+        )
+        keys = [item[:2] for item in relays]
         for never_name, never in never_parsed:
-            for relay_name, relay in relay_sources:
-                if relay.version == never.version and relay in never:
-                    self.error(
-                        never_name,
-                        "the never-relay network %s covers the relay network %s (%s), so that grant could never be used" % (never, relay, relay_name),
-                        "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay"
-                        % (relay, relay_name.rsplit("[", 1)[0]),
-                    )
+            hits = set()
+            for n in _meanings(never):
+                start, end = bisect.bisect_left(keys, (n.version, n.first)), bisect.bisect_right(keys, (n.version, n.last))
+                hits.update(index for _version, _first, last, index in relays[start:end] if last <= n.last)
+            for index in sorted(hits):
+                relay_name, relay = relay_sources[index]
+                self.error(
+                    never_name,
+                    "the never-relay network %s covers the relay network %s (%s), so that grant could never be used" % (never, relay, relay_name),
+                    "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay"
+                    % (relay, relay_name.rsplit("[", 1)[0]),
+                )
 
     def tls(self):
         cert = self.get_str("mailsec_relay_tls_cert")
@@ -585,6 +722,14 @@ class _Builder(object):
             if path is not None and not path.startswith("/"):
                 self.error(
                     name, "'%s' is not an absolute path" % path, "give the full path of the file on the managed host, e.g. /etc/ssl/private/mx.key"
+                )
+            elif path is not None and not grammar.is_abs_path(path):
+                # Exim expands '${...}' in these values at run time; a line break would write a line of its own.
+                self.error(
+                    name,
+                    "%r contains characters a certificate or key path cannot have here (allowed: letters, digits, '/', '.', '_', '-', '+', '@', '='; "
+                    "no '..' segments; at most %d characters)" % (path, grammar.PATH_MAX),
+                    "rename the file, or give a path without '$', braces, whitespace, ',' or ':', e.g. /etc/ssl/private/mx.key",
                 )
         if bool(cert) != bool(key):
             missing = "mailsec_relay_tls_key" if cert else "mailsec_relay_tls_cert"
@@ -659,7 +804,7 @@ class _Builder(object):
                 ok = False
 
         name = entry.get("name")
-        if not isinstance(name, str) or not _LISTENER_NAME.match(name):
+        if not grammar.is_name(name):
             self.error(
                 variable + ".name",
                 "missing or invalid listener name (%r)" % (name,),
@@ -676,11 +821,9 @@ class _Builder(object):
             )
             ok = False
 
-        port = entry.get("port")
-        if isinstance(port, str) and port.strip().isdigit():
-            port = int(port)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            self.error(variable + ".port", "invalid port %r" % (port,), "use a number from 1 to 65535 (25, 587, 465)")
+        port = grammar.parse_port(entry.get("port"))  # ASCII digits only
+        if port is None:
+            self.error(variable + ".port", "invalid port %r" % (entry.get("port"),), "use a number from 1 to 65535 (25, 587, 465)")
             ok = False
 
         address = entry.get("address", "*")
@@ -824,8 +967,12 @@ class _Builder(object):
             if not isinstance(name, str) or not name.strip():
                 self.error(variable + ".name", "the user has no name", "give every SASL user a name, e.g. alice@example.test")
                 name = None
-            elif not _SASL_NAME.match(name.strip()):
-                self.error(variable + ".name", "user names cannot contain whitespace or ':'", "use a plain login such as alice or alice@example.test")
+            elif not grammar.is_login(name.strip()):
+                self.error(
+                    variable + ".name",
+                    "user names are a plain login or address: letters, digits, '.', '_', '+', '=', '-', optionally @domain",
+                    "use a plain login such as alice or alice@example.test",
+                )
                 name = None
             else:
                 name = name.strip()
@@ -850,7 +997,7 @@ class _Builder(object):
         value = self.get_str("mailsec_relay_smarthost")
         if value is None:
             return None
-        match = re.match(r"^(\[(?P<bracketed>[^\]]+)\]|(?P<plain>[^\[\]:]+))(:(?P<port>\d{1,5}))?$", value)
+        match = re.fullmatch(r"(\[(?P<bracketed>[^\]]+)\]|(?P<plain>[^\[\]:]+))(:(?P<port>[0-9]{1,5}))?", value)
         host = port = None
         if match:
             host = match.group("bracketed") or match.group("plain")
@@ -880,6 +1027,10 @@ class _Builder(object):
         return normalized + (":%d" % port if port is not None else "")
 
 
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
 def _parse_address(value):
     """One IP address (brackets allowed) as its canonical string, or None."""
     if not isinstance(value, str):
@@ -887,6 +1038,8 @@ def _parse_address(value):
     text = value.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
+    if not grammar.is_ip_text(text):
+        return None
     try:
         return str(netaddr.IPAddress(text, flags=netaddr.INET_PTON))
     except (netaddr.AddrFormatError, ValueError):

@@ -23,6 +23,7 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import (
     SMTPCheckError,
     StartTLSNotOffered,
@@ -156,6 +157,23 @@ def render_postfix(effective, **options):
     opts = dict(RENDER_DEFAULTS)
     opts.update({k: v for k, v in options.items() if v is not None})
     table_dir = opts['table_dir']
+    # Second wall (docs/security.md): whoever built this policy, no value outside its grammar is rendered.
+    try:
+        grammar.check_effective(effective)
+        for name in ('config_dir', 'table_dir'):
+            if not grammar.is_abs_path(opts[name]):
+                raise grammar.GrammarError('absolute path', opts[name], name)
+        # extra_main is free by design, but a line break in it would write a line of its own.
+        for name, value in (opts.get('extra_main') or {}).items():
+            if not grammar.is_config_key(name):
+                raise grammar.GrammarError('main.cf parameter name', name, 'extra_main')
+            if value is not None and not grammar.is_single_line(to_postconf_value(value)):
+                raise grammar.GrammarError('single-line value', value, 'extra_main.%s' % name)
+        for name in ('postfix_version', 'compatibility_level'):
+            if not grammar.is_single_line(opts[name]):
+                raise grammar.GrammarError('single-line value', opts[name], name)
+    except grammar.GrammarError as exc:
+        raise PostfixError('refusing to render the policy: %s' % exc)
     files = []
     refs = {}
 
@@ -585,7 +603,16 @@ class PostfixApplier(object):
 
     # -- staging & validation ----------------------------------------------------------------
     def stage(self, changes, files):
+        """A validated-later copy of config_dir with the changes applied; removed again if staging fails."""
         stage = tempfile.mkdtemp(prefix='mailsec-postfix-stage-')
+        try:
+            return self._stage_into(stage, changes, files)
+        except BaseException:
+            # No copy of /etc/postfix may stay behind in the temp dir, whatever failed.
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+    def _stage_into(self, stage, changes, files):
         target = os.path.join(stage, 'etc')
         shutil.copytree(self.config_dir, target, symlinks=True)
         for name in ('main.cf', 'master.cf'):
@@ -663,9 +690,12 @@ class PostfixApplier(object):
         return out
 
     # -- committing --------------------------------------------------------------------------
-    def commit(self, target, touched, backup_root):
-        """Swap staged files in one by one (each an atomic rename); return what was replaced."""
-        committed = []
+    def commit(self, target, touched, backup_root, committed=None):
+        """Swap staged files in one by one (each an atomic rename); return what was replaced.
+
+        ``committed`` is filled as it goes, so a failure half-way still lets the caller roll back.
+        """
+        committed = [] if committed is None else committed
         for rel in touched:
             src = os.path.join(target, rel)
             dst = os.path.join(self.config_dir, rel)
@@ -682,8 +712,7 @@ class PostfixApplier(object):
             elif not os.path.isdir(os.path.dirname(dst)):
                 os.makedirs(os.path.dirname(dst), 0o755)
             tmp = dst + '.mailsec-new'
-            shutil.copy2(src, tmp)
-            os.rename(tmp, dst)
+            _copy_then_rename(src, tmp, dst)
             committed.append((rel, existed))
         return committed
 
@@ -691,9 +720,7 @@ class PostfixApplier(object):
         for rel, existed in reversed(committed):
             dst = os.path.join(self.config_dir, rel)
             if existed:
-                tmp = dst + '.mailsec-old'
-                shutil.copy2(os.path.join(backup_root, rel), tmp)
-                os.rename(tmp, dst)
+                _copy_then_rename(os.path.join(backup_root, rel), dst + '.mailsec-old', dst)
             elif os.path.exists(dst):
                 os.unlink(dst)
 
@@ -768,14 +795,18 @@ class PostfixApplier(object):
     # -- the whole transaction ----------------------------------------------------------------
     def apply(self, changes, main, master, files, reload=True, backup=True, confirm=True):
         result = {'reloaded': False, 'backup_path': None, 'validation': None, 'service': None}
-        stage, target, touched = self.stage(changes, files)
+        stage, target, touched = self.stage(changes, files)  # removes its own directory if it fails
         backup_root = os.path.join(self.backup_dir, time.strftime('%Y%m%dT%H%M%S') + '-%d' % os.getpid())
         committed = []
-        was_running = self.is_running() if reload else False
+        try:
+            was_running = self.is_running() if reload else False
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
         try:
             result['validation'] = self.validate(target, main, master, files)
             os.makedirs(backup_root, 0o700)
-            committed = self.commit(target, touched, backup_root)
+            self.commit(target, touched, backup_root, committed)
             if reload:
                 result['service'] = self.activate(changes, was_running)
                 result['reloaded'] = True
@@ -794,7 +825,8 @@ class PostfixApplier(object):
             raise PostfixError(reason)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-            if not backup and os.path.isdir(backup_root):
+            if (not backup or not committed) and os.path.isdir(backup_root):
+                # Nothing was replaced (or no backup wanted): an empty or unwanted backup dir is a stray copy.
                 shutil.rmtree(backup_root, ignore_errors=True)
         if backup and committed:
             result['backup_path'] = backup_root
@@ -829,6 +861,17 @@ def run_with_tty(cmd):
             os.close(slave_fd)
         os.close(master_fd)
     return rc, b''.join(chunks).decode('utf-8', 'replace').replace('\r\n', '\n')
+
+
+def _copy_then_rename(src, tmp, dst):
+    """Copy src to tmp beside dst, then rename over dst (atomic); never leaves a partial tmp behind."""
+    try:
+        shutil.copy2(src, tmp)
+        os.rename(tmp, dst)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _same_file_content(a, b):

@@ -278,14 +278,14 @@ def main():
                     module.warn('would fail unless created first: %s' % warning)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
-        except PostfixError as exc:
+        except (PostfixError, OSError) as exc:  # stage() has removed its copy already
             module.fail_json(msg='the change would be rejected: %s' % exc, **result)
         module.exit_json(**result)
 
     try:
         result.update(applier.apply(changes, params['main'], params['master'], params['files'],
                                     reload=params['reload'], backup=params['backup']))
-    except PostfixError as exc:
+    except (PostfixError, OSError) as exc:  # the applier cleaned up its staging and rolled back
         module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)
 
