@@ -68,8 +68,10 @@ stage_molecule() {
     echo "=== molecule scenario: $scenario"
     # Scenarios share the mailsec-molecule network and fixed addresses: one at a time per machine,
     # also across checkouts (a developer's run and a CI clone), hence a machine-wide lock.
-    if "$ROOT/tests/lab/lab.sh" net molecule &&
-      flock -w 3600 /run/lock/mailsec-molecule.lock molecule test -s "$scenario"; then
+    # The network is (re)created under the lock too: a run that ends removes it under the lock.
+    # shellcheck disable=SC2016  # $1/$2 expand in the inner bash
+    if flock -w 3600 /run/lock/mailsec-molecule.lock \
+      bash -c '"$1" net molecule && molecule test -s "$2"' _ "$ROOT/tests/lab/lab.sh" "$scenario"; then
       echo "molecule: scenario $scenario PASSED"
       passed=$((passed + 1))
     else
