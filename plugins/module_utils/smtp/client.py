@@ -16,13 +16,19 @@ import re
 import socket
 import ssl
 
-from .reply import MAX_LINE, MAX_LINES, ReplyError, is_last_line, parse_ehlo, parse_reply
+from .reply import MAX_LINE, MAX_LINES, Reply, ReplyError, is_last_line, parse_ehlo, parse_reply
 from .safety import b64
 
 _CLIENT_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
 # Extra seconds an AUTH reply may take: Dovecot answers a failed AUTH after auth_failure_delay (2 s)
 # and, for half a minute after failures from this client, starts every AUTH late (auth penalty, up to 15 s).
 AUTH_DELAY_ALLOWANCE = 17.0
+# A reply longer than MAX_LINES is read to its end (up to this many bytes) and parsed from its first
+# MAX_LINES - 1 lines and its last: a hostile 10,000-line EHLO must not stop the relay probes.
+MAX_REPLY_BYTES = 1 << 20
+# What a reply to AUTH (334 challenge, 235/535 text) is stored as: its code only. A server may echo
+# credentials there (whole, or in pieces): nothing of that text may reach a result.
+AUTH_REPLY_SUMMARY = "(reply text to AUTH not stored)"
 
 
 class SMTPError(Exception):
@@ -112,12 +118,16 @@ def make_tls_context(verify: bool = False) -> ssl.SSLContext:
 class SMTPClient:
     def __init__(self, host, port, *, guard, ehlo_name="prober.mailsec.test", timeout=5.0,
                  source_address=None, server_hostname=None, tls_context=None, transcript_limit=400,
-                 tls_slot=None, keep_transcript=True, pipeline_rset=True):
+                 tls_slot=None, keep_transcript=True, pipeline_rset=True, connect_timeout=None, greeting_timeout=None):
         self.host = str(host).strip("[]")
         self.port = int(port)
         self.guard = guard
         self.ehlo_name = ehlo_name
         self.timeout = float(timeout)
+        # TCP (and implicit TLS) set-up, and the wait for the greeting (reverse DNS, postscreen's
+        # pregreet wait and tarpits make real MXes greet late): each its own deadline
+        self.connect_timeout = float(connect_timeout) if connect_timeout else self.timeout
+        self.greeting_timeout = float(greeting_timeout) if greeting_timeout else self.timeout
         self.source_address = source_address
         self.server_hostname = server_hostname
         self.tls_context = tls_context
@@ -167,16 +177,17 @@ class SMTPClient:
             kwargs.update(ssl=self.tls_context or make_tls_context(),
                           server_hostname=self.server_hostname or "",
                           ssl_handshake_timeout=self.timeout)
+        limit = self.connect_timeout + (self.timeout if implicit_tls else 0)
         where = "%s port %d" % (self.host, self.port)
         origin = " from %s" % self.source_address if self.source_address else ""
         self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "", origin))
         slot = _TLS_SLOT.set(self.tls_slot)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(limit):
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port, **kwargs)
         except (asyncio.TimeoutError, TimeoutError):
             self.log("*** connect timed out")
-            raise ConnectFailed("connect to %s timed out after %ss" % (where, self.timeout), "CONNECT")
+            raise ConnectFailed("connect to %s timed out after %ss" % (where, limit), "CONNECT")
         except ssl.SSLError as exc:
             self.log("*** TLS handshake failed: %s" % exc)
             raise TLSFailed("TLS handshake with %s failed: %s" % (where, exc), "TLS")
@@ -192,7 +203,7 @@ class SMTPClient:
             self.stage = "PROXY"
             await self._write(preface, escape_bytes(preface))
         self.stage = "BANNER"
-        self.banner = await self.read_reply()
+        self.banner = await self.read_reply(self.greeting_timeout)
         return self.banner
 
     def _tls_established(self) -> None:
@@ -259,10 +270,14 @@ class SMTPClient:
     async def read_reply(self, timeout: float = None):
         lines = []
         reader = self.reader
+        # Replies to AUTH are kept as their code only (AUTH_REPLY_SUMMARY): never their text.
+        secret = self.stage == "AUTH"
         # One deadline for the whole reply, armed only for the reads that have to wait: the other
         # lines of a multi-line or pipelined reply are usually in the buffer already.
         buffered = getattr(reader, "_buffer", None)
         deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
+        dropped = 0                   # lines past MAX_LINES - 1: read (bounded), not kept
+        size = 0
         try:
             while True:
                 if buffered is not None and b"\n" in buffered:
@@ -272,15 +287,21 @@ class SMTPClient:
                         raw = await reader.readline()
                 if not raw.endswith(b"\n"):
                     self.usable = False
-                    if raw:
+                    if raw and not secret:
                         self.log("S: " + escape_bytes(raw))
                     self.log("*** connection closed by server")
                     raise Closed("connection closed by the server", self.stage)
-                self.log("S: " + escape_bytes(raw.rstrip(b"\r\n")))
-                lines.append(raw)
-                if len(lines) > MAX_LINES:
-                    raise ProtocolError("reply longer than %d lines" % MAX_LINES, self.stage)
-                if is_last_line(raw):
+                size += len(raw)
+                last = is_last_line(raw)
+                if len(lines) < MAX_LINES - 1 or last:
+                    if not secret:
+                        self.log("S: " + escape_bytes(raw.rstrip(b"\r\n")))
+                    lines.append(raw)
+                else:
+                    dropped += 1
+                    if size > MAX_REPLY_BYTES:
+                        raise ProtocolError("reply longer than %d bytes" % MAX_REPLY_BYTES, self.stage)
+                if last:
                     break
         except TimeoutError:
             self.usable = False
@@ -297,11 +318,19 @@ class SMTPClient:
         except ProtocolError:
             self.usable = False
             raise
+        if secret:
+            self.log("S: %s %s" % (lines[0][:3].decode("ascii", "replace"), AUTH_REPLY_SUMMARY))
+        if dropped:
+            self.log("*** %d more reply lines not kept (reply bounded to %d lines)" % (dropped, MAX_LINES))
         try:
             reply = parse_reply(lines)
         except ReplyError as exc:
             self.usable = False
+            if secret:
+                raise ProtocolError("malformed reply to AUTH (text not stored)", self.stage)
             raise ProtocolError("malformed reply: %s" % exc, self.stage)
+        if secret:
+            reply = Reply(code=reply.code, lines=(AUTH_REPLY_SUMMARY,), enhanced=reply.enhanced)
         if reply.code >= 400:
             self.errors += 1
             if reply.code in (500, 501, 502, 503, 504):

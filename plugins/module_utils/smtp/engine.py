@@ -28,6 +28,8 @@ from ..findings import finding_for
 from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, REACHABLE, SKIP, WARN, Case, Outcome,
                      build_cases, describe, greeting_cases, greeting_name, validate_extra_forms)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
+from .tlsprobe import TLS_VERSIONS, build_tls_cases
+from .integrity import UNVERIFIED_MODES, mask_secrets, unverified_results
 
 VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
 TRANSCRIPTS = ("failures", "all", "none")
@@ -121,11 +123,22 @@ class Options:
         self.explicit = set(p for p in wanted if p != "ALL")
         unknown = self.explicit - set(ALL_PROBES)
         if unknown:
-            raise ConfigError("probes: unknown %s (known: all, T00 ... T20)" % ", ".join(sorted(unknown)))
+            raise ConfigError("probes: unknown %s (known: all, T00 ... %s)" % (", ".join(sorted(unknown)), ALL_PROBES[-1]))
         self.probes = set(DEFAULT_PROBES) | self.explicit if "ALL" in wanted else set(self.explicit)
         self.concurrency = max(1, int(params.get("concurrency") or 64))
         self.per_host = max(1, int(params.get("per_host") or 10))
         self.timeout = float(params.get("timeout") or 5)
+        self.connect_timeout = float(params.get("connect_timeout") or 10)
+        # (reverse DNS, postscreen's pregreet wait and tarpits: real MXes greet late; never shorter than a reply)
+        self.greeting_timeout = float(params.get("greeting_timeout") or max(30.0, self.timeout))
+        self.tls_min_version = str(params.get("tls_min_version") or "TLSv1.2")
+        if self.tls_min_version == "TLSv1":
+            self.tls_min_version = "TLSv1.0"
+        if self.tls_min_version not in TLS_VERSIONS:
+            raise ConfigError("tls_min_version: must be one of %s, not %r" % (", ".join(TLS_VERSIONS), self.tls_min_version))
+        self.unverified = str(params.get("unverified") or "fail").lower()
+        if self.unverified not in UNVERIFIED_MODES:
+            raise ConfigError("unverified: must be one of %s, not %r" % (", ".join(UNVERIFIED_MODES), self.unverified))
         self.retries = max(0, int(params.get("retries") if params.get("retries") is not None else 1))
         self.retry_delay = float(params.get("retry_delay") if params.get("retry_delay") is not None else 2)
         self.error_budget = max(3, int(params.get("error_budget") or 8))
@@ -188,6 +201,7 @@ class ListenerState:
         self.tls_first = None        # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
         self.greeting_name = None    # the host name the greeting starts with (more trick forms)
         self.ehlo_name = None        # ... and the one the first EHLO reply starts with
+        self.greeting_failures = 0   # cases that gave up at CONNECT/BANNER after their retries
 
 
 class ProbeContext:
@@ -271,16 +285,17 @@ class ProbeContext:
         return check
 
     # connections
-    async def connect(self, implicit_tls=False, preface=None, allow_local_mailbox=False):
+    async def connect(self, implicit_tls=False, preface=None, allow_local_mailbox=False, tls_context=None):
         if self.state.unreachable and (preface is None or self.state.refused):
             # (a PROXY-protocol listener greets only after its header: T19/proxy still knocks)
             raise Unreachable(self.state.unreachable, "CONNECT")
         await self.runner.acquire(self.address)
         client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
                             ehlo_name=self.opts.ehlo_name, timeout=self.opts.timeout, source_address=self.source,
-                            server_hostname=self.target.hostname, tls_context=self.runner.tls_context,
-                            tls_slot=self.state.tls_slot, keep_transcript=self.opts.transcripts != "none",
-                            pipeline_rset=self.opts.reuse)
+                            server_hostname=self.target.hostname, tls_context=tls_context or self.runner.tls_context,
+                            tls_slot=self.state.tls_slot if tls_context is None else None,
+                            keep_transcript=self.opts.transcripts != "none", pipeline_rset=self.opts.reuse,
+                            connect_timeout=self.opts.connect_timeout, greeting_timeout=self.opts.greeting_timeout)
         client.on_close = lambda: self.runner.release(self.address)
         client.preamble_len = 0
         self.clients.append(client)
@@ -316,10 +331,9 @@ class ProbeContext:
             except TLSFailed as exc:
                 raise SessionError("tls", str(exc))
         if client.banner.code // 100 != 2:
-            await client.close()
-            raise SessionError("greeting", "greeting %d %s" % (client.banner.code, client.banner.text),
-                               client.banner, transient=client.banner.code // 100 == 4)
-        reply = await client.ehlo()
+            reply = await refused_greeting_session(client)
+        else:
+            reply = await client.ehlo()
         if self.state.ehlo_name is None and reply.code // 100 == 2:
             self.state.ehlo_name = greeting_name(reply) or ""
         if reply.code // 100 != 2:
@@ -339,6 +353,31 @@ class ProbeContext:
             await client.ehlo()
         client.preamble_len = len(client.transcript)
         return client
+
+
+async def refused_greeting_session(client):
+    """The server greeted with 4xx/5xx: go on with EHLO (HELO) anyway; the EHLO reply, or a
+    SessionError("greeting") when the server holds to its refusal.
+
+    RFC 5321 3.1 says a client SHOULD then QUIT, and a server that means its 554 answers 503 to
+    everything until QUIT. A verifier must judge what a server accepts, not what it says first: a
+    server that greets 554 and then relays is an open relay (issue 12), so it is probed."""
+    banner = client.banner
+    text = "greeting %d %s" % (banner.code, banner.text)
+    if banner.code != 421:            # 421: the server closes the channel (RFC 5321 3.8)
+        try:
+            reply = await client.ehlo()
+        except SMTPError as exc:
+            client.usable = False
+            reply = None
+            text += "; then %s" % exc
+        if reply is not None and reply.code // 100 == 2:
+            client.log("*** refused at the greeting (%d), but EHLO/HELO accepted: probing on" % banner.code)
+            return reply
+        if reply is not None:
+            text += "; EHLO/HELO then refused: %d %s" % (reply.code, reply.text)
+    await client.close()
+    raise SessionError("greeting", text, banner, transient=banner.code // 100 == 4)
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -448,7 +487,7 @@ class Runner:
                 source = self._source_for(address)
                 for listener in target.listeners:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
-                    cases = build_cases(ctx)
+                    cases = build_cases(ctx) + build_tls_cases(ctx)
                     if source is not False:
                         credentials = [case.credentials for case in cases]
                         self.auth_gate(address).expect(credentials.count("real"), credentials.count("wrong"))
@@ -467,6 +506,7 @@ class Runner:
             if found:
                 result.update(verdict=found[0], reason=found[1])
         self._derive()
+        self.results.extend(unverified_results(self.results, self.opts))
         self._classify()
         if self.opts.transcripts == "failures":
             for result in self.results:
@@ -728,7 +768,11 @@ class Runner:
         if outcome.transient:
             outcome.text += " (after %d attempt%s)" % (attempt + 1, "s" if attempt else "")
             if outcome.stage in ("CONNECT", "BANNER") and not ctx.state.unreachable:
-                ctx.state.unreachable = outcome.text
+                # one case that could not get a greeting (after its retries on fresh connections)
+                # gives up alone; only a second one gives the listener's remaining cases up
+                ctx.state.greeting_failures += 1
+                if ctx.state.greeting_failures >= 2:
+                    ctx.state.unreachable = outcome.text
 
     def _failure(self, ctx, case, exc):
         if isinstance(exc, SessionError):
@@ -818,15 +862,9 @@ class Runner:
             result["finding"], result["severity"] = found if found else (None, None)
 
     def _scrub(self):
-        """Belt and braces: no password form may survive in any result."""
-        forms = sorted(set(s for s in self.secrets if s), key=len, reverse=True)
-        if not forms:
-            return
-        for result in self.results:
-            for key in ("reason", "title"):
-                result[key] = _mask(result[key], forms)
-            result["reply"]["text"] = _mask(result["reply"]["text"], forms)
-            result["transcript"] = [_mask(line, forms) for line in result["transcript"]]
+        """Belt and braces (AUTH replies are not stored at all): no password form, and no piece of
+        one a server may have echoed, survives in any result (integrity.mask_secrets)."""
+        mask_secrets(self.results, self.secrets)
 
 
 def _mask(text, forms):

@@ -21,7 +21,8 @@ from .safety import DUMMY_CREDENTIALS, Credentials, envelope_address
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
 
 # T00 (listener reachable) is not a case: the engine checks it once per listener, always.
-ALL_PROBES = tuple("T%02d" % number for number in range(0, 21))
+# T21 (TLS versions and suites) lives in tlsprobe.py; T22 (relay decision verified) is derived.
+ALL_PROBES = tuple("T%02d" % number for number in range(0, 23))
 # T10 (sender binding) is policy-optional: run when listed explicitly or asked for per listener.
 DEFAULT_PROBES = tuple(probe for probe in ALL_PROBES if probe != "T10")
 REACHABLE = "T00"

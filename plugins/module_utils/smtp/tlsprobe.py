@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""T21: which TLS protocol versions and weak cipher-suite classes a TLS listener accepts.
+
+One case per protocol version (TLS 1.0 ... 1.3) and per weak suite class (NULL, EXPORT, RC4,
+anonymous), each one handshake (STARTTLS or implicit TLS) with a client context that offers only
+that version or class. Accepted below ``tls_min_version`` (every weak class is below any minimum):
+FAIL on submission listeners (RFC 8314 requires TLS there), WARN on MX listeners (opportunistic TLS,
+RFC 3207 / RFC 7435: any encryption beats the plaintext a sender falls back to). What the local
+OpenSSL cannot offer (a build or policy without TLS 1.0 or RC4) is SKIP "not testable here", never
+PASS: the server was not asked.
+"""
+
+from __future__ import annotations
+
+import ssl
+import warnings
+
+from .client import ConnectFailed, TLSFailed
+from .probes import FAIL, INCONCLUSIVE, PASS, SKIP, WARN, Case, Outcome, describe, transient
+
+PROBE = "T21"
+TLS_VERSIONS = ("TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_VERSION_ATTR = {"TLSv1.0": "TLSv1", "TLSv1.1": "TLSv1_1", "TLSv1.2": "TLSv1_2", "TLSv1.3": "TLSv1_3"}
+# case -> OpenSSL cipher string of the class (TLS 1.3 has no such suites: offered up to TLS 1.2)
+WEAK_SUITES = (("NULL", "eNULL"), ("EXPORT", "EXPORT"), ("RC4", "RC4"), ("anon", "aNULL"))
+
+
+def _base_context():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _client_hello_problem(context):
+    """None when ``context`` can write a ClientHello, else why not (the local library refuses)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        context.wrap_bio(incoming, outgoing).do_handshake()
+    except ssl.SSLWantReadError:
+        return None if outgoing.pending else "no ClientHello written"
+    except (ssl.SSLError, ValueError) as exc:
+        return str(exc)
+    return "handshake finished without a server"
+
+
+def offer_context(case):
+    """``(context, None)`` offering only what ``case`` tests, or ``(None, why not testable here)``."""
+    library = ssl.OPENSSL_VERSION
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)   # TLS 1.0/1.1 are deprecated: that is the point
+            context = _base_context()
+            if case in _VERSION_ATTR:
+                attr = _VERSION_ATTR[case]
+                if not getattr(ssl, "HAS_" + attr, False):
+                    return None, "%s has no %s" % (library, case)
+                version = getattr(ssl.TLSVersion, attr)
+                context.minimum_version = version
+                context.maximum_version = version
+                if case in ("TLSv1.0", "TLSv1.1"):
+                    # OpenSSL 3 allows their SHA-1/MD5 signatures only at security level 0
+                    context.set_ciphers("ALL:@SECLEVEL=0")
+            else:
+                spec = dict(WEAK_SUITES)[case]
+                context.maximum_version = ssl.TLSVersion.TLSv1_2
+                oldest = next((getattr(ssl.TLSVersion, _VERSION_ATTR[v]) for v in TLS_VERSIONS
+                               if getattr(ssl, "HAS_" + _VERSION_ATTR[v], False)), ssl.TLSVersion.TLSv1_2)
+                context.minimum_version = oldest
+                context.set_ciphers("%s:@SECLEVEL=0" % spec)
+                if not any(c.get("protocol") != "TLSv1.3" for c in context.get_ciphers()):
+                    return None, "%s offers no %s cipher suite" % (library, case)
+    except (ssl.SSLError, ValueError, AttributeError) as exc:
+        return None, "%s cannot offer %s: %s" % (library, case, exc)
+    problem = _client_hello_problem(context)
+    if problem:
+        return None, "%s cannot offer %s: %s" % (library, case, problem)
+    return context, None
+
+
+def _below_minimum(case, minimum):
+    if case not in TLS_VERSIONS:
+        return True
+    return TLS_VERSIONS.index(case) < TLS_VERSIONS.index(minimum)
+
+
+def _refused(exc):
+    """A handshake failure is the server's refusal unless it was a timeout or no connection at all
+    (then: no verdict). A fatal alert, a reset or a close during the handshake is a refusal."""
+    cause = exc.__context__
+    text = str(exc)
+    if isinstance(cause, (TimeoutError, ConnectionRefusedError)) or "timed out" in text or "taking longer" in text:
+        return False
+    return isinstance(exc, TLSFailed) or isinstance(cause, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError,
+                                                              EOFError))
+
+
+def _why(exc):
+    cause = exc.__context__
+    if cause is None:
+        return str(exc)
+    return "%s%s" % (type(cause).__name__, ": %s" % cause if str(cause) else "")
+
+
+async def t21(ctx, unused_client, case):
+    context, why = offer_context(case)
+    if context is None:
+        return Outcome(SKIP, "not testable here: %s" % why)
+    below = _below_minimum(case, ctx.opts.tls_min_version)
+    what = "%s cipher suites" % case if case not in TLS_VERSIONS else case
+    try:
+        if ctx.listener.tls == "implicit":
+            client = await ctx.connect(implicit_tls=True, tls_context=context)
+        else:
+            client = await ctx.connect()
+            reply = await client.ehlo()
+            if "STARTTLS" not in client.extensions:
+                return Outcome(SKIP, "STARTTLS not offered (T01/T03 judge that): %s not asked" % what,
+                               client.ehlo_reply, "EHLO")
+            client.tls_context, client.tls_slot = context, None
+            reply = await client.starttls()
+            if reply.code != 220:
+                if reply.code // 100 == 4:
+                    return transient("temporary STARTTLS reply: %s" % describe(reply), reply, "STARTTLS")
+                return Outcome(INCONCLUSIVE, "STARTTLS refused: %s" % describe(reply), reply, "STARTTLS")
+    except (TLSFailed, ConnectFailed) as exc:
+        if _refused(exc):
+            return Outcome(PASS, "%s not accepted: the server ended the handshake" % what, stage="TLS",
+                           evidence=["*** handshake offering only %s: %s" % (what, _why(exc))])
+        if isinstance(exc, TLSFailed):
+            return transient("TLS handshake offering only %s: %s" % (what, _why(exc)), stage="TLS")
+        raise
+    info = client.tls_info or "?"
+    if not below:
+        return Outcome(PASS, "%s accepted (%s); the minimum is %s" % (what, info, ctx.opts.tls_min_version),
+                       client.banner, "TLS")
+    submission = ctx.listener.role == "submission"
+    verdict = FAIL if submission else WARN
+    why_weight = ("submission requires strong TLS (RFC 8314)" if submission else
+                  "opportunistic TLS on an MX listener (RFC 3207, RFC 7435): a warning")
+    return Outcome(verdict, "%s accepted (%s), below the minimum %s; %s" % (
+        what, info, ctx.opts.tls_min_version, why_weight), client.banner, "TLS")
+
+
+def build_tls_cases(ctx):
+    """T21 cases of a TLS listener (STARTTLS or implicit), when T21 is selected."""
+    if PROBE not in ctx.opts.probes or ctx.listener.tls == "none":
+        return []
+    cases = []
+    minimum = ctx.opts.tls_min_version
+    for case in TLS_VERSIONS + tuple(name for name, unused in WEAK_SUITES):
+        below = _below_minimum(case, minimum)
+        title = ("TLS: %s %s" % (case, "refused (below %s)" % minimum if below else "may be accepted")
+                 if case in TLS_VERSIONS else "TLS: %s cipher suites refused" % case)
+        cases.append(Case(PROBE, case, title, "refused" if below else "accepted or refused", "own",
+                          lambda c, cl, name=case: t21(c, cl, name), cost=0))
+    return cases
+
+
+def tls_findings(results):
+    """``finding``/``severity`` of T21 results that are not PASS/SKIP (weak_tls, inconclusive)."""
+    for result in results:
+        if result["probe"] != PROBE or result["verdict"] in (PASS, SKIP):
+            continue
+        if result["verdict"] == INCONCLUSIVE:
+            result["finding"], result["severity"] = "inconclusive", "info"
+        else:
+            result["finding"] = "weak_tls"
+            result["severity"] = "high" if result["verdict"] == FAIL else "low"
