@@ -84,6 +84,8 @@ class FakeSASL:
 
 
 class FakeSMTP:
+    session_class = None           # a _Session subclass (hostilesmtp.py); None: _Session
+
     def __init__(self, behaviour=None, tls_context=None, implicit=False):
         self.b = behaviour or Behaviour()
         self.tls_context = tls_context
@@ -124,7 +126,7 @@ class FakeSMTP:
         self.connections += 1
         if self.implicit:
             self.count_handshake(writer)
-        session = _Session(self, reader, writer)
+        session = (self.session_class or _Session)(self, reader, writer)
         try:
             await session.run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError, asyncio.CancelledError):

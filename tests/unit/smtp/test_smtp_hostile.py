@@ -1,0 +1,241 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""T21 (TLS versions and suites), T22 (unverified relay decision), connect/greeting timeouts and
+verdict integrity against hostile servers (issue 11 items 3 and 5, issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import warnings
+
+import fakesmtp
+import hostilesmtp
+import pytest
+from conftest import verdicts
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine, tlsprobe
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.client import SMTPClient
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import MAX_LINES
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.safety import SafetyPolicy
+
+USER, SECRET = "alice", "Hx7-hostile-Secret-42"
+
+
+def _run(servers, listeners, users=None, **params):
+    """Start ``servers`` (FakeSMTP instances), probe them as one target with ``listeners`` (port filled in)."""
+    async def go():
+        for server in servers:
+            await server.start("127.0.0.1")
+        try:
+            specs = [dict(item, port=server.port) for item, server in zip(listeners, servers)]
+            target = {"name": "h", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
+                      "local_domains": ["example.test"], "listeners": specs}
+            if users:
+                target["auth"] = {"username": USER, "password": SECRET}
+            options = {"targets": [target], "timeout": 1, "greeting_timeout": 1, "retry_delay": 0.05}
+            options.update(params)
+            return await engine.run_async(options)
+        finally:
+            for server in servers:
+                await server.stop()
+    return asyncio.run(go())
+
+
+def _weak_context(certfile, keyfile, ciphers="ALL:@SECLEVEL=0"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    context.set_ciphers(ciphers)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+MX = {"role": "mx", "tls": "starttls"}
+SUBMISSIONS = {"role": "submission", "tls": "implicit"}
+
+
+# -- T21 ---------------------------------------------------------------------------------------
+def test_t21_old_tls_is_fail_on_submission_and_warn_on_mx(tmp_path):
+    try:
+        context = _weak_context(*fakesmtp.make_cert(str(tmp_path)), ciphers="ALL:eNULL:@SECLEVEL=0")
+    except ssl.SSLError as exc:
+        pytest.skip("the local OpenSSL cannot even build a TLS 1.0 server context: %s" % exc)
+    servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), context),
+               fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)]
+    outcome = _run(servers, [MX, SUBMISSIONS], probes=["T21"])
+    mx, sub = (verdicts(outcome, "T21", server.port) for server in servers)
+    results = {(r["port"], r["case"]): r for r in outcome["results"] if r["probe"] == "T21"}
+    for version in ("TLSv1.0", "TLSv1.1"):
+        if tlsprobe.offer_context(version)[0] is None:
+            # this machine cannot offer it: not testable, never a PASS
+            assert mx[("T21", version)] == sub[("T21", version)] == "SKIP"
+            assert results[(servers[0].port, version)]["reason"].startswith("not testable here")
+            continue
+        assert mx[("T21", version)] == "WARN" and sub[("T21", version)] == "FAIL"
+        assert results[(servers[1].port, version)]["finding"] == "weak_tls"
+        assert results[(servers[1].port, version)]["severity"] == "high"
+        assert results[(servers[0].port, version)]["severity"] == "low"
+        assert "below the minimum TLSv1.2" in results[(servers[1].port, version)]["reason"]
+    assert mx[("T21", "TLSv1.2")] == sub[("T21", "TLSv1.2")] == "PASS"
+    # every class the local library can offer was accepted by this server (ALL at level 0)
+    for suite in ("NULL", "anon"):
+        if tlsprobe.offer_context(suite)[0] is not None:
+            assert sub[("T21", suite)] == "FAIL", results[(servers[1].port, suite)]["reason"]
+    # a lower minimum makes TLS 1.1 acceptable
+    lowered = _run([fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)],
+                   [SUBMISSIONS], probes=["T21"], tls_min_version="TLSv1.1")
+    got = verdicts(lowered, "T21")
+    if tlsprobe.offer_context("TLSv1.1")[0] is not None:
+        assert got[("T21", "TLSv1.1")] == "PASS" and got[("T21", "TLSv1.0")] == "FAIL"
+
+
+def test_t21_hardened_server_refuses_old_tls(tls_context):
+    servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), tls_context, implicit=True)]
+    got = verdicts(_run(servers, [SUBMISSIONS], probes=["T21"]), "T21")
+    assert got[("T21", "TLSv1.2")] == got[("T21", "TLSv1.3")] == "PASS"
+    for case in ("TLSv1.0", "TLSv1.1", "NULL", "EXPORT", "RC4", "anon"):
+        assert got[("T21", case)] in ("PASS", "SKIP")      # refused, or not testable here
+
+
+def test_t21_what_the_local_openssl_cannot_offer_is_skip_never_pass(tls_context, monkeypatch):
+    monkeypatch.setattr(tlsprobe.ssl, "HAS_TLSv1", False)
+    monkeypatch.setattr(tlsprobe, "WEAK_SUITES", (("NULL", "eNULL"), ("EXPORT", "NO-SUCH-CIPHER"),
+                                                  ("RC4", "RC4"), ("anon", "aNULL")))
+    servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)]
+    outcome = _run(servers, [MX], probes=["T21"])
+    by_case = {r["case"]: r for r in outcome["results"] if r["probe"] == "T21"}
+    for case in ("TLSv1.0", "EXPORT"):
+        assert by_case[case]["verdict"] == "SKIP" and by_case[case]["reason"].startswith("not testable here")
+    assert tlsprobe.offer_context("TLSv1.0") == (None, "%s has no TLSv1.0" % ssl.OPENSSL_VERSION)
+
+
+def test_tls_min_version_is_checked():
+    with pytest.raises(engine.ConfigError, match="tls_min_version"):
+        engine.Options({"tls_min_version": "SSLv3"})
+    with pytest.raises(engine.ConfigError, match="unverified"):
+        engine.Options({"unverified": "ignore"})
+
+
+# -- timeouts and greetings ----------------------------------------------------------------
+def test_slow_multiline_greeting_is_waited_for(tls_context):
+    """A greeting after 1.5 s (reverse DNS, postscreen) with reply timeout 0.5 s: greeting_timeout waits."""
+    def server():
+        return fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx", tarpit=1.5, banner="multiline"), tls_context)
+    outcome = _run([server()], [MX], probes=["T11", "T13", "T20"], timeout=0.5, greeting_timeout=3)
+    got = verdicts(outcome)
+    assert got[("T00", None)] == "PASS" and got[("T11", "P02")] == "PASS" and got[("T20", "default")] == "PASS"
+    assert outcome["summary"]["INCONCLUSIVE"] == 0 and "T22" not in {r["probe"] for r in outcome["results"]}
+    t00 = next(r for r in outcome["results"] if r["probe"] == "T00")
+    assert "this server is fake and multi-line" in t00["reason"]
+    # the same server with a greeting timeout shorter than its wait: never greets (T00 FAIL), no PASS
+    short = _run([server()], [MX], probes=["T11", "T20"], timeout=0.5, greeting_timeout=0.5, retries=0)
+    assert verdicts(short, "T00") == {("T00", None): "FAIL"} and short["summary"]["PASS"] == 0
+
+
+class _OneSlowGreeting(fakesmtp._Session):
+    """Greets late (2 s) on the server's 3rd connection only."""
+
+    async def run(self):
+        if self.srv.connections == 3:
+            await asyncio.sleep(2)
+        await super().run()
+
+
+def test_one_slow_greeting_is_retried_not_given_up(tls_context):
+    server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)
+    server.session_class = _OneSlowGreeting
+    outcome = _run([server], [MX], probes=["T11", "T13", "T15", "T19", "T20"], greeting_timeout=0.5,
+                   retries=1, reuse=False)
+    assert server.connections > 5
+    assert outcome["summary"]["INCONCLUSIVE"] == 0, [r["reason"] for r in outcome["results"] if r["verdict"] != "PASS"]
+    assert verdicts(outcome)[("T20", "default")] == "PASS"
+
+
+def test_unverified_relay_decision_fails_or_warns():
+    def mute():
+        return fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx", banner="mute"), None)
+    plain = {"role": "mx", "tls": "none"}
+    outcome = _run([mute()], [plain], probes=["T11", "T20"], timeout=0.3, retries=0)
+    t22 = [r for r in outcome["results"] if r["probe"] == "T22"]
+    assert [(r["verdict"], r["finding"], r["severity"]) for r in t22] == [("FAIL", "unverified", "high")]
+    assert "T11/P02 INCONCLUSIVE" in t22[0]["reason"] and "T20/default INCONCLUSIVE" in t22[0]["reason"]
+    warned = _run([mute()], [plain], probes=["T11", "T20"], timeout=0.3, retries=0, unverified="warn")
+    assert verdicts(warned, "T22") == {("T22", None): "WARN"}
+    assert all(r["verdict"] != "PASS" for r in outcome["results"] if r["probe"] != "T00")
+
+
+# -- hostile servers (issue 12) ------------------------------------------------------------------
+def _hostile(role="mx", relay="refuse", tls=None, implicit=False, **hostility):
+    behaviour = fakesmtp.Behaviour(role=role, relay=relay, users={USER: SECRET})
+    return hostilesmtp.HostileSMTP(behaviour, tls, implicit, hostilesmtp.Hostility(**hostility))
+
+
+PLAIN_MX = {"role": "mx", "tls": "none"}
+
+
+@pytest.mark.parametrize("relay, verdict", [("accept", "FAIL"), ("refuse", "PASS")])
+def test_ten_thousand_line_ehlo_is_bounded_and_still_judged(relay, verdict):
+    outcome = _run([_hostile(relay=relay, ehlo_lines=10000)], [PLAIN_MX], probes=["T11", "T20"], transcripts="all")
+    got = verdicts(outcome)
+    assert got[("T11", "P02")] == verdict and got[("T20", "default")] == verdict
+    p02 = next(r for r in outcome["results"] if r["case"] == "P02")
+    assert len(p02["transcript"]) <= 80
+
+
+def test_oversized_reply_keeps_its_first_lines_and_its_last():
+    async def go():
+        server = _hostile(ehlo_lines=10000)
+        await server.start("127.0.0.1")
+        client = SMTPClient("127.0.0.1", server.port, guard=SafetyPolicy().guard(), timeout=2)
+        try:
+            await client.connect()
+            reply = await client.ehlo()
+            return reply, client.extensions, client.transcript
+        finally:
+            await client.close()
+            await server.stop()
+    reply, extensions, transcript = asyncio.run(go())
+    assert reply.code == 250 and len(reply.lines) == MAX_LINES
+    assert reply.lines[-1] == "ENHANCEDSTATUSCODES" and "ENHANCEDSTATUSCODES" in extensions
+    # 10,004 lines: the greeting line, 10,000 fillers, PIPELINING, SIZE, ENHANCEDSTATUSCODES
+    assert "*** 9904 more reply lines not kept (reply bounded to 100 lines)" in transcript
+
+
+def test_554_greeting_then_accept_all_is_probed_and_fails():
+    outcome = _run([_hostile(relay="accept", greeting_code=554)], [PLAIN_MX], probes=["T11", "T15", "T20"])
+    got = verdicts(outcome)
+    assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
+    assert all(v != "PASS" for (probe, unused), v in got.items() if probe in ("T11", "T15"))
+
+
+def test_554_greeting_held_to_is_still_a_refusal():
+    # fakesmtp's "refuse" greets 554 and closes: nothing accepted, the relay probes pass
+    server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx", banner="refuse"), None)
+    got = verdicts(_run([server], [PLAIN_MX], probes=["T11", "T20"]))
+    assert got[("T11", "P02")] == "PASS" and "T22" not in {probe for probe, unused in got}
+
+
+def test_replies_just_under_the_timeout_still_count():
+    outcome = _run([_hostile(relay="accept", reply_delay=0.35)], [PLAIN_MX], probes=["T11", "T20"],
+                   timeout=0.5, greeting_timeout=0.5)
+    got = verdicts(outcome)
+    assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
+    assert outcome["summary"]["INCONCLUSIVE"] == 0
+
+
+def test_auth_echoed_in_pieces_never_reaches_a_result(tls_context):
+    servers = [_hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True),
+               _hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True)]
+    outcome = _run(servers, [SUBMISSIONS, SUBMISSIONS], users=True, transcripts="all",
+                   probes=["T06", "T08", "T09", "T11", "T20"])
+    assert all(server.echoed for server in servers)          # the servers did echo, in pieces
+    text = json.dumps(outcome)
+    whole, parts = hostilesmtp.secret_forms(USER, SECRET)
+    assert [form for form in whole if form in text] == []
+    assert [piece for piece in parts if piece in text] == []
+    auth_lines = [line for r in outcome["results"] for line in r["transcript"] if line.startswith("S: 235")]
+    assert auth_lines and all(line == "S: 235 (reply text to AUTH not stored)" for line in auth_lines)
+    t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
+    assert t09 and all(r["verdict"] == "PASS" for r in t09)
