@@ -177,11 +177,11 @@ options:
     type: int
     default: 10
   timeout:
-    description: Seconds to wait for each SMTP reply after the greeting (and the TLS handshake).
+    description: Seconds to wait for each SMTP reply after the greeting (and for a TLS handshake).
     type: float
     default: 5
   connect_timeout:
-    description: Seconds to wait for the TCP connection.
+    description: Seconds to wait for a TCP connection (plus O(timeout) for the handshake on implicit TLS).
     type: float
     default: 10
   greeting_timeout:
@@ -191,14 +191,17 @@ options:
     type: float
   tls_min_version:
     description:
-      - Lowest TLS protocol version a TLS listener may accept. Below it is finding C(weak_tls) (FAIL on submission
-        listeners, WARN on MX listeners).
+      - Lowest TLS protocol version a TLS listener may accept (probe C(T21)). Accepting an older version, or a
+        NULL, EXPORT, RC4 or anonymous cipher suite, is a FAIL (finding C(weak_tls)) on submission listeners and
+        a WARN on MX listeners (opportunistic TLS). What the local OpenSSL cannot offer is SKIP, never PASS.
     type: str
     choices: [TLSv1.0, TLSv1.1, TLSv1.2, TLSv1.3]
     default: TLSv1.2
   unverified:
     description:
-      - Verdict of a target whose required relay checks ended INCONCLUSIVE (finding C(unverified)), V(fail) or V(warn).
+      - Verdict of probe C(T22) "relay decision verified", added to a listener whose required relay checks
+        (C(T11)/P02, C(T05), C(T06)/relay, C(T20)) ended INCONCLUSIVE (finding C(unverified)). V(fail) by default:
+        a host whose relay decision rests on nothing never passes.
     type: str
     choices: [fail, warn]
     default: fail
