@@ -200,8 +200,8 @@ options:
   unverified:
     description:
       - Verdict of probe C(T22) "relay decision verified", added to a listener whose required relay checks
-        (C(T11)/P02, C(T05), C(T06)/relay, C(T20)) ended INCONCLUSIVE (finding C(unverified)). V(fail) by default:
-        a host whose relay decision rests on nothing never passes.
+        (C(T11)/P02, C(T05), C(T06)/relay, C(T20)) ended INCONCLUSIVE (finding C(unverified)). V(fail) by default,
+        so a host whose relay decision rests on nothing never passes.
     type: str
     choices: [fail, warn]
     default: fail

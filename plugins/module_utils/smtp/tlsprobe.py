@@ -40,7 +40,7 @@ def _client_hello_problem(context):
     try:
         context.wrap_bio(incoming, outgoing).do_handshake()
     except ssl.SSLWantReadError:
-        return None if outgoing.pending else "no ClientHello written"
+        return None if outgoing.pending > 0 else "no ClientHello written"
     except (ssl.SSLError, ValueError) as exc:
         return str(exc)
     return "handshake finished without a server"
@@ -93,8 +93,8 @@ def _refused(exc):
     text = str(exc)
     if isinstance(cause, (TimeoutError, ConnectionRefusedError)) or "timed out" in text or "taking longer" in text:
         return False
-    return isinstance(exc, TLSFailed) or isinstance(cause, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError,
-                                                              EOFError))
+    ended = (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, EOFError)
+    return isinstance(exc, TLSFailed) or isinstance(cause, ended)
 
 
 def _why(exc):

@@ -151,6 +151,13 @@ def test_one_slow_greeting_is_retried_not_given_up(tls_context):
     assert server.connections > 5
     assert outcome["summary"]["INCONCLUSIVE"] == 0, [r["reason"] for r in outcome["results"] if r["verdict"] != "PASS"]
     assert verdicts(outcome)[("T20", "default")] == "PASS"
+    # without retries the case that met the slow greeting gives up alone; the others are still probed
+    server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)
+    server.session_class = _OneSlowGreeting
+    outcome = _run([server], [MX], probes=["T11", "T13", "T15", "T19"], greeting_timeout=0.5, retries=0, reuse=False)
+    given_up = [r for r in outcome["results"] if r["verdict"] == "INCONCLUSIVE"]
+    assert len(given_up) == 1 and "no reply within 0.5s" in given_up[0]["reason"], given_up
+    assert outcome["summary"]["PASS"] > 20
 
 
 def test_unverified_relay_decision_fails_or_warns():
