@@ -359,8 +359,8 @@ async def refused_greeting_session(client):
     """The server greeted with 4xx/5xx: go on with EHLO (HELO) anyway; the EHLO reply, or a
     SessionError("greeting") when the server holds to its refusal.
 
-    RFC 5321 3.1 says a client SHOULD then QUIT, and a server that means its 554 answers 503 to
-    everything until QUIT. A verifier must judge what a server accepts, not what it says first: a
+    RFC 5321 3.1: a server that greets 554 MUST wait for the client's QUIT and SHOULD answer 503
+    to every command before it; a client is expected to QUIT. A verifier must judge what a server accepts, not what it says first: a
     server that greets 554 and then relays is an open relay (issue 12), so it is probed."""
     banner = client.banner
     text = "greeting %d %s" % (banner.code, banner.text)
