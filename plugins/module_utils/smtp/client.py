@@ -397,6 +397,13 @@ class SMTPClient:
             self.client_seen = match.group(1)
         return reply
 
+    async def helo(self):
+        """HELO only (RFC 5321 4.1.1.1): the fallback when an EHLO reply cannot be used."""
+        reply = await self.command("HELO " + self.ehlo_name)
+        self.extensions = {}
+        self.ehlo_reply = reply
+        return reply
+
     async def starttls(self, extra: bytes = b""):
         """STARTTLS (``extra`` is pipelined in the same write: the T16 injection probe)."""
         await self._flush_rset()

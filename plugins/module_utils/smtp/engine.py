@@ -333,7 +333,11 @@ class ProbeContext:
         if client.banner.code // 100 != 2:
             reply = await refused_greeting_session(client)
         else:
-            reply = await client.ehlo()
+            try:
+                reply = await client.ehlo()
+            except ProtocolError as exc:
+                client = await self._helo_fallback(client, implicit, allow_local_mailbox, exc)
+                reply = client.ehlo_reply
         if self.state.ehlo_name is None and reply.code // 100 == 2:
             self.state.ehlo_name = greeting_name(reply) or ""
         if reply.code // 100 != 2:
@@ -354,6 +358,18 @@ class ProbeContext:
         client.preamble_len = len(client.transcript)
         return client
 
+    async def _helo_fallback(self, client, implicit, allow_local_mailbox, exc):
+        """The EHLO reply was beyond every bound (over MAX_REPLY_BYTES, a malformed line): a fresh
+        connection and HELO, so the relay probes still run (no extensions: no STARTTLS, no AUTH)."""
+        await client.close()
+        fresh = await self.connect(implicit_tls=implicit, allow_local_mailbox=allow_local_mailbox)
+        fresh.log("*** EHLO reply unusable on the last connection (%s): HELO instead" % exc)
+        if fresh.banner.code // 100 != 2:
+            await refused_greeting_session(fresh)
+            return fresh
+        await fresh.helo()
+        return fresh
+
 
 async def refused_greeting_session(client):
     """The server greeted with 4xx/5xx: go on with EHLO (HELO) anyway; the EHLO reply, or a
@@ -367,6 +383,8 @@ async def refused_greeting_session(client):
     if banner.code != 421:            # 421: the server closes the channel (RFC 5321 3.8)
         try:
             reply = await client.ehlo()
+        except ProtocolError:
+            raise                     # a broken reply is no refusal: the case is INCONCLUSIVE
         except SMTPError as exc:
             client.usable = False
             reply = None

@@ -246,3 +246,13 @@ def test_auth_echoed_in_pieces_never_reaches_a_result(tls_context):
     assert auth_lines and all(line == "S: 235 (reply text to AUTH not stored)" for line in auth_lines)
     t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
     assert t09 and all(r["verdict"] == "PASS" for r in t09)
+
+
+def test_ehlo_reply_beyond_every_bound_falls_back_to_helo():
+    # ~60,000 lines, over the 1 MiB a reply may take: HELO on a fresh connection, still judged
+    outcome = _run([_hostile(relay="accept", ehlo_lines=60000)], [PLAIN_MX], probes=["T11", "T20"],
+                   transcripts="all", timeout=3)
+    got = verdicts(outcome)
+    assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
+    lines = [line for r in outcome["results"] for line in r["transcript"]]
+    assert any("HELO instead" in line for line in lines) and "C: HELO prober.mailsec.test" in lines
