@@ -61,17 +61,17 @@ class _Masker:
         self.pieces = set(form[i:i + PIECE] for form in self.forms for i in range(len(form) - PIECE + 1))
         self.seen = {}
 
-    def __call__(self, text):
+    def __call__(self, text, pieces=True):
         if not text or not isinstance(text, str):
             return text
-        known = self.seen.get(text)
+        known = self.seen.get(text) if pieces else None
         if known is not None:
             return known
         masked = text
         for form in self.forms:
             if form in masked:
                 masked = masked.replace(form, MASK)
-        if any(piece in masked for piece in self.pieces):
+        if pieces and any(piece in masked for piece in self.pieces):
             hit = [False] * len(masked)
             for index in range(len(masked) - PIECE + 1):
                 if masked[index:index + PIECE] in self.pieces:
@@ -86,7 +86,7 @@ class _Masker:
                     out.append(masked[index])
                     index += 1
             masked = "".join(out)
-        if len(self.seen) < 10000:
+        if pieces and len(self.seen) < 10000:
             self.seen[text] = masked
         return masked
 
@@ -97,8 +97,10 @@ def mask_secrets(results, secrets):
     if not mask.forms:
         return
     for result in results:
-        for key in ("reason", "title", "expected"):
-            result[key] = mask(result.get(key))
+        # title and expected are the engine's words about the caller's input: whole forms only
+        for key in ("title", "expected"):
+            result[key] = mask(result.get(key), pieces=False)
+        result["reason"] = mask(result.get("reason"))
         reply = result.get("reply")
         if isinstance(reply, dict):
             reply["text"] = mask(reply.get("text"))
