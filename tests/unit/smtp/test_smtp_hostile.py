@@ -19,7 +19,7 @@ from ansible_collections.mailsec.relay.plugins.module_utils.smtp.client import S
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import MAX_LINES
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.safety import SafetyPolicy
 
-USER, SECRET = "alice", "Hx7-hostile-Secret-42"
+USER, SECRET = "alice", "Wm4kT8zQ2vRx9LbJ"   # no 4-character piece is an English word
 
 
 def _run(servers, listeners, users=None, **params):
