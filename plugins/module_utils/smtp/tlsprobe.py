@@ -25,6 +25,7 @@ TLS_VERSIONS = ("TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 _VERSION_ATTR = {"TLSv1.0": "TLSv1", "TLSv1.1": "TLSv1_1", "TLSv1.2": "TLSv1_2", "TLSv1.3": "TLSv1_3"}
 # case -> OpenSSL cipher string of the class (TLS 1.3 has no such suites: offered up to TLS 1.2)
 WEAK_SUITES = (("NULL", "eNULL"), ("EXPORT", "EXPORT"), ("RC4", "RC4"), ("anon", "aNULL"))
+ANON = "anon"
 
 
 def _base_context():
@@ -137,6 +138,14 @@ async def t21(ctx, unused_client, case):
         return Outcome(PASS, "%s accepted (%s); the minimum is %s" % (what, info, ctx.opts.tls_min_version),
                        client.banner, "TLS")
     submission = ctx.listener.role == "submission"
+    if case == ANON:
+        # No server authentication, but strong encryption; only a client that offers anonymous
+        # suites gets one, and a client that checks the server's certificate never does.
+        if not submission:
+            return Outcome(PASS, "%s accepted (%s): unauthenticated encryption is what opportunistic TLS on an MX "
+                           "is (RFC 7435), not a weakness there" % (what, info), client.banner, "TLS")
+        return Outcome(WARN, "%s accepted (%s): no server authentication for a client that offers them; "
+                       "TLS best practice (RFC 9325) rules them out on submission" % (what, info), client.banner, "TLS")
     verdict = FAIL if submission else WARN
     why_weight = ("submission requires strong TLS (RFC 8314)" if submission else
                   "opportunistic TLS on an MX listener (RFC 3207, RFC 7435): a warning")
@@ -151,9 +160,11 @@ def build_tls_cases(ctx):
     cases = []
     minimum = ctx.opts.tls_min_version
     for case in TLS_VERSIONS + tuple(name for name, unused in WEAK_SUITES):
-        below = _below_minimum(case, minimum)
-        title = ("TLS: %s %s" % (case, "refused (below %s)" % minimum if below else "may be accepted")
-                 if case in TLS_VERSIONS else "TLS: %s cipher suites refused" % case)
+        below = _below_minimum(case, minimum) and not (case == ANON and ctx.listener.role == "mx")
+        if case in TLS_VERSIONS:
+            title = "TLS: %s %s" % (case, "refused (below %s)" % minimum if below else "may be accepted")
+        else:
+            title = "TLS: %s cipher suites %s" % (case, "refused" if below else "may be accepted (opportunistic TLS)")
         cases.append(Case(PROBE, case, title, "refused" if below else "accepted or refused", "own",
                           lambda c, cl, name=case: t21(c, cl, name), cost=0))
     return cases
