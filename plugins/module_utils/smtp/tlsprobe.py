@@ -169,14 +169,3 @@ def build_tls_cases(ctx):
                           lambda c, cl, name=case: t21(c, cl, name), cost=0))
     return cases
 
-
-def tls_findings(results):
-    """``finding``/``severity`` of T21 results that are not PASS/SKIP (weak_tls, inconclusive)."""
-    for result in results:
-        if result["probe"] != PROBE or result["verdict"] in (PASS, SKIP):
-            continue
-        if result["verdict"] == INCONCLUSIVE:
-            result["finding"], result["severity"] = "inconclusive", "info"
-        else:
-            result["finding"] = "weak_tls"
-            result["severity"] = "high" if result["verdict"] == FAIL else "low"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
+import sys
 import warnings
 
 import fakesmtp
@@ -100,6 +102,32 @@ def test_t21_hardened_server_refuses_old_tls(tls_context):
     assert got[("T21", "TLSv1.2")] == got[("T21", "TLSv1.3")] == "PASS"
     for case in ("TLSv1.0", "TLSv1.1", "NULL", "EXPORT", "RC4", "anon"):
         assert got[("T21", case)] in ("PASS", "SKIP")      # refused, or not testable here
+
+
+def test_t21_lean_endpoint_answers_like_the_fake_host(tls_context):
+    """bench/lean_smtp.py (the fleet bench's endpoint) and FakeHost: the same T21 results."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
+    import lean_smtp  # pylint: disable=import-outside-toplevel
+
+    async def go():
+        fake, lean = fakesmtp.FakeHost(tls_context), lean_smtp.LeanHost(tls_context, "mx.example.test")
+        await fake.start()
+        await lean.start()
+        try:
+            spec = fake.target()
+            first = await engine.run_async({"targets": [spec], "timeout": 2, "probes": ["T21"]})
+            for listener, server in zip(spec["listeners"], lean.servers):
+                listener["port"] = server.port
+            second = await engine.run_async({"targets": [spec], "timeout": 2, "probes": ["T21"]})
+            return first, second, [s.port for s in fake.servers], [s.port for s in lean.servers]
+        finally:
+            await fake.stop()
+            await lean.stop()
+    first, second, fake_ports, lean_ports = asyncio.run(go())
+
+    def table(outcome, ports):
+        return {(ports.index(r["port"]), r["probe"], r["case"]): (r["verdict"], r["reason"]) for r in outcome["results"]}
+    assert table(first, fake_ports) == table(second, lean_ports) and len(table(first, fake_ports)) == 27
 
 
 def test_t21_what_the_local_openssl_cannot_offer_is_skip_never_pass(tls_context, monkeypatch):
