@@ -168,4 +168,3 @@ def build_tls_cases(ctx):
         cases.append(Case(PROBE, case, title, "refused" if below else "accepted or refused", "own",
                           lambda c, cl, name=case: t21(c, cl, name), cost=0))
     return cases
-
