@@ -125,7 +125,8 @@ PROBE_FINDINGS = {
     # T20 takes the finding of the result it summarises; this is the fallback
     "T20": dict(_RELAY, FAIL="open_relay_unconfirmed", WARN="accept_then_drop"),
     "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},       # engine-b's TLS probe
-    "T22": {"FAIL": "unverified", "INCONCLUSIVE": "unverified"},     # engine-b's "unverified" result
+    "T22": {"FAIL": "unverified", "WARN": ("unverified", "medium"),  # engine-b's "unverified" result
+            "INCONCLUSIVE": "unverified"},
 }
 # The listener's role changes what a finding means or weighs. An "extra" listener is a port found
 # open beside the declared ones (MX semantics, but AUTH after TLS is allowed there): AUTH before TLS

@@ -201,6 +201,7 @@ def test_unverified_relay_decision_fails_or_warns():
     assert "T11/P02 INCONCLUSIVE" in t22[0]["reason"] and "T20/default INCONCLUSIVE" in t22[0]["reason"]
     warned = _run([mute()], [plain], probes=["T11", "T20"], timeout=0.3, retries=0, unverified="warn")
     assert verdicts(warned, "T22") == {("T22", None): "WARN"}
+    assert [(r["finding"], r["severity"]) for r in warned["results"] if r["probe"] == "T22"] == [("unverified", "medium")]
     assert all(r["verdict"] != "PASS" for r in outcome["results"] if r["probe"] != "T00")
 
 
