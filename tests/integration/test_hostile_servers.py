@@ -83,7 +83,8 @@ def _target(name, listeners):
 def _playbook(fleet, out):
     fast = [_listener(fleet[name]) for name in ("open_relay", "huge_ehlo", "greets_554")]
     fast += [_listener(fleet[name]) for name in ("echo_auth", "echo_auth_2")]
-    common = {"retry_delay": 0.05, "transcripts": "all", "vantage": "loopback"}
+    # results: full - every PASS in the registered result (compact would fold them into aggregates)
+    common = {"retry_delay": 0.05, "transcripts": "all", "vantage": "loopback", "results": "full"}
     return [{
         "name": "Probe hostile servers",
         "hosts": "localhost",
