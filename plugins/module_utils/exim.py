@@ -123,6 +123,10 @@ def _smarthost_route(smarthost):
     return "<;[%s]:%s" % (host, port) if ":" in host else "<;%s:%s" % (host, port)
 
 
+# GnuTLS priority string: its NORMAL set without the versions below TLS 1.2.
+GNUTLS_PRIORITY = "NORMAL:-VERS-TLS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+
 def tls_enabled(effective):
     tls = effective.get("tls") or {}
     return bool(tls.get("cert") and tls.get("key")) and any(
@@ -209,6 +213,9 @@ def render_main(effective):
             "MAIN_TLS_PRIVATEKEY = %s" % effective["tls"]["key"],
             # STARTTLS only where a listener offers it (tls: none stays plain).
             "MAIN_TLS_ADVERTISE_HOSTS = %s" % _any_listener_hosts(starttls, listeners),
+            # Debian builds Exim with GnuTLS, whose system default still completes TLS 1.0/1.1:
+            # TLS 1.2 is the floor (RFC 8996, as Postfix's smtpd_tls_protocols here).
+            "tls_require_ciphers = %s" % GNUTLS_PRIORITY,
         ]
         if implicit:
             lines.append("tls_on_connect_ports = %s" % " : ".join(str(port) for port in implicit))

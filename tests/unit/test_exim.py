@@ -95,6 +95,13 @@ def test_auth_is_advertised_only_on_submission_ports_inside_tls():
             assert "server_advertise_condition = ${if def:tls_in_cipher}" in block
 
 
+def test_tls_floor_is_tls_1_2_wherever_tls_is_on():
+    # GnuTLS (Debian's Exim) completes TLS 1.0/1.1 by default: T21 found it on 587/465.
+    lines = exim.render_main(MX_SUBMISSION).splitlines()
+    floor = [line for line in lines if line.startswith("tls_require_ciphers")]
+    assert floor == ["tls_require_ciphers = NORMAL:-VERS-TLS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"]
+
+
 def test_no_auth_anywhere_without_submission_listeners():
     files = exim.render(relay_hub())
     assert files[exim.AUTH_FILE] == {"state": "absent"}
