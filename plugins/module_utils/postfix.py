@@ -246,6 +246,9 @@ def render_postfix(effective, **options):
         'smtpd_tls_key_file': tls.get('key') if has_tls else None,
         'smtpd_tls_mandatory_protocols': '>=TLSv1.2',
         'smtpd_tls_protocols': '>=TLSv1.2',
+        # Where TLS is mandatory (submission) the client must be able to authenticate the server
+        # (RFC 8314 3.3): no anonymous suites there; port 25 stays opportunistic (RFC 7435).
+        'smtpd_tls_mandatory_exclude_ciphers': 'aNULL' if has_tls else None,
         # Anti-smuggling: refuse pipelined commands before the greeting and bare newlines.
         'smtpd_data_restrictions': 'reject_unauth_pipelining',
         'smtpd_helo_required': 'yes',

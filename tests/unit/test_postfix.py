@@ -162,6 +162,13 @@ def test_never_table_exists_even_when_empty():
     assert "/etc/postfix/mailsec/relay_never.cidr" in files(rendered)
 
 
+def test_tls_floor_and_no_anonymous_suites_where_tls_is_mandatory():
+    main = pf.render_postfix(MX_SUBMISSION)["main"]
+    assert main["smtpd_tls_protocols"] == main["smtpd_tls_mandatory_protocols"] == ">=TLSv1.2"
+    assert main["smtpd_tls_mandatory_exclude_ciphers"] == "aNULL"
+    assert pf.render_postfix(RELAY_HUB)["main"]["smtpd_tls_mandatory_exclude_ciphers"] is None
+
+
 def test_relay_hub_without_loopback_and_without_tls():
     main = pf.render_postfix(RELAY_HUB)["main"]
     assert main["mynetworks"] == "198.51.100.48/28"
