@@ -329,7 +329,10 @@ class ProbeContext:
             try:
                 client = await self.connect(implicit_tls=implicit, allow_local_mailbox=allow_local_mailbox)
             except TLSFailed as exc:
-                raise SessionError("tls", str(exc))
+                # The listener completed a handshake for T00 already: a failure now is most often a
+                # server at its connection limit answering "421" in plaintext (Exim's smtp_accept_max),
+                # so it is retried like any 4xx before the case is given up.
+                raise SessionError("tls", str(exc), transient=True)
         if client.banner.code // 100 != 2:
             reply = await refused_greeting_session(client)
         else:
