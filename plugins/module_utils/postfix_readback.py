@@ -19,10 +19,12 @@ import re
 import socket
 
 from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
-    LOOPBACK,
-    NetSet,
     finish_policy,
     normalize_address,
+)
+from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
+    LOOPBACK,
+    NetSet,
     parse_network,
     split_loopback,
     without_loopback,

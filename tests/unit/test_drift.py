@@ -4,16 +4,10 @@
 from __future__ import annotations
 
 import copy
-import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import drift
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import drift
+from ansible_collections.mailsec.relay.plugins.module_utils import drift
 
 from ansible_collections.mailsec.relay.plugins.module_utils import policy  # noqa: E402
 

@@ -17,13 +17,8 @@ import sys
 import pytest
 import yaml
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
+from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SELFSIGNED = {"mailsec_relay_tls_selfsigned": True}

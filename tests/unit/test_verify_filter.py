@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
 from ansible_collections.mailsec.relay.plugins.filter import verify  # noqa: E402
 
 HOSTVARS = {

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
 
 
 def listener(name, port, role, tls, relay_networks=(), address="*", **extra):
