@@ -31,8 +31,7 @@ import stat
 import tempfile
 import time
 
-from ansible_collections.mailsec.relay.plugins.module_utils import grammar
-from ansible_collections.mailsec.relay.plugins.module_utils import relay_rules
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, relay_rules
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import confirm_all, greet
 
 ETC_EXIM = "/etc/exim4"

@@ -17,8 +17,7 @@ import difflib
 import re
 import socket
 
-from ansible_collections.mailsec.relay.plugins.module_utils import grammar
-from ansible_collections.mailsec.relay.plugins.module_utils import relay_rules
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, relay_rules
 
 try:
     import netaddr

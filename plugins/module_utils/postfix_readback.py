@@ -22,17 +22,17 @@ from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
     finish_policy,
     normalize_address,
 )
+from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
+    parse_postconf_M,
+    parse_postconf_n,
+    parse_postconf_P,
+)
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
     LOOPBACK,
     NetSet,
     parse_network,
     split_loopback,
     without_loopback,
-)
-from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
-    parse_postconf_M,
-    parse_postconf_n,
-    parse_postconf_P,
 )
 
 # Main parameters read with -x (expanded); per-service -o overrides may replace any of them.

@@ -19,9 +19,7 @@ unit tests.  Three steps:
 from __future__ import annotations
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings as finding_ids
-from ansible_collections.mailsec.relay.plugins.module_utils import policy
-from ansible_collections.mailsec.relay.plugins.module_utils import relay_rules
-from ansible_collections.mailsec.relay.plugins.module_utils import report
+from ansible_collections.mailsec.relay.plugins.module_utils import policy, relay_rules, report
 
 try:
     import netaddr

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from ansible_collections.mailsec.relay.plugins.module_utils import compact, report, verify_plan
 
 

@@ -10,8 +10,8 @@ what the model says yes to is what the renderers are willing to write.
 
 from __future__ import annotations
 
-
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.mailsec.relay.plugins.module_utils import grammar, policy
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
 

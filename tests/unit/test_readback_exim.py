@@ -16,9 +16,8 @@ import os
 
 import pytest
 
-from ansible_collections.mailsec.relay.plugins.module_utils import exim_readback as er
-
 from ansible_collections.mailsec.relay.plugins.module_utils import drift, policy  # noqa: E402
+from ansible_collections.mailsec.relay.plugins.module_utils import exim_readback as er
 
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "readback")
 

@@ -14,9 +14,8 @@ import os
 
 import pytest
 
-from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
-
 from ansible_collections.mailsec.relay.plugins.module_utils import drift, policy  # noqa: E402
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
 
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "readback")
 NEVER_TABLE = "/etc/postfix/mailsec/relay_never.cidr"

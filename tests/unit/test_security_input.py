@@ -397,6 +397,7 @@ def test_renderers_refuse_a_tampered_effective_policy(where, tamper):
 
 def test_filters_turn_the_refusal_into_a_filter_error():
     from ansible.errors import AnsibleFilterError
+
     from ansible_collections.mailsec.relay.plugins.filter import exim as exim_filter
     from ansible_collections.mailsec.relay.plugins.filter import postfix as postfix_filter
 
@@ -434,8 +435,12 @@ def test_errors_never_carry_raw_control_characters():
 
 def _is_public_by_ipset(net):
     """The former IPSet formulation of is_public, kept here as the reference."""
-    from netaddr.ip import (IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS, IPV6_NOT_GLOBALLY_REACHABLE,
-                            IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS)
+    from netaddr.ip import (
+        IPV4_NOT_GLOBALLY_REACHABLE,
+        IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS,
+        IPV6_NOT_GLOBALLY_REACHABLE,
+        IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS,
+    )
 
     hidden, exceptions = ((IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS) if net.version == 4
                           else (IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS))

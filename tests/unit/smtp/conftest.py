@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 # The collection's import path comes from tests/unit/conftest.py.
 import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
+import pytest
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings  # noqa: E402
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine  # noqa: E402
