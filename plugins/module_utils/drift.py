@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 
 # The address sets and the relay rule live in relay_rules; re-exported here for existing callers.
-from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (  # noqa: F401
+from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (  # noqa: F401  pylint: disable=unused-import
     LOOPBACK,
     LOOPBACK_TEXT,
     NetSet,

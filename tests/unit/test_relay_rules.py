@@ -30,17 +30,20 @@ def listener(role, relay):
             "auth": role == "submission", "relay_networks": list(relay), "connect_allow": [], "connect_deny": []}
 
 
+AXES = (([], NEVER, ["0.0.0.0/0"]), ([], LOOP), ([], RELAY, ["::/0"]), ("mx", "submission"))
 GRID = [
     (effective(never, loopback, relay), listener(role, relay if role == "mx" else []))
-    for never, loopback, relay, role in itertools.product(([], NEVER, ["0.0.0.0/0"]), ([], LOOP), ([], RELAY, ["::/0"]),
-                                                           ("mx", "submission"))
+    for never, loopback, relay, role in itertools.product(*AXES)
 ]
 
 
 def reference(eff, lst, client):
     """The rule as docs/policy-model.md states it, written with netaddr (the pre-relay_rules code)."""
     address = netaddr.IPAddress(client)
-    inside = lambda nets: any(address in netaddr.IPNetwork(net) for net in nets)  # noqa: E731
+
+    def inside(nets):
+        return any(address in netaddr.IPNetwork(net) for net in nets)
+
     if inside(eff["never_relay_networks"]) or lst["role"] != "mx":
         return False
     return inside(list(lst["relay_networks"]) + list(eff["loopback_networks"]))
