@@ -20,13 +20,26 @@ requires the same verdicts, replies and reasons, case by case.
 from __future__ import annotations
 
 import asyncio
-import os
+import base64
 import ssl
-import sys
 
-# SASL decoding is the unit tests' server's own, so both endpoints parse AUTH the same way.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "unit", "smtp"))
-from fakesmtp import _b64, _decode_plain  # noqa: E402  pylint: disable=wrong-import-position
+
+# SASL decoding as tests/unit/smtp/fakesmtp.py does it (test_lean_smtp.py checks they agree), kept
+# here so bench/ needs nothing private from tests/.
+def _b64(text):
+    try:
+        return base64.b64decode(text.strip(), validate=True).decode("utf-8")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _decode_plain(token):
+    decoded = _b64(token or "")
+    if decoded is None or decoded.count("\0") != 2:
+        return None, None
+    unused_authzid, user, password = decoded.split("\0")
+    return user, password
+
 
 LOCAL_DOMAINS = ("example.test",)
 TLS_RECORD = 16384                # largest TLS plaintext record

@@ -10,6 +10,7 @@ import base64
 import hashlib
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import PostfixError, render_postfix
 
 

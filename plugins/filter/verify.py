@@ -13,8 +13,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.mailsec.relay.plugins.module_utils import policy
-from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+from ansible_collections.mailsec.relay.plugins.module_utils import policy, verify_plan
 
 
 def _plain(value):

@@ -31,7 +31,7 @@ import stat
 import tempfile
 import time
 
-from ansible_collections.mailsec.relay.plugins.module_utils import grammar
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, relay_rules
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_common import confirm_all, greet
 
 ETC_EXIM = "/etc/exim4"
@@ -102,8 +102,12 @@ def _any_listener(selected, listeners):
     return "${if or{%s}}" % "".join("{%s}" % _listener_test(item, listeners) for item in selected)
 
 
-def _list_name(kind, listener):
+def list_name(kind, listener):
+    """The hostlist name of one listener's ``kind`` list (public: exim_readback reads these back)."""
     return "mailsec_%s_%s" % (kind, re.sub(r"[^a-z0-9_]", "_", listener["name"].lower()))
+
+
+_list_name = list_name  # the renderer's own callers, unchanged
 
 
 def _smarthost_route(smarthost):
@@ -464,17 +468,14 @@ def expected_verdict(effective, listener, client, domain, authenticated=False):
         return "deny"
     domain = domain.lower()
     ours = domain in effective["local_domains"] or domain in effective["relay_domains"]
-    never = _inside(client, _networks(effective["never_relay_networks"]))
+    never = relay_rules.is_never_relay(effective, client)
     if listener["role"] == "submission":
         if not authenticated or not listener.get("auth"):
             return "deny"
         return "accept" if ours or not never else "deny"
     if ours:
         return "accept"
-    if never:
-        return "deny"
-    grants = _networks(listener.get("relay_networks")) + _networks(effective.get("loopback_networks"))
-    return "accept" if _inside(client, grants) else "deny"
+    return "accept" if relay_rules.may_relay_unauthenticated(effective, listener, client) else "deny"
 
 
 def _hosts_of(network):

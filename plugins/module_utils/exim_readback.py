@@ -18,12 +18,14 @@ import re
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim as exim_backend
 from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
-    LOOPBACK,
-    NetSet,
     finish_policy,
     normalize_address,
     normalize_smarthost,
     smarthost_text,
+)
+from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
+    LOOPBACK,
+    NetSet,
     split_loopback,
     without_loopback,
 )
@@ -351,7 +353,7 @@ def interpret(raw, desired=None):
         else:
             tls = "none"
         if ours:
-            relay_list = hostlist(exim_backend._list_name("relay", {"name": name}))
+            relay_list = hostlist(exim_backend.list_name("relay", {"name": name}))
             configured = NetSet(relay_list or [])
             grants = (configured | loopback_hosts) - never if relay_list is not None else NetSet()
             listener_never = never
@@ -361,8 +363,8 @@ def interpret(raw, desired=None):
             listener_never = NetSet()
         relay_networks = without_loopback(configured)
         role = "mx" if port == 25 or relay_networks or (grants & LOOPBACK) else ("submission" if auth or tls in ("required", "implicit") else "mx")
-        allow = hostlist(exim_backend._list_name("connect_allow", {"name": name})) if ours else None
-        deny = hostlist(exim_backend._list_name("connect_deny", {"name": name})) if ours else None
+        allow = hostlist(exim_backend.list_name("connect_allow", {"name": name})) if ours else None
+        deny = hostlist(exim_backend.list_name("connect_deny", {"name": name})) if ours else None
         listeners.append({
             "name": name,
             "address": address,

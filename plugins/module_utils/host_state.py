@@ -71,7 +71,7 @@ def default_ipv4(route_table="/proc/net/route"):
     if not defaults:
         return None
     ifname = min(defaults, key=lambda row: int(row[6]))[0]    # lowest metric wins, as the kernel picks
-    import fcntl   # Linux only, like /proc/net/route
+    import fcntl  # Linux only, like /proc/net/route
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", ifname[:15].encode()))  # SIOCGIFADDR

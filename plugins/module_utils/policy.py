@@ -17,7 +17,7 @@ import difflib
 import re
 import socket
 
-from ansible_collections.mailsec.relay.plugins.module_utils import grammar
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, relay_rules
 
 try:
     import netaddr
@@ -1094,10 +1094,4 @@ def relay_allowed(policy, listener, client_ip):
     Mirrors the model: never-relay wins; submission listeners relay only after AUTH; mx listeners
     relay for their relay networks and, when trusted, loopback.
     """
-    address = netaddr.IPAddress(client_ip)
-    if any(address in netaddr.IPNetwork(net) for net in policy["never_relay_networks"]):
-        return False
-    if listener["role"] != "mx":
-        return False
-    grants = list(listener["relay_networks"]) + list(policy["loopback_networks"])
-    return any(address in netaddr.IPNetwork(net) for net in grants)
+    return relay_rules.may_relay_unauthenticated(policy, listener, client_ip)

@@ -19,18 +19,20 @@ import re
 import socket
 
 from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
-    LOOPBACK,
-    NetSet,
     finish_policy,
     normalize_address,
-    parse_network,
-    split_loopback,
-    without_loopback,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
     parse_postconf_M,
     parse_postconf_n,
     parse_postconf_P,
+)
+from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
+    LOOPBACK,
+    NetSet,
+    parse_network,
+    split_loopback,
+    without_loopback,
 )
 
 # Main parameters read with -x (expanded); per-service -o overrides may replace any of them.

@@ -19,8 +19,7 @@ unit tests.  Three steps:
 from __future__ import annotations
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings as finding_ids
-from ansible_collections.mailsec.relay.plugins.module_utils import policy
-from ansible_collections.mailsec.relay.plugins.module_utils import report
+from ansible_collections.mailsec.relay.plugins.module_utils import policy, relay_rules, report
 
 try:
     import netaddr
@@ -110,13 +109,13 @@ def listener_expectation(listener, effective, source, addresses):
     relay_allowed = auth_relay = False
     if reachable and source is not None:
         # The policy model's own rule (never-relay wins, submission needs AUTH, loopback if trusted).
-        relay_allowed = policy.relay_allowed(effective, listener, str(source))
+        relay_allowed = relay_rules.may_relay_unauthenticated(effective, listener, str(source))
     if reachable and listener.get("role", "mx") == "submission":
         # never_relay_networks overrides every grant, AUTH included.
         auth_relay = (
             bool(effective.get("auth_relay"))
             and bool(listener.get("auth", True))
-            and not _inside(source, effective.get("never_relay_networks"))
+            and not relay_rules.is_never_relay(effective, source)
         )
     return reachable, relay_allowed, auth_relay
 
@@ -237,9 +236,7 @@ def undeclared_listeners(effective, readback, source, addresses):
             continue
         if not reachable:
             continue
-        if source is not None and policy.relay_allowed(
-            dict(effective, never_relay_networks=effective.get("never_relay_networks") or [],
-                 loopback_networks=effective.get("loopback_networks") or []), probe_as, str(source)):
+        if source is not None and relay_rules.may_relay_unauthenticated(effective, probe_as, str(source)):
             continue
         tls = item.get("tls") if item.get("tls") in TLS_MODES else "none"
         entries.append({"port": port, "role": "mx", "tls": tls, "relay": "refused"})

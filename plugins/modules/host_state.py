@@ -7,6 +7,7 @@
 # documented interface and does the same work when called as a plain module.
 
 from __future__ import absolute_import, division, print_function
+
 __metaclass__ = type
 
 DOCUMENTATION = r"""
@@ -106,6 +107,7 @@ default_ipv4:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.mailsec.relay.plugins.module_utils.host_state import read
 
 

@@ -119,9 +119,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mailsec.relay.plugins.module_utils import drift
-from ansible_collections.mailsec.relay.plugins.module_utils import exim_readback
-from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback
+from ansible_collections.mailsec.relay.plugins.module_utils import drift, exim_readback, postfix_readback
 
 EXIM_PID_FILES = ("/run/exim4/exim.pid", "/var/run/exim4/exim.pid", "/run/exim.pid", "/var/spool/exim/exim-daemon.pid")
 

@@ -200,6 +200,7 @@ validation:
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
     PostfixApplier,
     PostfixError,

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
+from ansible_collections.mailsec.relay.plugins.module_utils import exim
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
 
 
 def snapshot(root):

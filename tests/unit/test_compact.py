@@ -3,14 +3,7 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import compact, report, verify_plan
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import compact, report, verify_plan
+from ansible_collections.mailsec.relay.plugins.module_utils import compact, report, verify_plan
 
 
 def result(probe, verdict, port=25, vantage="ext", address="198.51.100.11", target="mx1", case=None, **extra):

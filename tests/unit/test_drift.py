@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import copy
-import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import drift
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import drift
-
-from ansible_collections.mailsec.relay.plugins.module_utils import policy  # noqa: E402
+from ansible_collections.mailsec.relay.plugins.module_utils import (
+    drift,
+    policy,  # noqa: E402
+)
 
 netaddr = pytest.importorskip("netaddr")
 
@@ -133,7 +128,8 @@ def test_spot_check_findings_and_summary_and_diff():
 
 networks = st = None
 try:
-    from hypothesis import given, settings, strategies as st  # noqa: E402
+    from hypothesis import given, settings  # noqa: E402
+    from hypothesis import strategies as st
 except ImportError:  # pragma: no cover
     given = None
 

@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 from ansible_collections.mailsec.relay.plugins.callback import fleet_report  # noqa: E402
 

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim
+from ansible_collections.mailsec.relay.plugins.module_utils import exim
 
 
 def listener(name, port, role, tls, relay=(), auth=False, address="*", allow=(), deny=()):

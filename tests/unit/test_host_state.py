@@ -14,11 +14,7 @@ from unittest import mock
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.action import host_state as action
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.action import host_state as action
+from ansible_collections.mailsec.relay.plugins.action import host_state as action
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "module_utils", "host_state.py")
 

@@ -7,19 +7,13 @@ or implicit TLS, with the greeting and EHLO reply each test asks for.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import sys
 import threading
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import mta_common
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import mta_common
+from ansible_collections.mailsec.relay.plugins.module_utils import mta_common
 
 EHLO_TLS = b"250-fake.example.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
 EHLO_PLAIN = b"250-fake.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"

@@ -13,11 +13,7 @@ import sys
 import pytest
 import yaml
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import policy
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import policy
+from ansible_collections.mailsec.relay.plugins.module_utils import policy
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SECRET = "Tr0ub4dor-and-3"  # must never appear in any error or result

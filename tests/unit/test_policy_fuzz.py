@@ -10,16 +10,10 @@ what the model says yes to is what the renderers are willing to write.
 
 from __future__ import annotations
 
-import os
-import sys
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import grammar, policy
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import grammar, policy
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, policy
 
 FUZZ = dict(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 

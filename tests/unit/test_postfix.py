@@ -9,17 +9,12 @@ Molecule scenarios postfix_mx_submission and postfix_relay_hub (verify.yml, faul
 from __future__ import annotations
 
 import copy
-import os
-import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
 
 NEVER = "check_client_access cidr:/etc/postfix/mailsec/relay_never.cidr"
 

@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
-
 from ansible_collections.mailsec.relay.plugins.module_utils import drift, policy  # noqa: E402
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
 
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "readback")
 NEVER_TABLE = "/etc/postfix/mailsec/relay_never.cidr"

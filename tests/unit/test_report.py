@@ -11,11 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import report
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import report
+from ansible_collections.mailsec.relay.plugins.module_utils import report
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODULE = os.path.join(REPO, "plugins", "modules", "relay_report.py")

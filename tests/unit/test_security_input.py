@@ -17,13 +17,8 @@ import sys
 import pytest
 import yaml
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
-    from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
+from ansible_collections.mailsec.relay.plugins.module_utils import exim, grammar, policy
+from ansible_collections.mailsec.relay.plugins.module_utils import postfix as pf
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SELFSIGNED = {"mailsec_relay_tls_selfsigned": True}
@@ -402,6 +397,7 @@ def test_renderers_refuse_a_tampered_effective_policy(where, tamper):
 
 def test_filters_turn_the_refusal_into_a_filter_error():
     from ansible.errors import AnsibleFilterError
+
     from ansible_collections.mailsec.relay.plugins.filter import exim as exim_filter
     from ansible_collections.mailsec.relay.plugins.filter import postfix as postfix_filter
 
@@ -439,8 +435,12 @@ def test_errors_never_carry_raw_control_characters():
 
 def _is_public_by_ipset(net):
     """The former IPSet formulation of is_public, kept here as the reference."""
-    from netaddr.ip import (IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS, IPV6_NOT_GLOBALLY_REACHABLE,
-                            IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS)
+    from netaddr.ip import (
+        IPV4_NOT_GLOBALLY_REACHABLE,
+        IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS,
+        IPV6_NOT_GLOBALLY_REACHABLE,
+        IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS,
+    )
 
     hidden, exceptions = ((IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS) if net.version == 4
                           else (IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS))

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
 from ansible_collections.mailsec.relay.plugins.filter import verify  # noqa: E402
 
 HOSTVARS = {
@@ -28,9 +24,9 @@ def test_probe_targets_builds_every_policy_in_one_pass():
     run = plan[0]
     targets = dict((target["name"], target) for target in run["targets"])
     assert sorted(targets) == ["ex1", "mx1"]
-    assert [l["port"] for l in targets["mx1"]["listeners"]] == [25, 2525] and run["undeclared"] == [{"name": "mx1", "ports": [2525]}]
+    assert [lst["port"] for lst in targets["mx1"]["listeners"]] == [25, 2525] and run["undeclared"] == [{"name": "mx1", "ports": [2525]}]
     assert targets["mx1"]["hostname"] == "mx1.example.test"
-    assert [(l["port"], l["role"], l["tls"]) for l in targets["ex1"]["listeners"]] == [(25, "mx", "starttls"), (587, "submission", "required")]
+    assert [(lst["port"], lst["role"], lst["tls"]) for lst in targets["ex1"]["listeners"]] == [(25, "mx", "starttls"), (587, "submission", "required")]
     assert targets["ex1"]["auth"] == {"username": "probe", "password": "pw"} and targets["ex1"]["extra_ports"] == [2525]
     bad = [s for s in run["skipped"] if s["name"] == "bad"][0]
     assert bad["invalid"] is True and "mailsec_relay_profile" in bad["reason"]
@@ -39,7 +35,7 @@ def test_probe_targets_builds_every_policy_in_one_pass():
 def test_readback_listeners_can_be_turned_off():
     hostvars = {"mx1": dict(HOSTVARS["mx1"], verify_readback_listeners=False)}
     plan = verify.probe_targets(["mx1"], [{"name": "external", "source_address": "198.51.100.100"}], hostvars)
-    assert [l["port"] for l in plan[0]["targets"][0]["listeners"]] == [25] and plan[0]["undeclared"] == []
+    assert [lst["port"] for lst in plan[0]["targets"][0]["listeners"]] == [25] and plan[0]["undeclared"] == []
 
 
 def test_verify_only_errors_become_filter_errors():

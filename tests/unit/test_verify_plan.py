@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 
 import pytest
 
-try:
-    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
-except ImportError:  # run straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "collections"))
-    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
 
 
 def listener(name, port, role, tls, relay_networks=(), address="*", **extra):
@@ -531,9 +526,9 @@ def test_verify_only_policy_gives_targets_without_hardening_variables():
     external, trusted = plan[0]["targets"][0], plan[1]["targets"][0]
     assert external["hostname"] == "ex1.example.test" and external["local_domains"] == ["example.test"]
     expected = [(25, "starttls", "refused"), (587, "required", "refused"), (2525, "none", "refused")]
-    assert [(l["port"], l["tls"], l["relay"]) for l in external["listeners"]] == expected
+    assert [(lst["port"], lst["tls"], lst["relay"]) for lst in external["listeners"]] == expected
     # Port 25 lists no relay networks of its own (the default connector); 2525 inherits the trusted networks.
-    assert [l["relay"] for l in trusted["listeners"]] == ["refused", "refused", "allowed"]
+    assert [lst["relay"] for lst in trusted["listeners"]] == ["refused", "refused", "allowed"]
     assert external["listeners"][1]["auth_relay"] is True
     assert external["auth"] == {"username": "probe@example.test", "password": "secret"}
     assert external["extra_ports"] == [26]  # declared ports are not extra
@@ -559,7 +554,7 @@ def test_verify_only_errors_name_the_variable(spec, message):
 
 def test_verify_only_defaults_by_port():
     policy = verify_plan.verify_only_policy("h", {"listeners": [{"port": 25}, {"port": 465}, {"port": 587}]})
-    assert [(l["role"], l["tls"], l["auth"]) for l in policy["listeners"]] == [
+    assert [(lst["role"], lst["tls"], lst["auth"]) for lst in policy["listeners"]] == [
         ("mx", "starttls", False), ("submission", "implicit", True), ("submission", "required", True)]
 
 
@@ -582,10 +577,10 @@ def test_undeclared_readback_listeners_are_probed_with_mx_semantics():
         [{"name": "mx1", "effective": mx_submission(), "addresses": ["198.51.100.11"], "readback": READBACK}],
         [{"name": "external", "source_address": "198.51.100.100"}, {"name": "trusted", "source_address": "198.51.100.50"}])
     external = plan[0]["targets"][0]["listeners"]
-    assert [(l["port"], l["role"], l["tls"], l["relay"]) for l in external[3:]] == [(2525, "mx", "none", "refused"), (26, "mx", "none", "refused")]
+    assert [(lst["port"], lst["role"], lst["tls"], lst["relay"]) for lst in external[3:]] == [(2525, "mx", "none", "refused"), (26, "mx", "none", "refused")]
     assert plan[0]["undeclared"] == [{"name": "mx1", "ports": [2525, 26]}]
     # A trusted vantage may relay on MX semantics: nothing to assert there; loopback-bound 10025 never.
-    assert [l["port"] for l in plan[1]["targets"][0]["listeners"]] == [25, 587, 465] and plan[1]["undeclared"] == []
+    assert [lst["port"] for lst in plan[1]["targets"][0]["listeners"]] == [25, 587, 465] and plan[1]["undeclared"] == []
     # No readback (or no listeners in it): nothing added.
     assert len(verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ["198.51.100.11"], readback={"policy": None})["listeners"]) == 3
 

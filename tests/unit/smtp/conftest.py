@@ -4,17 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
-import pytest
-
-try:
-    import ansible_collections.mailsec.relay.plugins.module_utils.smtp  # noqa: F401  pylint: disable=unused-import
-except ImportError:  # straight from the checkout: the collection is reachable through .cache/collections
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", ".cache", "collections"))
-
+# The collection's import path comes from tests/unit/conftest.py.
 import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
+import pytest
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings  # noqa: E402
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine  # noqa: E402

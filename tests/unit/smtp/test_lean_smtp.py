@@ -121,3 +121,11 @@ def test_lean_pipelined_group_and_data(tls_context):
     assert seen["end"] == [[b"250 2.0.0 Ok: queued as FAKE1\r\n"], [b"221 2.0.0 Bye\r\n"]]
     assert [reply[-1][:3] for reply in seen["mx"]] == [b"250", b"250", b"250", b"554"]
     assert seen["mx"][3] == [b"554 5.5.0 Error: SMTP protocol synchronization\r\n"] and seen["mx_eof"] == b""
+
+
+def test_lean_server_decodes_sasl_like_the_fake_server():
+    tokens = [base64.b64encode(b"\0user@example.test\0" + PASSWORD.encode()).decode(), "", "not base64!",
+              base64.b64encode(b"only\0one-nul").decode(), base64.b64encode(b"\xff\xfe").decode(), " dXNlcg== "]
+    for token in tokens:
+        assert lean_smtp._decode_plain(token) == fakesmtp._decode_plain(token), token
+        assert lean_smtp._b64(token) == fakesmtp._b64(token), token

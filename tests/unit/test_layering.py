@@ -1,0 +1,123 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which module_utils module may import which: the layers drawn in README.md's Layout section.
+
+A module imports only from lower layers. smtp/ is a world of its own (bench/ uses it without
+Ansible): it imports smtp/ and findings only. Nothing in module_utils imports plugins/modules,
+plugins/action or ansible itself. The imports are read with ast, so no module is executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
+PREFIX = "ansible_collections.mailsec.relay.plugins.module_utils"
+
+# Lowest first. README.md "Layout" draws the same order.
+LAYERS = [
+    {"grammar", "findings", "relay_rules", "compact", "host_state"},  # vocabulary and rules, no collection imports
+    {"policy"},
+    {"mta_common"},
+    {"postfix", "exim"},                          # renderers and appliers
+    {"postfix_readback", "exim_readback"},        # effective MTA config -> policy model
+    {"drift", "verify_plan"},
+    {"report"},
+]
+LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}
+
+# Imports that break the layers today, each with its reason; remove an entry when it is fixed
+# (the test fails on a stale entry, so the list only shrinks).
+KNOWN_LEAKS = {
+    # finish_policy/normalize_address/normalize_smarthost/smarthost_text are readback helpers that still live in drift.py.
+    ("postfix_readback", "drift"),
+    ("exim_readback", "drift"),
+    # verify_plan builds per-host results with report's verdict rules (classify, host_status).
+    ("verify_plan", "report"),
+}
+
+
+def module_files():
+    for folder, _dirs, files in os.walk(MODULE_UTILS):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                yield os.path.relpath(path, MODULE_UTILS)[:-3].replace(os.sep, "."), path
+
+
+def imported(relname, path):
+    """Every import of a file as absolute dotted names (module_utils-relative ones as 'mu:<name>')."""
+    package = relname.rsplit(".", 1)[0] if "." in relname else ""
+    names = []
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join(base + ([node.module] if node.module else []))
+                names.extend("mu:" + (target + "." + alias.name if not node.module else target) for alias in node.names)
+            else:
+                module = node.module or ""
+                if module == PREFIX:
+                    names.extend("mu:" + alias.name for alias in node.names)
+                else:
+                    names.append(module)
+    return [("mu:" + name[len(PREFIX) + 1:]) if name.startswith(PREFIX + ".") else name for name in names]
+
+
+def violations():
+    found, leaks_seen = [], set()
+    for relname, path in module_files():
+        for name in imported(relname, path):
+            if name.startswith("mu:"):
+                target = name[3:].lstrip(".")
+                top = target.split(".")[0]
+                if relname.startswith("smtp."):
+                    if top not in ("smtp", "findings"):
+                        found.append("%s imports %s: smtp/ may import only smtp/ and findings" % (relname, target))
+                    continue
+                if top == "smtp":
+                    continue  # smtp/ is below everything that is not smtp/
+                if top not in LAYER or relname not in LAYER:
+                    found.append("%s imports %s: put the new module in LAYERS (tests/unit/test_layering.py)" % (relname, target))
+                elif LAYER[top] >= LAYER[relname] and top != relname:
+                    if (relname, top) in KNOWN_LEAKS:
+                        leaks_seen.add((relname, top))
+                    else:
+                        found.append("%s (layer %d) imports %s (layer %d): a lower layer may not import a higher one"
+                                     % (relname, LAYER[relname], top, LAYER[top]))
+            elif name == "ansible" or name.startswith(("ansible.", "ansible_collections.mailsec.relay.plugins.")):
+                found.append("%s imports %s: module_utils stays free of Ansible and of plugins/modules, action" % (relname, name))
+    return found, leaks_seen
+
+
+def test_every_module_has_a_layer():
+    missing = [rel for rel, _path in module_files() if not rel.startswith("smtp.") and rel not in LAYER]
+    assert not missing, "add to LAYERS in tests/unit/test_layering.py and README.md Layout: %s" % missing
+
+
+def test_no_lower_layer_imports_a_higher_one():
+    found, _leaks = violations()
+    assert not found, "\n".join(found)
+
+
+def test_known_leaks_are_still_real():
+    _found, leaks = violations()
+    assert leaks == KNOWN_LEAKS, "fixed, remove from KNOWN_LEAKS: %s" % sorted(KNOWN_LEAKS - leaks)
+
+
+@pytest.mark.parametrize("relname,source,expected", [
+    ("grammar", "from ansible_collections.mailsec.relay.plugins.module_utils import policy\n", "mu:policy"),
+    ("smtp.engine", "from ..findings import finding_for\n", "mu:findings"),
+    ("smtp.engine", "from .client import SMTPClient\n", "mu:smtp.client"),
+    ("smtp.engine", "from . import client\n", "mu:smtp.client"),
+])
+def test_import_reader_resolves_every_spelling(tmp_path, relname, source, expected):
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    assert imported(relname, str(path)) == [expected]
