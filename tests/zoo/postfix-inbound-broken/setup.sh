@@ -1,0 +1,9 @@
+# postfix-inbound-broken (broken on purpose): the hosted domain was dropped from mydestination
+# (postconf(5) mydestination: "the list of domains that are delivered via the local transport")
+# while its MX still points here: mail for it is refused as relaying.
+. /zoo-common/postfix.sh
+zoo_debconf
+zoo_plumbing
+zoo_smuggling_fix
+postconf -e 'mydestination = $myhostname, localhost.localdomain, localhost'
+zoo_postfix_start

@@ -1,0 +1,8 @@
+# postfix-ipv6-relay (insecure on purpose): IPv4 mynetworks is right, but the IPv6 entry is the
+# whole on-link /64 (postconf(5) mynetworks: IPv6 networks in [brackets]).
+. /zoo-common/postfix.sh
+zoo_debconf
+zoo_plumbing
+zoo_smuggling_fix
+postconf -e "mynetworks = 127.0.0.0/8 [::1]/128 [${ZOO_NET_V6%/*}]/${ZOO_NET_V6#*/}"
+zoo_postfix_start

@@ -1,0 +1,11 @@
+# postfix-submission: Debian's Postfix plus submission (587, STARTTLS) and submissions (465,
+# implicit TLS) exactly as Postfix's SASL_README and TLS_README describe them, with Dovecot SASL.
+. /zoo-common/postfix.sh
+zoo_debconf
+zoo_plumbing
+zoo_dovecot_sasl
+# SASL_README/TLS_README submission (587) and submissions (465): tests/zoo/common/postfix.sh
+zoo_submission
+# Postfix smtp-smuggling.html long-term fix (bare newlines refused): tests/zoo/common/postfix.sh
+zoo_smuggling_fix
+zoo_postfix_start
