@@ -41,7 +41,6 @@ SERVERS=(
   "exim-stock exim 143"
   "exim-submission exim 144"
   "opensmtpd opensmtpd 145"
-  "sendmail sendmail 146"
   "postfix-broad-mynetworks postfix 150"
   "postfix-sender-trick postfix 151"
   "exim-percent-hack exim 152"
@@ -52,9 +51,8 @@ SERVERS=(
   "postfix-auth-before-tls postfix 157"
   "postfix-weak-tls postfix 158"
   "postfix-inbound-broken postfix 159"
-  "postfix-bare-lf postfix 160"
 )
-IMAGES=(postfix exim opensmtpd sendmail)
+IMAGES=(postfix exim opensmtpd)
 # ZOO_ONLY="name ..." starts only those servers (developers; the test starts them all).
 if [[ -n ${ZOO_ONLY:-} ]]; then
   _all=("${SERVERS[@]}")

@@ -89,6 +89,13 @@ zoo_smuggling_fix() {
   postconf -e 'smtpd_forbid_bare_newline = yes' 'smtpd_forbid_bare_newline_exclusions = $mynetworks'
 }
 
+zoo_tls_floor() {
+  # postconf(5) smtpd_tls_protocols / smtpd_tls_mandatory_protocols (">=TLSv1.2" syntax) and RFC 8996
+  # (TLS 1.0 and 1.1 deprecated): Postfix 3.7's default ">=TLSv1" with Debian's OpenSSL 3.0 still
+  # completes TLS 1.0 and 1.1 handshakes (checked with tests/zoo/handcheck.py --tls-version 1.0).
+  postconf -e 'smtpd_tls_protocols = >=TLSv1.2' 'smtpd_tls_mandatory_protocols = >=TLSv1.2'
+}
+
 zoo_postfix_start() {
   postfix check
   postfix start >/dev/null 2>&1

@@ -6,6 +6,8 @@
 zoo_debconf
 zoo_plumbing
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -e 'smtpd_relay_restrictions = permit_mynetworks, check_recipient_access static:OK, reject_unauth_destination' \
   'default_transport = discard:accept-then-drop' 'relay_transport = discard:accept-then-drop'
 zoo_postfix_start

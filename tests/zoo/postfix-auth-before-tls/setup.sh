@@ -7,5 +7,7 @@ zoo_plumbing
 zoo_dovecot_sasl
 zoo_submission
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -P 'submission/inet/smtpd_tls_security_level=may' 'submission/inet/smtpd_tls_auth_only=no'
 zoo_postfix_start

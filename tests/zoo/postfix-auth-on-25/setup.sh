@@ -7,5 +7,7 @@ zoo_debconf
 zoo_plumbing
 zoo_dovecot_sasl
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -e 'smtpd_sasl_auth_enable = yes' 'smtpd_tls_auth_only = yes'
 zoo_postfix_start

@@ -5,6 +5,8 @@
 zoo_debconf
 zoo_plumbing
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -M 2525/inet='2525 inet n - y - - smtpd'
 postconf -P '2525/inet/syslog_name=postfix/alt' '2525/inet/mynetworks=0.0.0.0/0,[::]/0'
 zoo_postfix_start

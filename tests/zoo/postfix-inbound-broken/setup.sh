@@ -5,5 +5,7 @@
 zoo_debconf
 zoo_plumbing
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -e 'mydestination = $myhostname, localhost.localdomain, localhost'
 zoo_postfix_start

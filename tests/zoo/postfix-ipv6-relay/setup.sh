@@ -4,5 +4,7 @@
 zoo_debconf
 zoo_plumbing
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -e "mynetworks = 127.0.0.0/8 [::1]/128 [${ZOO_NET_V6%/*}]/${ZOO_NET_V6#*/}"
 zoo_postfix_start

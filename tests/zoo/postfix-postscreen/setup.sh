@@ -15,4 +15,6 @@ postconf -M tlsproxy/unix='tlsproxy unix - - y - 0 tlsproxy'
 postconf -e 'postscreen_greet_action = enforce'
 # Postfix smtp-smuggling.html long-term fix: tests/zoo/common/postfix.sh
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 zoo_postfix_start

@@ -6,6 +6,8 @@
 zoo_debconf
 zoo_plumbing
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 printf '%s OK\n' "$ZOO_DOMAIN" > /etc/postfix/sender_access
 postmap /etc/postfix/sender_access
 postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, check_sender_access hash:/etc/postfix/sender_access, defer_unauth_destination'

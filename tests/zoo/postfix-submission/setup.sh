@@ -8,4 +8,6 @@ zoo_dovecot_sasl
 zoo_submission
 # Postfix smtp-smuggling.html long-term fix (bare newlines refused): tests/zoo/common/postfix.sh
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 zoo_postfix_start

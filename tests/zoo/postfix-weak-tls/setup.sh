@@ -9,6 +9,8 @@ zoo_plumbing
 zoo_dovecot_sasl
 zoo_submission
 zoo_smuggling_fix
+# TLS 1.2 or newer (postconf(5), RFC 8996): tests/zoo/common/postfix.sh
+zoo_tls_floor
 postconf -e 'smtpd_tls_protocols = >=TLSv1' 'smtpd_tls_mandatory_protocols = >=TLSv1' \
   'tls_medium_cipherlist = DEFAULT:@SECLEVEL=0' 'smtpd_tls_mandatory_ciphers = medium'
 zoo_postfix_start
