@@ -41,6 +41,7 @@ SERVERS=(
   "exim-stock exim 143"
   "exim-submission exim 144"
   "opensmtpd opensmtpd 145"
+  "sendmail sendmail 146"
   "postfix-broad-mynetworks postfix 150"
   "postfix-sender-trick postfix 151"
   "exim-percent-hack exim 152"
@@ -52,7 +53,7 @@ SERVERS=(
   "postfix-weak-tls postfix 158"
   "postfix-inbound-broken postfix 159"
 )
-IMAGES=(postfix exim opensmtpd)
+IMAGES=(postfix exim opensmtpd sendmail)
 # ZOO_ONLY="name ..." starts only those servers (developers; the test starts them all).
 if [[ -n ${ZOO_ONLY:-} ]]; then
   _all=("${SERVERS[@]}")
@@ -184,6 +185,7 @@ wait_ready() {
   local -a targets=()
   for entry in "${SERVERS[@]}"; do
     read -r name image n <<<"$entry"
+    # shellcheck disable=SC2013  # one port number per match
     for port in $(grep -oE 'port: *[0-9]+' "$ZOO_DIR/$name/truth.yml" | grep -oE '[0-9]+'); do
       targets+=("$name=$V4_PREFIX$n:$port")
     done

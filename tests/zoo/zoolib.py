@@ -137,6 +137,10 @@ def nmap_one(address, port, timeout=300):
     """nmap -n smtp-open-relay on one listener from the prober's netns: (verdict, seconds)."""
     import ipaddress
     family = ["-6"] if ipaddress.ip_address(address).version == 6 else []
+    # smtp-open-relay runs on 25/465/587 or a port nmap identifies as SMTP: elsewhere (2525) it
+    # needs service detection first.
+    if port not in (25, 465, 587):
+        family += ["-sV", "--version-light"]
     started = time.monotonic()
     proc = in_netns([NMAP, "-n", "-Pn"] + family + ["-p", str(port), "--script", "smtp-open-relay", address], timeout)
     verdict = "no verdict"

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016  # $names in single quotes are Postfix/Exim syntax, not shell
 # Sourced by tests/zoo/exim-*/setup.sh inside a zoo container (image mailsec-zoo-exim: Debian 12's
 # exim4-daemon-light with exim4-config's split configuration).
 #   zoo_debconf  - the debconf answers of exim4-config (README.Debian 2.1.1) for an Internet site

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016  # $names in single quotes are Postfix/Exim syntax, not shell
 # Sourced by tests/zoo/postfix-*/setup.sh inside a zoo container (image mailsec-zoo-postfix).
 # Two kinds of settings live here, kept apart on purpose:
 #   zoo_debconf  - what Debian's postfix package writes for "Internet Site" on THIS host

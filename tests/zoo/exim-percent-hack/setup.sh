@@ -1,10 +1,11 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # exim-percent-hack (insecure on purpose): a backup MX for relay.test (debconf "Domains to relay
 # mail for", README.Debian 2.1.1.5) whose banner name (backup-mx.other.test) lies outside that
 # domain, with the percent hack switched on for the relay domains as the commented
 # percent_hack_domains entry of conf.d/main/02_exim4-config_options offers, and the "%" taken
 # out of CHECK_RCPT_REMOTE_LOCALPARTS (the macro's documented override, conf.d/acl/
 # 30_exim4-config_check_rcpt) so such addresses are not refused first.
-ZOO_RELAY_DOMAINS=relay.test
+export ZOO_RELAY_DOMAINS=relay.test  # read by zoo_debconf (dc_relay_domains)
 . /zoo-common/exim.sh
 zoo_debconf
 zoo_plumbing

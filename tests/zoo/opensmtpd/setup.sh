@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # opensmtpd: Debian 12's OpenSMTPD 6.8.0p2 with smtpd.conf from this directory (Debian's file plus
 # the changes its comments and smtpd.conf(5) give for a receiving MX with submission).
 echo "$ZOO_DOMAIN" > /etc/mailname

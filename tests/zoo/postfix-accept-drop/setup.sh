@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-accept-drop (insecure on purpose): a "catch everything" host that takes every
 # recipient and throws non-local mail away: check_recipient_access static:OK in
 # smtpd_relay_restrictions (access(5) OK, postconf(5) static: tables) and the default and relay

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-auth-before-tls (insecure on purpose): the SASL_README submission service, but with TLS
 # made optional on 587 and AUTH allowed before it (smtpd_tls_security_level=may,
 # smtpd_tls_auth_only=no): the shape SASL_README's pre-TLS examples show.

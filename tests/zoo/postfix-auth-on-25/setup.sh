@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-auth-on-25 (insecure on purpose): SASL enabled in main.cf, as SASL_README's "Enabling
 # SASL authentication in the Postfix SMTP server" shows it (smtpd_sasl_auth_enable = yes in
 # main.cf), which turns AUTH on for every smtpd including port 25; smtpd_tls_auth_only = yes

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-broad-mynetworks (insecure on purpose): mynetworks lists the whole zoo subnet, "our
 # office LAN", which holds the prober. postconf(5) mynetworks: "Specify a list of network
 # addresses ... the SMTP server relays mail from these clients"; the documentation warns to list

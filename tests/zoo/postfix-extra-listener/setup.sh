@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-extra-listener (insecure on purpose): port 25 is stock, but a second smtpd on 2525 ("for
 # clients whose ISP blocks 25") was added with a master.cf -o override of mynetworks that trusts
 # everyone (master(5): -o overrides main.cf per service; postconf(5) mynetworks).

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-inbound-broken (broken on purpose): the hosted domain was dropped from mydestination
 # (postconf(5) mydestination: "the list of domains that are delivered via the local transport")
 # while its MX still points here: mail for it is refused as relaying.

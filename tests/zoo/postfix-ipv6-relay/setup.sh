@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-ipv6-relay (insecure on purpose): IPv4 mynetworks is right, but the IPv6 entry is the
 # whole on-link /64 (postconf(5) mynetworks: IPv6 networks in [brackets]).
 . /zoo-common/postfix.sh

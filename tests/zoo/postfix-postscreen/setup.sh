@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-postscreen: Debian's Postfix fronted by postscreen(8) as POSTSCREEN_README describes it,
 # with the pregreet test enforced: postscreen sends "220-<banner>" and waits
 # postscreen_greet_wait (6 s when not under stress) before smtpd sends the final "220 ".

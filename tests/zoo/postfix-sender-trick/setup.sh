@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-sender-trick (insecure on purpose): "let our own users relay" by envelope sender, the
 # mistake SMTPD_ACCESS_README warns about ("sender addresses are easy to forge"):
 # check_sender_access with OK for the hosted domain, placed before reject_unauth_destination in

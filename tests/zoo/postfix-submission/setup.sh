@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-submission: Debian's Postfix plus submission (587, STARTTLS) and submissions (465,
 # implicit TLS) exactly as Postfix's SASL_README and TLS_README describe them, with Dovecot SASL.
 . /zoo-common/postfix.sh

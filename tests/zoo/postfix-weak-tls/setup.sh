@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2016,SC1091  # Postfix/Exim $names stay literal; /zoo-common exists in the container
 # postfix-weak-tls (insecure on purpose): the SASL_README/TLS_README submission service with the
 # old protocols re-enabled "for old clients": TLS_README "Server-side TLS activity" /
 # postconf(5) smtpd_tls_protocols and smtpd_tls_mandatory_protocols (>=TLSv1), and OpenSSL 3's
