@@ -65,6 +65,18 @@ def main():
             figures["nmap_endpoints"], benchlib.fmt(med_nmap, 2, " s")))
         print("  ratio nmap / verifier: %sx" % benchlib.fmt(figures["ratio_nmap_over_verifier"], 2))
     print("  verdicts: %s" % figures["verdicts"])
+    # Where the wall time goes: each server's longest case (cases of one server run concurrently).
+    longest = {}
+    for result in outcome["results"]:
+        best = longest.get(result["target"])
+        if best is None or (result.get("duration") or 0) > (best.get("duration") or 0):
+            longest[result["target"]] = result
+    figures["longest_case_per_server"] = {name: {"probe": r["probe"], "case": r["case"], "port": r["port"],
+                                                 "duration": r.get("duration"), "verdict": r["verdict"]}
+                                          for name, r in longest.items()}
+    print("  longest case per server: %s" % ", ".join(
+        "%s %s%s/%d %.1f s" % (name, r["probe"], "/" + r["case"] if r["case"] else "", r["port"], r.get("duration") or 0)
+        for name, r in sorted(longest.items(), key=lambda item: -(item[1].get("duration") or 0))))
     benchlib.write_json(args.json, figures)
     return 0
 
