@@ -22,7 +22,7 @@ import zoolib  # noqa: E402
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None or shutil.which("nsenter") is None
                                 or os.geteuid() != 0, reason="needs rootful podman and nsenter (make setup)")
 
-SERVERS = [name for name, _, _ in zoolib.servers()]
+SERVERS = zoolib.server_names()
 
 
 @pytest.fixture(scope="module")

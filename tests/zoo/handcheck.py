@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Hand checks of a zoo server, independent of the verifier (standard library only).
 
@@ -81,7 +80,7 @@ def main():
     session.reply()
     session.send("EHLO prober.zoo.test")
     if args.starttls:
-        code, _ = session.send("STARTTLS")
+        code = session.send("STARTTLS")[0]
         if code != 220:
             return 1
         session.sock = context(args.tls_version).wrap_socket(session.sock)
@@ -110,7 +109,7 @@ def main():
                 data = False
                 session.reply()
             continue
-        code, _ = session.send(line)
+        code = session.send(line)[0]
         data = code == 354
     try:
         session.send("QUIT")

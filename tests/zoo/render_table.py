@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the zoo table into docs/verify.md (between its BEGIN/END zoo markers): per zoo server its
 ground truth, the finding ids our verifier reported, and nmap smtp-open-relay's verdict on the
 same MX listeners (nmap runs in the zoo prober's network namespace, like bench/probe_bench.py).
 
-Run as root: tests/zoo/render_table.py [--keep-up] (starts the zoo when it is not up; stops it
+Run as root: .venv/bin/python tests/zoo/render_table.py [--keep-up] (starts the zoo when it is not up; stops it
 again afterwards unless it was up before or --keep-up).
 """
 
@@ -24,11 +23,11 @@ END = "<!-- END GENERATED: tests/zoo/render_table.py -->"
 def table(outcome, nmap):
     found = zoolib.findings_by_server(outcome)
     lines = ["| server | truth | verifier | match | nmap smtp-open-relay (MX listeners) |", "|---|---|---|---|---|"]
-    for name, _, _ in zoolib.servers():
+    for name in zoolib.server_names():
         truth = sorted(zoolib.truth(name)["findings"])
         ours = sorted(found.get(name, {}).get("compared", set()))
         verdicts = ["%s %s: %s" % (address, port, verdict)
-                    for (server, address, port), (verdict, _) in sorted(nmap.items()) if server == name]
+                    for (server, address, port), (verdict, _seconds) in sorted(nmap.items()) if server == name]
         lines.append("| %s | %s | %s | %s | %s |" % (
             name, ", ".join(truth) or "none", ", ".join(ours).replace("?", "unlabelled ") or "none",
             "yes" if set(truth) == set(ours) else "**no**", "<br>".join(verdicts) or "no plaintext MX listener"))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the verifier's probe engine against zoo targets; meant to run INSIDE the zoo prober's
 network namespace (tests/zoo/zoolib.py starts it with nsenter).

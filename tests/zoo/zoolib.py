@@ -38,6 +38,10 @@ def servers():
     return [tuple(line.split()) for line in out.splitlines() if line.strip()]
 
 
+def server_names():
+    return [entry[0] for entry in servers()]
+
+
 def truth(name):
     with open(os.path.join(ZOO_DIR, name, "truth.yml")) as handle:
         return yaml.safe_load(handle)
@@ -82,7 +86,7 @@ def verify(names=None, params=None, timeout=600):
     """The verifier (engine.run) against the zoo from the prober's netns; returns its outcome dict
     plus ``wall`` (seconds, whole child process) and ``engine_seconds``."""
     chosen = [s for s in servers() if names is None or s[0] in names]
-    request = {"targets": [target(name, octet) for name, _, octet in chosen],
+    request = {"targets": [target(name, octet) for name, _image, octet in chosen],
                "params": params or {}, "spool": canary_spool()}
     started = time.monotonic()
     proc = subprocess.run(["nsenter", "-t", prober_pid(), "-n", sys.executable, os.path.join(ZOO_DIR, "run_verify.py")],
@@ -119,7 +123,7 @@ def findings_by_server(outcome):
 def nmap_listeners(names=None):
     """(server, address, port) of every plaintext MX listener: what smtp-open-relay can test."""
     rows = []
-    for name, _, octet in servers():
+    for name, _image, octet in servers():
         if names is not None and name not in names:
             continue
         for listener in truth(name)["listeners"]:
