@@ -91,10 +91,16 @@ zoo_smuggling_fix() {
 }
 
 zoo_tls_floor() {
+  # TLS as postconf(5) and RFC 8996/8314 want it for these servers.
   # postconf(5) smtpd_tls_protocols / smtpd_tls_mandatory_protocols (">=TLSv1.2" syntax) and RFC 8996
   # (TLS 1.0 and 1.1 deprecated): Postfix 3.7's default ">=TLSv1" with Debian's OpenSSL 3.0 still
   # completes TLS 1.0 and 1.1 handshakes (checked with tests/zoo/handcheck.py --tls-version 1.0).
   postconf -e 'smtpd_tls_protocols = >=TLSv1.2' 'smtpd_tls_mandatory_protocols = >=TLSv1.2'
+  # postconf(5) smtpd_tls_exclude_ciphers / smtpd_tls_mandatory_exclude_ciphers ("aNULL" as in
+  # their examples): Postfix's server offers anonymous suites by default (ADH-AES256-GCM-SHA384
+  # was accepted on 25, 587 and 465; openssl s_client -cipher aNULL:@SECLEVEL=0), RFC 8314 wants
+  # authenticated TLS on submission.
+  postconf -e 'smtpd_tls_exclude_ciphers = aNULL' 'smtpd_tls_mandatory_exclude_ciphers = aNULL'
 }
 
 zoo_postfix_start() {
