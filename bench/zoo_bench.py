@@ -6,8 +6,9 @@
 it on the same MX endpoints; the ratio printed. Never gates anything.
 
 Both run from the zoo prober's network namespace (nsenter; route guard in tests/zoo/run_verify.py).
-nmap runs 4 listeners at a time (-n -Pn, the 16 relay tests per listener). The zoo is started when
-it is not up and stopped again unless it was up before.
+nmap runs 4 listeners at a time (-n -Pn, the 16 relay tests per listener). The zoo is (re)started
+first (Debian's sendmail allows a client 10 connections per 10 minutes: an earlier run would skew
+this one) and stopped afterwards unless --keep-up.
 
 Run (root): .venv/bin/python bench/zoo_bench.py [--runs 1] [--json out.json]
 """
@@ -27,13 +28,12 @@ TARGET_S = 10.0
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1, help="runs after the first meet sendmail's rate limit")
     parser.add_argument("--no-nmap", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--keep-up", action="store_true", help="leave the zoo running afterwards")
     args = parser.parse_args()
-    was_up = zoolib.zoo_is_up()
-    if not was_up:
-        zoolib.zoo("up")
+    zoolib.zoo("up")
     walls, engine, nmap_walls = [], [], []
     try:
         for _ in range(args.runs):
@@ -44,7 +44,7 @@ def main():
                 verdicts, wall = zoolib.nmap_all(zoolib.nmap_listeners())
                 nmap_walls.append(wall)
     finally:
-        if not was_up:
+        if not args.keep_up:
             zoolib.zoo("down")
     servers = len(zoolib.servers())
     listeners = sum(len(zoolib.truth(name)["listeners"]) * 2 for name in zoolib.server_names())
