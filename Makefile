@@ -11,14 +11,14 @@ LAB := $(ROOT)/tests/lab/lab.sh
 COLLECTION_LINK := $(ROOT)/.cache/collections/ansible_collections/mailsec/relay
 ACTIVATE := source $(VENV)/bin/activate
 
-.PHONY: help setup host-setup venv collection-link images lab-up lab-down smoke lint sanity unit integration molecule demo test bench
+.PHONY: help setup host-setup venv collection-link images lab-up lab-down zoo-up zoo-down smoke lint sanity unit integration molecule demo test bench
 
 help:
 	@echo "make demo      lab up, then harden + verify the demo fleet (playbooks/lab_demo.yml)"
 	@echo "make test      setup, images, then lint, sanity, unit, integration, molecule (all stages, summary table)"
 	@echo "make bench     benchmarks vs peers (lab + loopback); writes docs/performance.md; never gates CI"
 	@echo "make setup     host packages, venv (.venv), collection link; images: lab images"
-	@echo "make lab-up | lab-down | smoke | lint | sanity | unit | integration | molecule"
+	@echo "make lab-up | lab-down | zoo-up | zoo-down | smoke | lint | sanity | unit | integration | molecule"
 
 setup: host-setup venv collection-link
 
@@ -53,6 +53,13 @@ lab-up: host-setup
 
 lab-down:
 	$(LAB) down
+
+# The zoo of foreign mail servers (tests/zoo): the verifier's test bed, see docs/verify.md.
+zoo-up: host-setup
+	$(ROOT)/tests/zoo/zoo.sh up
+
+zoo-down:
+	$(ROOT)/tests/zoo/zoo.sh down
 
 smoke: venv collection-link
 	$(LAB) smoke
