@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 from .client import Closed, ReadTimeout, TLSFailed, SMTPError
-from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal
+from .reply import (ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal,
+                    is_temporary_relay_refusal)
 from .safety import DUMMY_CREDENTIALS, Credentials, envelope_address
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
@@ -302,6 +303,8 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     """Verdict for a RCPT reply to a foreign recipient (MAIL was accepted)."""
     expected = expected or ctx.listener.relay
     klass = classify(reply)
+    if klass == TRANSIENT and expected != "allowed" and is_temporary_relay_refusal(reply):
+        return Outcome(PASS, "relay refused (with a temporary code): %s" % describe(reply), reply, "RCPT")
     if klass == TRANSIENT:
         return transient("temporary refusal at RCPT: %s" % describe(reply), reply, "RCPT")
     if expected == "allowed":
@@ -405,9 +408,17 @@ async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, 
     return judge_rcpt(ctx, rcpt_reply, hack=hack, expected=expected), mail, rcpt_reply
 
 
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
+
+
 def message(token, rcpt, sender, extra=""):
-    return ("From: <%s>\r\nTo: <%s>\r\nSubject: mailsec.relay probe %s\r\nMessage-ID: <%s@prober.mailsec.test>\r\n"
-            "\r\nmailsec.relay relay probe, token %s.%s\r\n" % (sender, rcpt, token, token, token, extra)).encode()
+    """The probe message. The envelope carries the trick; the headers stay plain RFC 5322
+    (a trick sender such as ``probe@[literal]`` or ``<nobody>`` in From: makes Exim's
+    header-syntax check refuse at DATA a message it would relay, hiding a real open relay)."""
+    header_from = sender if _PLAIN_ADDRESS.fullmatch(sender or "") else "probe@prober.mailsec.test"
+    return ("From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: mailsec.relay probe %s\r\n"
+            "Message-ID: <%s@prober.mailsec.test>\r\n\r\nmailsec.relay relay probe, token %s.%s\r\n"
+            % (header_from, token, token, token, extra)).encode()
 
 
 # -- T01-T04: AUTH placement ---------------------------------------------------------------

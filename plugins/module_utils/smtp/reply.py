@@ -124,6 +124,16 @@ def is_auth_required(reply: Reply) -> bool:
     return reply.code == 530 or (reply.code // 100 == 5 and reply.enhanced in ("5.7.0", "5.7.11"))
 
 
+def is_temporary_relay_refusal(reply: Reply) -> bool:
+    """A 4xx that refuses the relay itself, only with a temporary code: Debian's stock Postfix ends
+    its relay restrictions with ``defer_unauth_destination`` (``454 4.7.1 <r@x>: Relay access
+    denied``), so a misconfiguration defers instead of bouncing. The relay was not granted, and a
+    retry gets the same answer; greylisting (4.7.1 too, but no relay wording) stays transient."""
+    text = (reply.text or "").lower()
+    return (reply.code // 100 == 4 and "relay" in text and "greylist" not in text
+            and (not reply.enhanced or reply.enhanced.startswith("4.7.")))
+
+
 def is_policy_refusal(reply: Reply) -> bool:
     """5xx with an enhanced code of the security/policy class 5.7.x (RFC 3463 3.8)."""
     return reply.code // 100 == 5 and bool(reply.enhanced) and reply.enhanced.startswith("5.7.")

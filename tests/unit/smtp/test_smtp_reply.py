@@ -94,3 +94,24 @@ def test_fuzz_round_trip(code, texts):
     assert parsed.code == code
     assert list(parsed.lines) == [text.rstrip("\r") for text in texts]
     assert all(R.is_last_line(line) == (i == len(lines) - 1) for i, line in enumerate(lines))
+
+
+@pytest.mark.parametrize("line, refused", [
+    (b"454 4.7.1 <x@example.net>: Relay access denied\r\n", True),      # Debian's defer_unauth_destination
+    (b"451 4.7.1 Relay not permitted, try later\r\n", True),
+    (b"451 4.7.1 Greylisted, please try again (relay check pending)\r\n", False),
+    (b"450 4.2.0 Greylisted\r\n", False),
+    (b"421 4.3.2 Service shutting down\r\n", False),
+    (b"554 5.7.1 Relay access denied\r\n", False),                      # a 5xx is a plain refusal
+])
+def test_temporary_relay_refusal(line, refused):
+    assert R.is_temporary_relay_refusal(R.parse_reply([line])) is refused
+
+
+def test_probe_message_headers_stay_plain_whatever_the_envelope_trick():
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp.probes import message
+    for sender in ("probe@[198.51.100.9]", "nobody", "example.net!probe", "", "probe@example.net"):
+        head = message("tok1", '"r@c.test"@[198.51.100.9]', sender).split(b"\r\n\r\n")[0].decode()
+        assert "[" not in head and "!" not in head and '"' not in head
+        assert "tok1" in head
+    assert b"From: <probe@example.net>" in message("t", "r@c.test", "probe@example.net")
