@@ -205,7 +205,33 @@ def compare(desired, actual, host="localhost"):
 
     # -- listeners ------------------------------------------------------------------------------
     out.extend(compare_listeners(desired, actual, host))
+    out.extend(compare_client_limits(desired, actual, host))
+    if "smarthost_tls" in actual:
+        want, have = desired.get("smarthost_tls") or "none", actual["smarthost_tls"]
+        add(finding(host, "smarthost_tls", want == have, want, have,
+                    "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
     return out
+
+
+def compare_client_limits(desired, actual, host):
+    """Per-client brakes (issue 14), for the limits the readback could read (0 = off)."""
+    out = []
+    wanted = desired.get("client_limits") or {}
+    for key, have in sorted((actual.get("client_limits") or {}).items()):
+        if key not in wanted:
+            continue
+        want = wanted[key]
+        detail = "" if want == have else "client limit %s from %s to %s%s" % (key, want, have, " (off)" if have == 0 else "")
+        out.append(finding(host, "client_limits %s" % key, want == have, want, have, detail))
+    return out
+
+
+def sender_identity_finding(host, check, want, have):
+    """Whether an authenticated login must own MAIL FROM on a listener, as wanted (issue 14)."""
+    w, h = bool(want.get("sender_login_match")), bool(have.get("sender_login_match"))
+    detail = "" if w == h else "sender identity check from %s to %s%s" % (
+        w, h, ": a stolen login can send as any address" if w else "")
+    return finding(host, "%s sender_login_match" % check, w == h, w, h, detail)
 
 
 def compare_listeners(desired, actual, host):
@@ -230,6 +256,8 @@ def compare_listeners(desired, actual, host):
             if attr == "auth" and h and (want.get("role") == "mx" or int(want["port"]) == 25):
                 detail = "AUTH offered on %s (an mx listener): password guessers can relay through it" % label
             add(finding(host, "%s %s" % (check, attr), w == h, w, h, detail))
+        if "sender_login_match" in have:
+            add(sender_identity_finding(host, check, want, have))
         w = unauth_grants(desired, want)
         h = NetSet(have["grants"]) if "grants" in have else unauth_grants(actual, have)
         detail = _net_detail(w, h, "extra relay grant", "missing relay grant")

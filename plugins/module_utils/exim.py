@@ -208,6 +208,10 @@ def render_main(effective):
         "chunking_advertise_hosts =",
         "pipelining_connect_advertise_hosts =",
     ]
+    lines += _client_limit_main(effective)
+    if effective.get("smarthost_tls") == "encrypt":
+        # Debian's remote_smtp transport (used by the mailsec_smarthost router): TLS or stay queued.
+        lines.insert(lines.index("MAIN_ACL_CHECK_MAIL = acl_mailsec_mail"), "REMOTE_SMTP_HOSTS_REQUIRE_TLS = *")
     implicit = [int(item["port"]) for item in listeners if item["tls"] == "implicit"]
     if tls_enabled(effective):
         starttls = [item for item in listeners if item["tls"] in ("starttls", "required")]
@@ -269,7 +273,9 @@ def render_acl(effective):
                 "          !hosts = +%s" % _list_name("connect_allow", item),
                 "          message = 554 5.7.1 Connection refused by policy",
             ]
+    out += _client_limit_connect_acl(effective)
     out += ["  accept", ""]
+    out += _auth_limit_acl(effective)
 
     out += [
         "acl_mailsec_mail:",
@@ -290,6 +296,7 @@ def render_acl(effective):
             "          !authenticated = *",
             "          message = 530 5.7.0 Authentication required",
         ]
+    out += _sender_identity_acl(effective)
     out += ["  accept", ""]
 
     out += [
@@ -355,6 +362,71 @@ def render_acl(effective):
             ]
     out += ["  deny    message = %s" % deny_relay, ""]
     return "\n".join(out) + "\n"
+
+
+def _client_limit_main(effective):
+    """Main options for the per-client brakes (issue 14); 0 leaves a limit off."""
+    limits = effective.get("client_limits")
+    if not limits:
+        return []
+    # Relay networks and trusted loopback are exempt, as Postfix exempts $mynetworks.
+    count = int(limits["connection_count"])
+    lines = ["smtp_accept_max_per_host = ${if match_ip{$sender_host_address}{+relay_from_hosts}{0}{%d}}" % count] if count else []
+    if limits["auth_rate"]:
+        lines.append("acl_smtp_auth = acl_mailsec_auth")
+    return lines
+
+
+def _client_limit_connect_acl(effective):
+    limits = effective.get("client_limits") or {}
+    if not limits.get("connection_rate"):
+        return []
+    return [
+        "  # connections per client and minute ('strict': a client that keeps trying stays refused)",
+        "  defer   !hosts = +relay_from_hosts",
+        "          ratelimit = %d / 1m / per_conn / strict / mailsec_conn:$sender_host_address" % int(limits["connection_rate"]),
+        "          message = 421 4.7.0 Too many connections from your address, try later",
+    ]
+
+
+def _auth_limit_acl(effective):
+    """AUTH commands per client and minute, as Postfix's smtpd_client_auth_rate_limit counts them."""
+    limits = effective.get("client_limits") or {}
+    if not limits.get("auth_rate"):
+        return []
+    return [
+        "acl_mailsec_auth:",
+        "  accept  hosts = :",
+        "  # a password guesser is slowed down here and by Dovecot's auth penalty behind it",
+        "  defer   !hosts = +relay_from_hosts",
+        "          ratelimit = %d / 1m / per_cmd / strict / mailsec_auth:$sender_host_address" % int(limits["auth_rate"]),
+        "          message = 454 4.7.0 Too many AUTH attempts from your address, try later",
+        "  accept",
+        "",
+    ]
+
+
+def _sender_identity_acl(effective):
+    """MAIL ACL lines: on sender_login_match listeners the login must own MAIL FROM (issue 14).
+
+    Pairs 'login address' in one ';' list (logins have no whitespace, addresses no ';' or '$', as the
+    policy checks); an address no login owns is refused as Postfix's
+    reject_authenticated_sender_login_mismatch does. The null sender (bounces) is not checked.
+    """
+    listeners = effective["listeners"]
+    checked = [item for item in listeners if item.get("sender_login_match") and item.get("auth")]
+    if not checked:
+        return []
+    owners = effective.get("sender_logins") or {}
+    pairs = " ; ".join("%s %s" % (login, address) for address in sorted(owners) for login in owners[address])
+    return [
+        "  # sender identity: an authenticated login sends only as the addresses it owns",
+        "  deny    condition = %s" % _any_listener(checked, listeners),
+        "          authenticated = *",
+        "          !senders = :",
+        "          !condition = ${if inlisti{$authenticated_id $sender_address}{<; %s}}" % pairs,
+        "          message = 553 5.7.1 Sender address not owned by the authenticated login",
+    ]
 
 
 def render_auth(effective):
@@ -570,7 +642,28 @@ def derive_checks(effective, interface_address="127.0.0.1"):
                             "expect": expected_verdict(effective, listener, client, domain, authenticated),
                         }
                     )
-    return checks
+    return _sender_identity_checks(effective, checks)
+
+
+def _sender_identity_checks(effective, checks):
+    """On sender_login_match listeners authenticated checks send as a login's own address, and one
+    more check per listener proves that another address is refused at MAIL."""
+    owners = effective.get("sender_logins") or {}
+    if not owners:
+        return checks
+    address = sorted(owners)[0]
+    login = owners[address][0]
+    by_port = dict((int(item["port"]), item) for item in effective["listeners"] if item.get("sender_login_match"))
+    extra = []
+    for check in checks:
+        listener = by_port.get(check["port"])
+        if listener is None or not check.get("authenticated") or listener["address"] not in ("*", check["interface"]):
+            continue
+        check.update({"user": login, "sender": address})
+        if not any(item["port"] == check["port"] for item in extra):
+            extra.append(dict(check, name="%s: authenticated %s as another sender" % (listener["name"], login),
+                              sender="mailsec-not-owned@%s" % address.rpartition("@")[2], expect="deny"))
+    return checks + extra
 
 
 def derive_route_checks(effective):

@@ -229,7 +229,7 @@ def spot_checks(desired, endpoints, lists):
                         "authenticated": authenticated,
                         "expect": exim_backend.expected_verdict(desired, listener, client, "example.net", authenticated),
                     })
-        return checks
+        return checks + sender_identity_checks(desired)
     trusted = NetSet()
     for info in lists.values():
         if info["type"] == "hostlist":
@@ -248,6 +248,51 @@ def spot_checks(desired, endpoints, lists):
             "expect": "deny",
         })
     return checks
+
+
+def sender_identity_checks(desired):
+    """One -bh session per AUTH listener: a login sends as an address it does not own.
+
+    Refused at MAIL means the listener enforces sender identity (sender_login_match); the
+    expectation comes from the desired policy, so a mismatch is also a spot-check finding.
+    """
+    owners = desired.get("sender_logins") or {}
+    login = owners[sorted(owners)[0]][0] if owners else "mailsec-check"
+    checks = []
+    for listener in desired.get("listeners") or []:
+        if listener.get("role") != "submission" or not listener.get("auth"):
+            continue
+        client = exim_backend.sample_clients(desired, listener).get("external")
+        if client is None:
+            continue
+        enforced = bool(listener.get("sender_login_match"))
+        checks.append({
+            "name": "%s:%s authenticated %s as another sender" % (listener["address"], listener["port"], login),
+            "client": client,
+            "interface": listener["address"] if listener["address"] != "*" else "0.0.0.0",
+            "port": int(listener["port"]),
+            "sender": "mailsec-not-owned@example.net",
+            "recipient": exim_backend.CHECK_FOREIGN_RCPT,
+            "authenticated": True,
+            "user": login,
+            "sender_identity": True,
+            "expect": "deny" if enforced else exim_backend.expected_verdict(desired, listener, client, "example.net", True),
+        })
+    return checks
+
+
+def client_limits(options):
+    """Connections at once per client (smtp_accept_max_per_host, plain or as rendered with the
+    relay-network exemption). The ratelimit ACLs are code: their rates are not read back."""
+    if "smtp_accept_max_per_host" not in options:
+        return {}
+    value = (options.get("smtp_accept_max_per_host") or "").strip()
+    match = re.match(r"^(?:\$\{if match_ip\{\$sender_host_address\}\{\+relay_from_hosts\}\{0\}\{(\d+)\}\}|(\d+))$", value)
+    if not value:
+        return {"connection_count": 0}
+    if match:
+        return {"connection_count": int(match.group(1) or match.group(2))}
+    return {}
 
 
 def collect(run, exim="exim4", desired=None, run_spot_checks=True):
@@ -379,6 +424,9 @@ def interpret(raw, desired=None):
             "connect_allow": NetSet(allow or []).cidrs(),
             "connect_deny": NetSet(deny or []).cidrs(),
         })
+        identity = [r for r in spot if r.get("sender_identity") and int(r["port"]) == port]
+        if identity:
+            listeners[-1]["sender_login_match"] = all(r["verdict"] == "deny" and r["stage"] == "MAIL" for r in identity)
 
     hostname = options.get("primary_hostname")
     drop = ("@", "localhost", (hostname or "").lower())
@@ -402,6 +450,7 @@ def interpret(raw, desired=None):
     finish_policy(policy)
     if ours:
         policy["never_relay_networks"] = never.cidrs()
+    policy["client_limits"] = client_limits(options)
     return {
         "mta": "exim",
         "version": parse_version(raw.get("bV")),

@@ -84,9 +84,24 @@ VARIABLES = {
     "mailsec_relay_sasl_users": "list",
     "mailsec_relay_smarthost": "str",
     "mailsec_relay_allow_broad_networks": "list",
+    "mailsec_relay_sender_login_match": "bool",
+    "mailsec_relay_sender_aliases": "list",
+    "mailsec_relay_client_connection_count_limit": "int",
+    "mailsec_relay_client_connection_rate_limit": "int",
+    "mailsec_relay_client_auth_rate_limit": "int",
+    "mailsec_relay_smarthost_tls": "str",
+}
+SMARTHOST_TLS_MODES = ("none", "encrypt")
+
+# Per-client brakes (issue 14): variable -> (effective key, default, ceiling); 0 switches one off.
+# Rates count per minute. AUTH attempts are counted, failed or not (Postfix anvil semantics).
+CLIENT_LIMITS = {
+    "mailsec_relay_client_connection_count_limit": ("connection_count", 50, 10000),
+    "mailsec_relay_client_connection_rate_limit": ("connection_rate", 0, 100000),
+    "mailsec_relay_client_auth_rate_limit": ("auth_rate", 30, 10000),
 }
 
-LISTENER_KEYS = ("name", "address", "port", "role", "tls", "auth", "relay_networks", "connect_allow", "connect_deny")
+LISTENER_KEYS = ("name", "address", "port", "role", "tls", "auth", "relay_networks", "connect_allow", "connect_deny", "sender_login_match")
 SASL_USER_KEYS = ("name", "password")
 
 _TRUE_STRINGS = frozenset(("true", "yes", "on", "1", "y", "t"))
@@ -99,6 +114,9 @@ _LABEL = grammar.LABEL
 _LISTENER_NAME = grammar.NAME
 # Near-misses of the prefix (case, '-', a missing '_', a typo) are errors too, never silently ignored.
 _SQUASHED_PREFIX = "mailsecrelay"
+# Local parts a sender map can hold safely in Postfix tables and Exim expansions (no '$', '{', ';').
+_LOCAL_PART = re.compile(r"\A[a-z0-9._+=-]{1,64}\Z")
+SENDER_ALIAS_KEYS = ("login", "addresses")
 
 _NETWORK_LIST_FIX = "write it as a YAML list, e.g. ['198.51.100.0/24']."
 
@@ -597,6 +615,7 @@ class _Builder(object):
         tls = self.tls()
         has_tls = tls["selfsigned"] or bool(tls["cert"] and tls["key"])
 
+        self.sender_login_match_default = self.get_bool("mailsec_relay_sender_login_match", False)
         listeners, listener_sources = self.listeners(profile, has_tls, auth_relay, broad_allowed)
         for listener, sources in zip(listeners, listener_sources):
             relay_sources.extend(sources)
@@ -638,6 +657,9 @@ class _Builder(object):
 
         sasl = self.sasl(auth_relay)
         smarthost = self.smarthost()
+        sender_logins = self.sender_logins(sasl["users"], sorted(local_domains), hostname, listeners)
+        client_limits = self.client_limits()
+        smarthost_tls = self.smarthost_tls(smarthost)
 
         if self.errors:
             raise PolicyErrors(self.errors)
@@ -659,6 +681,9 @@ class _Builder(object):
             "tls": tls,
             "sasl": sasl,
             "smarthost": smarthost,
+            "sender_logins": sender_logins,
+            "client_limits": client_limits,
+            "smarthost_tls": smarthost_tls,
             "warnings": list(self.warnings),
         }
 
@@ -861,6 +886,13 @@ class _Builder(object):
             if auth is None:
                 ok = False
 
+        sender_match_given = entry.get("sender_login_match")
+        sender_match = None
+        if sender_match_given is not None:
+            sender_match = self.get_bool(variable + ".sender_login_match", None, value=sender_match_given, given=True)
+            if sender_match is None:
+                ok = False
+
         relay_value = entry.get("relay_networks")
         relay_parsed = None
         if relay_value is not None:
@@ -902,7 +934,22 @@ class _Builder(object):
                     "AUTH is enabled on this listener but mailsec_relay_auth_relay is false",
                     "set mailsec_relay_auth_relay: true, or remove auth here",
                 )
+            if sender_match and not auth:
+                self.error(
+                    variable + ".sender_login_match",
+                    "sender identity is checked against the AUTH login, and this listener has no AUTH",
+                    "enable auth on this listener (and mailsec_relay_auth_relay), or remove sender_login_match",
+                )
+            if sender_match is None:
+                sender_match = bool(auth) and self.sender_login_match_default
         else:
+            if sender_match:
+                self.error(
+                    variable + ".sender_login_match",
+                    "mx listeners never offer AUTH, so there is no login to match the sender against",
+                    "remove sender_login_match here; set it on a submission listener",
+                )
+            sender_match = False
             if auth:
                 self.error(
                     variable + ".auth",
@@ -941,6 +988,7 @@ class _Builder(object):
             "relay_networks": networks,
             "connect_allow": connect_allow,
             "connect_deny": connect_deny,
+            "sender_login_match": bool(sender_match),
         }
         return listener, sources
 
@@ -1025,6 +1073,121 @@ class _Builder(object):
                 return None
             normalized = "[%s]" % name if match.group("bracketed") else name
         return normalized + (":%d" % port if port is not None else "")
+
+    def smarthost_tls(self, smarthost):
+        """TLS to the smarthost: none (opportunistic as the MTA's default) or encrypt (required)."""
+        mode = self.get_str("mailsec_relay_smarthost_tls", "none")
+        if mode not in SMARTHOST_TLS_MODES:
+            self.error(
+                "mailsec_relay_smarthost_tls",
+                "unknown mode %r%s" % (mode, _did_you_mean(str(mode), SMARTHOST_TLS_MODES)),
+                "use none or encrypt (mail to the smarthost stays queued unless TLS is negotiated)",
+            )
+            return "none"
+        if mode != "none" and smarthost is None:
+            self.error(
+                "mailsec_relay_smarthost_tls",
+                "TLS to the smarthost is required, but no smarthost is set",
+                "set mailsec_relay_smarthost, or remove mailsec_relay_smarthost_tls",
+            )
+        return mode
+
+    def client_limits(self):
+        """Per-client connection and AUTH brakes: {connection_count, connection_rate, auth_rate}."""
+        limits = {}
+        for variable, (key, default, ceiling) in CLIENT_LIMITS.items():
+            value = self.raw.get(variable)
+            if value is None:
+                limits[key] = default
+                continue
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ceiling:
+                self.error(
+                    variable,
+                    "expected a whole number from 0 to %d, got %s" % (ceiling, repr(value) if isinstance(value, int) else _kind_of(value)),
+                    "write a number such as %d (0 switches this limit off)" % (default or 60),
+                )
+                value = default
+            limits[key] = value
+        return limits
+
+    def sender_address(self, variable, value):
+        """A sender address as local@domain (domain normalized, all lower-case), or None."""
+        if not isinstance(value, str) or value.count("@") != 1:
+            self.error(variable, "%r is not an address local@domain" % (value,), "write one address such as alice@example.test")
+            return None
+        local, unused, domain = value.strip().lower().partition("@")
+        if not _LOCAL_PART.match(local):
+            self.error(
+                variable,
+                "the local part of %r has characters the sender maps cannot hold" % value,
+                "use letters, digits and . _ + = - in the local part",
+            )
+            return None
+        domain = self.normalize_domain(variable, domain)
+        return None if domain is None else "%s@%s" % (local, domain)
+
+    def sender_logins(self, sasl_names, local_domains, hostname, listeners):
+        """Who may use which envelope sender after AUTH: {address: [logins]} (sender_login_match).
+
+        A login that is an address owns that address; a bare login owns login@ each local domain
+        and the host name. mailsec_relay_sender_aliases adds addresses per login.
+        """
+        owners = {}
+
+        def own(address, login):
+            logins = owners.setdefault(address, [])
+            if login not in logins:
+                logins.append(login)
+
+        home = list(local_domains) + ([hostname] if hostname and hostname not in local_domains else [])
+
+        def own_login(login):
+            login = login.lower()  # Dovecot's passdb (username_format=%Lu) hands the MTA lower-case logins
+            if "@" in login:
+                address = login.lower()
+                if address.count("@") == 1 and _LOCAL_PART.match(address.partition("@")[0]):
+                    own(address, login)
+            elif _LOCAL_PART.match(login.lower()):
+                for domain in home:
+                    own("%s@%s" % (login.lower(), domain), login)
+
+        for login in sasl_names:
+            own_login(login)
+        entries = self.get_list("mailsec_relay_sender_aliases", fix="write it as a YAML list of {login, addresses} mappings")
+        for index, entry in enumerate(entries or []):
+            variable = "mailsec_relay_sender_aliases[%d]" % index
+            if not isinstance(entry, dict):
+                self.error(variable, "expected a mapping {login, addresses}, got %s" % _kind_of(entry), "write each entry as {login: alice, addresses: [...]}")
+                continue
+            for key in entry:
+                if key not in SENDER_ALIAS_KEYS:
+                    self.error("%s.%s" % (variable, key), "unknown key%s" % _did_you_mean(str(key), SENDER_ALIAS_KEYS), "use only login and addresses")
+            login = entry.get("login")
+            if not isinstance(login, str) or not grammar.is_login(login.strip()):
+                self.error(variable + ".login", "missing or invalid login %r" % (login,), "give the SASL login name, e.g. alice or alice@example.test")
+                continue
+            login = login.strip().lower()
+            own_login(login)
+            addresses = self.get_list(variable + ".addresses", value=entry.get("addresses"), given=True, fix="write it as a YAML list of addresses")
+            if not addresses:
+                if addresses == []:
+                    self.error(variable + ".addresses", "no addresses listed for %s" % login, "list the extra sender addresses of this login")
+                continue
+            for number, item in enumerate(addresses):
+                address = self.sender_address("%s.addresses[%d]" % (variable, number), item)
+                if address is not None:
+                    own(address, login)
+        enforced = [item["name"] for item in listeners if item.get("sender_login_match")]
+        if enforced and not owners and not self.errors:
+            self.error(
+                "mailsec_relay_sender_login_match",
+                "listener %s checks the sender against the login, but no login owns any address: every authenticated sender would be refused"
+                % ", ".join(enforced),
+                "list the users in mailsec_relay_sasl_users or their addresses in mailsec_relay_sender_aliases, or set sender_login_match: false",
+            )
+        return dict((address, sorted(owners[address])) for address in sorted(owners))
 
 
 def _as_list(value):

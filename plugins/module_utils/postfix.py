@@ -148,6 +148,33 @@ def _client_restrictions(allow, deny, refs):
     return ', '.join(parts)
 
 
+# Authenticated clients only: an address no login owns is refused too (unauthenticated MAIL never
+# gets this far on submission listeners: it is answered 530 first).
+SENDER_LOGIN_CHECK = 'reject_authenticated_sender_login_mismatch'
+
+
+def _sender_logins_table(owners):
+    """smtpd_sender_login_maps content: ``address login[,login]`` per owned sender address."""
+    lines = ['# Managed by mailsec.relay: do not edit, changes are overwritten.']
+    lines += ['%s %s' % (address, ','.join(logins)) for address, logins in sorted(owners.items())]
+    return '\n'.join(lines) + '\n'
+
+
+def _client_limit_settings(limits):
+    """Per-client brakes (anvil): connections at once, connections and AUTH commands per minute.
+
+    Postfix exempts smtpd_client_event_limit_exceptions (default $mynetworks: the relay networks).
+    """
+    if not limits:
+        return {}
+    return {
+        'anvil_rate_time_unit': '60s',
+        'smtpd_client_connection_count_limit': str(int(limits['connection_count'])),
+        'smtpd_client_connection_rate_limit': str(int(limits['connection_rate'])),
+        'smtpd_client_auth_rate_limit': str(int(limits['auth_rate'])),
+    }
+
+
 def render_postfix(effective, **options):
     """Map the effective relay policy (docs/policy-model.md) onto Postfix.
 
@@ -263,6 +290,15 @@ def render_postfix(effective, **options):
         main['smtpd_forbid_bare_newline'] = 'yes'
         # The default exempts $mynetworks; a trusted relay client could then still smuggle.
         main['smtpd_forbid_bare_newline_exclusions'] = ''
+    # Sender identity: the login must own MAIL FROM (issue 14); the owners table is rendered once.
+    sender_checked = any(lst.get('sender_login_match') for lst in listeners)
+    main['smtpd_sender_login_maps'] = add_table(
+        'sender_logins', _sender_logins_table(effective.get('sender_logins') or {}), 'hash') if sender_checked else None
+    main.update(_client_limit_settings(effective.get('client_limits')))
+    if effective.get('smarthost_tls') == 'encrypt':
+        # Mail for the relayhost stays queued unless TLS is negotiated (no certificate check).
+        main['smtp_tls_security_level'] = 'encrypt'
+        main['smtp_tls_mandatory_protocols'] = '>=TLSv1.2'
     main.update(opts.get('extra_main') or {})
 
     chroot = 'y' if opts['chroot'] else 'n'
@@ -279,7 +315,9 @@ def render_postfix(effective, **options):
             # RFC 6409 4.3: refuse MAIL itself without AUTH (not just RCPT) with 530, so a failed
             # AUTH cannot be followed by a transaction; delay_reject=no makes the check run at MAIL.
             overrides['smtpd_delay_reject'] = 'no'
-            overrides['smtpd_sender_restrictions'] = ', '.join(grants + ['$' + AUTH_REQUIRED_PARAM])
+            # Unauthenticated MAIL is refused by the 530 below whatever the sender, hosted domains included.
+            owner_check = [SENDER_LOGIN_CHECK] if auth and listener.get('sender_login_match') else []
+            overrides['smtpd_sender_restrictions'] = ', '.join(owner_check + grants + ['$' + AUTH_REQUIRED_PARAM])
         else:
             overrides['smtpd_sasl_auth_enable'] = 'no'
             lst_relay = list(listener.get('relay_networks') or [])

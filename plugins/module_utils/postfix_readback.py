@@ -54,6 +54,12 @@ PARAMS = (
     "smtpd_use_tls",
     "smtpd_tls_cert_file",
     "smtpd_tls_key_file",
+    "smtpd_sender_restrictions",
+    "smtpd_sender_login_maps",
+    "smtpd_client_connection_count_limit",
+    "smtpd_client_connection_rate_limit",
+    "smtpd_client_auth_rate_limit",
+    "smtp_tls_security_level",
 )
 PORT_NAMES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465}
 EVERYONE = NetSet(["0.0.0.0/0", "::/0"])
@@ -309,6 +315,33 @@ def _bind_address(service_name, interfaces, notes):
     return "*"
 
 
+_CLIENT_LIMIT_PARAMS = (("connection_count", "smtpd_client_connection_count_limit"),
+                        ("connection_rate", "smtpd_client_connection_rate_limit"),
+                        ("auth_rate", "smtpd_client_auth_rate_limit"))
+
+
+def client_limits(main):
+    """The per-client anvil limits in force (0 = off), for the keys postconf reported."""
+    limits = {}
+    for key, param in _CLIENT_LIMIT_PARAMS:
+        value = (main.get(param) or "").strip()
+        if value.isdigit():
+            limits[key] = int(value)
+    return limits
+
+
+_SENDER_LOGIN_CHECKS = ("reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch")
+
+
+def sender_login_match(settings):
+    """Whether authenticated senders must own MAIL FROM on a service (a login map and its check)."""
+    if not (settings.get("smtpd_sender_login_maps") or "").strip():
+        return False
+    return any(token in _SENDER_LOGIN_CHECKS for key in ("smtpd_sender_restrictions", "smtpd_relay_restrictions",
+                                                         "smtpd_recipient_restrictions")
+               for token in restriction_tokens(settings.get(key)))
+
+
 def interpret(raw):
     """Raw command output -> {mta, version, policy, notes, explicit}. Pure."""
     notes = []
@@ -371,6 +404,7 @@ def interpret(raw):
             "never": never.cidrs(),
             "connect_allow": allow.cidrs(),
             "connect_deny": deny.cidrs(),
+            "sender_login_match": sender_login_match(settings),
         })
 
     policy = {
@@ -383,6 +417,9 @@ def interpret(raw):
         "tls": {"cert": main.get("smtpd_tls_cert_file") or None, "key": main.get("smtpd_tls_key_file") or None},
     }
     finish_policy(policy)
+    policy["client_limits"] = client_limits(main)
+    policy["smarthost_tls"] = "encrypt" if (main.get("smtp_tls_security_level") or "").strip() in (
+        "encrypt", "verify", "secure", "dane-only") else "none"
     client_allow, client_deny = connect_lists(main.get("smtpd_client_restrictions"), tables, [])
     policy["connect_allow"] = client_allow.cidrs()
     policy["connect_deny"] = client_deny.cidrs()

@@ -354,6 +354,7 @@ def test_profile_mx_defaults():
             "relay_networks": [],
             "connect_allow": [],
             "connect_deny": [],
+            "sender_login_match": False,
         }
     ]
     assert effective["tls"] == {"cert": None, "key": None, "selfsigned": False}
@@ -388,6 +389,7 @@ def test_profile_null_client():
             "relay_networks": [],
             "connect_allow": [],
             "connect_deny": [],
+            "sender_login_match": False,
         }
     ]
     assert effective["smarthost"] == "smarthost.example.test:587"
