@@ -1100,7 +1100,7 @@ class _Builder(object):
             if value is None:
                 limits[key] = default
                 continue
-            if isinstance(value, str) and value.strip().isdigit():
+            if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):  # ASCII digits only
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ceiling:
                 self.error(
