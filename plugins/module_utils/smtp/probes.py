@@ -735,6 +735,10 @@ async def t13(ctx, client, rcpt):
     klass = classify(reply)
     if klass == ACCEPTED:
         return Outcome(PASS, "inbound mail accepted", reply, "RCPT")
+    if is_temporary_relay_refusal(reply):
+        # the server takes its own domain for a foreign one; the 4xx only defers the bounce
+        return Outcome(FAIL, "inbound mail for a hosted domain refused as relaying (temporary code): %s"
+                       % describe(reply), reply, "RCPT")
     if klass == TRANSIENT:
         return transient("temporary RCPT reply (greylisting?): %s" % describe(reply), reply, "RCPT")
     return Outcome(FAIL, "inbound mail for a hosted domain refused: %s" % describe(reply), reply, "RCPT")
