@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,25 @@ HASHED_MAP_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'sdbm')
 # main.cf restriction that answers MAIL without AUTH on submission listeners (RFC 6409 4.3).
 AUTH_REQUIRED_PARAM = 'mailsec_submission_auth_required'
 AUTH_REQUIRED_VALUE = 'check_sender_access static:{530 5.7.0 Authentication required}'
+# Adopt mode (brownfield hosts). When the module takes over a service that exists, it replaces only the
+# -o overrides that decide relaying, AUTH or TLS; any other override (content_filter, milters,
+# receive_override_options, ...) is the user's and stays.
+RELAY_OVERRIDE_RE = re.compile(
+    r'_restrictions$|^mynetworks|^relay_|^smtpd_sasl_|^smtpd_tls_|^smtpd_(use|enforce)_tls$|^smtpd_client_|'
+    r'^smtpd_authorized_|^smtpd_upstream_proxy|^smtpd_delay_reject$|^permit_mx_backup|^syslog_name$|'
+    r'^smtpd_forbid_|^smtpd_helo_required$|^smtpd_data_|^disable_vrfy_command$')
+# main.cf parameters that carry filters, milters, maps and hosted domains: reported as kept when the
+# desired state does not set them (they are the user's and are never touched then).
+KEPT_MAIN_RE = re.compile(r'_milters$|^milter_|^content_filter$|_maps$|_domains$|^virtual_transport$|'
+                          r'^receive_override_options$|^postscreen_|^smtpd_proxy_filter$')
+# master.cf services a stock Postfix has: not worth a "kept" line each.
+STOCK_SERVICES = frozenset((
+    'pickup/unix', 'cleanup/unix', 'qmgr/unix', 'tlsmgr/unix', 'rewrite/unix', 'bounce/unix', 'defer/unix',
+    'trace/unix', 'verify/unix', 'flush/unix', 'proxymap/unix', 'proxywrite/unix', 'smtp/unix', 'relay/unix',
+    'showq/unix', 'error/unix', 'retry/unix', 'discard/unix', 'local/unix', 'virtual/unix', 'lmtp/unix',
+    'anvil/unix', 'scache/unix', 'postlog/unix-dgram', 'maildrop/unix', 'uucp/unix', 'ifmail/unix',
+    'bsmtp/unix', 'scalemail-backend/unix', 'mailman/unix', 'pickup/fifo', 'qmgr/fifo'))
+OWNERSHIP_HEADER = 'mailsec.relay ownership record: the master.cf services this collection wrote. Do not edit.'
 # Parameters whose value names a file smtpd/smtp must be able to open at run time.
 FILE_PARAM_RE = re.compile(r'_(cert|key|dcert|dkey|eccert|eckey|dsa_cert|dsa_key)_file$|_chain_files$')
 
@@ -426,6 +446,7 @@ class ChangeSet(object):
         self.master_set = []  # full entries to (re)write
         self.master_remove = []  # "name/type" keys to remove
         self.files = {}       # path -> (before_content|None, after_content, reasons)
+        self.kept = []        # what exists, is not ours and stays as found (adopt mode), in words
 
     @property
     def changed(self):
@@ -448,6 +469,10 @@ class ChangeSet(object):
                 old = new = '(content hidden)'
             before.append('file %s:\n%s' % (path, old if old is not None else '(absent)'))
             after.append('file %s (%s):\n%s' % (path, ', '.join(reasons), new))
+        # Kept elements on both sides: unchanged context in the diff, but visible.
+        for item in self.kept:
+            before.append('kept: %s' % item)
+            after.append('kept: %s' % item)
         return {'before': '\n'.join(before) + ('\n' if before else ''),
                 'after': '\n'.join(after) + ('\n' if after else ''),
                 'before_header': 'postfix (before)', 'after_header': 'postfix (after)'}
@@ -457,6 +482,7 @@ class ChangeSet(object):
             'main': {k: {'before': v[0], 'after': v[1]} for k, v in self.main.items()},
             'master': {k: {'before': v[0], 'after': v[1]} for k, v in self.master.items()},
             'files': sorted(self.files),
+            'kept': list(self.kept),
         }
 
 
@@ -467,14 +493,37 @@ def _service_line(name, stype, entry):
     return format_master_entry(service)
 
 
-def compute_changes(current_main, current_master, current_files, main, master, files, purge_commands=()):
+def _front_target(current_master, service):
+    """For a declared smtpd listener whose current entry runs postscreen (``keep_front``): the
+    ``(name, type)`` of the smtpd pass service behind it, which takes the listener's settings, or None."""
+    key = (service['name'], service.get('type', 'inet'))
+    have = current_master.get(key)
+    if not service.get('keep_front') or have is None or have['command'].split()[:1] != ['postscreen']:
+        return None
+    passes = [k for k, v in current_master.items() if k[1] == 'pass' and v['command'].split()[:1] == ['smtpd']]
+    return passes[0] if len(passes) == 1 else None
+
+
+def _kept_service_text(key, entry):
+    program = entry['command'].split()[:1] or ['?']
+    return '%s %s %s (master.cf)' % (program[0], key[0], key[1])
+
+
+def compute_changes(current_main, current_master, current_files, main, master, files, purge_commands=(),
+                    adopt=False, owned=None):
     """Compare the current state with the desired one.
 
     current_files: path -> {'content': str|None, 'mode': int|None, 'db_fresh': bool}.
     master services are exclusive about their -o overrides: a managed service ends up with
     exactly the declared ones, so a stale permissive override cannot survive.
+
+    adopt (brownfield hosts): purge_commands removes only the services in ``owned`` (labels
+    "name/type" an earlier run wrote, from the ownership record); an existing service keeps its
+    overrides that do not decide relaying (RELAY_OVERRIDE_RE); everything else that exists and is
+    not declared is listed in ``changes.kept``.
     """
     changes = ChangeSet()
+    owned = set(owned or ())
     for name, value in (main or {}).items():
         want = to_postconf_value(value)
         have = current_main.get(name)
@@ -492,10 +541,24 @@ def compute_changes(current_main, current_master, current_files, main, master, f
                 changes.master[label] = (_service_line(key[0], key[1], have), None)
                 changes.master_remove.append(label)
             continue
+        front = _front_target(current_master, service)
+        if front is not None:
+            # postscreen stays the front door; its smtpd pass service gets the listener's settings.
+            changes.kept.append('postscreen %s %s in front of %s %s' % (key[0], key[1], front[0], front[1]))
+            pass_entry = current_master[front]
+            service = dict(service, name=front[0], type=front[1],
+                           **{f: pass_entry.get(f) for f in MASTER_FIELDS})
+            key, have, label = front, pass_entry, '%s/%s' % front
+            declared.add(key)
         want = {f: str(service.get(f) or '-') for f in MASTER_FIELDS}
         want['command'] = ' '.join(str(service['command']).split())
         want['overrides'] = {k: to_postconf_value(v) for k, v in (service.get('overrides') or {}).items()
                              if v is not None}
+        if adopt and have is not None:
+            for name, value in sorted(have['overrides'].items()):
+                if name not in want['overrides'] and not RELAY_OVERRIDE_RE.search(name):
+                    want['overrides'][name] = value
+                    changes.kept.append('%s/%s: -o %s=%s' % (key[0], key[1], name, value))
         if have is None or any(have.get(f) != want[f] for f in MASTER_FIELDS + ('command',)) or \
                 {k: normalize_value(v) for k, v in have['overrides'].items()} != \
                 {k: normalize_value(v) for k, v in want['overrides'].items()}:
@@ -503,14 +566,20 @@ def compute_changes(current_main, current_master, current_files, main, master, f
             changes.master[label] = (_service_line(key[0], key[1], have), new_line)
             changes.master_set.append((label, new_line))
 
-    if purge_commands:
-        for key, have in sorted(current_master.items()):
-            if key in declared or key[1] != 'inet':
-                continue
-            if have['command'].split()[0] in purge_commands:
-                label = '%s/%s' % key
-                changes.master[label] = (_service_line(key[0], key[1], have), None)
-                changes.master_remove.append(label)
+    for key, have in sorted(current_master.items()):
+        if key in declared:
+            continue
+        label = '%s/%s' % key
+        purge = purge_commands and key[1] == 'inet' and have['command'].split()[0] in purge_commands
+        if purge and (not adopt or label in owned):
+            changes.master[label] = (_service_line(key[0], key[1], have), None)
+            changes.master_remove.append(label)
+        elif label not in STOCK_SERVICES:
+            changes.kept.append(_kept_service_text(key, have))
+
+    for name in sorted(current_main):
+        if name not in (main or {}) and KEPT_MAIN_RE.search(name) and current_main[name] != '':
+            changes.kept.append('%s = %s (main.cf)' % (name, current_main[name]))
 
     for spec in files or []:
         path = spec['path']
@@ -525,6 +594,27 @@ def compute_changes(current_main, current_master, current_files, main, master, f
         if reasons:
             changes.files[path] = (have.get('content'), spec['content'], reasons)
     return changes
+
+
+def ownership_record(master):
+    """Content of the ownership record for the desired master.cf services (deterministic: a rerun
+    with the same policy writes the same bytes, so it never counts as a change)."""
+    labels = sorted(set('%s/%s' % (s['name'], s.get('type', 'inet')) for s in master or []
+                        if s.get('state', 'present') == 'present'))
+    return json.dumps({'comment': OWNERSHIP_HEADER, 'master': labels}, indent=1, sort_keys=True) + '\n'
+
+
+def parse_ownership(text):
+    """Labels an earlier run recorded as its own; None when there is no (readable) record: the host
+    was never converged by this collection, so nothing on it is ours."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    labels = data.get('master') if isinstance(data, dict) else None
+    return set(str(item) for item in labels) if isinstance(labels, list) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,12 +687,24 @@ class PostfixApplier(object):
                                'directory are staged with it' % (path, root))
         return os.path.relpath(full, root)
 
-    def plan(self, main, master, files, purge_commands=()):
+    def plan(self, main, master, files, purge_commands=(), adopt=False, ownership_file=None):
+        """The ChangeSet. With ``ownership_file`` (a path under config_dir) the record of what this
+        collection wrote is read (purge in adopt mode removes only what it lists) and rewritten in the same
+        transaction: ``files`` gets its spec appended (callers pass the same list to stage and validate)."""
+        owned = None
+        if ownership_file:
+            owned = parse_ownership(self.read_files([{'path': ownership_file}])[ownership_file]['content'])
+            files.append({'path': ownership_file, 'content': ownership_record(master), 'mode': '0644', 'map_type': None})
         for spec in files or []:
             self._rel(spec['path'])
         cur_main, cur_master = self.read_state()
         cur_files = self.read_files(files)
-        return compute_changes(cur_main, cur_master, cur_files, main, master, files, purge_commands)
+        changes = compute_changes(cur_main, cur_master, cur_files, main, master, files, purge_commands,
+                                  adopt=adopt, owned=owned)
+        if ownership_file and owned is None:
+            changes.kept.insert(0, 'first run on this host: no ownership record (%s), nothing here is ours yet'
+                                % ownership_file)
+        return changes
 
     # -- staging & validation ----------------------------------------------------------------
     def stage(self, changes, files):
@@ -766,8 +868,13 @@ class PostfixApplier(object):
         level = main.get('smtpd_tls_security_level', 'none')
         interfaces = main.get('inet_interfaces', 'all')
         result = []
+        pass_overrides = {}
+        for (name, stype), entry in services.items():
+            if stype == 'pass' and entry['command'].split()[:1] == ['smtpd']:
+                pass_overrides = entry['overrides']
         for (name, stype), entry in sorted(services.items()):
-            if stype != 'inet' or entry['command'].split()[0] != 'smtpd':
+            program = entry['command'].split()[:1]
+            if stype != 'inet' or program not in (['smtpd'], ['postscreen']):
                 continue
             host, dummy, port = name.rpartition(':')
             host = host.strip('[]')
@@ -780,6 +887,9 @@ class PostfixApplier(object):
             except OSError:
                 raise PostfixError('master.cf service %s: unknown port name %s' % (name, port))
             ov = entry['overrides']
+            if program == ['postscreen']:
+                # A postscreen front hands a trusted (loopback) client straight to its smtpd pass service.
+                ov = dict(pass_overrides, **ov)
             wrapper = ov.get('smtpd_tls_wrappermode', main.get('smtpd_tls_wrappermode', 'no')) == 'yes'
             starttls = ov.get('smtpd_tls_security_level', level) in ('may', 'encrypt') and not wrapper
             result.append((name, host, port_num, wrapper, starttls))
