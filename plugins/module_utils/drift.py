@@ -173,6 +173,8 @@ def compare(desired, actual, host="localhost"):
         detail = "; ".join(parts)
         add(finding(host, key, not detail, want, have, detail))
 
+    out.extend(compare_hosted(desired, actual, host))
+
     # -- relay grants -------------------------------------------------------------------------
     want = NetSet(desired.get("relay_networks") or [])
     have = NetSet(actual.get("relay_networks") or [])
@@ -205,6 +207,33 @@ def compare(desired, actual, host="localhost"):
 
     # -- listeners ------------------------------------------------------------------------------
     out.extend(compare_listeners(desired, actual, host))
+    return out
+
+
+def compare_hosted(desired, actual, host):
+    """Hosted domain kinds, recipient validation, blocked domains, postscreen (issue 15).
+
+    Compared only where the readback knows them and the policy says something: an unset kind or
+    postscreen means "keep what the host has", which is never drift.
+    """
+    out = []
+    for key in ("virtual_mailbox_domains", "virtual_alias_domains", "blocked_domains"):
+        if key not in actual or (not desired.get(key) and key != "blocked_domains"):
+            continue
+        want, have = _domains(desired.get(key)), _domains(actual.get(key))
+        extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+        parts = ["extra %s" % ", ".join(extra)] if extra else []
+        parts += ["missing %s" % ", ".join(missing)] if missing else []
+        out.append(finding(host, key, not parts, want, have, "; ".join(parts)))
+    if "relay_recipient_validation" in actual and desired.get("relay_recipient_validation"):
+        have = bool(actual.get("relay_recipient_validation"))
+        out.append(finding(host, "relay_recipient_validation", have, True, have,
+                           "" if have else "recipient validation for relay domains is gone (map removed or unset: "
+                                           "unknown recipients are accepted, a backscatter source)"))
+    if "postscreen" in actual and desired.get("postscreen") is not None:
+        want, have = bool(desired.get("postscreen")), bool(actual.get("postscreen"))
+        out.append(finding(host, "postscreen", want == have, want, have,
+                           "" if want == have else "postscreen from %s to %s" % (want, have)))
     return out
 
 

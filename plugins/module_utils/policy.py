@@ -84,7 +84,25 @@ VARIABLES = {
     "mailsec_relay_sasl_users": "list",
     "mailsec_relay_smarthost": "str",
     "mailsec_relay_allow_broad_networks": "list",
+    # Brownfield hosts (issue 15): postscreen and the hosted domain kinds.
+    "mailsec_relay_postscreen": "bool",
+    "mailsec_relay_postscreen_pregreet": "str",
+    "mailsec_relay_virtual_mailbox_domains": "list",
+    "mailsec_relay_virtual_mailbox_maps": "list",
+    "mailsec_relay_virtual_alias_domains": "list",
+    "mailsec_relay_virtual_alias_maps": "list",
+    "mailsec_relay_relay_recipients": "list",
+    "mailsec_relay_relay_recipient_maps": "list",
+    "mailsec_relay_blocked_domains": "list",
 }
+
+PREGREET_ACTIONS = ("enforce", "drop", "ignore")
+# Lookup tables a map variable may name (Postfix type:name; the Exim renderer reads the file types).
+MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr", "proxy",
+             "mysql", "pgsql", "sqlite", "ldap", "memcache", "socketmap", "tcp")
+FILE_MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr")
+_MAP_REFERENCE = re.compile(r"^(?P<type>[a-z0-9]+):(?P<name>[^\s,{}]+)$")
+_RECIPIENT = re.compile(r"^(?P<local>[^\s@<>(),;:\"]*)@(?P<domain>[^\s@<>]+)$")
 
 LISTENER_KEYS = ("name", "address", "port", "role", "tls", "auth", "relay_networks", "connect_allow", "connect_deny")
 SASL_USER_KEYS = ("name", "password")
@@ -638,6 +656,8 @@ class _Builder(object):
 
         sasl = self.sasl(auth_relay)
         smarthost = self.smarthost()
+        hosted = self.hosted_domains(local_domains, relay_domains, profile)
+        postscreen = self.postscreen(listeners)
 
         if self.errors:
             raise PolicyErrors(self.errors)
@@ -659,6 +679,9 @@ class _Builder(object):
             "tls": tls,
             "sasl": sasl,
             "smarthost": smarthost,
+            "postscreen": postscreen,
+            "postscreen_pregreet": self.get_str("mailsec_relay_postscreen_pregreet", "enforce"),
+            **hosted,
             "warnings": list(self.warnings),
         }
 
@@ -1025,6 +1048,136 @@ class _Builder(object):
                 return None
             normalized = "[%s]" % name if match.group("bracketed") else name
         return normalized + (":%d" % port if port is not None else "")
+
+    # ---- brownfield: postscreen and hosted domain kinds (issue 15) -----------------------------
+
+    def postscreen(self, listeners):
+        """True/False: render (or remove) a postscreen front; None: keep whatever the host has."""
+        value = self.get_bool("mailsec_relay_postscreen", None)
+        pregreet = self.get_str("mailsec_relay_postscreen_pregreet", "enforce")
+        if pregreet not in PREGREET_ACTIONS:
+            self.error(
+                "mailsec_relay_postscreen_pregreet",
+                "unknown action '%s'%s" % (pregreet, _did_you_mean(str(pregreet), PREGREET_ACTIONS)),
+                "use enforce (refuse clients that talk before the greeting, the default), drop or ignore",
+            )
+        fronted = [item for item in listeners if item["role"] == "mx" and item["port"] == 25]
+        if value and not fronted:
+            self.error(
+                "mailsec_relay_postscreen",
+                "postscreen fronts an mx listener on port 25, and this policy has none",
+                "add an mx listener on port 25, or set mailsec_relay_postscreen: false",
+            )
+        elif value and len(fronted) > 1:
+            self.error(
+                "mailsec_relay_postscreen",
+                "postscreen can front one port-25 listener, and this policy has %d (%s)" % (len(fronted), ", ".join(i["name"] for i in fronted)),
+                "keep one mx listener on port 25, or set mailsec_relay_postscreen: false",
+            )
+        return value
+
+    def map_references(self, variable):
+        result = []
+        for index, entry in enumerate(self.get_list(variable, fix="write it as a YAML list, e.g. ['hash:/etc/postfix/vmailbox']") or []):
+            name = "%s[%d]" % (variable, index)
+            match = _MAP_REFERENCE.match(entry.strip()) if isinstance(entry, str) else None
+            if not match or match.group("type") not in MAP_TYPES:
+                self.error(
+                    name,
+                    "%r is not a lookup table reference (type:name)" % (entry,),
+                    "write type:/absolute/path with one of %s, e.g. hash:/etc/postfix/vmailbox" % ", ".join(FILE_MAP_TYPES),
+                )
+                continue
+            if match.group("type") in FILE_MAP_TYPES and not match.group("name").startswith("/"):
+                self.error(name, "'%s': the table file is not an absolute path" % entry, "give the full path, e.g. hash:/etc/postfix/vmailbox")
+                continue
+            if entry.strip() not in result:
+                result.append(entry.strip())
+        return result
+
+    def hosted_domains(self, local_domains, relay_domains, profile):
+        """The hosted domain kinds besides local and relay: virtual mailbox, virtual alias, blocked;
+        recipient validation for relay domains. Every domain has exactly one kind."""
+        kinds = [("mailsec_relay_local_domains", local_domains), ("mailsec_relay_relay_domains", relay_domains)]
+        found = {}
+        for variable in ("mailsec_relay_virtual_mailbox_domains", "mailsec_relay_virtual_alias_domains", "mailsec_relay_blocked_domains"):
+            found[variable] = self.domain_list(variable)
+            kinds.append((variable, found[variable]))
+        owner = {}
+        for variable, domains in kinds:
+            for domain, name in domains.items():
+                if domain in owner:
+                    self.error(
+                        name,
+                        "%s is also in %s" % (domain, owner[domain]),
+                        "a domain has one kind (local, virtual mailbox, virtual alias, relay or blocked): remove it from one of the lists",
+                    )
+                else:
+                    owner[domain] = name
+        if profile == "null_client":
+            for variable in ("mailsec_relay_virtual_mailbox_domains", "mailsec_relay_virtual_alias_domains"):
+                if found[variable]:
+                    self.error(variable, "a null_client accepts no mail from the network", "remove %s, or choose profile mx" % variable)
+        mailbox_maps = self.map_references("mailsec_relay_virtual_mailbox_maps")
+        alias_maps = self.map_references("mailsec_relay_virtual_alias_maps")
+        recipient_maps = self.map_references("mailsec_relay_relay_recipient_maps")
+        if mailbox_maps and not found["mailsec_relay_virtual_mailbox_domains"]:
+            self.error(
+                "mailsec_relay_virtual_mailbox_maps",
+                "mailbox maps without virtual mailbox domains are never consulted",
+                "list the domains in mailsec_relay_virtual_mailbox_domains, or remove the maps",
+            )
+        recipients = []
+        for index, entry in enumerate(self.get_list("mailsec_relay_relay_recipients", fix="write it as a YAML list, e.g. ['alice@partner.example']") or []):
+            name = "mailsec_relay_relay_recipients[%d]" % index
+            match = _RECIPIENT.match(entry.strip().lower()) if isinstance(entry, str) else None
+            if not match:
+                self.error(name, "%r is not an address (local@domain, or @domain for every name)" % (entry,), "write e.g. alice@partner.example")
+                continue
+            domain = self.normalize_domain(name, match.group("domain"))
+            if domain is None:
+                continue
+            if domain not in relay_domains:
+                self.error(
+                    name,
+                    "%s is not in mailsec_relay_relay_domains: recipient validation applies to relay domains only" % domain,
+                    "add %s to mailsec_relay_relay_domains, or remove this entry" % domain,
+                )
+                continue
+            address = "%s@%s" % (match.group("local"), domain)
+            if address not in recipients:
+                recipients.append(address)
+        validation = bool(recipients or recipient_maps)
+        if validation and not relay_domains:
+            self.error(
+                "mailsec_relay_relay_recipients",
+                "recipient validation is set but there is no relay domain",
+                "list the relay domains in mailsec_relay_relay_domains, or remove the recipients and maps",
+            )
+        if recipients and not recipient_maps:
+            listed = set(address.split("@", 1)[1] for address in recipients)
+            for domain in sorted(set(relay_domains) - listed):
+                self.error(
+                    relay_domains[domain],
+                    "recipient validation is on and no recipient of %s is listed: all its mail would be refused" % domain,
+                    "list its recipients in mailsec_relay_relay_recipients (@%s accepts every name), or name a map in "
+                    "mailsec_relay_relay_recipient_maps" % domain,
+                )
+        if validation:
+            # RFC 5321 4.5.1: postmaster must be accepted for every domain the host accepts mail for.
+            for domain in sorted(relay_domains):
+                if recipients and "postmaster@%s" % domain not in recipients and "@%s" % domain not in recipients:
+                    recipients.append("postmaster@%s" % domain)
+        return {
+            "virtual_mailbox_domains": sorted(found["mailsec_relay_virtual_mailbox_domains"]),
+            "virtual_mailbox_maps": mailbox_maps,
+            "virtual_alias_domains": sorted(found["mailsec_relay_virtual_alias_domains"]),
+            "virtual_alias_maps": alias_maps,
+            "relay_recipient_validation": validation,
+            "relay_recipients": sorted(recipients),
+            "relay_recipient_maps": recipient_maps,
+            "blocked_domains": sorted(found["mailsec_relay_blocked_domains"]),
+        }
 
 
 def _as_list(value):

@@ -220,6 +220,13 @@ def render_postfix(effective, **options):
     # may still mail local/relay domains but never relay, whatever else they are granted.
     never_ref = add_table('relay_never.cidr', _cidr_table(never, 'reject_unauth_destination'))
     never_check = 'check_client_access ' + never_ref
+    blocked = list(effective.get('blocked_domains') or [])
+    if blocked:
+        # Blocked domains: refused for everyone (trusted and authenticated clients too), so the check
+        # comes ahead of every grant. access(5) REJECT answers 554 5.7.1.
+        content = '# Managed by mailsec.relay: do not edit.\n' + ''.join(
+            '%s REJECT 5.7.1 Mail for %s is not accepted here\n' % (d, d) for d in blocked)
+        never_check = 'check_recipient_access %s, %s' % (add_table('blocked_domains', content, 'hash'), never_check)
 
     relay_grants = ['permit_mynetworks']
     client_names = list(effective.get('client_names') or [])
@@ -279,6 +286,24 @@ def render_postfix(effective, **options):
     # braces (format_override refuses them) and the reply is written once.
     main[AUTH_REQUIRED_PARAM] = AUTH_REQUIRED_VALUE if any(
         lst.get('role') == 'submission' for lst in listeners) else None
+    # Hosted domain kinds (issue 15). Unset kinds and maps are not written: a host's own virtual
+    # domains and maps stay as they are (adopt mode).
+    for kind in ('virtual_mailbox', 'virtual_alias'):
+        if effective.get(kind + '_domains'):
+            main[kind + '_domains'] = ', '.join(effective[kind + '_domains'])
+        if effective.get(kind + '_maps'):
+            main[kind + '_maps'] = ', '.join(effective[kind + '_maps'])
+    if effective.get('relay_recipient_validation'):
+        maps = list(effective.get('relay_recipient_maps') or [])
+        if effective.get('relay_recipients'):
+            content = '# Managed by mailsec.relay: do not edit.\n' + ''.join(
+                '%s OK\n' % address for address in effective['relay_recipients'])
+            maps.append(add_table('relay_recipients', content, 'hash'))
+        main['relay_recipient_maps'] = ', '.join(maps)
+    if effective.get('postscreen'):
+        main['postscreen_greet_action'] = effective.get('postscreen_pregreet') or 'enforce'
+        # Trusted clients skip the tests (and their greeting delay), as the relay grants trust them.
+        main['postscreen_access_list'] = 'permit_mynetworks'
     if supports_forbid_bare_newline(opts['postfix_version']):
         main['smtpd_forbid_bare_newline'] = 'yes'
         # The default exempts $mynetworks; a trusted relay client could then still smuggle.
@@ -318,9 +343,21 @@ def render_postfix(effective, **options):
             if lst_allow:
                 lrefs['allow'] = add_table('connect_allow_%s.cidr' % listener['name'], _cidr_table(lst_allow, 'OK'))
             overrides['smtpd_client_restrictions'] = _client_restrictions(lst_allow, lst_deny, lrefs)
-        master.append({'name': name, 'type': 'inet', 'private': 'n', 'unpriv': '-', 'chroot': chroot,
-                       'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'overrides': overrides,
-                       'state': 'present'})
+        entry = {'name': name, 'type': 'inet', 'private': 'n', 'unpriv': '-', 'chroot': chroot,
+                 'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'overrides': overrides,
+                 'state': 'present'}
+        fronted = listener.get('role') == 'mx' and int(listener['port']) == 25
+        if fronted and effective.get('postscreen'):
+            # POSTSCREEN_README: postscreen owns the port and hands clients to the smtpd pass service.
+            master.append(dict(entry, maxproc='1', command='postscreen', overrides={}))
+            master.append(dict(entry, name='smtpd', type='pass', private='-'))
+            for helper in ('dnsblog', 'tlsproxy'):
+                master.append({'name': helper, 'type': 'unix', 'private': '-', 'unpriv': '-', 'chroot': chroot,
+                               'wakeup': '-', 'maxproc': '0', 'command': helper, 'overrides': {}, 'state': 'present'})
+            continue
+        if fronted and effective.get('postscreen') is None:
+            entry['keep_front'] = True  # a postscreen already in front of this port stays (adopt mode)
+        master.append(entry)
     return {'main': main, 'master': master, 'files': files}
 
 
