@@ -182,3 +182,36 @@ def test_unset_postscreen_and_kinds_are_never_drift():
     rendered = pf.render_postfix(build(BROWNFIELD))
     findings = drift.compare_hosted(effective, readback_of(rendered)["policy"], "mx")
     assert [f["check"] for f in findings] == ["blocked_domains"]  # blocked: the policy blocks none, the host does
+
+
+def test_exim_renders_the_hosted_kinds_and_checks_them_with_bh():
+    from ansible_collections.mailsec.relay.plugins.module_utils import exim
+
+    effective = build(dict(BROWNFIELD, mailsec_relay_postscreen=None))
+    main = exim.render_main(effective)
+    assert "MAIN_LOCAL_DOMAINS = @ : localhost : local.example.test : example.test : alias.example.test" in main
+    assert "domainlist mailsec_blocked_domains = blocked.example.test" in main
+    acl = exim.render_acl(effective)
+    assert "  deny    domains = +mailsec_blocked_domains\n          message = 554 5.7.1" in acl
+    assert ("!recipients = <; *@open.example.test ; alice@partner.example.test ; postmaster@partner.example.test"
+            in acl)
+    # The validation comes before the inbound accept, the blocked check before every grant.
+    assert acl.index("!recipients") < acl.index("# inbound on mx listeners")
+    assert acl.index("+mailsec_blocked_domains") < acl.index("+mailsec_never_relay_hosts")
+    checks = dict((c["name"], c) for c in exim.derive_checks(effective))
+    unknown = [c for name, c in checks.items() if "unknown in partner.example.test" in name]
+    blocked = [c for name, c in checks.items() if "blocked blocked.example.test" in name]
+    assert unknown and all(c["expect"] == "deny" for c in unknown)
+    assert blocked and all(c["expect"] == "deny" for c in blocked)
+    assert all(c["expect"] == "accept" for name, c in checks.items() if "external" in name and "domain partner" in name)
+
+
+def test_exim_reads_file_recipient_maps_and_refuses_others():
+    from ansible_collections.mailsec.relay.plugins.module_utils import exim
+
+    effective = build(dict(BROWNFIELD, mailsec_relay_relay_recipients=[],
+                           mailsec_relay_relay_recipient_maps=["hash:/etc/postfix/relay_recipients"]))
+    assert exim.relay_recipient_list(effective) == "<; lsearch*@;/etc/postfix/relay_recipients"
+    effective["relay_recipient_maps"] = ["mysql:/etc/postfix/mysql-relay.cf"]
+    with pytest.raises(exim.EximError, match="only file tables"):
+        exim.relay_recipient_list(effective)
