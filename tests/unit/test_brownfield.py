@@ -215,3 +215,22 @@ def test_exim_reads_file_recipient_maps_and_refuses_others():
     effective["relay_recipient_maps"] = ["mysql:/etc/postfix/mysql-relay.cf"]
     with pytest.raises(exim.EximError, match="only file tables"):
         exim.relay_recipient_list(effective)
+
+
+def test_verify_plan_expects_every_hosted_kind_and_the_refusals():
+    from ansible_collections.mailsec.relay.plugins.module_utils import verify_plan
+
+    effective = build(BROWNFIELD)
+    target = verify_plan.build_target("mx", effective, "203.0.113.100", ["203.0.113.10"])
+    assert target["local_domains"] == ["local.example.test", "example.test", "alias.example.test"]
+    assert target["relay_domains"] == ["open.example.test", "partner.example.test"]
+    # open.example.test accepts every name (@open.example.test): no unknown-recipient probe there.
+    assert target["refused_recipients"] == [
+        {"address": "mailsec-probe-unknown-recipient@partner.example.test", "kind": "unknown"},
+        {"address": "postmaster@blocked.example.test", "kind": "blocked"},
+    ]
+    # Where the vantage cannot deliver inbound, nothing is expected either way.
+    effective["listeners"][0]["connect_allow"] = ["198.51.100.0/24"]
+    target = verify_plan.build_target("mx", effective, "203.0.113.100", ["203.0.113.10"])
+    assert "refused_recipients" not in target and target["local_domains"] == []
+    assert "refused_recipients" not in verify_plan.build_target("mx", build({}), "203.0.113.100", ["203.0.113.10"])
