@@ -94,7 +94,11 @@ VARIABLES = {
     "mailsec_relay_relay_recipients": "list",
     "mailsec_relay_relay_recipient_maps": "list",
     "mailsec_relay_blocked_domains": "list",
+    "mailsec_relay_content_filter": "dict",
+    "mailsec_relay_milters": "list",
 }
+CONTENT_FILTER_KEYS = ("next_hop", "reinject_address", "reinject_port")
+_MILTER = re.compile(r"^(inet:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:/[^\s,{}]+)$")
 
 PREGREET_ACTIONS = ("enforce", "drop", "ignore")
 # Lookup tables a map variable may name (Postfix type:name; the Exim renderer reads the file types).
@@ -658,6 +662,8 @@ class _Builder(object):
         smarthost = self.smarthost()
         hosted = self.hosted_domains(local_domains, relay_domains, profile)
         postscreen = self.postscreen(listeners)
+        content_filter = self.content_filter()
+        milters = self.milters()
 
         if self.errors:
             raise PolicyErrors(self.errors)
@@ -682,6 +688,8 @@ class _Builder(object):
             "postscreen": postscreen,
             "postscreen_pregreet": self.get_str("mailsec_relay_postscreen_pregreet", "enforce"),
             **hosted,
+            "content_filter": content_filter,
+            "milters": milters,
             "warnings": list(self.warnings),
         }
 
@@ -1075,6 +1083,52 @@ class _Builder(object):
                 "keep one mx listener on port 25, or set mailsec_relay_postscreen: false",
             )
         return value
+
+    def content_filter(self):
+        """An after-queue content filter (FILTER_README): mail goes to next_hop, comes back on a
+        re-injection listener of its own, bound to loopback and relaying only for loopback. None: keep as found."""
+        variable = "mailsec_relay_content_filter"
+        raw = self.raw.get(variable)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.error(variable, "expected a mapping {next_hop, reinject_address, reinject_port}, got %s" % _kind_of(raw),
+                       "write e.g. {next_hop: '[127.0.0.1]:10024', reinject_port: 10025}")
+            return None
+        for key in raw:
+            if key not in CONTENT_FILTER_KEYS:
+                self.error("%s.%s" % (variable, key), "unknown key%s" % _did_you_mean(str(key), CONTENT_FILTER_KEYS),
+                           "use only: %s" % ", ".join(CONTENT_FILTER_KEYS))
+        hop = raw.get("next_hop")
+        match = re.match(r"^\[(?P<host>[^\]]+)\]:(?P<port>\d{1,5})$", hop.strip()) if isinstance(hop, str) else None
+        if not match or _parse_address(match.group("host")) is None or not 1 <= int(match.group("port")) <= 65535:
+            self.error(variable + ".next_hop", "%r is not [address]:port" % (hop,), "write where the filter listens, e.g. '[127.0.0.1]:10024'")
+        address = _parse_address(raw.get("reinject_address", "127.0.0.1"))
+        if address is None or not is_loopback_address(address):
+            self.error(
+                variable + ".reinject_address",
+                "the re-injection listener must be bound to loopback, not %r: from outside it would be an open relay" % (raw.get("reinject_address"),),
+                "use 127.0.0.1 or ::1 (the filter runs on this host)",
+            )
+        port = raw.get("reinject_port", 10025)
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535 or port in (25, 465, 587):
+            self.error(variable + ".reinject_port", "invalid re-injection port %r" % (port,), "use a free port of its own, e.g. 10025")
+        if not match or address is None or not isinstance(port, int):
+            return None
+        return {"next_hop": "[%s]:%s" % (_parse_address(match.group("host")), match.group("port")), "reinject_address": address, "reinject_port": port}
+
+    def milters(self):
+        """Milters for mail from the network (Postfix smtpd_milters). [] : keep what the host has."""
+        result = []
+        for index, entry in enumerate(self.get_list("mailsec_relay_milters", fix="write it as a YAML list, e.g. ['inet:127.0.0.1:8891']") or []):
+            if not isinstance(entry, str) or not _MILTER.match(entry.strip()):
+                self.error("mailsec_relay_milters[%d]" % index, "%r is not a milter address" % (entry,),
+                           "write inet:host:port or unix:/path, e.g. inet:127.0.0.1:8891 (OpenDKIM)")
+            elif entry.strip() not in result:
+                result.append(entry.strip())
+        return result
 
     def map_references(self, variable):
         result = []

@@ -300,6 +300,8 @@ def render_postfix(effective, **options):
                 '%s OK\n' % address for address in effective['relay_recipients'])
             maps.append(add_table('relay_recipients', content, 'hash'))
         main['relay_recipient_maps'] = ', '.join(maps)
+    if effective.get('milters'):
+        main['smtpd_milters'] = ', '.join(effective['milters'])
     if effective.get('postscreen'):
         main['postscreen_greet_action'] = effective.get('postscreen_pregreet') or 'enforce'
         # Trusted clients skip the tests (and their greeting delay), as the relay grants trust them.
@@ -358,7 +360,36 @@ def render_postfix(effective, **options):
         if fronted and effective.get('postscreen') is None:
             entry['keep_front'] = True  # a postscreen already in front of this port stays (adopt mode)
         master.append(entry)
+    content_filter = effective.get('content_filter')
+    if content_filter:
+        master += _content_filter_services(content_filter, chroot)
+        main['content_filter'] = '%s:%s' % (CONTENT_FILTER_TRANSPORT, content_filter['next_hop'])
     return {'main': main, 'master': master, 'files': files}
+
+
+CONTENT_FILTER_TRANSPORT = 'mailsec-filter'
+
+
+def _content_filter_services(content_filter, chroot):
+    """FILTER_README's advanced content filter: the transport to the filter and the re-injection
+    listener, bound to loopback, relaying for loopback only, with no filter of its own (no loop)."""
+    address = ipaddress.ip_address(content_filter['reinject_address'])
+    host = '[%s]' % address if address.version == 6 else str(address)
+    loopback = '127.0.0.0/8' if address.version == 4 else '[::1]/128'
+    transport = {'name': CONTENT_FILTER_TRANSPORT, 'type': 'unix', 'private': '-', 'unpriv': '-', 'chroot': chroot,
+                 'wakeup': '-', 'maxproc': '10', 'command': 'smtp', 'state': 'present',
+                 'overrides': {'smtp_send_xforward_command': 'yes', 'disable_mime_output_conversion': 'yes',
+                               'smtp_generic_maps': ''}}
+    reinject = {'name': '%s:%d' % (host, int(content_filter['reinject_port'])), 'type': 'inet', 'private': 'n',
+                'unpriv': '-', 'chroot': 'n', 'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'state': 'present',
+                'overrides': {'syslog_name': 'postfix/reinject', 'content_filter': '',
+                              'receive_override_options': 'no_unknown_recipient_checks,no_header_body_checks,no_milters',
+                              'smtpd_helo_restrictions': '', 'smtpd_client_restrictions': '',
+                              'smtpd_sender_restrictions': '', 'smtpd_recipient_restrictions': '',
+                              'smtpd_relay_restrictions': 'permit_mynetworks, reject',
+                              'smtpd_sasl_auth_enable': 'no', 'mynetworks': loopback,
+                              'smtpd_authorized_xforward_hosts': loopback}}
+    return [transport, reinject]
 
 
 # --------------------------------------------------------------------------------------------

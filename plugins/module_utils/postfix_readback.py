@@ -402,9 +402,12 @@ def interpret(raw):
             continue
         sasl = _yes(settings.get("smtpd_sasl_auth_enable"))
         lnotes = []
+        # A -o mynetworks override (a re-injection listener's 127.0.0.0/8, or a careless 0.0.0.0/0)
+        # is what permit_mynetworks means on that listener.
+        own_mynetworks = NetSet(restriction_tokens(overrides["mynetworks"])) if "mynetworks" in overrides else mynetworks
         grants, never, auth_relay, configured = relay_semantics(
             settings.get("smtpd_relay_restrictions"), settings.get("smtpd_recipient_restrictions"),
-            mynetworks, tables, sasl, lnotes)
+            own_mynetworks, tables, sasl, lnotes)
         allow, deny = connect_lists(settings.get("smtpd_client_restrictions"), tables, lnotes)
         notes.extend("%s: %s" % (name, n) for n in lnotes if "%s: %s" % (name, n) not in notes)
         relay_networks = without_loopback(configured)

@@ -234,3 +234,45 @@ def test_verify_plan_expects_every_hosted_kind_and_the_refusals():
     target = verify_plan.build_target("mx", effective, "203.0.113.100", ["203.0.113.10"])
     assert "refused_recipients" not in target and target["local_domains"] == []
     assert "refused_recipients" not in verify_plan.build_target("mx", build({}), "203.0.113.100", ["203.0.113.10"])
+
+
+def test_content_filter_and_milters_rendered_with_a_loopback_reinjection_listener():
+    effective = build({"mailsec_relay_hostname": "mx.example.test",
+                       "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024", "reinject_port": "10025"},
+                       "mailsec_relay_milters": ["inet:127.0.0.1:8891"]})
+    assert effective["content_filter"] == {"next_hop": "[127.0.0.1]:10024", "reinject_address": "127.0.0.1", "reinject_port": 10025}
+    rendered = pf.render_postfix(effective)
+    assert rendered["main"]["content_filter"] == "mailsec-filter:[127.0.0.1]:10024"
+    assert rendered["main"]["smtpd_milters"] == "inet:127.0.0.1:8891"
+    master = dict((s["name"], s) for s in rendered["master"])
+    reinject = master["127.0.0.1:10025"]["overrides"]
+    assert reinject["mynetworks"] == "127.0.0.0/8" and reinject["content_filter"] == ""
+    assert reinject["smtpd_relay_restrictions"] == "permit_mynetworks, reject"
+    assert "no_milters" in reinject["receive_override_options"]
+    # Read back: a listener of its own, relaying for loopback only, which drift accepts.
+    readback = readback_of(rendered)
+    mine = [item for item in readback["policy"]["listeners"] if item["port"] == 10025][0]
+    assert mine["address"] == "127.0.0.1" and mine["grants"] == ["127.0.0.0/8"]
+    found = [f for f in drift.compare(effective, readback["policy"], "mx") if f["check"] == "listener 127.0.0.1:10025"]
+    assert found[0]["verdict"] == "PASS" and "relays for loopback only" in found[0]["detail"]
+
+
+def test_content_filter_and_milter_errors():
+    found = errors({"mailsec_relay_content_filter": {"next_hop": "127.0.0.1:10024", "reinject_address": "203.0.113.10",
+                                                     "reinject_prot": 1},
+                    "mailsec_relay_milters": ["opendkim"]})
+    assert "did you mean reinject_port" in found["mailsec_relay_content_filter.reinject_prot"].message
+    assert "open relay" in found["mailsec_relay_content_filter.reinject_address"].message
+    assert "[address]:port" in found["mailsec_relay_content_filter.next_hop"].message
+    assert "inet:host:port" in found["mailsec_relay_milters[0]"].fix
+
+
+def test_a_reinjection_listener_open_to_the_world_is_drift():
+    effective = build({"mailsec_relay_hostname": "mx.example.test",
+                       "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024"}})
+    rendered = pf.render_postfix(effective)
+    for service in rendered["master"]:
+        if service["name"] == "127.0.0.1:10025":
+            service["overrides"]["mynetworks"] = "0.0.0.0/0"
+    found = [f for f in drift.compare(effective, readback_of(rendered)["policy"], "mx") if f["check"] == "listener 127.0.0.1:10025"]
+    assert found[0]["verdict"] == "FAIL"
