@@ -106,7 +106,7 @@ options:
     default: false
   ownership_file:
     description:
-      - Path under O(config_dir) of the ownership record (JSON): the master.cf services this module declared.
+      - Path under O(config_dir) of the ownership record (JSON), which lists the master.cf services this module declared.
         It is read before the diff and rewritten in the same transaction, so a later run can tell its own
         listeners from the user's.
       - Unset, no record is kept and O(adopt) removes nothing.
@@ -328,14 +328,16 @@ def main():
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
         except (PostfixError, OSError) as exc:  # stage() has removed its copy already
-            module.fail_json(msg='the change would be rejected: %s' % exc, **result)
+            result['msg'] = 'the change would be rejected: %s' % exc
+            module.fail_json(**result)
         module.exit_json(**result)
 
     try:
         result.update(applier.apply(changes, params['main'], params['master'], params['files'],
                                     reload=params['reload'], backup=params['backup']))
     except (PostfixError, OSError) as exc:  # the applier cleaned up its staging and rolled back
-        module.fail_json(msg=str(exc), **result)
+        result['msg'] = str(exc)
+        module.fail_json(**result)
     module.exit_json(**result)
 
 
