@@ -471,9 +471,12 @@ def parse_postconf_M(text):
 def parse_postconf_P(text, services):
     """Merge ``postconf -P`` (service/type/param = value) into parsed services."""
     for line in text.splitlines():
-        if ' = ' not in line:
+        if ' = ' in line:
+            key, value = line.split(' = ', 1)
+        elif line.endswith(' ='):  # an empty override (-o content_filter=) prints without a value
+            key, value = line[:-2], ''
+        else:
             continue
-        key, value = line.split(' = ', 1)
         pieces = key.strip().split('/')
         if len(pieces) < 3:
             continue

@@ -170,3 +170,12 @@ def test_postscreen_front_is_confirmed_with_its_pass_settings():
     found = dict((item[0], item) for item in applier.listeners())
     assert found["smtp"] == ("smtp", "127.0.0.1", 25, False, True)
     assert found["127.0.0.1:10025"][1:3] == ("127.0.0.1", 10025)
+
+
+def test_empty_overrides_are_read_back_so_they_are_not_rewritten_every_run():
+    services = pf.parse_postconf_P(BROWNFIELD_P, pf.parse_postconf_M(BROWNFIELD_M))
+    assert services[("127.0.0.1:10025", "inet")]["overrides"]["content_filter"] == ""
+    want = {"name": "127.0.0.1:10025", "type": "inet", "private": "n", "unpriv": "-", "chroot": "n", "wakeup": "-",
+            "maxproc": "-", "command": "smtpd", "overrides": {"content_filter": "", "mynetworks": "127.0.0.0/8"}}
+    changes = pf.compute_changes({}, services, {}, {}, [want], [])
+    assert "127.0.0.1:10025/inet" not in changes.master
