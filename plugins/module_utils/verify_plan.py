@@ -120,7 +120,7 @@ def listener_expectation(listener, effective, source, addresses):
     return reachable, relay_allowed, auth_relay
 
 
-# A local part no recipient list or map is expected to know (T21 unknown-recipient probes).
+# A local part no recipient list or map is expected to know (T23 unknown-recipient probes).
 UNKNOWN_LOCAL_PART = "mailsec-probe-unknown-recipient"
 
 
@@ -133,7 +133,7 @@ def hosted_domains(effective):
 
 
 def refused_recipients(effective):
-    """Addresses MX listeners must refuse at RCPT (T21): an unknown name in every relay domain with
+    """Addresses MX listeners must refuse at RCPT (T23): an unknown name in every relay domain with
     recipient validation (none where the list accepts every name of the domain), and each blocked domain."""
     refused = []
     if effective.get("relay_recipient_validation"):

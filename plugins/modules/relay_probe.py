@@ -62,7 +62,7 @@ options:
         type: str
       refused_recipients:
         description:
-          - Addresses that MX listeners must refuse at RCPT (T21) - an unknown recipient of a relay domain with recipient
+          - Addresses that MX listeners must refuse at RCPT (T23) - an unknown recipient of a relay domain with recipient
             validation (O(targets[].refused_recipients[].kind=unknown)), any address of a blocked domain (V(blocked)).
             Only RCPT is sent, never DATA.
         type: list
@@ -182,7 +182,7 @@ options:
         description: A name for reports.
         type: str
   probes:
-    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T21). C(T00) (listener reachable) always runs.
+    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T23). C(T00) (listener reachable) always runs.
     type: list
     elements: str
     default: [all]

@@ -89,7 +89,7 @@ class Target:
         self.local_domains = [str(d).lower() for d in (spec.get("local_domains") or [])]
         self.relay_domains = [str(d).lower() for d in (spec.get("relay_domains") or [])]
         self.test_mailbox = (spec.get("test_mailbox") or None)
-        # Addresses the host must refuse at RCPT (T21): unknown recipients where validation is on, blocked domains.
+        # Addresses the host must refuse at RCPT (T23): unknown recipients where validation is on, blocked domains.
         self.refused_recipients = []
         for i, item in enumerate(spec.get("refused_recipients") or []):
             if not isinstance(item, dict) or "@" not in str(item.get("address") or "") or item.get("kind") not in ("unknown", "blocked"):
