@@ -173,6 +173,8 @@ def compare(desired, actual, host="localhost"):
         detail = "; ".join(parts)
         add(finding(host, key, not detail, want, have, detail))
 
+    out.extend(compare_hosted(desired, actual, host))
+
     # -- relay grants -------------------------------------------------------------------------
     want = NetSet(desired.get("relay_networks") or [])
     have = NetSet(actual.get("relay_networks") or [])
@@ -234,6 +236,44 @@ def sender_identity_finding(host, check, want, have):
     return finding(host, "%s sender_login_match" % check, w == h, w, h, detail)
 
 
+def compare_hosted(desired, actual, host):
+    """Hosted domain kinds, recipient validation, blocked domains, postscreen (issue 15).
+
+    Compared only where the readback knows them and the policy says something: an unset kind or
+    postscreen means "keep what the host has", which is never drift.
+    """
+    out = []
+    for key in ("virtual_mailbox_domains", "virtual_alias_domains", "blocked_domains"):
+        if key not in actual or (not desired.get(key) and key != "blocked_domains"):
+            continue
+        want, have = _domains(desired.get(key)), _domains(actual.get(key))
+        extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+        parts = ["extra %s" % ", ".join(extra)] if extra else []
+        parts += ["missing %s" % ", ".join(missing)] if missing else []
+        out.append(finding(host, key, not parts, want, have, "; ".join(parts)))
+    if "relay_recipient_validation" in actual and desired.get("relay_recipient_validation"):
+        have = bool(actual.get("relay_recipient_validation"))
+        out.append(finding(host, "relay_recipient_validation", have, True, have,
+                           "" if have else "recipient validation for relay domains is gone (map removed or unset: "
+                                           "unknown recipients are accepted, a backscatter source)"))
+    if "postscreen" in actual and desired.get("postscreen") is not None:
+        want, have = bool(desired.get("postscreen")), bool(actual.get("postscreen"))
+        out.append(finding(host, "postscreen", want == have, want, have,
+                           "" if want == have else "postscreen from %s to %s" % (want, have)))
+    return out
+
+
+def _loopback_only(listener):
+    """True for a listener bound to a loopback address that grants unauthenticated relay to loopback only."""
+    address = normalize_address(listener.get("address"))
+    try:
+        bound = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+    grants = NetSet(listener.get("grants") or [])
+    return bound and not (grants - LOOPBACK) and not listener.get("auth")
+
+
 def compare_listeners(desired, actual, host):
     out = []
     add = out.append
@@ -272,6 +312,12 @@ def compare_listeners(desired, actual, host):
         if key in want_keys:
             continue
         label = listener_label(have)
+        if _loopback_only(have):
+            # A content filter's re-injection listener (declared or kept as found): unreachable from
+            # outside and relaying for loopback only, so it is no drift of the relay policy.
+            add(finding(host, "listener %s" % label, True, None, label,
+                        "kept loopback listener %s (e.g. a content filter's re-injection): relays for loopback only" % label))
+            continue
         detail = "unexpected listener %s (tls %s, auth %s)" % (label, have.get("tls"), have.get("auth"))
         add(finding(host, "listener %s" % label, False, None, label, detail))
     return out

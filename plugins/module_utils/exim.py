@@ -51,6 +51,8 @@ HEADER = "# Managed by mailsec.relay (role mailsec.relay.exim): local changes ar
 
 CHECK_SENDER = "mailsec-check@example.com"
 CHECK_FOREIGN_RCPT = "mailsec-check@example.net"
+# A local part no relay domain's recipient list names (recipient validation checks).
+CHECK_UNKNOWN_LOCAL_PART = "mailsec-unknown-recipient"
 # Addresses tried, in order, as "a client outside every list" for the -bh matrix (documentation ranges).
 OUTSIDE_CANDIDATES = ("203.0.113.254", "198.51.100.254", "2001:db8:ffff::fe", "203.0.113.1", "198.51.100.1")
 
@@ -154,6 +156,31 @@ def local_interfaces(effective):
     return _hostlist(items)
 
 
+def hosted_local_domains(effective):
+    """Domains Exim delivers itself: local, virtual mailbox and virtual alias (issue 15)."""
+    domains = list(effective["local_domains"])
+    for kind in ("virtual_mailbox_domains", "virtual_alias_domains"):
+        domains += [domain for domain in effective.get(kind) or [] if domain not in domains]
+    return domains
+
+
+def relay_recipient_list(effective):
+    """Exim address list of the recipients a relay domain accepts ('' when validation is off).
+
+    Postfix's '@domain' catch-all is Exim's '*@domain'; file maps are read with lsearch (the
+    source text of a hash table), where '*@domain' entries match as catch-alls too.
+    """
+    if not effective.get("relay_recipient_validation"):
+        return ""
+    items = [("*" + item if item.startswith("@") else item) for item in effective.get("relay_recipients") or []]
+    for ref in effective.get("relay_recipient_maps") or []:
+        kind, _colon, path = ref.partition(":")
+        if kind not in ("hash", "btree", "lmdb", "cdb", "dbm", "texthash") or not path.startswith("/"):
+            raise EximError("relay recipient map %s: Exim reads only file tables (hash, btree, lmdb, cdb, dbm, texthash)" % ref)
+        items.append("lsearch*@;%s" % path)
+    return "<; " + " ; ".join(items)
+
+
 def render_main(effective):
     listeners = effective["listeners"]
     ports = []
@@ -171,7 +198,8 @@ def render_main(effective):
         # not /etc/mailname, so that they are local.
         "MAIN_QUALIFY_DOMAIN = %s" % effective["hostname"],
         # '@' is the primary hostname: the host's own name is always local, as on Debian.
-        "MAIN_LOCAL_DOMAINS = %s" % _domainlist(["@", "localhost"] + list(effective["local_domains"])),
+        # Virtual mailbox and alias domains are local to Exim; their routers (delivery) stay the host's.
+        "MAIN_LOCAL_DOMAINS = %s" % _domainlist(["@", "localhost"] + hosted_local_domains(effective)),
         "MAIN_RELAY_TO_DOMAINS = %s" % _domainlist(effective["relay_domains"]),
         # Replaces dc_relay_nets, to which update-exim4.conf always appends 127.0.0.1 : ::1.
         "MAIN_RELAY_NETS = %s" % _hostlist(list(effective["relay_networks"]) + list(effective["loopback_networks"])),
@@ -179,6 +207,7 @@ def render_main(effective):
         "MAIN_ACL_CHECK_MAIL = acl_mailsec_mail",
         "MAIN_ACL_CHECK_RCPT = acl_mailsec_rcpt",
         "",
+        "domainlist mailsec_blocked_domains = %s" % _domainlist(effective.get("blocked_domains") or []),
         "hostlist mailsec_never_relay_hosts = %s" % _hostlist(effective["never_relay_networks"]),
         "hostlist mailsec_loopback_hosts = %s" % _hostlist(effective["loopback_networks"]),
     ]
@@ -317,6 +346,9 @@ def render_acl(effective):
         "  deny    domains = !+local_domains",
         "          local_parts = ^[./|] : ^.*[@%!`#&?] : ^.*/\\\\.\\\\./",
         "          message = 550 5.7.1 Restricted characters in address",
+        "  # blocked domains: refused for everyone, trusted and authenticated clients included",
+        "  deny    domains = +mailsec_blocked_domains",
+        "          message = 554 5.7.1 Mail for $domain is not accepted here",
         "  # never-relay comes before every grant, AUTH included",
         "  deny    hosts = +mailsec_never_relay_hosts",
         "          domains = !+local_domains : !+relay_to_domains",
@@ -339,6 +371,14 @@ def render_acl(effective):
         out += [
             "  deny    condition = %s" % _any_listener(submission, listeners),
             "          message = %s" % deny_relay,
+        ]
+    validated = relay_recipient_list(effective)
+    if mx and validated:
+        out += [
+            "  # recipient validation for relay domains: unknown recipients refused here, not bounced later",
+            "  deny    domains = +relay_to_domains",
+            "          !recipients = %s" % validated,
+            "          message = 550 5.1.1 Unknown user in a relay domain",
         ]
     if mx:
         out += [
@@ -528,7 +568,7 @@ def _inside(address, networks):
     return any(address.version == net.version and address in net for net in networks)
 
 
-def expected_verdict(effective, listener, client, domain, authenticated=False):
+def expected_verdict(effective, listener, client, domain, authenticated=False, local_part=None):
     """What the policy says happens to RCPT TO:<x@domain> from ``client`` on ``listener``.
 
     Returns 'accept' or 'deny'. This is the policy model, written independently of the ACL, so
@@ -539,12 +579,18 @@ def expected_verdict(effective, listener, client, domain, authenticated=False):
     if listener.get("connect_allow") and not _inside(client, _networks(listener["connect_allow"])):
         return "deny"
     domain = domain.lower()
-    ours = domain in effective["local_domains"] or domain in effective["relay_domains"]
+    if domain in (effective.get("blocked_domains") or []):
+        return "deny"
+    ours = domain in hosted_local_domains(effective) or domain in effective["relay_domains"]
     never = relay_rules.is_never_relay(effective, client)
     if listener["role"] == "submission":
         if not authenticated or not listener.get("auth"):
             return "deny"
         return "accept" if ours or not never else "deny"
+    if domain in effective["relay_domains"] and effective.get("relay_recipient_validation") and local_part is not None:
+        known = effective.get("relay_recipients") or []
+        if "%s@%s" % (local_part.lower(), domain) not in known and "@%s" % domain not in known:
+            return "deny"
     if ours:
         return "accept"
     return "accept" if relay_rules.may_relay_unauthenticated(effective, listener, client) else "deny"
@@ -622,13 +668,19 @@ def derive_checks(effective, interface_address="127.0.0.1"):
         recipients = [("foreign", CHECK_FOREIGN_RCPT)]
         for domain in effective["local_domains"][:1] + effective["relay_domains"][:1]:
             recipients.append(("domain %s" % domain, "postmaster@%s" % domain))
+        for domain in (effective.get("blocked_domains") or [])[:1]:
+            recipients.append(("blocked %s" % domain, "postmaster@%s" % domain))
+        if effective.get("relay_recipient_validation") and not effective.get("relay_recipient_maps"):
+            known = effective.get("relay_recipients") or []
+            for domain in [d for d in effective["relay_domains"] if "@%s" % d not in known][:1]:
+                recipients.append(("unknown in %s" % domain, "%s@%s" % (CHECK_UNKNOWN_LOCAL_PART, domain)))
         auth_cases = [False, True] if listener["role"] == "submission" or listener is listeners[0] else [False]
         for client_kind, client in sorted(sample_clients(effective, listener).items()):
             for rcpt_kind, rcpt in recipients:
                 for authenticated in auth_cases:
                     if authenticated and client_kind not in ("external", "never_relay", "relay_network"):
                         continue
-                    domain = rcpt.rpartition("@")[2]
+                    local_part, _at, domain = rcpt.rpartition("@")
                     checks.append(
                         {
                             "name": "%s: %s client %s -> %s%s"
@@ -639,7 +691,7 @@ def derive_checks(effective, interface_address="127.0.0.1"):
                             "sender": CHECK_SENDER,
                             "recipient": rcpt,
                             "authenticated": authenticated,
-                            "expect": expected_verdict(effective, listener, client, domain, authenticated),
+                            "expect": expected_verdict(effective, listener, client, domain, authenticated, local_part),
                         }
                     )
     return _sender_identity_checks(effective, checks)

@@ -128,6 +128,8 @@ PROBE_FINDINGS = {
     "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},       # engine-b's TLS probe
     "T22": {"FAIL": "unverified", "WARN": ("unverified", "medium"),  # engine-b's "unverified" result
             "INCONCLUSIVE": "unverified"},
+    # refused hosted recipients (issue 15): an unknown name of a validated relay domain, a blocked domain
+    "T23": {"FAIL": "accepts_all_recipients", "unknown": "accepts_all_recipients", "blocked": "blocked_domain_accepted"},
 }
 # The listener's role changes what a finding means or weighs. An "extra" listener is a port found
 # open beside the declared ones (MX semantics, but AUTH after TLS is allowed there): AUTH before TLS

@@ -90,6 +90,18 @@ VARIABLES = {
     "mailsec_relay_client_connection_rate_limit": "int",
     "mailsec_relay_client_auth_rate_limit": "int",
     "mailsec_relay_smarthost_tls": "str",
+    # Brownfield hosts (issue 15): postscreen and the hosted domain kinds.
+    "mailsec_relay_postscreen": "bool",
+    "mailsec_relay_postscreen_pregreet": "str",
+    "mailsec_relay_virtual_mailbox_domains": "list",
+    "mailsec_relay_virtual_mailbox_maps": "list",
+    "mailsec_relay_virtual_alias_domains": "list",
+    "mailsec_relay_virtual_alias_maps": "list",
+    "mailsec_relay_relay_recipients": "list",
+    "mailsec_relay_relay_recipient_maps": "list",
+    "mailsec_relay_blocked_domains": "list",
+    "mailsec_relay_content_filter": "dict",
+    "mailsec_relay_milters": "list",
 }
 SMARTHOST_TLS_MODES = ("none", "encrypt")
 
@@ -100,6 +112,16 @@ CLIENT_LIMITS = {
     "mailsec_relay_client_connection_rate_limit": ("connection_rate", 0, 100000),
     "mailsec_relay_client_auth_rate_limit": ("auth_rate", 30, 10000),
 }
+CONTENT_FILTER_KEYS = ("next_hop", "reinject_address", "reinject_port")
+_MILTER = re.compile(r"^(inet:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}|unix:/[^\s,{}]+)$")
+
+PREGREET_ACTIONS = ("enforce", "drop", "ignore")
+# Lookup tables a map variable may name (Postfix type:name; the Exim renderer reads the file types).
+MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr", "proxy",
+             "mysql", "pgsql", "sqlite", "ldap", "memcache", "socketmap", "tcp")
+FILE_MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr")
+_MAP_REFERENCE = re.compile(r"^(?P<type>[a-z0-9]+):(?P<name>[^\s,{}]+)$")
+_RECIPIENT = re.compile(r"^(?P<local>[^\s@<>(),;:\"]*)@(?P<domain>[^\s@<>]+)$")
 
 LISTENER_KEYS = ("name", "address", "port", "role", "tls", "auth", "relay_networks", "connect_allow", "connect_deny", "sender_login_match")
 SASL_USER_KEYS = ("name", "password")
@@ -660,6 +682,10 @@ class _Builder(object):
         sender_logins = self.sender_logins(sasl["users"], sorted(local_domains), hostname, listeners)
         client_limits = self.client_limits()
         smarthost_tls = self.smarthost_tls(smarthost)
+        hosted = self.hosted_domains(local_domains, relay_domains, profile)
+        postscreen = self.postscreen(listeners)
+        content_filter = self.content_filter()
+        milters = self.milters()
 
         if self.errors:
             raise PolicyErrors(self.errors)
@@ -684,6 +710,11 @@ class _Builder(object):
             "sender_logins": sender_logins,
             "client_limits": client_limits,
             "smarthost_tls": smarthost_tls,
+            "postscreen": postscreen,
+            "postscreen_pregreet": self.get_str("mailsec_relay_postscreen_pregreet", "enforce"),
+            **hosted,
+            "content_filter": content_filter,
+            "milters": milters,
             "warnings": list(self.warnings),
         }
 
@@ -1118,7 +1149,7 @@ class _Builder(object):
             self.error(variable, "%r is not an address local@domain" % (value,), "write one address such as alice@example.test")
             return None
         local, unused, domain = value.strip().lower().partition("@")
-        if not _LOCAL_PART.match(local):
+        if not _LOCAL_PART.fullmatch(local):
             self.error(
                 variable,
                 "the local part of %r has characters the sender maps cannot hold" % value,
@@ -1147,9 +1178,9 @@ class _Builder(object):
             login = login.lower()  # Dovecot's passdb (username_format=%Lu) hands the MTA lower-case logins
             if "@" in login:
                 address = login.lower()
-                if address.count("@") == 1 and _LOCAL_PART.match(address.partition("@")[0]):
+                if address.count("@") == 1 and _LOCAL_PART.fullmatch(address.partition("@")[0]):
                     own(address, login)
-            elif _LOCAL_PART.match(login.lower()):
+            elif _LOCAL_PART.fullmatch(login.lower()):
                 for domain in home:
                     own("%s@%s" % (login.lower(), domain), login)
 
@@ -1188,6 +1219,181 @@ class _Builder(object):
                 "list the users in mailsec_relay_sasl_users or their addresses in mailsec_relay_sender_aliases, or set sender_login_match: false",
             )
         return dict((address, sorted(owners[address])) for address in sorted(owners))
+    # ---- brownfield: postscreen and hosted domain kinds (issue 15) -----------------------------
+
+    def postscreen(self, listeners):
+        """True/False: render (or remove) a postscreen front; None: keep whatever the host has."""
+        value = self.get_bool("mailsec_relay_postscreen", None)
+        pregreet = self.get_str("mailsec_relay_postscreen_pregreet", "enforce")
+        if pregreet not in PREGREET_ACTIONS:
+            self.error(
+                "mailsec_relay_postscreen_pregreet",
+                "unknown action '%s'%s" % (pregreet, _did_you_mean(str(pregreet), PREGREET_ACTIONS)),
+                "use enforce (refuse clients that talk before the greeting, the default), drop or ignore",
+            )
+        fronted = [item for item in listeners if item["role"] == "mx" and item["port"] == 25]
+        if value and not fronted:
+            self.error(
+                "mailsec_relay_postscreen",
+                "postscreen fronts an mx listener on port 25, and this policy has none",
+                "add an mx listener on port 25, or set mailsec_relay_postscreen: false",
+            )
+        elif value and len(fronted) > 1:
+            self.error(
+                "mailsec_relay_postscreen",
+                "postscreen can front one port-25 listener, and this policy has %d (%s)" % (len(fronted), ", ".join(i["name"] for i in fronted)),
+                "keep one mx listener on port 25, or set mailsec_relay_postscreen: false",
+            )
+        return value
+
+    def content_filter(self):
+        """An after-queue content filter (FILTER_README): mail goes to next_hop, comes back on a
+        re-injection listener of its own, bound to loopback and relaying only for loopback. None: keep as found."""
+        variable = "mailsec_relay_content_filter"
+        raw = self.raw.get(variable)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.error(variable, "expected a mapping {next_hop, reinject_address, reinject_port}, got %s" % _kind_of(raw),
+                       "write e.g. {next_hop: '[127.0.0.1]:10024', reinject_port: 10025}")
+            return None
+        for key in raw:
+            if key not in CONTENT_FILTER_KEYS:
+                self.error("%s.%s" % (variable, key), "unknown key%s" % _did_you_mean(str(key), CONTENT_FILTER_KEYS),
+                           "use only: %s" % ", ".join(CONTENT_FILTER_KEYS))
+        hop = raw.get("next_hop")
+        match = re.fullmatch(r"^\[(?P<host>[^\]]+)\]:(?P<port>[0-9]{1,5})$", hop.strip()) if isinstance(hop, str) else None
+        if not match or _parse_address(match.group("host")) is None or not 1 <= int(match.group("port")) <= 65535:
+            self.error(variable + ".next_hop", "%r is not [address]:port" % (hop,), "write where the filter listens, e.g. '[127.0.0.1]:10024'")
+        address = _parse_address(raw.get("reinject_address", "127.0.0.1"))
+        if address is None or not is_loopback_address(address):
+            self.error(
+                variable + ".reinject_address",
+                "the re-injection listener must be bound to loopback, not %r: from outside it would be an open relay" % (raw.get("reinject_address"),),
+                "use 127.0.0.1 or ::1 (the filter runs on this host)",
+            )
+        port = raw.get("reinject_port", 10025)
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535 or port in (25, 465, 587):
+            self.error(variable + ".reinject_port", "invalid re-injection port %r" % (port,), "use a free port of its own, e.g. 10025")
+        if not match or address is None or not isinstance(port, int):
+            return None
+        return {"next_hop": "[%s]:%s" % (_parse_address(match.group("host")), match.group("port")), "reinject_address": address, "reinject_port": port}
+
+    def milters(self):
+        """Milters for mail from the network (Postfix smtpd_milters). [] : keep what the host has."""
+        result = []
+        for index, entry in enumerate(self.get_list("mailsec_relay_milters", fix="write it as a YAML list, e.g. ['inet:127.0.0.1:8891']") or []):
+            if not isinstance(entry, str) or not _MILTER.fullmatch(entry.strip()):
+                self.error("mailsec_relay_milters[%d]" % index, "%r is not a milter address" % (entry,),
+                           "write inet:host:port or unix:/path, e.g. inet:127.0.0.1:8891 (OpenDKIM)")
+            elif entry.strip() not in result:
+                result.append(entry.strip())
+        return result
+
+    def map_references(self, variable):
+        result = []
+        for index, entry in enumerate(self.get_list(variable, fix="write it as a YAML list, e.g. ['hash:/etc/postfix/vmailbox']") or []):
+            name = "%s[%d]" % (variable, index)
+            match = _MAP_REFERENCE.fullmatch(entry.strip()) if isinstance(entry, str) else None
+            if not match or match.group("type") not in MAP_TYPES:
+                self.error(
+                    name,
+                    "%r is not a lookup table reference (type:name)" % (entry,),
+                    "write type:/absolute/path with one of %s, e.g. hash:/etc/postfix/vmailbox" % ", ".join(FILE_MAP_TYPES),
+                )
+                continue
+            if match.group("type") in FILE_MAP_TYPES and not match.group("name").startswith("/"):
+                self.error(name, "'%s': the table file is not an absolute path" % entry, "give the full path, e.g. hash:/etc/postfix/vmailbox")
+                continue
+            if entry.strip() not in result:
+                result.append(entry.strip())
+        return result
+
+    def hosted_domains(self, local_domains, relay_domains, profile):
+        """The hosted domain kinds besides local and relay: virtual mailbox, virtual alias, blocked;
+        recipient validation for relay domains. Every domain has exactly one kind."""
+        kinds = [("mailsec_relay_local_domains", local_domains), ("mailsec_relay_relay_domains", relay_domains)]
+        found = {}
+        for variable in ("mailsec_relay_virtual_mailbox_domains", "mailsec_relay_virtual_alias_domains", "mailsec_relay_blocked_domains"):
+            found[variable] = self.domain_list(variable)
+            kinds.append((variable, found[variable]))
+        owner = {}
+        for variable, domains in kinds:
+            for domain, name in domains.items():
+                if domain in owner:
+                    self.error(
+                        name,
+                        "%s is also in %s" % (domain, owner[domain]),
+                        "a domain has one kind (local, virtual mailbox, virtual alias, relay or blocked): remove it from one of the lists",
+                    )
+                else:
+                    owner[domain] = name
+        if profile == "null_client":
+            for variable in ("mailsec_relay_virtual_mailbox_domains", "mailsec_relay_virtual_alias_domains"):
+                if found[variable]:
+                    self.error(variable, "a null_client accepts no mail from the network", "remove %s, or choose profile mx" % variable)
+        mailbox_maps = self.map_references("mailsec_relay_virtual_mailbox_maps")
+        alias_maps = self.map_references("mailsec_relay_virtual_alias_maps")
+        recipient_maps = self.map_references("mailsec_relay_relay_recipient_maps")
+        if mailbox_maps and not found["mailsec_relay_virtual_mailbox_domains"]:
+            self.error(
+                "mailsec_relay_virtual_mailbox_maps",
+                "mailbox maps without virtual mailbox domains are never consulted",
+                "list the domains in mailsec_relay_virtual_mailbox_domains, or remove the maps",
+            )
+        recipients = []
+        for index, entry in enumerate(self.get_list("mailsec_relay_relay_recipients", fix="write it as a YAML list, e.g. ['alice@partner.example']") or []):
+            name = "mailsec_relay_relay_recipients[%d]" % index
+            match = _RECIPIENT.fullmatch(entry.strip().lower()) if isinstance(entry, str) else None
+            if not match:
+                self.error(name, "%r is not an address (local@domain, or @domain for every name)" % (entry,), "write e.g. alice@partner.example")
+                continue
+            domain = self.normalize_domain(name, match.group("domain"))
+            if domain is None:
+                continue
+            if domain not in relay_domains:
+                self.error(
+                    name,
+                    "%s is not in mailsec_relay_relay_domains: recipient validation applies to relay domains only" % domain,
+                    "add %s to mailsec_relay_relay_domains, or remove this entry" % domain,
+                )
+                continue
+            address = "%s@%s" % (match.group("local"), domain)
+            if address not in recipients:
+                recipients.append(address)
+        validation = bool(recipients or recipient_maps)
+        if validation and not relay_domains:
+            self.error(
+                "mailsec_relay_relay_recipients",
+                "recipient validation is set but there is no relay domain",
+                "list the relay domains in mailsec_relay_relay_domains, or remove the recipients and maps",
+            )
+        if recipients and not recipient_maps:
+            listed = set(address.split("@", 1)[1] for address in recipients)
+            for domain in sorted(set(relay_domains) - listed):
+                self.error(
+                    relay_domains[domain],
+                    "recipient validation is on and no recipient of %s is listed: all its mail would be refused" % domain,
+                    "list its recipients in mailsec_relay_relay_recipients (@%s accepts every name), or name a map in "
+                    "mailsec_relay_relay_recipient_maps" % domain,
+                )
+        if validation:
+            # RFC 5321 4.5.1: postmaster must be accepted for every domain the host accepts mail for.
+            for domain in sorted(relay_domains):
+                if recipients and "postmaster@%s" % domain not in recipients and "@%s" % domain not in recipients:
+                    recipients.append("postmaster@%s" % domain)
+        return {
+            "virtual_mailbox_domains": sorted(found["mailsec_relay_virtual_mailbox_domains"]),
+            "virtual_mailbox_maps": mailbox_maps,
+            "virtual_alias_domains": sorted(found["mailsec_relay_virtual_alias_domains"]),
+            "virtual_alias_maps": alias_maps,
+            "relay_recipient_validation": validation,
+            "relay_recipients": sorted(recipients),
+            "relay_recipient_maps": recipient_maps,
+            "blocked_domains": sorted(found["mailsec_relay_blocked_domains"]),
+        }
 
 
 def _as_list(value):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,25 @@ HASHED_MAP_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'sdbm')
 # main.cf restriction that answers MAIL without AUTH on submission listeners (RFC 6409 4.3).
 AUTH_REQUIRED_PARAM = 'mailsec_submission_auth_required'
 AUTH_REQUIRED_VALUE = 'check_sender_access static:{530 5.7.0 Authentication required}'
+# Adopt mode (brownfield hosts). When the module takes over a service that exists, it replaces only the
+# -o overrides that decide relaying, AUTH or TLS; any other override (content_filter, milters,
+# receive_override_options, ...) is the user's and stays.
+RELAY_OVERRIDE_RE = re.compile(
+    r'_restrictions$|^mynetworks|^relay_|^smtpd_sasl_|^smtpd_tls_|^smtpd_(use|enforce)_tls$|^smtpd_client_|'
+    r'^smtpd_authorized_|^smtpd_upstream_proxy|^smtpd_delay_reject$|^permit_mx_backup|^syslog_name$|'
+    r'^smtpd_forbid_|^smtpd_helo_required$|^smtpd_data_|^disable_vrfy_command$')
+# main.cf parameters that carry filters, milters, maps and hosted domains: reported as kept when the
+# desired state does not set them (they are the user's and are never touched then).
+KEPT_MAIN_RE = re.compile(r'_milters$|^milter_|^content_filter$|_maps$|_domains$|^virtual_transport$|'
+                          r'^receive_override_options$|^postscreen_|^smtpd_proxy_filter$')
+# master.cf services a stock Postfix has: not worth a "kept" line each.
+STOCK_SERVICES = frozenset((
+    'pickup/unix', 'cleanup/unix', 'qmgr/unix', 'tlsmgr/unix', 'rewrite/unix', 'bounce/unix', 'defer/unix',
+    'trace/unix', 'verify/unix', 'flush/unix', 'proxymap/unix', 'proxywrite/unix', 'smtp/unix', 'relay/unix',
+    'showq/unix', 'error/unix', 'retry/unix', 'discard/unix', 'local/unix', 'virtual/unix', 'lmtp/unix',
+    'anvil/unix', 'scache/unix', 'postlog/unix-dgram', 'maildrop/unix', 'uucp/unix', 'ifmail/unix',
+    'bsmtp/unix', 'scalemail-backend/unix', 'mailman/unix', 'pickup/fifo', 'qmgr/fifo'))
+OWNERSHIP_HEADER = 'mailsec.relay ownership record: the master.cf services this collection wrote. Do not edit.'
 # Parameters whose value names a file smtpd/smtp must be able to open at run time.
 FILE_PARAM_RE = re.compile(r'_(cert|key|dcert|dkey|eccert|eckey|dsa_cert|dsa_key)_file$|_chain_files$')
 
@@ -227,6 +247,13 @@ def render_postfix(effective, **options):
     # may still mail local/relay domains but never relay, whatever else they are granted.
     never_ref = add_table('relay_never.cidr', _cidr_table(never, 'reject_unauth_destination'))
     never_check = 'check_client_access ' + never_ref
+    blocked = list(effective.get('blocked_domains') or [])
+    if blocked:
+        # Blocked domains: refused for everyone (trusted and authenticated clients too), so the check
+        # comes ahead of every grant. access(5) REJECT answers 554 5.7.1.
+        content = '# Managed by mailsec.relay: do not edit.\n' + ''.join(
+            '%s REJECT 5.7.1 Mail for %s is not accepted here\n' % (d, d) for d in blocked)
+        never_check = 'check_recipient_access %s, %s' % (add_table('blocked_domains', content, 'hash'), never_check)
 
     relay_grants = ['permit_mynetworks']
     client_names = list(effective.get('client_names') or [])
@@ -286,6 +313,26 @@ def render_postfix(effective, **options):
     # braces (format_override refuses them) and the reply is written once.
     main[AUTH_REQUIRED_PARAM] = AUTH_REQUIRED_VALUE if any(
         lst.get('role') == 'submission' for lst in listeners) else None
+    # Hosted domain kinds (issue 15). Unset kinds and maps are not written: a host's own virtual
+    # domains and maps stay as they are (adopt mode).
+    for kind in ('virtual_mailbox', 'virtual_alias'):
+        if effective.get(kind + '_domains'):
+            main[kind + '_domains'] = ', '.join(effective[kind + '_domains'])
+        if effective.get(kind + '_maps'):
+            main[kind + '_maps'] = ', '.join(effective[kind + '_maps'])
+    if effective.get('relay_recipient_validation'):
+        maps = list(effective.get('relay_recipient_maps') or [])
+        if effective.get('relay_recipients'):
+            content = '# Managed by mailsec.relay: do not edit.\n' + ''.join(
+                '%s OK\n' % address for address in effective['relay_recipients'])
+            maps.append(add_table('relay_recipients', content, 'hash'))
+        main['relay_recipient_maps'] = ', '.join(maps)
+    if effective.get('milters'):
+        main['smtpd_milters'] = ', '.join(effective['milters'])
+    if effective.get('postscreen'):
+        main['postscreen_greet_action'] = effective.get('postscreen_pregreet') or 'enforce'
+        # Trusted clients skip the tests (and their greeting delay), as the relay grants trust them.
+        main['postscreen_access_list'] = 'permit_mynetworks'
     if supports_forbid_bare_newline(opts['postfix_version']):
         main['smtpd_forbid_bare_newline'] = 'yes'
         # The default exempts $mynetworks; a trusted relay client could then still smuggle.
@@ -336,10 +383,51 @@ def render_postfix(effective, **options):
             if lst_allow:
                 lrefs['allow'] = add_table('connect_allow_%s.cidr' % listener['name'], _cidr_table(lst_allow, 'OK'))
             overrides['smtpd_client_restrictions'] = _client_restrictions(lst_allow, lst_deny, lrefs)
-        master.append({'name': name, 'type': 'inet', 'private': 'n', 'unpriv': '-', 'chroot': chroot,
-                       'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'overrides': overrides,
-                       'state': 'present'})
+        entry = {'name': name, 'type': 'inet', 'private': 'n', 'unpriv': '-', 'chroot': chroot,
+                 'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'overrides': overrides,
+                 'state': 'present'}
+        fronted = listener.get('role') == 'mx' and int(listener['port']) == 25
+        if fronted and effective.get('postscreen'):
+            # POSTSCREEN_README: postscreen owns the port and hands clients to the smtpd pass service.
+            master.append(dict(entry, maxproc='1', command='postscreen', overrides={}))
+            master.append(dict(entry, name='smtpd', type='pass', private='-'))
+            for helper in ('dnsblog', 'tlsproxy'):
+                master.append({'name': helper, 'type': 'unix', 'private': '-', 'unpriv': '-', 'chroot': chroot,
+                               'wakeup': '-', 'maxproc': '0', 'command': helper, 'overrides': {}, 'state': 'present'})
+            continue
+        if fronted and effective.get('postscreen') is None:
+            entry['keep_front'] = True  # a postscreen already in front of this port stays (adopt mode)
+        master.append(entry)
+    content_filter = effective.get('content_filter')
+    if content_filter:
+        master += _content_filter_services(content_filter, chroot)
+        main['content_filter'] = '%s:%s' % (CONTENT_FILTER_TRANSPORT, content_filter['next_hop'])
     return {'main': main, 'master': master, 'files': files}
+
+
+CONTENT_FILTER_TRANSPORT = 'mailsec-filter'
+
+
+def _content_filter_services(content_filter, chroot):
+    """FILTER_README's advanced content filter: the transport to the filter and the re-injection
+    listener, bound to loopback, relaying for loopback only, with no filter of its own (no loop)."""
+    address = ipaddress.ip_address(content_filter['reinject_address'])
+    host = '[%s]' % address if address.version == 6 else str(address)
+    loopback = '127.0.0.0/8' if address.version == 4 else '[::1]/128'
+    transport = {'name': CONTENT_FILTER_TRANSPORT, 'type': 'unix', 'private': '-', 'unpriv': '-', 'chroot': chroot,
+                 'wakeup': '-', 'maxproc': '10', 'command': 'smtp', 'state': 'present',
+                 'overrides': {'smtp_send_xforward_command': 'yes', 'disable_mime_output_conversion': 'yes',
+                               'smtp_generic_maps': ''}}
+    reinject = {'name': '%s:%d' % (host, int(content_filter['reinject_port'])), 'type': 'inet', 'private': 'n',
+                'unpriv': '-', 'chroot': 'n', 'wakeup': '-', 'maxproc': '-', 'command': 'smtpd', 'state': 'present',
+                'overrides': {'syslog_name': 'postfix/reinject', 'content_filter': '',
+                              'receive_override_options': 'no_unknown_recipient_checks,no_header_body_checks,no_milters',
+                              'smtpd_helo_restrictions': '', 'smtpd_client_restrictions': '',
+                              'smtpd_sender_restrictions': '', 'smtpd_recipient_restrictions': '',
+                              'smtpd_relay_restrictions': 'permit_mynetworks, reject',
+                              'smtpd_sasl_auth_enable': 'no', 'mynetworks': loopback,
+                              'smtpd_authorized_xforward_hosts': loopback}}
+    return [transport, reinject]
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,9 +509,12 @@ def parse_postconf_M(text):
 def parse_postconf_P(text, services):
     """Merge ``postconf -P`` (service/type/param = value) into parsed services."""
     for line in text.splitlines():
-        if ' = ' not in line:
+        if ' = ' in line:
+            key, value = line.split(' = ', 1)
+        elif line.endswith(' ='):  # an empty override (-o content_filter=) prints without a value
+            key, value = line[:-2], ''
+        else:
             continue
-        key, value = line.split(' = ', 1)
         pieces = key.strip().split('/')
         if len(pieces) < 3:
             continue
@@ -464,6 +555,7 @@ class ChangeSet(object):
         self.master_set = []  # full entries to (re)write
         self.master_remove = []  # "name/type" keys to remove
         self.files = {}       # path -> (before_content|None, after_content, reasons)
+        self.kept = []        # what exists, is not ours and stays as found (adopt mode), in words
 
     @property
     def changed(self):
@@ -486,6 +578,10 @@ class ChangeSet(object):
                 old = new = '(content hidden)'
             before.append('file %s:\n%s' % (path, old if old is not None else '(absent)'))
             after.append('file %s (%s):\n%s' % (path, ', '.join(reasons), new))
+        # Kept elements on both sides: unchanged context in the diff, but visible.
+        for item in self.kept:
+            before.append('kept: %s' % item)
+            after.append('kept: %s' % item)
         return {'before': '\n'.join(before) + ('\n' if before else ''),
                 'after': '\n'.join(after) + ('\n' if after else ''),
                 'before_header': 'postfix (before)', 'after_header': 'postfix (after)'}
@@ -495,6 +591,7 @@ class ChangeSet(object):
             'main': {k: {'before': v[0], 'after': v[1]} for k, v in self.main.items()},
             'master': {k: {'before': v[0], 'after': v[1]} for k, v in self.master.items()},
             'files': sorted(self.files),
+            'kept': list(self.kept),
         }
 
 
@@ -505,14 +602,37 @@ def _service_line(name, stype, entry):
     return format_master_entry(service)
 
 
-def compute_changes(current_main, current_master, current_files, main, master, files, purge_commands=()):
+def _front_target(current_master, service):
+    """For a declared smtpd listener whose current entry runs postscreen (``keep_front``): the
+    ``(name, type)`` of the smtpd pass service behind it, which takes the listener's settings, or None."""
+    key = (service['name'], service.get('type', 'inet'))
+    have = current_master.get(key)
+    if not service.get('keep_front') or have is None or have['command'].split()[:1] != ['postscreen']:
+        return None
+    passes = [k for k, v in current_master.items() if k[1] == 'pass' and v['command'].split()[:1] == ['smtpd']]
+    return passes[0] if len(passes) == 1 else None
+
+
+def _kept_service_text(key, entry):
+    program = entry['command'].split()[:1] or ['?']
+    return '%s %s %s (master.cf)' % (program[0], key[0], key[1])
+
+
+def compute_changes(current_main, current_master, current_files, main, master, files, purge_commands=(),
+                    adopt=False, owned=None):
     """Compare the current state with the desired one.
 
     current_files: path -> {'content': str|None, 'mode': int|None, 'db_fresh': bool}.
     master services are exclusive about their -o overrides: a managed service ends up with
     exactly the declared ones, so a stale permissive override cannot survive.
+
+    adopt (brownfield hosts): purge_commands removes only the services in ``owned`` (labels
+    "name/type" an earlier run wrote, from the ownership record); an existing service keeps its
+    overrides that do not decide relaying (RELAY_OVERRIDE_RE); everything else that exists and is
+    not declared is listed in ``changes.kept``.
     """
     changes = ChangeSet()
+    owned = set(owned or ())
     for name, value in (main or {}).items():
         want = to_postconf_value(value)
         have = current_main.get(name)
@@ -530,10 +650,24 @@ def compute_changes(current_main, current_master, current_files, main, master, f
                 changes.master[label] = (_service_line(key[0], key[1], have), None)
                 changes.master_remove.append(label)
             continue
+        front = _front_target(current_master, service)
+        if front is not None:
+            # postscreen stays the front door; its smtpd pass service gets the listener's settings.
+            changes.kept.append('postscreen %s %s in front of %s %s' % (key[0], key[1], front[0], front[1]))
+            pass_entry = current_master[front]
+            service = dict(service, name=front[0], type=front[1],
+                           **{f: pass_entry.get(f) for f in MASTER_FIELDS})
+            key, have, label = front, pass_entry, '%s/%s' % front
+            declared.add(key)
         want = {f: str(service.get(f) or '-') for f in MASTER_FIELDS}
         want['command'] = ' '.join(str(service['command']).split())
         want['overrides'] = {k: to_postconf_value(v) for k, v in (service.get('overrides') or {}).items()
                              if v is not None}
+        if adopt and have is not None:
+            for name, value in sorted(have['overrides'].items()):
+                if name not in want['overrides'] and not RELAY_OVERRIDE_RE.search(name):
+                    want['overrides'][name] = value
+                    changes.kept.append('%s/%s: -o %s=%s' % (key[0], key[1], name, value))
         if have is None or any(have.get(f) != want[f] for f in MASTER_FIELDS + ('command',)) or \
                 {k: normalize_value(v) for k, v in have['overrides'].items()} != \
                 {k: normalize_value(v) for k, v in want['overrides'].items()}:
@@ -541,14 +675,20 @@ def compute_changes(current_main, current_master, current_files, main, master, f
             changes.master[label] = (_service_line(key[0], key[1], have), new_line)
             changes.master_set.append((label, new_line))
 
-    if purge_commands:
-        for key, have in sorted(current_master.items()):
-            if key in declared or key[1] != 'inet':
-                continue
-            if have['command'].split()[0] in purge_commands:
-                label = '%s/%s' % key
-                changes.master[label] = (_service_line(key[0], key[1], have), None)
-                changes.master_remove.append(label)
+    for key, have in sorted(current_master.items()):
+        if key in declared:
+            continue
+        label = '%s/%s' % key
+        purge = purge_commands and key[1] == 'inet' and have['command'].split()[0] in purge_commands
+        if purge and (not adopt or label in owned):
+            changes.master[label] = (_service_line(key[0], key[1], have), None)
+            changes.master_remove.append(label)
+        elif label not in STOCK_SERVICES:
+            changes.kept.append(_kept_service_text(key, have))
+
+    for name in sorted(current_main):
+        if name not in (main or {}) and KEPT_MAIN_RE.search(name) and current_main[name] != '':
+            changes.kept.append('%s = %s (main.cf)' % (name, current_main[name]))
 
     for spec in files or []:
         path = spec['path']
@@ -563,6 +703,27 @@ def compute_changes(current_main, current_master, current_files, main, master, f
         if reasons:
             changes.files[path] = (have.get('content'), spec['content'], reasons)
     return changes
+
+
+def ownership_record(master):
+    """Content of the ownership record for the desired master.cf services (deterministic: a rerun
+    with the same policy writes the same bytes, so it never counts as a change)."""
+    labels = sorted(set('%s/%s' % (s['name'], s.get('type', 'inet')) for s in master or []
+                        if s.get('state', 'present') == 'present'))
+    return json.dumps({'comment': OWNERSHIP_HEADER, 'master': labels}, indent=1, sort_keys=True) + '\n'
+
+
+def parse_ownership(text):
+    """Labels an earlier run recorded as its own; None when there is no (readable) record: the host
+    was never converged by this collection, so nothing on it is ours."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    labels = data.get('master') if isinstance(data, dict) else None
+    return set(str(item) for item in labels) if isinstance(labels, list) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,12 +796,24 @@ class PostfixApplier(object):
                                'directory are staged with it' % (path, root))
         return os.path.relpath(full, root)
 
-    def plan(self, main, master, files, purge_commands=()):
+    def plan(self, main, master, files, purge_commands=(), adopt=False, ownership_file=None):
+        """The ChangeSet. With ``ownership_file`` (a path under config_dir) the record of what this
+        collection wrote is read (purge in adopt mode removes only what it lists) and rewritten in the same
+        transaction: ``files`` gets its spec appended (callers pass the same list to stage and validate)."""
+        owned = None
+        if ownership_file:
+            owned = parse_ownership(self.read_files([{'path': ownership_file}])[ownership_file]['content'])
+            files.append({'path': ownership_file, 'content': ownership_record(master), 'mode': '0644', 'map_type': None})
         for spec in files or []:
             self._rel(spec['path'])
         cur_main, cur_master = self.read_state()
         cur_files = self.read_files(files)
-        return compute_changes(cur_main, cur_master, cur_files, main, master, files, purge_commands)
+        changes = compute_changes(cur_main, cur_master, cur_files, main, master, files, purge_commands,
+                                  adopt=adopt, owned=owned)
+        if ownership_file and owned is None:
+            changes.kept.insert(0, 'first run on this host: no ownership record (%s), nothing here is ours yet'
+                                % ownership_file)
+        return changes
 
     # -- staging & validation ----------------------------------------------------------------
     def stage(self, changes, files):
@@ -804,8 +977,13 @@ class PostfixApplier(object):
         level = main.get('smtpd_tls_security_level', 'none')
         interfaces = main.get('inet_interfaces', 'all')
         result = []
+        pass_overrides = {}
+        for (name, stype), entry in services.items():
+            if stype == 'pass' and entry['command'].split()[:1] == ['smtpd']:
+                pass_overrides = entry['overrides']
         for (name, stype), entry in sorted(services.items()):
-            if stype != 'inet' or entry['command'].split()[0] != 'smtpd':
+            program = entry['command'].split()[:1]
+            if stype != 'inet' or program not in (['smtpd'], ['postscreen']):
                 continue
             host, dummy, port = name.rpartition(':')
             host = host.strip('[]')
@@ -818,6 +996,9 @@ class PostfixApplier(object):
             except OSError:
                 raise PostfixError('master.cf service %s: unknown port name %s' % (name, port))
             ov = entry['overrides']
+            if program == ['postscreen']:
+                # A postscreen front hands a trusted (loopback) client straight to its smtpd pass service.
+                ov = dict(pass_overrides, **ov)
             wrapper = ov.get('smtpd_tls_wrappermode', main.get('smtpd_tls_wrappermode', 'no')) == 'yes'
             starttls = ov.get('smtpd_tls_security_level', level) in ('may', 'encrypt') and not wrapper
             result.append((name, host, port_num, wrapper, starttls))

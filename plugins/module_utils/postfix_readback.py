@@ -60,7 +60,14 @@ PARAMS = (
     "smtpd_client_connection_rate_limit",
     "smtpd_client_auth_rate_limit",
     "smtp_tls_security_level",
+    "virtual_mailbox_domains",
+    "virtual_mailbox_maps",
+    "virtual_alias_domains",
+    "virtual_alias_maps",
+    "relay_recipient_maps",
 )
+# Table types whose name is a file that must exist (for hash and friends: the source next to the .db).
+FILE_TABLE_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr")
 PORT_NAMES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465}
 EVERYONE = NetSet(["0.0.0.0/0", "::/0"])
 
@@ -114,8 +121,57 @@ def collect(run, read_file, postconf="postconf", config_dir=None):
         raw[key] = out
     main = parse_postconf_n(raw["x"])
     services = parse_postconf_P(raw["P"], parse_postconf_M(raw["M"]))
-    raw["tables"] = dict((path, read_file(path)) for path in referenced_tables(main, services))
+    raw["tables"] = dict((path, read_file(path)) for path in referenced_tables(main, services) + domain_tables(main))
     return raw
+
+
+def _file_tables(value):
+    paths = []
+    for token in restriction_tokens(value):
+        kind, colon, path = token.partition(":")
+        if colon and kind in FILE_TABLE_TYPES and path.startswith("/"):
+            paths.append(path)
+    return paths
+
+
+def domain_tables(main):
+    """Files of the recipient validation maps and of check_recipient_access (blocked domains): read so
+    that a removed map shows as drift, not as a quiet change of who may receive."""
+    paths = _file_tables(main.get("relay_recipient_maps"))
+    tokens = restriction_tokens(main.get("smtpd_relay_restrictions"))
+    for index, token in enumerate(tokens[:-1]):
+        if token == "check_recipient_access":
+            paths += _file_tables(tokens[index + 1])
+    return [path for index, path in enumerate(paths) if path not in paths[:index]]
+
+
+def hosted_domains(main, services, tables, notes):
+    """The hosted domain kinds besides local and relay, recipient validation, blocked domains, postscreen."""
+    result = {}
+    for kind in ("virtual_mailbox", "virtual_alias"):
+        result[kind + "_domains"] = _domain_words(main.get(kind + "_domains"), None, notes, kind + "_domains")
+        result[kind + "_maps"] = restriction_tokens(main.get(kind + "_maps"))
+    maps = restriction_tokens(main.get("relay_recipient_maps"))
+    missing = [path for path in _file_tables(main.get("relay_recipient_maps")) if path in tables and tables[path] is None]
+    for path in missing:
+        notes.append("relay_recipient_maps: %s is missing: recipient validation does not work" % path)
+    result["relay_recipient_maps"] = maps
+    result["relay_recipient_validation"] = bool(maps) and not missing
+    blocked = []
+    tokens = restriction_tokens(main.get("smtpd_relay_restrictions"))
+    for index, token in enumerate(tokens[:-1]):
+        if token != "check_recipient_access":
+            continue
+        for path in _file_tables(tokens[index + 1]):
+            for line in (tables.get(path) or "").splitlines():
+                words = line.split()
+                if len(words) >= 2 and not words[0].startswith("#") and classify_action(" ".join(words[1:])) == "refuse":
+                    blocked.append(words[0].lower().rstrip("."))
+    result["blocked_domains"] = sorted(set(blocked))
+    fronts = [entry for (name, stype), entry in services.items()
+              if stype == "inet" and _port(name.rpartition(":")[2]) == 25]
+    result["postscreen"] = any(entry["command"].split()[:1] == ["postscreen"] for entry in fronts)
+    return result
 
 
 class ReadbackError(Exception):
@@ -379,9 +435,12 @@ def interpret(raw):
             continue
         sasl = _yes(settings.get("smtpd_sasl_auth_enable"))
         lnotes = []
+        # A -o mynetworks override (a re-injection listener's 127.0.0.0/8, or a careless 0.0.0.0/0)
+        # is what permit_mynetworks means on that listener.
+        own_mynetworks = NetSet(restriction_tokens(overrides["mynetworks"])) if "mynetworks" in overrides else mynetworks
         grants, never, auth_relay, configured = relay_semantics(
             settings.get("smtpd_relay_restrictions"), settings.get("smtpd_recipient_restrictions"),
-            mynetworks, tables, sasl, lnotes)
+            own_mynetworks, tables, sasl, lnotes)
         allow, deny = connect_lists(settings.get("smtpd_client_restrictions"), tables, lnotes)
         notes.extend("%s: %s" % (name, n) for n in lnotes if "%s: %s" % (name, n) not in notes)
         relay_networks = without_loopback(configured)
@@ -420,6 +479,7 @@ def interpret(raw):
     policy["client_limits"] = client_limits(main)
     policy["smarthost_tls"] = "encrypt" if (main.get("smtp_tls_security_level") or "").strip() in (
         "encrypt", "verify", "secure", "dane-only") else "none"
+    policy.update(hosted_domains(main, services, tables, notes))
     client_allow, client_deny = connect_lists(main.get("smtpd_client_restrictions"), tables, [])
     policy["connect_allow"] = client_allow.cidrs()
     policy["connect_deny"] = client_deny.cidrs()

@@ -120,6 +120,32 @@ def listener_expectation(listener, effective, source, addresses):
     return reachable, relay_allowed, auth_relay
 
 
+# A local part no recipient list or map is expected to know (T23 unknown-recipient probes).
+UNKNOWN_LOCAL_PART = "mailsec-probe-unknown-recipient"
+
+
+def hosted_domains(effective):
+    """Domains inbound mail must be accepted for: local, virtual mailbox, virtual alias (issue 15)."""
+    domains = list(effective.get("local_domains") or [])
+    for kind in ("virtual_mailbox_domains", "virtual_alias_domains"):
+        domains += [d for d in effective.get(kind) or [] if d not in domains]
+    return domains
+
+
+def refused_recipients(effective):
+    """Addresses MX listeners must refuse at RCPT (T23): an unknown name in every relay domain with
+    recipient validation (none where the list accepts every name of the domain), and each blocked domain."""
+    refused = []
+    if effective.get("relay_recipient_validation"):
+        known = effective.get("relay_recipients") or []
+        for domain in effective.get("relay_domains") or []:
+            if "@%s" % domain not in known:
+                refused.append({"address": "%s@%s" % (UNKNOWN_LOCAL_PART, domain), "kind": "unknown"})
+    for domain in effective.get("blocked_domains") or []:
+        refused.append({"address": "postmaster@%s" % domain, "kind": "blocked"})
+    return refused
+
+
 def build_target(name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None,
                  auth=None, extra_ports=None, readback=None, undeclared=None):
     """Build one relay_probe target for host ``name`` as seen from ``source_address``.
@@ -172,10 +198,14 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
         "hostname": effective.get("hostname") or str(name),
         # Hosted domains are accepted only where this vantage can deliver inbound (an MX listener it may
         # connect to); from anywhere else every recipient must be refused, so none is expected to pass.
-        "local_domains": list(effective.get("local_domains") or []) if inbound else [],
+        # Virtual mailbox and alias domains are hosted too: inbound for them must be accepted (T13/T14).
+        "local_domains": hosted_domains(effective) if inbound else [],
         "relay_domains": list(effective.get("relay_domains") or []) if inbound else [],
         "listeners": listeners,
     }
+    refused = refused_recipients(effective) if inbound else []
+    if refused:
+        target["refused_recipients"] = refused
     if test_mailbox and inbound:
         # A real local mailbox: inbound control (T13) and the only non-canary DATA recipient (T17).
         target["test_mailbox"] = str(test_mailbox)

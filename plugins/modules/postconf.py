@@ -80,6 +80,12 @@ options:
         type: str
         default: present
         choices: [present, absent]
+      keep_front:
+        description:
+          - When the service exists and runs C(postscreen), keep postscreen as the front door and apply
+            O(master[].command) and O(master[].overrides) to its C(smtpd pass) service instead.
+        type: bool
+        default: false
   master_purge_commands:
     description:
       - Remove every C(inet) service whose command is in this list and that O(master) does not declare,
@@ -87,6 +93,24 @@ options:
     type: list
     elements: str
     default: []
+  adopt:
+    description:
+      - Adopt mode, for hosts that carried mail before this module managed them (brownfield).
+      - O(master_purge_commands) then removes only services that the ownership record (O(ownership_file))
+        lists as written by an earlier run; without a record (a host never converged before) it removes nothing.
+      - A service declared in O(master) that already exists keeps its C(-o) overrides that do not decide relaying,
+        AUTH or TLS (for example C(content_filter), C(smtpd_milters), C(receive_override_options)).
+      - Every service, override and filter, milter, map or domain setting that stays as found is listed in RV(kept)
+        and, in diff mode, as C(kept:) lines.
+    type: bool
+    default: false
+  ownership_file:
+    description:
+      - Path under O(config_dir) of the ownership record (JSON), which lists the master.cf services this module declared.
+        It is read before the diff and rewritten in the same transaction, so a later run can tell its own
+        listeners from the user's.
+      - Unset, no record is kept and O(adopt) removes nothing.
+    type: path
   files:
     description:
       - Lookup tables and other files under O(config_dir), written in the same transaction.
@@ -165,6 +189,9 @@ EXAMPLES = r"""
           smtpd_sasl_auth_enable: "yes"
           smtpd_relay_restrictions: permit_sasl_authenticated, reject
     master_purge_commands: [smtpd, postscreen]
+    # A host that carried mail before: remove only what an earlier run wrote, report the rest as kept.
+    adopt: true
+    ownership_file: /etc/postfix/mailsec/owned.json
     files:
       - path: /etc/postfix/mailsec/relay_never.cidr
         content: "203.0.113.51/32 reject_unauth_destination\n"
@@ -180,6 +207,20 @@ changes:
     main: {mynetworks: {before: "127.0.0.0/8", after: "127.0.0.0/8 203.0.113.48/28"}}
     master: {"submission/inet": {before: null, after: "submission inet n - y - - smtpd -o ..."}}
     files: [/etc/postfix/mailsec/relay_never.cidr]
+    kept: ["postscreen smtp inet in front of smtpd pass", "smtpd 127.0.0.1:10025 inet (master.cf)"]
+kept:
+  description:
+    - What exists, is not declared and stays as found, in words (services, kept overrides, filter, milter, map
+      and domain settings of main.cf). In check mode on a host never converged before, this is what adopt mode keeps.
+  returned: always
+  type: list
+  elements: str
+  sample: ["smtpd 127.0.0.1:10025 inet (master.cf)", "smtpd_milters = inet:127.0.0.1:8891 (main.cf)"]
+msg:
+  description: One line saying how many settings change and what is kept.
+  returned: always
+  type: str
+  sample: "would change 12 settings; kept: smtpd 127.0.0.1:10025 inet (master.cf)"
 backup_path:
   description: Directory holding the files that were replaced.
   returned: when something was replaced and O(backup=true)
@@ -223,8 +264,11 @@ def main():
                 command=dict(type='str'),
                 overrides=dict(type='dict', default={}),
                 state=dict(type='str', default='present', choices=['present', 'absent']),
+                keep_front=dict(type='bool', default=False),
             ), required_if=[('state', 'present', ['command'])]),
             master_purge_commands=dict(type='list', elements='str', default=[]),
+            adopt=dict(type='bool', default=False),
+            ownership_file=dict(type='path'),
             files=dict(type='list', elements='dict', default=[], options=dict(
                 path=dict(type='str', required=True),
                 content=dict(type='str', required=True),
@@ -245,7 +289,7 @@ def main():
         if module.check_mode:
             # Fresh host in check mode: the package task only pretended to install Postfix.
             changes = compute_changes({}, {}, {}, params['main'], params['master'], params['files'])
-            module.exit_json(changed=changes.changed, changes=changes.summary(), diff=changes.diff(),
+            module.exit_json(changed=changes.changed, changes=changes.summary(), diff=changes.diff(), kept=[],
                              msg='postfix is not installed; every setting would be written')
         module.fail_json(msg='postconf not found: install postfix first')
 
@@ -257,11 +301,15 @@ def main():
         postfix=module.get_bin_path('postfix', required=True), postmap=module.get_bin_path('postmap', required=True),
         confirm_timeout=params['confirm_timeout'])
     try:
-        changes = applier.plan(params['main'], params['master'], params['files'], params['master_purge_commands'])
+        changes = applier.plan(params['main'], params['master'], params['files'], params['master_purge_commands'],
+                               adopt=params['adopt'], ownership_file=params['ownership_file'])
     except PostfixError as exc:
         module.fail_json(msg=str(exc))
 
-    result = dict(changed=changes.changed, changes=changes.summary())
+    count = len(changes.main) + len(changes.master) + len(changes.files)
+    result = dict(changed=changes.changed, changes=changes.summary(), kept=list(changes.kept),
+                  msg='%s %d setting(s)%s' % ('would change' if module.check_mode else 'changed', count,
+                                              '; kept: ' + ', '.join(changes.kept) if changes.kept else ''))
     if module._diff:
         result['diff'] = changes.diff()
     if not changes.changed:
@@ -280,14 +328,16 @@ def main():
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
         except (PostfixError, OSError) as exc:  # stage() has removed its copy already
-            module.fail_json(msg='the change would be rejected: %s' % exc, **result)
+            result['msg'] = 'the change would be rejected: %s' % exc
+            module.fail_json(**result)
         module.exit_json(**result)
 
     try:
         result.update(applier.apply(changes, params['main'], params['master'], params['files'],
                                     reload=params['reload'], backup=params['backup']))
     except (PostfixError, OSError) as exc:  # the applier cleaned up its staging and rolled back
-        module.fail_json(msg=str(exc), **result)
+        result['msg'] = str(exc)
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

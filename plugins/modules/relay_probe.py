@@ -60,6 +60,24 @@ options:
           - A real local mailbox (C(user@domain)). Used for T13, as spoofed sender (T15), and as the only
             non-canary recipient allowed for DATA (smuggling probes T17/T18 on MX listeners).
         type: str
+      refused_recipients:
+        description:
+          - Addresses that MX listeners must refuse at RCPT (T23) - an unknown recipient of a relay domain with recipient
+            validation (O(targets[].refused_recipients[].kind=unknown)), any address of a blocked domain (V(blocked)).
+            Only RCPT is sent, never DATA.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          address:
+            description: The recipient address.
+            type: str
+            required: true
+          kind:
+            description: Why it must be refused.
+            type: str
+            required: true
+            choices: [unknown, blocked]
       listeners:
         description: Listeners and what must happen on each for this vantage.
         type: list
@@ -164,7 +182,7 @@ options:
         description: A name for reports.
         type: str
   probes:
-    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T20). C(T00) (listener reachable) always runs.
+    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T23). C(T00) (listener reachable) always runs.
     type: list
     elements: str
     default: [all]
@@ -339,6 +357,8 @@ def main():
         relay_domains=dict(type="list", elements="str", default=[]),
         test_mailbox=dict(type="str"),
         extra_ports=dict(type="list", elements="int", default=[]),
+        refused_recipients=dict(type="list", elements="dict", default=[], options=dict(
+            address=dict(type="str", required=True), kind=dict(type="str", required=True, choices=["unknown", "blocked"]))),
         listeners=dict(type="list", elements="dict", required=True, options=listener),
         auth=dict(type="dict", options=dict(username=dict(type="str", required=True),
                                             password=dict(type="str", required=True, no_log=True))),

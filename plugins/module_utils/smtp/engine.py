@@ -89,6 +89,12 @@ class Target:
         self.local_domains = [str(d).lower() for d in (spec.get("local_domains") or [])]
         self.relay_domains = [str(d).lower() for d in (spec.get("relay_domains") or [])]
         self.test_mailbox = (spec.get("test_mailbox") or None)
+        # Addresses the host must refuse at RCPT (T23): unknown recipients where validation is on, blocked domains.
+        self.refused_recipients = []
+        for i, item in enumerate(spec.get("refused_recipients") or []):
+            if not isinstance(item, dict) or "@" not in str(item.get("address") or "") or item.get("kind") not in ("unknown", "blocked"):
+                raise ConfigError("%s.refused_recipients[%d]: needs an address and a kind (unknown or blocked)" % (where, i))
+            self.refused_recipients.append({"address": str(item["address"]), "kind": item["kind"]})
         listeners = spec.get("listeners") or [{"port": 25, "role": "mx", "tls": "starttls"}]
         self.listeners = [Listener(item, "%s.listeners[%d]" % (where, i)) for i, item in enumerate(listeners)]
         self.listeners += extra_listeners(spec.get("extra_ports"), self.listeners, where)

@@ -22,8 +22,9 @@ from .safety import DUMMY_CREDENTIALS, Credentials, envelope_address
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
 
 # T00 (listener reachable) is not a case: the engine checks it once per listener, always.
-# T21 (TLS versions and suites) lives in tlsprobe.py; T22 (relay decision verified) is derived.
-ALL_PROBES = tuple("T%02d" % number for number in range(0, 23))
+# T21 (TLS versions and suites) lives in tlsprobe.py; T22 (relay decision verified) is derived;
+# T23: hosted recipients that must be refused (issue 15).
+ALL_PROBES = tuple("T%02d" % number for number in range(0, 24))
 # T10 (sender binding) is policy-optional: run when listed explicitly or asked for per listener.
 DEFAULT_PROBES = tuple(probe for probe in ALL_PROBES if probe != "T10")
 REACHABLE = "T00"
@@ -922,6 +923,33 @@ async def t19_proxy(ctx, client):
     return Outcome(PASS, "PROXY line refused as a command: %s" % describe(reply), reply, "PROXY")
 
 
+# -- T23: hosted recipients that must be refused (issue 15) ---------------------------------
+async def t23(ctx, client, rcpt, kind):
+    """RCPT for an address the host must refuse: an unknown recipient of a relay domain with recipient
+    validation (else: backscatter), or any address of a blocked domain. Never DATA."""
+    mail, reply = await _mail_rcpt(ctx, client, "<%s>" % ctx.clean_sender, "<%s>" % rcpt)
+    if classify(mail) == TRANSIENT:
+        return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL")
+    if classify(mail) != ACCEPTED:
+        return Outcome(INCONCLUSIVE, "control not exercised: sender refused (%s)" % describe(mail), mail, "MAIL")
+    klass = classify(reply)
+    if klass == ACCEPTED:
+        return Outcome(FAIL, "accepted at RCPT, but the policy refuses %s: %s" % (rcpt, describe(reply)), reply, "RCPT",
+                       tag=kind)  # findings: unknown -> accepts_all_recipients, blocked -> blocked_domain_accepted
+    if klass == TRANSIENT:
+        return transient("temporary RCPT reply: %s" % describe(reply), reply, "RCPT")
+    return Outcome(PASS, "refused at RCPT: %s" % describe(reply), reply, "RCPT")
+
+
+def t23_cases(ctx, add):
+    """One T23 case per address the target must refuse (``refused_recipients``: unknown, blocked)."""
+    for item in ctx.target.refused_recipients:
+        title = {"unknown": "unknown recipient of a validated relay domain refused",
+                 "blocked": "blocked domain refused"}[item["kind"]]
+        add("T23", "%s:%s" % (item["kind"], item["address"]), "%s (%s)" % (title, item["address"]), "refused",
+            ctx.relay_kind, lambda c, cl, r=item["address"], k=item["kind"]: t23(c, cl, r, k), cost=2, greeting_refused=PASS)
+
+
 # -- the matrix ----------------------------------------------------------------------------
 def build_cases(ctx):
     """Every case that applies to this listener, for the selected probes."""
@@ -1001,6 +1029,7 @@ def build_cases(ctx):
             for name, sender in spoofs:
                 add("T15", name, "sender spoof <%s> cannot relay" % sender, "refused", relay_kind,
                     lambda c, cl, s="<%s>" % sender: t15(c, cl, s), greeting_refused=PASS)
+        t23_cases(ctx, add)
         add("T19", "xclient", "XCLIENT not honoured", "refused", relay_kind, t19_xclient)
         add("T19", "proxy", "PROXY header not honoured", "refused", "own", t19_proxy)
 
