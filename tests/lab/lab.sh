@@ -8,7 +8,7 @@
 #   lab.sh images [SUITE...]   build (or reuse) the base, postfix, exim and prober images per
 #                              Debian suite (default: $MAILSEC_SUITES or "bookworm trixie")
 #   lab.sh net lab|molecule    create the internal test network if missing
-#   lab.sh up                  (re)start the demo fleet with stock MTAs routed to the sink
+#   lab.sh up                  (re)start the demo fleet (mixed suites) with stock MTAs routed to the sink
 #   lab.sh down [lab|molecule] remove the lab's containers and networks (default: both)
 #   lab.sh smoke               EHLO every MTA from the prober; non-zero on any failure
 #   lab.sh status              show the lab's containers and networks
@@ -387,7 +387,7 @@ sys.exit(0 if ok and d < 1 else 1)' "$name"; then :; else failed=1; fi
 }
 
 # ---------------------------------------------------------------------------------------------
-usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # Commands that change the lab take a machine-wide lock: two `up`s at once (two people, or a
 # demo and a Molecule run) would otherwise remove each other's containers halfway.
