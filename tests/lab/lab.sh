@@ -401,7 +401,11 @@ take_lock() {
 main() {
   local cmd=${1:-}
   case $cmd in
-    host-setup | images | net | up | down) take_lock "$@" ;;
+    host-setup | images | up) take_lock "$@" ;;
+    # The Molecule network is guarded by the Molecule lock, which tests/run_all.sh holds around
+    # `net molecule`, the scenario and `down molecule`: waiting for the lab's lock there would
+    # stall every scenario while a demo or a benchmark holds the lab.
+    net | down) [[ ${2:-} == molecule ]] || take_lock "$@" ;;
   esac
   shift || true
   case $cmd in
