@@ -189,6 +189,7 @@ def render_postfix(effective, **options):
     """
     opts = dict(RENDER_DEFAULTS)
     opts.update({k: v for k, v in options.items() if v is not None})
+    opts['compatibility_level'] = opts['compatibility_level'] or default_compatibility_level(opts['postfix_version'])
     table_dir = opts['table_dir']
     # Second wall (docs/security.md): whoever built this policy, no value outside its grammar is rendered.
     try:
@@ -254,7 +255,7 @@ def render_postfix(effective, **options):
     smarthost = effective.get('smarthost')
     main = {
         # C1: never rely on defaults.
-        'compatibility_level': opts['compatibility_level'] or default_compatibility_level(opts['postfix_version']),
+        'compatibility_level': opts['compatibility_level'],
         'myhostname': effective['hostname'],
         'mydestination': ', '.join(['$myhostname', 'localhost'] + list(effective.get('local_domains') or [])),
         'mynetworks': ' '.join(postfix_network(n) for n in loopback + relay_networks),
