@@ -4,8 +4,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Converge cost of the hardening roles: first run, no-op rerun, drift check; round trips per task.
 
-Hosts are fresh containers of this bench (bench-mx1 from the lab's Postfix image, bench-exim1 from
-its Exim image; --network none: converging needs no network, the images hold every package), with
+Hosts are fresh containers of this bench, per Debian suite (bench-mx1-<suite> from the lab's Postfix
+image of that suite, bench-exim1-<suite> from its Exim image; both suites in one run by default,
+--suites to choose; --network none: converging needs no network, the images hold every package), with
 the policy of the lab's mx1 (mx_submission, Dovecot SASL) and exim1. The lab's own hosts are left
 alone: other engineers run the demo on them.
 
@@ -34,10 +35,20 @@ import benchlib  # noqa: E402
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 LAB_INVENTORY = os.path.join(benchlib.ROOT, "tests", "lab", "inventory")
-HOSTS = {  # bench host: (image, lab host whose policy it takes, playbook group)
-    "bench-mx1": ("postfix", "mx1", "postfix"),
-    "bench-exim1": ("exim", "exim1", "exim"),
-}
+SUITES = ("bookworm", "trixie")
+HOST_TEMPLATES = (  # bench host prefix, image, lab host whose policy it takes, playbook group
+    ("bench-mx1", "postfix", "mx1", "postfix"),
+    ("bench-exim1", "exim", "exim1", "exim"),
+)
+NOOP_BUDGET_S = 3.0   # a no-op rerun of harden.yml may take at most this per host, on each suite
+HOSTS = {}  # bench host: (image, lab host, playbook group, suite); filled by use_suites()
+
+
+def use_suites(suites):
+    HOSTS.clear()
+    for suite in suites:
+        for prefix, image, lab_host, group in HOST_TEMPLATES:
+            HOSTS["%s-%s" % (prefix, suite)] = (image, lab_host, group, suite)
 LABEL = "io.mailsec.bench=converge"
 # Controller-side actions: they never open a connection to the host.
 CONTROLLER_ACTIONS = {
@@ -51,10 +62,10 @@ def sh(cmd, check=True, timeout=300):
 
 
 def start_hosts():
-    for name, (image, _, _) in HOSTS.items():
+    for name, (image, _, _, suite) in HOSTS.items():
         sh(["podman", "rm", "-f", "--ignore", name])
         sh(["podman", "run", "-d", "--name", name, "--hostname", name + ".example.test", "--network", "none",
-            "--label", LABEL, "localhost/mailsec-%s:bookworm" % image, "sleep", "infinity"])
+            "--label", LABEL, "localhost/mailsec-%s:%s" % (image, suite), "sleep", "infinity"])
         # as lab.sh does: the stock daemon runs before hardening
         start = ("hostname > /etc/mailname && postfix start" if image == "postfix"
                  else "hostname > /etc/mailname && update-exim4.conf && service exim4 start")
@@ -72,7 +83,7 @@ def write_inventory(workdir, connection="containers.podman.podman"):
     os.makedirs(os.path.join(inv, "host_vars"), exist_ok=True)
     shutil.copytree(os.path.join(LAB_INVENTORY, "group_vars"), os.path.join(inv, "group_vars"), dirs_exist_ok=True)
     groups = collections.defaultdict(dict)
-    for name, (_, lab_host, group) in HOSTS.items():
+    for name, (_, lab_host, group, _) in HOSTS.items():
         shutil.copy(os.path.join(LAB_INVENTORY, "host_vars", lab_host + ".yml"),
                     os.path.join(inv, "host_vars", name + ".yml"))
         groups[group][name] = None
@@ -178,12 +189,14 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="no-op reruns / drift runs per host")
     parser.add_argument("--mitogen", action="store_true", help="also converge with the mitogen strategy")
     parser.add_argument("--keep", action="store_true", help="leave the bench containers running")
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES), help="Debian suites to measure")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    use_suites(args.suites)
 
-    for image in ("postfix", "exim"):
-        if sh(["podman", "image", "exists", "localhost/mailsec-%s:bookworm" % image], check=False).returncode:
-            raise SystemExit("image localhost/mailsec-%s:bookworm missing: run tests/lab/lab.sh images" % image)
+    for image, suite in sorted({(image, suite) for image, _, _, suite in HOSTS.values()}):
+        if sh(["podman", "image", "exists", "localhost/mailsec-%s:%s" % (image, suite)], check=False).returncode:
+            raise SystemExit("image localhost/mailsec-%s:%s missing: run tests/lab/lab.sh images %s" % (image, suite, suite))
     report = {"machine": benchlib.machine_facts(), "config": vars(args), "hosts": {}, "calibration": {}}
     workdir = tempfile.mkdtemp(prefix="converge-bench-")
     harden = os.path.join(benchlib.ROOT, "playbooks", "harden.yml")
@@ -194,8 +207,8 @@ def main(argv=None):
     try:
         start_hosts()
         inventory = write_inventory(workdir)
-        for name, (image, lab_host, _) in HOSTS.items():
-            print("== %s (%s, policy of %s)" % (name, image, lab_host), flush=True)
+        for name, (image, lab_host, _, suite) in HOSTS.items():
+            print("== %s (%s on %s, policy of %s)" % (name, image, suite, lab_host), flush=True)
             host = report["hosts"][name] = {}
             host["first"] = run_playbook(harden, inventory, name, workdir, name + "-first")
             print("  first run: %s" % brief(host["first"]), flush=True)
@@ -306,6 +319,14 @@ def print_report(report):
                 print("%s no-op rerun = %s module-call equivalents; %s of its wall time is podman round trips" % (
                     name, f(benchlib.ratio(rerun["wall"], calib["module_call_s"]), 1),
                     f(benchlib.ratio(rerun["podman_seconds"], rerun["wall"]))))
+    print("no-op rerun of harden.yml, budget %.0f s per host on each suite:" % NOOP_BUDGET_S)
+    for name, host in report["hosts"].items():
+        rerun = host.get("rerun")
+        if isinstance(rerun, dict):
+            changed = rerun["host_recap"].get("changed")
+            ok = not rerun["error"] and changed == 0 and rerun["wall"] <= NOOP_BUDGET_S
+            print("  %-22s %-8s wall %s s (runs %s), changed=%s: %s" % (
+                name, HOSTS[name][3], f(rerun["wall"], 2), rerun["walls"], changed, "OK" if ok else "OVER BUDGET OR CHANGED"))
     if "mitogen" in report:
         mit = report["mitogen"]
         print("mitogen: %s" % mit.get("status"))

@@ -64,37 +64,55 @@ summary_integration() { summary_unit "$@"; }
 summary_unit() { grep -E '^=*.*(passed|failed|error|no tests ran).* in [0-9.]+s' "$1" | tail -1 | tr -d '='; }
 
 stage_molecule() {
-  local file scenario rc=0 passed=0 failed=0
-  local -a scenarios=()
+  local file scenario suite rc=0 passed=0 failed=0 start
+  local -a scenarios=() suites=() timings=()
   for file in molecule/*/molecule.yml; do
     [[ -e $file ]] && scenarios+=("$(basename "$(dirname "$file")")")
   done
   # MOLECULE_SCENARIOS="a b" runs a subset (developers); CI runs every scenario found.
   [[ -n ${MOLECULE_SCENARIOS:-} ]] && read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+  # The platform matrix: every scenario runs once per Debian suite (its molecule.yml takes the
+  # images localhost/mailsec-*:${MOLECULE_SUITE}). MOLECULE_SUITES="trixie" runs one suite.
+  read -r -a suites <<<"${MOLECULE_SUITES:-bookworm trixie}"
   if ((${#scenarios[@]} == 0)); then
     echo "molecule: no scenarios found (molecule/*/molecule.yml)"
     return "$SKIP_RC"
   fi
+  # The images of every suite must exist (`make molecule` / `make test` build them first).
+  local image
+  for suite in "${suites[@]}"; do
+    for image in postfix exim prober; do
+      podman image exists "localhost/mailsec-$image:$suite" ||
+        { echo "molecule: image localhost/mailsec-$image:$suite missing: run tests/lab/lab.sh images $suite"; return 1; }
+    done
+  done
   for scenario in "${scenarios[@]}"; do
-    echo "=== molecule scenario: $scenario"
-    # Scenarios share the mailsec-molecule network and fixed addresses: one at a time per machine,
-    # also across checkouts (a developer's run and a CI clone), hence a machine-wide lock.
-    # The network is (re)created under the lock too: a run that ends removes it under the lock.
-    # shellcheck disable=SC2016  # $1/$2 expand in the inner bash
-    if flock -w 3600 /run/lock/mailsec-molecule.lock \
-      bash -c '"$1" net molecule && molecule test -s "$2"' _ "$ROOT/tests/lab/lab.sh" "$scenario"; then
-      echo "molecule: scenario $scenario PASSED"
-      passed=$((passed + 1))
-    else
-      echo "molecule: scenario $scenario FAILED"
-      failed=$((failed + 1))
-      rc=1
-    fi
+    for suite in "${suites[@]}"; do
+      echo "=== molecule scenario: $scenario on $suite"
+      start=$SECONDS
+      # Scenarios share the mailsec-molecule network and fixed addresses: one at a time per machine,
+      # also across checkouts (a developer's run and a CI clone), hence a machine-wide lock. The
+      # network is made inside the lock: another checkout's run removes it when it ends.
+      # shellcheck disable=SC2016  # $1 and $2 are the inner sh's arguments
+      if MOLECULE_SUITE=$suite flock -w 3600 /run/lock/mailsec-molecule.lock \
+        sh -c '"$1" net molecule && exec molecule test -s "$2"' sh "$ROOT/tests/lab/lab.sh" "$scenario"; then
+        echo "molecule: scenario $scenario on $suite PASSED in $((SECONDS - start)) s"
+        timings+=("$(printf '  %-24s %-9s PASSED %4d s' "$scenario" "$suite" $((SECONDS - start)))")
+        passed=$((passed + 1))
+      else
+        echo "molecule: scenario $scenario on $suite FAILED in $((SECONDS - start)) s"
+        timings+=("$(printf '  %-24s %-9s FAILED %4d s' "$scenario" "$suite" $((SECONDS - start)))")
+        failed=$((failed + 1))
+        rc=1
+      fi
+    done
   done
   # Leave no network behind (scenarios keep it between them; the next run creates it again).
   flock -w 3600 /run/lock/mailsec-molecule.lock "$ROOT/tests/lab/lab.sh" down molecule >/dev/null 2>&1 ||
     echo "molecule: could not remove the mailsec-molecule network"
-  echo "molecule: ${#scenarios[@]} scenarios, $passed passed, $failed failed"
+  echo "molecule: time per scenario and suite"
+  printf '%s\n' "${timings[@]}"
+  echo "molecule: ${#scenarios[@]} scenarios x ${#suites[@]} suites (${suites[*]}), $passed passed, $failed failed"
   return "$rc"
 }
 summary_molecule() { grep -E '^molecule: ([0-9]+ scenarios|no scenarios)' "$1" | tail -1; }

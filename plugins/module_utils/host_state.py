@@ -11,9 +11,11 @@ module transfer, no temporary directory); the module of the same name imports it
 The file is also a script: ``python3 host_state.py '<spec as JSON>'`` prints the state as JSON.
 Standard library only, Python 3.6+.
 
-spec: {"packages": [...], "files": [...], "commands": {name: argv}}. The answer has the same keys
-plus ``os`` (from os-release, so that no fact gathering is needed to pick platform variables) and
-``default_ipv4`` (the address of the default route's interface, or None).
+spec: {"packages": [...], "files": [...], "commands": {name: argv}, "versions": [...]}. The answer has
+the same keys plus ``os`` (from os-release, so that no fact gathering is needed to pick platform
+variables) and ``default_ipv4`` (the address of the default route's interface, or None).
+``versions`` names daemons (postfix, exim, dovecot) whose upstream version the renderers gate on:
+each is asked with its own cheap version command, never inferred from the OS release.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,6 +25,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import socket
 import struct
 import subprocess
@@ -48,13 +51,39 @@ def os_release(path="/etc/os-release"):
                 if sep:
                     fields[key] = value.strip().strip("\"'")
     except (IOError, OSError):
-        return {"distribution": None, "major_version": None, "family": None}
+        return {"distribution": None, "major_version": None, "family": None, "codename": None}
     os_id = fields.get("ID", "").lower()
     lineage = [os_id] + fields.get("ID_LIKE", "").lower().split()
     family = next((name for key, name in _FAMILIES if key in lineage), _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None))
     version = fields.get("VERSION_ID", "")
     return {"distribution": _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None),
-            "major_version": version.split(".")[0] or None, "family": family}
+            "major_version": version.split(".")[0] or None, "family": family,
+            "codename": fields.get("VERSION_CODENAME") or None}
+
+
+# Daemon -> (argv candidates, pattern of the version in the output). Each command answers without
+# starting anything: postconf -d reads only built-in defaults, exim -bV checks the configuration and
+# prints its version, dovecot --version prints it and exits.
+VERSION_COMMANDS = {
+    "postfix": ([["postconf", "-d", "-h", "mail_version"]], r"^(\d+(?:\.\d+)+)"),
+    "exim": ([["exim4", "-bV"], ["exim", "-bV"]], r"Exim version (\d+(?:\.\d+)+)"),
+    "dovecot": ([["dovecot", "--version"]], r"^(\d+(?:\.\d+)+)"),
+}
+
+
+def daemon_version(name, run=None):
+    """Upstream version of an installed daemon ("3.10.5"), or None when it is missing or silent."""
+    argvs, pattern = VERSION_COMMANDS[name]
+    for argv in argvs:
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+            stdout = proc.communicate()[0]
+        except OSError:
+            continue   # not installed under this name
+        match = re.search(pattern, stdout or "", re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
 
 
 def default_ipv4(route_table="/proc/net/route"):
@@ -115,6 +144,10 @@ def read(spec):
             out["commands"][name] = {"rc": proc.returncode, "stdout": stdout.strip()}
         except OSError:
             out["commands"][name] = {"rc": 127, "stdout": ""}
+    unknown = [name for name in spec.get("versions", []) if name not in VERSION_COMMANDS]
+    if unknown:
+        raise ValueError("versions: unknown daemon(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(VERSION_COMMANDS))))
+    out["versions"] = dict((name, daemon_version(name)) for name in spec.get("versions", []))
     return out
 
 

@@ -115,6 +115,12 @@ def supports_forbid_bare_newline(version):
     return v[:2] >= (3, 9)
 
 
+def default_compatibility_level(version):
+    """The level to pin: 3.6 up to Postfix 3.8, 3.9 from 3.9 on (Debian 13's Postfix 3.10 defaults to
+    3.9; pinning 3.6 there would bring back older defaults)."""
+    return '3.9' if version_tuple(version)[:2] >= (3, 9) else '3.6'
+
+
 # --------------------------------------------------------------------------------------------
 # Renderer: effective policy -> Postfix settings
 # --------------------------------------------------------------------------------------------
@@ -123,7 +129,7 @@ RENDER_DEFAULTS = {
     'config_dir': '/etc/postfix',
     'table_dir': '/etc/postfix/mailsec',
     'postfix_version': '3.7.11',
-    'compatibility_level': '3.6',
+    'compatibility_level': None,   # None: default_compatibility_level(postfix_version)
     'chroot': True,
     'sasl_path': 'private/auth',
     'extra_main': {},
@@ -203,6 +209,7 @@ def render_postfix(effective, **options):
     """
     opts = dict(RENDER_DEFAULTS)
     opts.update({k: v for k, v in options.items() if v is not None})
+    opts['compatibility_level'] = opts['compatibility_level'] or default_compatibility_level(opts['postfix_version'])
     table_dir = opts['table_dir']
     # Second wall (docs/security.md): whoever built this policy, no value outside its grammar is rendered.
     try:

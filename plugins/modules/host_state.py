@@ -40,6 +40,14 @@ options:
       - Read-only commands by name, each an argv list. Their exit status is reported, never treated as an error.
     type: dict
     default: {}
+  versions:
+    description:
+      - Daemons whose upstream version to report, each read with its own version command
+        (C(postconf -d -h mail_version), C(exim4 -bV), C(dovecot --version)); never inferred from the OS release.
+    type: list
+    elements: str
+    choices: [postfix, exim, dovecot]
+    default: []
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
@@ -67,6 +75,7 @@ EXAMPLES = r"""
     files: [/etc/postfix/main.cf]
     commands:
       status: [postfix, status]
+    versions: [postfix, dovecot]
   register: state
 
 - name: Install Postfix only when it is missing
@@ -95,10 +104,17 @@ commands:
   type: dict
   sample: {"status": {"rc": 0, "stdout": ""}}
 os:
-  description: C(distribution), C(major_version) and C(family), named as Ansible's facts name them.
+  description:
+    - C(distribution), C(major_version) and C(family), named as Ansible's facts name them, and C(codename)
+      (C(VERSION_CODENAME) of C(/etc/os-release), null when absent).
   returned: always
   type: dict
-  sample: {"distribution": "Debian", "major_version": "12", "family": "Debian"}
+  sample: {"distribution": "Debian", "major_version": "13", "family": "Debian", "codename": "trixie"}
+versions:
+  description: Per daemon of O(versions), its upstream version; null when it is not installed.
+  returned: always
+  type: dict
+  sample: {"postfix": "3.10.5", "dovecot": "2.4.1"}
 default_ipv4:
   description: The IPv4 address of the interface holding the default route; null when there is none.
   returned: always
@@ -117,6 +133,7 @@ def main():
             packages=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
             commands=dict(type="dict", default={}),
+            versions=dict(type="list", elements="str", default=[], choices=["postfix", "exim", "dovecot"]),
         ),
         supports_check_mode=True,
     )

@@ -5,9 +5,10 @@
 # documentation-range network, a prober with a canary sink, and a smoke test.
 #
 #   lab.sh host-setup          install podman & co. when missing; containers.conf only if needed
-#   lab.sh images              build (or reuse) the base, postfix, exim and prober images
+#   lab.sh images [SUITE...]   build (or reuse) the base, postfix, exim and prober images per
+#                              Debian suite (default: $MAILSEC_SUITES or "bookworm trixie")
 #   lab.sh net lab|molecule    create the internal test network if missing
-#   lab.sh up                  (re)start the demo fleet with stock MTAs routed to the sink
+#   lab.sh up                  (re)start the demo fleet (mixed suites) with stock MTAs routed to the sink
 #   lab.sh down [lab|molecule] remove the lab's containers and networks (default: both)
 #   lab.sh smoke               EHLO every MTA from the prober; non-zero on any failure
 #   lab.sh status              show the lab's containers and networks
@@ -17,9 +18,15 @@ set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-BASE_IMAGE=localhost/mailsec-base:bookworm
+# One recipe for every Debian release the collection supports: the suite is a parameter.
+# Images are localhost/mailsec-<name>:<suite>, e.g. mailsec-postfix:trixie.
+SUPPORTED_SUITES=(bookworm trixie)
+read -r -a SUITES <<<"${MAILSEC_SUITES:-${SUPPORTED_SUITES[*]}}"
+# The demo fleet's default release (a host's own suite is the 4th FLEET field).
+DEFAULT_SUITE=trixie
+base_image() { echo "localhost/mailsec-base:$1"; }
 # The base recipe is hashed into a label: change it here and the base (and all on top) rebuild.
-BASE_RECIPE="debootstrap --variant=minbase --include=python3,iproute2 bookworm"
+base_recipe() { echo "debootstrap --variant=minbase --include=python3,iproute2 $1"; }
 IMAGES=(postfix exim prober)
 INPUTS_LABEL=io.mailsec.inputs
 
@@ -27,13 +34,14 @@ declare -A NET_NAME=([lab]=mailsec-lab [molecule]=mailsec-molecule)
 declare -A NET_V4=([lab]=198.51.100.0/25 [molecule]=203.0.113.0/24)
 declare -A NET_V6=([lab]=2001:db8:25::/64 [molecule]=2001:db8:26::/64)
 
-# The demo fleet: container name, image, last address octet/hextet (v4 198.51.100.N, v6 2001:db8:25::N).
+# The demo fleet: container name, image, last address octet/hextet (v4 198.51.100.N, v6 2001:db8:25::N),
+# Debian suite. A mixed fleet, as during an upgrade cycle: trixie by default, bookworm hosts beside.
 FLEET=(
-  "mx1 postfix 11"
-  "hub1 postfix 12"
-  "legacy1 postfix 13"
-  "exim1 exim 14"
-  "prober prober 100"
+  "mx1 postfix 11 trixie"
+  "hub1 postfix 12 bookworm"
+  "legacy1 postfix 13 trixie"
+  "exim1 exim 14 trixie"
+  "prober prober 100 trixie"
 )
 LAB_DOMAIN=example.test
 PROBER_EXTRA=(50 51)   # extra prober source addresses: trusted (.50) and never-relay (.51) vantages
@@ -99,48 +107,50 @@ podman_trial() { podman run --rm --network none --rootfs /:O /bin/true >/dev/nul
 image_label() { podman image inspect --format "{{index .Labels \"$INPUTS_LABEL\"}}" "$1" 2>/dev/null || true; }
 
 build_base() {
-  local want have mirror tmp
-  want=$(printf '%s\n' "$BASE_RECIPE" | sha256sum | cut -c1-16)
-  have=$(image_label "$BASE_IMAGE")
+  local suite=$1 want have mirror tmp image recipe_text
+  image=$(base_image "$suite")
+  recipe_text=$(base_recipe "$suite")
+  want=$(printf '%s\n' "$recipe_text" | sha256sum | cut -c1-16)
+  have=$(image_label "$image")
   if [[ $have == "$want" ]]; then
-    log "$BASE_IMAGE: cached ($want)"
+    log "$image: cached ($want)"
     return
   fi
   command -v debootstrap >/dev/null || die "debootstrap missing: run '$0 host-setup'"
   mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
-  log "$BASE_IMAGE: building by debootstrap from $mirror (label ${have:-none} -> $want)"
+  log "$image: building by debootstrap from $mirror (label ${have:-none} -> $want)"
   tmp=$(mktemp -d /var/tmp/mailsec-base.XXXXXX)
   # shellcheck disable=SC2064  # expand $tmp now: the trap must remove this very directory
   trap "rm -rf '$tmp'" RETURN
-  read -r -a recipe <<<"$BASE_RECIPE"
+  read -r -a recipe <<<"$recipe_text"
   "${recipe[@]}" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
-    || { tail -20 "$tmp/debootstrap.log" >&2; die "debootstrap failed"; }
+    || { tail -20 "$tmp/debootstrap.log" >&2; die "debootstrap of $suite failed"; }
   # Drop downloaded packages and the build host's name/resolver: podman provides its own.
   rm -rf "$tmp"/rootfs/var/cache/apt/archives/*.deb "$tmp"/rootfs/var/lib/apt/lists/* \
          "$tmp/rootfs/etc/resolv.conf" "$tmp/rootfs/etc/hostname"
   tar -C "$tmp/rootfs" -c . | podman import --quiet \
-    --change "LABEL $INPUTS_LABEL=$want" --change 'CMD ["sleep", "infinity"]' - "$BASE_IMAGE" >/dev/null
+    --change "LABEL $INPUTS_LABEL=$want" --change 'CMD ["sleep", "infinity"]' - "$image" >/dev/null
 }
 
 # Hash of everything an image is made of: its Containerfile, every COPY source (relative to the
 # build context tests/lab/), and the base image it starts from.
 image_inputs_hash() {
-  local containerfile=$1 src
+  local containerfile=$1 suite=$2 src
   {
     cat "$containerfile"
     while read -r src; do
       [[ -f $LAB_DIR/$src ]] || die "$containerfile copies $src, which does not exist"
       cat "$LAB_DIR/$src"
     done < <(awk '$1 == "COPY" { for (i = 2; i < NF; i++) if ($i !~ /^--/) print $i }' "$containerfile")
-    podman image inspect --format '{{.Id}}' "$BASE_IMAGE"
+    podman image inspect --format '{{.Id}}' "$(base_image "$suite")"
   } | sha256sum | cut -c1-16
 }
 
 build_image() {
-  local name=$1 image="localhost/mailsec-$1:bookworm" containerfile="$LAB_DIR/images/$1.Containerfile"
+  local name=$1 suite=$2 image="localhost/mailsec-$1:$2" containerfile="$LAB_DIR/images/$1.Containerfile"
   local want have
-  want=$(image_inputs_hash "$containerfile")
+  want=$(image_inputs_hash "$containerfile" "$suite")
   have=$(image_label "$image")
   if [[ $have == "$want" ]]; then
     log "$image: cached ($want)"
@@ -149,18 +159,33 @@ build_image() {
   log "$image: building (label ${have:-none} -> $want)"
   # Host network for the build only: apt must reach Debian, and podman's default network
   # (a private range) stays unused.
-  podman build --pull=never --network host --label "$INPUTS_LABEL=$want" \
-    -f "$containerfile" -t "$image" "$LAB_DIR" >"/var/tmp/mailsec-build-$name.log" 2>&1 \
-    || { tail -30 "/var/tmp/mailsec-build-$name.log" >&2; die "build of $image failed (log: /var/tmp/mailsec-build-$name.log)"; }
+  # --from: the Containerfile names the bookworm base; every suite builds on its own base.
+  local build_log="/var/tmp/mailsec-build-$name-$suite.log"
+  podman build --pull=never --network host --label "$INPUTS_LABEL=$want" --from "$(base_image "$suite")" \
+    -f "$containerfile" -t "$image" "$LAB_DIR" >"$build_log" 2>&1 \
+    || { tail -30 "$build_log" >&2; die "build of $image failed (log: $build_log)"; }
 }
 
 cmd_images() {
   need_root
-  local name start
+  local suite name start
+  local -a suites=("$@") pids=()
+  ((${#suites[@]})) || suites=("${SUITES[@]}")
+  for suite in "${suites[@]}"; do
+    [[ " ${SUPPORTED_SUITES[*]} " == *" $suite "* ]] || die "unknown suite '$suite' (supported: ${SUPPORTED_SUITES[*]})"
+  done
   start=$SECONDS
-  build_base
-  for name in "${IMAGES[@]}"; do build_image "$name"; done
-  log "images ready in $((SECONDS - start)) s"
+  # Suites build side by side (debootstrap and apt mostly wait on the network); within a suite the
+  # images follow their base.
+  for suite in "${suites[@]}"; do
+    (
+      build_base "$suite"
+      for name in "${IMAGES[@]}"; do build_image "$name" "$suite"; done
+    ) &
+    pids+=($!)
+  done
+  wait_all "${pids[@]}" || die "image build failed"
+  log "images ready in $((SECONDS - start)) s (${suites[*]})"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -186,12 +211,15 @@ cmd_net() {
 # ---------------------------------------------------------------------------------------------
 fleet_names() { local entry; for entry in "${FLEET[@]}"; do echo "${entry%% *}"; done; }
 
+# Suites the demo fleet runs on (each needs its images).
+fleet_suites() { local entry name image n suite; for entry in "${FLEET[@]}"; do read -r name image n suite <<<"$entry"; echo "${suite:-$DEFAULT_SUITE}"; done | sort -u; }
+
 # /etc/hosts for every lab container: lookups of lab names never need DNS.
 hosts_file() {
-  local entry name image n extra
+  local entry name image n suite extra
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
   for entry in "${FLEET[@]}"; do
-    read -r name image n <<<"$entry"
+    read -r name image n suite <<<"$entry"
     printf '198.51.100.%s\t%s.%s %s\n2001:db8:25::%s\t%s.%s %s\n' "$n" "$name" "$LAB_DOMAIN" "$name" "$n" "$name" "$LAB_DOMAIN" "$name"
   done
   for extra in "${PROBER_EXTRA[@]}"; do
@@ -200,7 +228,7 @@ hosts_file() {
 }
 
 run_container() {
-  local name=$1 image=$2 n=$3
+  local name=$1 image=$2 n=$3 suite=$4
   local -a extra=()
   [[ $name == prober ]] && extra=(--cap-add NET_ADMIN)
   # --no-hosts: /etc/hosts is written below, without podman's host.containers.internal entry.
@@ -208,7 +236,7 @@ run_container() {
   podman run -d --name "$name" --hostname "$name.$LAB_DOMAIN" \
     --network "${NET_NAME[lab]}" --ip "198.51.100.$n" --ip6 "2001:db8:25::$n" \
     --dns 127.0.0.1 --dns-search . --no-hosts --label io.mailsec.lab=demo \
-    "${extra[@]}" "localhost/mailsec-$image:bookworm" sleep infinity >/dev/null
+    --label "io.mailsec.suite=$suite" "${extra[@]}" "localhost/mailsec-$image:$suite" sleep infinity >/dev/null
 }
 
 # Start the stock daemons. Only the smarthost changes: every non-local message goes to the sink.
@@ -243,21 +271,22 @@ start_mta() {
 
 cmd_up() {
   need_root
-  local start=$EPOCHREALTIME entry name image n
-  local -a names pids=()
-  cmd_images
+  local start=$EPOCHREALTIME entry name image n suite
+  local -a names pids=() suites
+  mapfile -t suites < <(fleet_suites)
+  cmd_images "${suites[@]}"
   cmd_net lab
   mapfile -t names < <(fleet_names)
   podman rm -f -t 0 --ignore "${names[@]}" >/dev/null
   for entry in "${FLEET[@]}"; do
-    read -r name image n <<<"$entry"
-    run_container "$name" "$image" "$n" &
+    read -r name image n suite <<<"$entry"
+    run_container "$name" "$image" "$n" "${suite:-$DEFAULT_SUITE}" &
     pids+=($!)
   done
   wait_all "${pids[@]}" || die "could not start the lab containers"
   pids=()
   for entry in "${FLEET[@]}"; do
-    read -r name image n <<<"$entry"
+    read -r name image n _ <<<"$entry"
     start_mta "$name" "$image" &
     pids+=($!)
   done
@@ -313,10 +342,10 @@ cmd_status() {
 # ---------------------------------------------------------------------------------------------
 # Smoke: from the prober, banner + EHLO on every MTA address; DNS fails fast; no egress route.
 lab_smoke() {
-  local entry name image n
+  local entry name image n _
   local -a targets=()
   for entry in "${FLEET[@]}"; do
-    read -r name image n <<<"$entry"
+    read -r name image n _ <<<"$entry"
     [[ $image == prober ]] && continue
     targets+=("$name=198.51.100.$n" "$name=2001:db8:25::$n")
   done
@@ -325,13 +354,13 @@ lab_smoke() {
 
 cmd_smoke() {
   need_root
-  local entry name image n failed=0 routes
+  local entry name image n _ failed=0 routes
   podman container exists prober || die "the lab is not up: run '$0 up'"
   lab_smoke --wait 5 || failed=1
   # A name lookup inside an MTA must fail in well under a second (no DNS in the lab), or every
   # SMTP session would wait for resolver timeouts.
   for entry in "${FLEET[@]}"; do
-    read -r name image n <<<"$entry"
+    read -r name image n _ <<<"$entry"
     [[ $image == prober ]] && continue
     if podman exec "$name" python3 -c '
 import socket, sys, time
@@ -358,7 +387,7 @@ sys.exit(0 if ok and d < 1 else 1)' "$name"; then :; else failed=1; fi
 }
 
 # ---------------------------------------------------------------------------------------------
-usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # Commands that change the lab take a machine-wide lock: two `up`s at once (two people, or a
 # demo and a Molecule run) would otherwise remove each other's containers halfway.
@@ -372,7 +401,11 @@ take_lock() {
 main() {
   local cmd=${1:-}
   case $cmd in
-    host-setup | images | net | up | down) take_lock "$@" ;;
+    host-setup | images | up) take_lock "$@" ;;
+    # The Molecule network is guarded by the Molecule lock, which tests/run_all.sh holds around
+    # `net molecule`, the scenario and `down molecule`: waiting for the lab's lock there would
+    # stall every scenario while a demo or a benchmark holds the lab.
+    net | down) [[ ${2:-} == molecule ]] || take_lock "$@" ;;
   esac
   shift || true
   case $cmd in

@@ -62,11 +62,14 @@ def _load():
 
 @pytest.mark.parametrize("text, expected", [
     ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n',
-     {"distribution": "Debian", "major_version": "12", "family": "Debian"}),
-    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n', {"distribution": "Ubuntu", "major_version": "24", "family": "Debian"}),
+     {"distribution": "Debian", "major_version": "12", "family": "Debian", "codename": None}),
+    ('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n',
+     {"distribution": "Debian", "major_version": "13", "family": "Debian", "codename": "trixie"}),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n',
+     {"distribution": "Ubuntu", "major_version": "24", "family": "Debian", "codename": None}),
     ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n',
-     {"distribution": "Rocky", "major_version": "9", "family": "RedHat"}),
-    ('ID=alpine\nVERSION_ID=3.20.1\n', {"distribution": "Alpine", "major_version": "3", "family": "Alpine"}),
+     {"distribution": "Rocky", "major_version": "9", "family": "RedHat", "codename": None}),
+    ('ID=alpine\nVERSION_ID=3.20.1\n', {"distribution": "Alpine", "major_version": "3", "family": "Alpine", "codename": None}),
 ])
 def test_os_release_names_the_platform_as_facts_would(tmp_path, text, expected):
     path = tmp_path / "os-release"
@@ -75,7 +78,7 @@ def test_os_release_names_the_platform_as_facts_would(tmp_path, text, expected):
 
 
 def test_os_release_missing_file(tmp_path):
-    assert _load().os_release(str(tmp_path / "none")) == {"distribution": None, "major_version": None, "family": None}
+    assert _load().os_release(str(tmp_path / "none")) == {"distribution": None, "major_version": None, "family": None, "codename": None}
 
 
 ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
@@ -100,7 +103,7 @@ def test_default_ipv4_takes_the_lowest_metric_default_route(tmp_path):
 
 def test_read_reports_os_and_default_address():
     state = read_state({})
-    assert set(state) == {"packages", "files", "commands", "os", "default_ipv4"}
+    assert set(state) == {"packages", "files", "commands", "os", "default_ipv4", "versions"}
     assert state["os"]["family"]   # this machine has an /etc/os-release
 
 
@@ -132,7 +135,7 @@ def test_action_sends_the_reader_inline_in_one_command(monkeypatch):
     result = plugin.run(task_vars={"ansible_python_interpreter": "/usr/bin/python3"})
     assert len(sent) == 1
     argv = shlex.split(sent[0])
-    assert argv[:2] == ["/usr/bin/python3", "-c"] and json.loads(argv[3]) == Task.args
+    assert argv[:2] == ["/usr/bin/python3", "-c"] and json.loads(argv[3]) == dict(Task.args, versions=[])
     assert result["changed"] is False
     assert result["files"]["/etc/postfix/main.cf"]["exists"] == os.path.exists("/etc/postfix/main.cf")
     assert result["commands"]["status"]["rc"] in (0, 1, 127) and "os" in result
@@ -149,3 +152,38 @@ def test_action_refuses_a_command_that_is_not_an_argv():
     with pytest.raises(AnsibleActionFail, match="commands.status: expected an argv list"):
         with mock.patch.object(action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {}):
             plugin.run(task_vars={})
+
+
+# -- daemon versions: what the renderers gate on ---------------------------------------------------
+def _fake_bin(directory, name, output):
+    path = directory / name
+    path.write_text("#!/bin/sh\nprintf '%s\\n' " + json.dumps(output).replace("$", "\\$") + "\n")
+    path.chmod(0o755)
+
+
+# Outputs as the stock Debian 12 and 13 packages print them.
+@pytest.mark.parametrize("fakes, expected", [
+    ({"postconf": "3.7.11", "exim4": "Exim version 4.96 #2 built 21-Sep-2024 12:00:00\nCopyright (c) University of Cambridge",
+      "dovecot": "2.3.19.1 (9b53102964)"},
+     {"postfix": "3.7.11", "exim": "4.96", "dovecot": "2.3.19.1"}),
+    ({"postconf": "3.10.5", "exim4": "Exim version 4.98.2 #2 built 12-Jul-2025 10:00:00",
+      "dovecot": "2.4.1-4 (7d8c0e5759)"},
+     {"postfix": "3.10.5", "exim": "4.98.2", "dovecot": "2.4.1"}),
+])
+def test_versions_are_read_from_the_daemons(tmp_path, monkeypatch, fakes, expected):
+    for name, output in fakes.items():
+        _fake_bin(tmp_path, name, output)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    host_state = _load()
+    assert host_state.read({"versions": ["postfix", "exim", "dovecot"]})["versions"] == expected
+
+
+def test_versions_of_missing_daemons_are_none(tmp_path, monkeypatch):
+    _fake_bin(tmp_path, "postconf", "postconf: fatal: no such thing")   # answers, but no version
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _load().read({"versions": ["postfix", "exim", "dovecot"]})["versions"] == {"postfix": None, "exim": None, "dovecot": None}
+
+
+def test_versions_refuse_an_unknown_daemon():
+    with pytest.raises(ValueError, match="sendmail"):
+        _load().read({"versions": ["sendmail"]})

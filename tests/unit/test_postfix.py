@@ -253,6 +253,16 @@ def test_bare_newline_version_gate(version, expected):
     assert ("smtpd_forbid_bare_newline" in main) is expected
 
 
+# Debian 12 ships Postfix 3.7 (level 3.6), Debian 13 ships 3.10 (level 3.9 by default): pinning 3.6
+# on 3.10 would bring back older defaults. An explicit level still wins.
+@pytest.mark.parametrize("version,expected", [
+    ("3.7.11", "3.6"), ("3.8.6", "3.6"), ("3.9.0", "3.9"), ("3.10.13", "3.9"), ("4.0.1", "3.9"),
+])
+def test_compatibility_level_follows_the_postfix_version(version, expected):
+    assert pf.render_postfix(RELAY_HUB, postfix_version=version)["main"]["compatibility_level"] == expected
+    assert pf.render_postfix(RELAY_HUB, postfix_version=version, compatibility_level="3.6")["main"]["compatibility_level"] == "3.6"
+
+
 def test_extra_main_merges_last():
     main = pf.render_postfix(RELAY_HUB, extra_main={"maillog_file": "/var/log/mail.log", "relayhost": "[x]"})["main"]
     assert main["maillog_file"] == "/var/log/mail.log" and main["relayhost"] == "[x]"
