@@ -51,7 +51,15 @@ def test_every_server_has_a_truth_file():
         assert truth["listeners"], name
 
 
-@pytest.mark.parametrize("server", SERVERS)
+def _case(server):
+    """A server whose truth file names a known verifier gap is a strict xfail: the mismatch is
+    expected and shown, and the test fails once the verifier gets that server right."""
+    gap = zoolib.truth(server).get("verifier_gap")
+    marks = [pytest.mark.xfail(strict=True, reason="known verifier gap: %s" % gap)] if gap else []
+    return pytest.param(server, marks=marks, id=server)
+
+
+@pytest.mark.parametrize("server", [_case(name) for name in SERVERS])
 def test_findings_match_ground_truth(outcome, server):
     expected = set(zoolib.truth(server)["findings"])
     seen = zoolib.findings_by_server(outcome).get(server, {"compared": set(), "ignored": set(), "results": []})
