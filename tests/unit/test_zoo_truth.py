@@ -13,6 +13,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "zoo"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 import zoolib  # noqa: E402
+
 from ansible_collections.mailsec.relay.plugins.module_utils import findings  # noqa: E402
 
 NAMES = zoolib.server_names()
