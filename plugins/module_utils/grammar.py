@@ -244,6 +244,49 @@ def _check_list(values, check, kind, where):
         _need(check(value), kind, value, "%s[%d]" % (where, index))
 
 
+# A lookup table or milter reference (``hash:/etc/postfix/vmailbox``, ``proxy:mysql:/etc/x.cf``,
+# ``inet:127.0.0.1:8891``, ``unix:/run/x.sock``): a type, then a name without blanks, commas, braces
+# or ``$`` (both MTAs expand ``$``; a comma or blank would start a second table).
+TABLE_REFERENCE = re.compile(r"[a-z0-9]{1,16}:[A-Za-z0-9._/:@=+\[\]-]{1,1024}")
+
+
+def is_table_reference(value):
+    return isinstance(value, str) and TABLE_REFERENCE.fullmatch(value) is not None
+
+
+def is_recipient_pattern(value):
+    """``local@domain`` or ``@domain`` (every name in the domain)."""
+    if not isinstance(value, str) or "@" not in value:
+        return False
+    local, _, domain = value.rpartition("@")
+    return (not local or is_login(local)) and is_domain(domain)
+
+
+def _check_hosted(effective):
+    """The brownfield (issue 15) and sender-identity (issue 14) values the renderers write."""
+    for field in ("virtual_mailbox_domains", "virtual_alias_domains", "blocked_domains"):
+        _check_list(effective.get(field) or [], is_domain, "domain name", field)
+    for field in ("virtual_mailbox_maps", "virtual_alias_maps", "relay_recipient_maps", "milters"):
+        _check_list(effective.get(field) or [], is_table_reference, "table reference", field)
+    _check_list(effective.get("relay_recipients") or [], is_recipient_pattern, "recipient", "relay_recipients")
+    content_filter = effective.get("content_filter")
+    if content_filter is not None:
+        if not isinstance(content_filter, dict):
+            raise GrammarError("content_filter (a mapping)", content_filter, "content_filter")
+        _need(is_smarthost(content_filter.get("next_hop")), "next hop", content_filter.get("next_hop"),
+              "content_filter.next_hop")
+        _need(parse_ip(content_filter.get("reinject_address")) is not None, "IP address",
+              content_filter.get("reinject_address"), "content_filter.reinject_address")
+        _need(parse_port(content_filter.get("reinject_port")) is not None, "port",
+              content_filter.get("reinject_port"), "content_filter.reinject_port")
+    logins = effective.get("sender_logins") or {}
+    if not isinstance(logins, dict):
+        raise GrammarError("sender_logins (a mapping)", logins, "sender_logins")
+    for address, owners in logins.items():
+        _need(is_email(address), "e-mail address", address, "sender_logins")
+        _check_list(owners or [], is_login, "login", "sender_logins[%s]" % address)
+
+
 def check_effective(effective):
     """Raise GrammarError unless every value a renderer writes from ``effective`` is inside its grammar.
 
@@ -290,4 +333,5 @@ def check_effective(effective):
     _check_list(sasl.get("users") or [], is_login, "login", "sasl.users")
     if effective.get("smarthost") is not None:
         _need(is_smarthost(effective["smarthost"]), "smarthost", effective["smarthost"], "smarthost")
+    _check_hosted(effective)
     return effective

@@ -377,6 +377,17 @@ HOSTILE = [
     ("smarthost", lambda e: e.update(smarthost="${run{x}}")),
     ("profile", lambda e: e.update(profile="mx\nMAIN_RELAY_NETS = *")),
     ("sasl.backend", lambda e: e["sasl"].update(backend="dovecot\nsmtpd_sasl_path = /tmp/x")),
+    # brownfield domain kinds, maps, milters and the content filter (issue 15), sender identity (issue 14)
+    ("blocked_domains[0]", lambda e: e.update(blocked_domains=["b.example.test\nrelay_domains = *"])),
+    ("virtual_mailbox_domains[0]", lambda e: e.update(virtual_mailbox_domains=["${run{x}}"])),
+    ("virtual_mailbox_maps[0]", lambda e: e.update(virtual_mailbox_maps=["hash:/etc/postfix/v, static:OK"])),
+    ("virtual_alias_maps[0]", lambda e: e.update(virtual_alias_maps=["hash:/etc/postfix/a\nmynetworks = 0/0"])),
+    ("relay_recipient_maps[0]", lambda e: e.update(relay_recipient_maps=["static:${run{x}}"])),
+    ("milters[0]", lambda e: e.update(milters=["inet:127.0.0.1:8891 unix:/tmp/x"])),
+    ("relay_recipients[0]", lambda e: e.update(relay_recipients=["a@r.example.test\n"])),
+    ("content_filter.next_hop", lambda e: e.update(content_filter={
+        "next_hop": "[127.0.0.1]:10024\n", "reinject_address": "127.0.0.1", "reinject_port": 10025})),
+    ("sender_logins", lambda e: e.update(sender_logins={"a@example.test} {*": ["alice"]})),
 ]
 
 
