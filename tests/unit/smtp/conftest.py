@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-# The collection's import path comes from tests/unit/conftest.py.
+# The collection's import path comes from tests/conftest.py.
 import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
 import pytest
 

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Import path for every test, set once: ``ansible_collections.mailsec.relay`` resolves to this
+"""Import path for every test (unit and integration), set once: ``ansible_collections.mailsec.relay`` resolves to this
 checkout through .cache/collections (``make collection-link``), unless it is already importable
 (an installed collection, ansible-test's own tree)."""
 
@@ -11,4 +11,4 @@ import sys
 try:
     import ansible_collections.mailsec.relay.plugins.module_utils  # noqa: F401  pylint: disable=unused-import
 except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".cache", "collections"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".cache", "collections"))
