@@ -258,7 +258,7 @@ def is_recipient_pattern(value):
     """``local@domain`` or ``@domain`` (every name in the domain)."""
     if not isinstance(value, str) or "@" not in value:
         return False
-    local, _, domain = value.rpartition("@")
+    local, domain = value.rsplit("@", 1)
     return (not local or is_login(local)) and is_domain(domain)
 
 
