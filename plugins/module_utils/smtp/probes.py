@@ -304,7 +304,10 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     """Verdict for a RCPT reply to a foreign recipient (MAIL was accepted)."""
     expected = expected or ctx.listener.relay
     klass = classify(reply)
-    if klass == TRANSIENT and expected != "allowed" and is_temporary_relay_refusal(reply):
+    if is_temporary_relay_refusal(reply):
+        if expected == "allowed":
+            return Outcome(FAIL, "relay refused (with a temporary code), but this vantage may relay: %s"
+                           % describe(reply), reply, "RCPT", tag="refused_trusted")
         return Outcome(PASS, "relay refused (with a temporary code): %s" % describe(reply), reply, "RCPT")
     if klass == TRANSIENT:
         return transient("temporary refusal at RCPT: %s" % describe(reply), reply, "RCPT")
