@@ -113,15 +113,16 @@ CLIENT_LIMITS = {
     "mailsec_relay_client_auth_rate_limit": ("auth_rate", 30, 10000),
 }
 CONTENT_FILTER_KEYS = ("next_hop", "reinject_address", "reinject_port")
-_MILTER = re.compile(r"^(inet:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}|unix:/[^\s,{}]+)$")
+# Matched with fullmatch (a "$" anchor would let a trailing newline through).
+_MILTER = re.compile(r"(inet:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}|unix:/[^\s,{}]+)")
 
 PREGREET_ACTIONS = ("enforce", "drop", "ignore")
 # Lookup tables a map variable may name (Postfix type:name; the Exim renderer reads the file types).
 MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr", "proxy",
              "mysql", "pgsql", "sqlite", "ldap", "memcache", "socketmap", "tcp")
 FILE_MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr")
-_MAP_REFERENCE = re.compile(r"^(?P<type>[a-z0-9]+):(?P<name>[^\s,{}]+)$")
-_RECIPIENT = re.compile(r"^(?P<local>[^\s@<>(),;:\"]*)@(?P<domain>[^\s@<>]+)$")
+_MAP_REFERENCE = re.compile(r"(?P<type>[a-z0-9]+):(?P<name>[^\s,{}]+)")
+_RECIPIENT = re.compile(r"(?P<local>[^\s@<>(),;:\"]*)@(?P<domain>[^\s@<>]+)")
 
 LISTENER_KEYS = ("name", "address", "port", "role", "tls", "auth", "relay_networks", "connect_allow", "connect_deny", "sender_login_match")
 SASL_USER_KEYS = ("name", "password")

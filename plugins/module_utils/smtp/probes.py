@@ -730,12 +730,21 @@ async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, wh
                    tag="trick_dropped" if hack else "dropped")
 
 
-async def t13(ctx, client, rcpt):
+async def _hosted_rcpt(ctx, client, rcpt):
+    """MAIL with the clean sender, RCPT to a hosted address: (outcome, None) when MAIL was not
+    accepted (the control was not exercised), else (None, the RCPT reply)."""
     mail, reply = await _mail_rcpt(ctx, client, "<%s>" % ctx.clean_sender, "<%s>" % rcpt)
     if classify(mail) == TRANSIENT:
-        return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL")
+        return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL"), None
     if classify(mail) != ACCEPTED:
-        return Outcome(INCONCLUSIVE, "control not exercised: sender refused (%s)" % describe(mail), mail, "MAIL")
+        return Outcome(INCONCLUSIVE, "control not exercised: sender refused (%s)" % describe(mail), mail, "MAIL"), None
+    return None, reply
+
+
+async def t13(ctx, client, rcpt):
+    refused, reply = await _hosted_rcpt(ctx, client, rcpt)
+    if refused is not None:
+        return refused
     klass = classify(reply)
     if klass == ACCEPTED:
         return Outcome(PASS, "inbound mail accepted", reply, "RCPT")
@@ -930,11 +939,9 @@ async def t19_proxy(ctx, client):
 async def t23(ctx, client, rcpt, kind):
     """RCPT for an address the host must refuse: an unknown recipient of a relay domain with recipient
     validation (else: backscatter), or any address of a blocked domain. Never DATA."""
-    mail, reply = await _mail_rcpt(ctx, client, "<%s>" % ctx.clean_sender, "<%s>" % rcpt)
-    if classify(mail) == TRANSIENT:
-        return transient("temporary MAIL reply: %s" % describe(mail), mail, "MAIL")
-    if classify(mail) != ACCEPTED:
-        return Outcome(INCONCLUSIVE, "control not exercised: sender refused (%s)" % describe(mail), mail, "MAIL")
+    refused, reply = await _hosted_rcpt(ctx, client, rcpt)
+    if refused is not None:
+        return refused
     klass = classify(reply)
     if klass == ACCEPTED:
         return Outcome(FAIL, "accepted at RCPT, but the policy refuses %s: %s" % (rcpt, describe(reply)), reply, "RCPT",
