@@ -61,8 +61,7 @@ def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None):
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL if stdin is None else stdin)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL if stdin is None else stdin)
         deadline = None if timeout is None else started + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -77,8 +76,7 @@ def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None):
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                wall, usage.ru_maxrss / 1024.0)
+        return (proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"), wall, usage.ru_maxrss / 1024.0)
 
 
 def median(values):
@@ -133,6 +131,7 @@ def machine_facts():
     }
     try:
         from importlib.metadata import version
+
         facts["ansible_core"] = version("ansible-core")
     except Exception:  # noqa: BLE001 - a fact, not a requirement
         pass
@@ -168,14 +167,12 @@ def check_route(address, hint="run with --netns prober"):
 
 
 def container_pid(name):
-    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True,
-                          check=True, timeout=30).stdout.strip()
+    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
 def container_root(name):
     """The container's root file system on this machine (podman mount; needs root)."""
-    return subprocess.run(["podman", "mount", name], capture_output=True, text=True, check=True,
-                          timeout=30).stdout.strip()
+    return subprocess.run(["podman", "mount", name], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
 def exec_in_netns(container, script, argv, marker):

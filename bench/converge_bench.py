@@ -40,7 +40,7 @@ HOST_TEMPLATES = (  # bench host prefix, image, lab host whose policy it takes, 
     ("bench-mx1", "postfix", "mx1", "postfix"),
     ("bench-exim1", "exim", "exim1", "exim"),
 )
-NOOP_BUDGET_S = 3.0   # a no-op rerun of harden.yml may take at most this per host, on each suite
+NOOP_BUDGET_S = 3.0  # a no-op rerun of harden.yml may take at most this per host, on each suite
 HOSTS = {}  # bench host: (image, lab host, playbook group, suite); filled by use_suites()
 
 
@@ -49,11 +49,27 @@ def use_suites(suites):
     for suite in suites:
         for prefix, image, lab_host, group in HOST_TEMPLATES:
             HOSTS["%s-%s" % (prefix, suite)] = (image, lab_host, group, suite)
+
+
 LABEL = "io.mailsec.bench=converge"
 # Controller-side actions: they never open a connection to the host.
 CONTROLLER_ACTIONS = {
-    "set_fact", "debug", "assert", "fail", "meta", "include_tasks", "import_tasks", "include_role", "import_role",
-    "include_vars", "set_stats", "add_host", "group_by", "pause", "validate_argument_spec", "mailsec.relay.relay_policy",
+    "set_fact",
+    "debug",
+    "assert",
+    "fail",
+    "meta",
+    "include_tasks",
+    "import_tasks",
+    "include_role",
+    "import_role",
+    "include_vars",
+    "set_stats",
+    "add_host",
+    "group_by",
+    "pause",
+    "validate_argument_spec",
+    "mailsec.relay.relay_policy",
 }
 
 
@@ -64,11 +80,26 @@ def sh(cmd, check=True, timeout=300):
 def start_hosts():
     for name, (image, _, _, suite) in HOSTS.items():
         sh(["podman", "rm", "-f", "--ignore", name])
-        sh(["podman", "run", "-d", "--name", name, "--hostname", name + ".example.test", "--network", "none",
-            "--label", LABEL, "localhost/mailsec-%s:%s" % (image, suite), "sleep", "infinity"])
+        sh(
+            [
+                "podman",
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--hostname",
+                name + ".example.test",
+                "--network",
+                "none",
+                "--label",
+                LABEL,
+                "localhost/mailsec-%s:%s" % (image, suite),
+                "sleep",
+                "infinity",
+            ]
+        )
         # as lab.sh does: the stock daemon runs before hardening
-        start = ("hostname > /etc/mailname && postfix start" if image == "postfix"
-                 else "hostname > /etc/mailname && update-exim4.conf && service exim4 start")
+        start = "hostname > /etc/mailname && postfix start" if image == "postfix" else "hostname > /etc/mailname && update-exim4.conf && service exim4 start"
         sh(["podman", "exec", name, "sh", "-c", start + " >/dev/null 2>&1"])
 
 
@@ -79,17 +110,24 @@ def stop_hosts():
 
 def write_inventory(workdir, connection="containers.podman.podman"):
     import yaml
+
     inv = os.path.join(workdir, "inventory")
     os.makedirs(os.path.join(inv, "host_vars"), exist_ok=True)
     shutil.copytree(os.path.join(LAB_INVENTORY, "group_vars"), os.path.join(inv, "group_vars"), dirs_exist_ok=True)
     groups = collections.defaultdict(dict)
     for name, (_, lab_host, group, _) in HOSTS.items():
-        shutil.copy(os.path.join(LAB_INVENTORY, "host_vars", lab_host + ".yml"),
-                    os.path.join(inv, "host_vars", name + ".yml"))
+        shutil.copy(os.path.join(LAB_INVENTORY, "host_vars", lab_host + ".yml"), os.path.join(inv, "host_vars", name + ".yml"))
         groups[group][name] = None
-    hosts = {"all": {"vars": {"ansible_connection": connection, "ansible_python_interpreter": "/usr/bin/python3",
-                              "ansible_podman_executable": os.path.join(BENCH, "podman_logged.sh")},
-                     "children": {"mta": {"children": {g: {"hosts": h} for g, h in groups.items()}}}}}
+    hosts = {
+        "all": {
+            "vars": {
+                "ansible_connection": connection,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_podman_executable": os.path.join(BENCH, "podman_logged.sh"),
+            },
+            "children": {"mta": {"children": {g: {"hosts": h} for g, h in groups.items()}}},
+        }
+    }
     with open(os.path.join(inv, "hosts.yml"), "w") as handle:
         yaml.safe_dump(hosts, handle)
     return inv
@@ -115,11 +153,15 @@ def run_playbook(playbook, inventory, limit, workdir, tag, extra_env=None, extra
     for path in (tasks_log, podman_log):
         if os.path.exists(path):
             os.unlink(path)
-    env = benchlib.env_with_paths({
-        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(BENCH, "callback_plugins"),
-        "ANSIBLE_CALLBACKS_ENABLED": "bench_tasks",
-        "BENCH_TASK_LOG": tasks_log, "BENCH_PODMAN_LOG": podman_log, "ANSIBLE_NOCOLOR": "1",
-    })
+    env = benchlib.env_with_paths(
+        {
+            "ANSIBLE_CALLBACK_PLUGINS": os.path.join(BENCH, "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "bench_tasks",
+            "BENCH_TASK_LOG": tasks_log,
+            "BENCH_PODMAN_LOG": podman_log,
+            "ANSIBLE_NOCOLOR": "1",
+        }
+    )
     env.update(extra_env or {})
     cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, playbook] + list(extra_args)
     load = round(os.getloadavg()[0], 1)
@@ -138,26 +180,40 @@ def run_playbook(playbook, inventory, limit, workdir, tag, extra_env=None, extra
 
 def analyse(rc, out, err, wall, rss, tasks, calls):
     recap = {}
-    for match in re.finditer(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+"
-                             r"skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)", out, re.M):
-        recap[match.group(1)] = dict(zip(("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored"),
-                                         map(int, match.groups()[1:])))
+    for match in re.finditer(
+        r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+"
+        r"skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)",
+        out,
+        re.M,
+    ):
+        recap[match.group(1)] = dict(zip(("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored"), map(int, match.groups()[1:])))
     per_task = []
     for task in tasks:
         start, end = task["start"] or task["end"], task["end"]
         mine = [c for c in calls if c[0] >= start - 0.01 and c[1] <= end + 0.01]
-        per_task.append({"task": task["task"], "action": task["action"], "status": task["status"],
-                         "seconds": round(end - start, 2), "podman_calls": len(mine),
-                         "remote": bool(mine) or task["action"].split(".")[-1] not in
-                         {a.split(".")[-1] for a in CONTROLLER_ACTIONS}})
+        per_task.append(
+            {
+                "task": task["task"],
+                "action": task["action"],
+                "status": task["status"],
+                "seconds": round(end - start, 2),
+                "podman_calls": len(mine),
+                "remote": bool(mine) or task["action"].split(".")[-1] not in {a.split(".")[-1] for a in CONTROLLER_ACTIONS},
+            }
+        )
     status = collections.Counter(t["status"] for t in tasks)
     ran = [t for t in per_task if t["status"] != "skipped"]
     return {
-        "rc": rc, "wall": round(wall, 2), "peak_rss_mib": round(rss, 1), "recap": recap,
-        "tasks": len(tasks), "by_status": dict(status),
+        "rc": rc,
+        "wall": round(wall, 2),
+        "peak_rss_mib": round(rss, 1),
+        "recap": recap,
+        "tasks": len(tasks),
+        "by_status": dict(status),
         "remote_tasks": sum(1 for t in ran if t["podman_calls"]),
         "controller_tasks": sum(1 for t in ran if not t["podman_calls"]),
-        "podman_calls": len(calls), "podman_seconds": round(sum(c[1] - c[0] for c in calls), 2),
+        "podman_calls": len(calls),
+        "podman_seconds": round(sum(c[1] - c[0] for c in calls), 2),
         "podman_verbs": dict(collections.Counter(c[2] for c in calls)),
         "costliest": sorted(per_task, key=lambda t: -t["seconds"])[:8],
         "changed_tasks": [t["task"] for t in per_task if t["status"] == "changed"],
@@ -231,7 +287,8 @@ def main(argv=None):
         facts = [t for t in calib["costliest"] if t["action"].endswith("gather_facts") or t["task"] == "Gathering Facts"]
         ping = [t for t in calib["costliest"] if t["action"].endswith("ping")]
         report["calibration"] = {
-            "wall": calib["wall"], "gather_facts_s": facts[0]["seconds"] if facts else None,
+            "wall": calib["wall"],
+            "gather_facts_s": facts[0]["seconds"] if facts else None,
             "gather_facts_podman_calls": facts[0]["podman_calls"] if facts else None,
             "module_call_s": ping[0]["seconds"] if ping else None,
             "module_call_podman_calls": ping[0]["podman_calls"] if ping else None,
@@ -242,6 +299,7 @@ def main(argv=None):
             report["mitogen"] = run_mitogen(workdir, harden, args)
             try:
                 from importlib.metadata import version
+
                 report["mitogen_version"] = "mitogen " + version("mitogen")
             except Exception:  # noqa: BLE001 - not installed: run_mitogen said so
                 pass
@@ -270,8 +328,7 @@ def run_mitogen(workdir, harden, args):
             result["status"] = "failed"
             result["error"] = first["error"][-1500:]
             return result
-        reruns = [run_playbook(harden, inventory, name, workdir, "%s-mitogen-rerun%d" % (name, i), extra_env=env)
-                  for i in range(args.repeat)]
+        reruns = [run_playbook(harden, inventory, name, workdir, "%s-mitogen-rerun%d" % (name, i), extra_env=env) for i in range(args.repeat)]
         for run in reruns:
             print("  mitogen %s no-op rerun: %s" % (name, brief(run)), flush=True)
         result["hosts"][name] = {"first": first, "rerun": median_run(reruns)}
@@ -283,8 +340,16 @@ def brief(run):
         return "rc=%s ERROR %s" % (run["rc"], run["error"].strip().splitlines()[-1][:300] if run["error"].strip() else "")
     recap = run["host_recap"]
     return "load %.1f: %.1f s, %d tasks (%s), changed=%s %s, %d podman calls (%.1f s), controller RSS %.0f MiB" % (
-        run["loadavg_1m"], run["wall"], run["tasks"], ", ".join("%s %d" % kv for kv in sorted(run["by_status"].items())),
-        recap.get("changed"), run["changed_tasks"], run["podman_calls"], run["podman_seconds"], run["peak_rss_mib"])
+        run["loadavg_1m"],
+        run["wall"],
+        run["tasks"],
+        ", ".join("%s %d" % kv for kv in sorted(run["by_status"].items())),
+        recap.get("changed"),
+        run["changed_tasks"],
+        run["podman_calls"],
+        run["podman_seconds"],
+        run["peak_rss_mib"],
+    )
 
 
 def print_report(report):
@@ -298,42 +363,54 @@ def print_report(report):
                 print("%-12s %-7s %s" % (name, kind, run))
                 continue
             recap = run["host_recap"]
-            print("%-12s %-7s %8s %6d %8s %8d %8d %8s" % (name, kind, f(run["wall"], 1), run["tasks"],
-                                                          recap.get("changed"), run["remote_tasks"],
-                                                          run["podman_calls"], f(run["podman_seconds"], 1)))
+            print(
+                "%-12s %-7s %8s %6d %8s %8d %8d %8s"
+                % (name, kind, f(run["wall"], 1), run["tasks"], recap.get("changed"), run["remote_tasks"], run["podman_calls"], f(run["podman_seconds"], 1))
+            )
         rerun = host.get("rerun")
         if isinstance(rerun, dict):
             print("  costliest tasks of the no-op rerun:")
             for task in rerun["costliest"][:6]:
-                print("    %5.2f s  %2d podman  %-8s %s (%s)" % (task["seconds"], task["podman_calls"], task["status"],
-                                                              task["task"], task["action"]))
+                print("    %5.2f s  %2d podman  %-8s %s (%s)" % (task["seconds"], task["podman_calls"], task["status"], task["task"], task["action"]))
     calib = report.get("calibration") or {}
     if calib:
-        print("calibration here: gather_facts %s s (%s podman calls), one module call %s s (%s podman calls), "
-              "one podman call %s s; issue's peers: 2 s, 0.85 s" % (
-                  f(calib.get("gather_facts_s")), calib.get("gather_facts_podman_calls"), f(calib.get("module_call_s")),
-                  calib.get("module_call_podman_calls"), f(calib.get("podman_call_s"), 3)))
+        print(
+            "calibration here: gather_facts %s s (%s podman calls), one module call %s s (%s podman calls), "
+            "one podman call %s s; issue's peers: 2 s, 0.85 s"
+            % (
+                f(calib.get("gather_facts_s")),
+                calib.get("gather_facts_podman_calls"),
+                f(calib.get("module_call_s")),
+                calib.get("module_call_podman_calls"),
+                f(calib.get("podman_call_s"), 3),
+            )
+        )
         for name, host in report["hosts"].items():
             rerun = host.get("rerun")
             if isinstance(rerun, dict) and calib.get("module_call_s"):
-                print("%s no-op rerun = %s module-call equivalents; %s of its wall time is podman round trips" % (
-                    name, f(benchlib.ratio(rerun["wall"], calib["module_call_s"]), 1),
-                    f(benchlib.ratio(rerun["podman_seconds"], rerun["wall"]))))
+                print(
+                    "%s no-op rerun = %s module-call equivalents; %s of its wall time is podman round trips"
+                    % (name, f(benchlib.ratio(rerun["wall"], calib["module_call_s"]), 1), f(benchlib.ratio(rerun["podman_seconds"], rerun["wall"])))
+                )
     print("no-op rerun of harden.yml, budget %.0f s per host on each suite:" % NOOP_BUDGET_S)
     for name, host in report["hosts"].items():
         rerun = host.get("rerun")
         if isinstance(rerun, dict):
             changed = rerun["host_recap"].get("changed")
             ok = not rerun["error"] and changed == 0 and rerun["wall"] <= NOOP_BUDGET_S
-            print("  %-22s %-8s wall %s s (runs %s), changed=%s: %s" % (
-                name, HOSTS[name][3], f(rerun["wall"], 2), rerun["walls"], changed, "OK" if ok else "OVER BUDGET OR CHANGED"))
+            print(
+                "  %-22s %-8s wall %s s (runs %s), changed=%s: %s"
+                % (name, HOSTS[name][3], f(rerun["wall"], 2), rerun["walls"], changed, "OK" if ok else "OVER BUDGET OR CHANGED")
+            )
     if "mitogen" in report:
         mit = report["mitogen"]
         print("mitogen: %s" % mit.get("status"))
         for name, host in (mit.get("hosts") or {}).items():
             plain = report["hosts"][name]["rerun"]["wall"]
-            print("  %s no-op rerun %s s with mitogen vs %s s without (ratio %s)" % (
-                name, f(host["rerun"]["wall"], 1), f(plain, 1), f(benchlib.ratio(host["rerun"]["wall"], plain))))
+            print(
+                "  %s no-op rerun %s s with mitogen vs %s s without (ratio %s)"
+                % (name, f(host["rerun"]["wall"], 1), f(plain, 1), f(benchlib.ratio(host["rerun"]["wall"], plain)))
+            )
         if mit.get("error"):
             print("  error: %s" % mit["error"][-600:])
 

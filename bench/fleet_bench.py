@@ -45,9 +45,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
-ADDRESS_BASE = "127.77"           # 127/8 is all routed to lo on Linux: no setup needed
+ADDRESS_BASE = "127.77"  # 127/8 is all routed to lo on Linux: no setup needed
 LAB_PROBER = "prober"
-LAB_SOURCE = "198.51.100.100"     # the prober's "external" vantage (outside every relay network)
+LAB_SOURCE = "198.51.100.100"  # the prober's "external" vantage (outside every relay network)
 IN_NETNS = "MAILSEC_FLEET_BENCH_NETNS"
 MIXED_PORTS = "2525,587,465"
 VERDICTS = ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")
@@ -64,7 +64,7 @@ async def serve(args):
     from fakesmtp import FakeHost, make_cert, server_context
     from lean_smtp import LeanHost
 
-    certdir = os.path.join(args.certdir, "cert-%d" % args.index)   # one per process: no write race
+    certdir = os.path.join(args.certdir, "cert-%d" % args.index)  # one per process: no write race
     os.makedirs(certdir, exist_ok=True)
     certfile, keyfile = make_cert(certdir, "fleet.example.test")
     context = server_context(certfile, keyfile)
@@ -82,7 +82,7 @@ async def serve(args):
             await server.start(address, port)
         for twin, server in zip(fake.servers, host.servers):
             twin.port = server.port
-        target = fake.target()                  # the listeners and expectations of the host
+        target = fake.target()  # the listeners and expectations of the host
         target.update(name=name, addresses=[address], hostname=hostname)
         hosts.append(host)
         targets.append((index, target))
@@ -101,9 +101,19 @@ async def serve(args):
             handshakes = sum(getattr(s, "tls_handshakes", 0) for h in hosts for s in h.servers)
             resumed = sum(getattr(s, "tls_resumed", 0) for h in hosts for s in h.servers)
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            print(json.dumps({"connections": connections, "cpu": usage.ru_utime + usage.ru_stime,
-                              "user": usage.ru_utime, "sys": usage.ru_stime, "tls_handshakes": handshakes,
-                              "tls_resumed": resumed}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "connections": connections,
+                        "cpu": usage.ru_utime + usage.ru_stime,
+                        "user": usage.ru_utime,
+                        "sys": usage.ru_stime,
+                        "tls_handshakes": handshakes,
+                        "tls_resumed": resumed,
+                    }
+                ),
+                flush=True,
+            )
     for host in hosts:
         await host.stop()
 
@@ -116,11 +126,26 @@ class ServerPool:
         self.targets = {}
         for index in range(processes):
             out = os.path.join(workdir, "targets-%d.json" % index)
-            cmd = [sys.executable, os.path.abspath(__file__), "_serve", "--index", str(index), "--of",
-                   str(processes), "--count", str(size), "--ports", ports, "--certdir", workdir,
-                   "--targets-out", out, "--endpoint", endpoint]
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                    env=benchlib.env_with_paths())
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "_serve",
+                "--index",
+                str(index),
+                "--of",
+                str(processes),
+                "--count",
+                str(size),
+                "--ports",
+                ports,
+                "--certdir",
+                workdir,
+                "--targets-out",
+                out,
+                "--endpoint",
+                endpoint,
+            ]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=benchlib.env_with_paths())
             self.procs.append((proc, out))
         for proc, out in self.procs:
             line = proc.stdout.readline()
@@ -165,6 +190,7 @@ async def _fd_watch(peak):
 
 async def _probe(params):
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
     peak = [0]
     watcher = asyncio.ensure_future(_fd_watch(peak))
     try:
@@ -183,6 +209,7 @@ def probe(args):
     if args.profile:
         import cProfile
         import pstats
+
         profiler = cProfile.Profile()
         profiler.enable()
         out, fds = asyncio.run(_probe(params))
@@ -197,11 +224,22 @@ def probe(args):
     # The engine may shard over worker processes: count their CPU, and the largest one's RSS.
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"wall": wall, "maxrss_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024.0,
-                      "maxrss_parent_mib": me.ru_maxrss / 1024.0, "maxrss_worker_mib": kids.ru_maxrss / 1024.0,
-                      "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-                      "workers": out["summary"].get("workers", 1), "fd_peak": fds, "nofile": nofile,
-                      "summary": out["summary"], **(split_verdicts(out["results"], real) if real else {})}))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "maxrss_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024.0,
+                "maxrss_parent_mib": me.ru_maxrss / 1024.0,
+                "maxrss_worker_mib": kids.ru_maxrss / 1024.0,
+                "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+                "workers": out["summary"].get("workers", 1),
+                "fd_peak": fds,
+                "nofile": nofile,
+                "summary": out["summary"],
+                **(split_verdicts(out["results"], real) if real else {}),
+            }
+        )
+    )
 
 
 def split_verdicts(results, real):
@@ -215,8 +253,7 @@ def split_verdicts(results, real):
             row = {k: result.get(k) for k in ("target", "port", "probe", "case", "verdict")}
             row["reason"] = (result.get("reason") or "")[:200]
             notable.append(row)
-    return {"split": split, "real_not_pass": sorted(notable, key=lambda r: (r["target"], r["port"], r["probe"],
-                                                                            r["case"] or ""))}
+    return {"split": split, "real_not_pass": sorted(notable, key=lambda r: (r["target"], r["port"], r["probe"], r["case"] or ""))}
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -240,7 +277,7 @@ def engine_run(targets, args, workdir, profile=None, real=None):
         return {"error": (err or out)[-2000:]}
     run = json.loads(out.strip().splitlines()[-1])
     run["loadavg_1m"] = load
-    run["loadavg_1m_end"] = round(os.getloadavg()[0], 1)   # other jobs may start during a run
+    run["loadavg_1m_end"] = round(os.getloadavg()[0], 1)  # other jobs may start during a run
     return run
 
 
@@ -277,19 +314,24 @@ def module_run(targets, args, workdir, real=None):
         handle.write(PLAYBOOK)
     extra = os.path.join(workdir, "extra.json")
     with open(extra, "w") as handle:
-        json.dump({"bench_targets": targets, "bench_concurrency": args.concurrency,
-                   "bench_timeout": args.timeout, "bench_source": [LAB_SOURCE] if real else [],
-                   "bench_real": real or []}, handle)
-    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
-           "-e", "@" + extra, playbook]
+        json.dump(
+            {
+                "bench_targets": targets,
+                "bench_concurrency": args.concurrency,
+                "bench_timeout": args.timeout,
+                "bench_source": [LAB_SOURCE] if real else [],
+                "bench_real": real or [],
+            },
+            handle,
+        )
+    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@" + extra, playbook]
     load = round(os.getloadavg()[0], 1)
     rc, out, err, wall, rss = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
     match = re.search(r"BENCH_SUMMARY=(\{.*?\})\"?$", out, re.M)
     if rc != 0 or not match:
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
-    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load,
-           "loadavg_1m_end": round(os.getloadavg()[0], 1)}
+    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load, "loadavg_1m_end": round(os.getloadavg()[0], 1)}
     match = re.search(r"BENCH_REAL=(\[.*?\])\"?$", out, re.M)
     if match:
         real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
@@ -306,6 +348,7 @@ def module_run(targets, args, workdir, real=None):
 def lab_targets():
     """relay_probe targets for the lab MTAs from their inventory policy, as seen from LAB_SOURCE."""
     import yaml
+
     benchlib.import_paths()
     from ansible_collections.mailsec.relay.plugins.module_utils import policy, verify_plan
 
@@ -324,8 +367,7 @@ def lab_targets():
             if variables.get("mailsec_relay_sasl_users") == "{{ lab_sasl_users }}":
                 variables["mailsec_relay_sasl_users"] = group["lab_sasl_users"]
             effective = policy.build_policy(variables, name)
-            target = verify_plan.build_target(name, effective, LAB_SOURCE, variables["verify_addresses"],
-                                              variables.get("mailsec_relay_sasl_users"))
+            target = verify_plan.build_target(name, effective, LAB_SOURCE, variables["verify_addresses"], variables.get("mailsec_relay_sasl_users"))
             if target:
                 targets.append(target)
     return targets
@@ -334,6 +376,7 @@ def lab_targets():
 def lab_kind(name):
     """postfix or exim, from the inventory group the host is in."""
     import yaml
+
     hosts = yaml.safe_load(open(os.path.join(benchlib.ROOT, "tests", "lab", "inventory", "hosts.yml")))
     for group, body in hosts["all"]["children"]["mta"]["children"].items():
         if name in (body.get("hosts") or {}):
@@ -350,18 +393,16 @@ def check_lab_netns(real):
             benchlib.check_route(address, hint="not in the %s network namespace?" % LAB_PROBER)
     with __import__("socket").socket() as sock:
         try:
-            sock.bind((LAB_SOURCE, 0))          # the vantage must be an address of this namespace
+            sock.bind((LAB_SOURCE, 0))  # the vantage must be an address of this namespace
         except OSError as error:
             raise SystemExit("cannot bind the vantage %s here: %s" % (LAB_SOURCE, error))
-    if benchlib.route_source(endpoint_address(0)) != LAB_SOURCE and \
-            not benchlib.route_source(endpoint_address(0)).startswith("127."):
+    if benchlib.route_source(endpoint_address(0)) != LAB_SOURCE and not benchlib.route_source(endpoint_address(0)).startswith("127."):
         raise SystemExit("%s is not on this namespace's loopback" % endpoint_address(0))
 
 
 def lab_up():
     try:
-        out = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], capture_output=True, text=True,
-                             timeout=30).stdout.split()
+        out = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, timeout=30).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         return False
     return all(name in out for name in ("mx1", "hub1", "legacy1", "exim1", LAB_PROBER))
@@ -373,19 +414,16 @@ def lab_run(args, workdir):
     remote = "/tmp/mailsec-fleet-bench-%d" % os.getpid()
     stage = os.path.join(workdir, "lab")
     pkg = os.path.join(stage, "ansible_collections", "mailsec", "relay", "plugins", "module_utils")
-    shutil.copytree(os.path.join(benchlib.ROOT, "plugins", "module_utils", "smtp"), os.path.join(pkg, "smtp"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(benchlib.ROOT, "plugins", "module_utils", "smtp"), os.path.join(pkg, "smtp"), ignore=shutil.ignore_patterns("__pycache__"))
     with open(os.path.join(stage, "params.json"), "w") as handle:
-        json.dump({"targets": targets, "source_address": LAB_SOURCE, "concurrency": args.concurrency,
-                   "timeout": args.timeout}, handle)
+        json.dump({"targets": targets, "source_address": LAB_SOURCE, "concurrency": args.concurrency, "timeout": args.timeout}, handle)
     shutil.copy(os.path.abspath(__file__), os.path.join(stage, "fleet_bench.py"))
     shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchlib.py"), os.path.join(stage, "benchlib.py"))
     subprocess.run(["podman", "cp", stage, "%s:%s" % (LAB_PROBER, remote)], check=True, timeout=60)
     runs = []
     try:
         for _ in range(args.repeat):
-            cmd = ["podman", "exec", "-e", "PYTHONPATH=" + remote, "-w", remote, LAB_PROBER, "python3",
-                   "fleet_bench.py", "_probe", "--params", "params.json"]
+            cmd = ["podman", "exec", "-e", "PYTHONPATH=" + remote, "-w", remote, LAB_PROBER, "python3", "fleet_bench.py", "_probe", "--params", "params.json"]
             rc, out, err, wall, _ = benchlib.run_measured(cmd, timeout=args.run_timeout)
             if rc != 0:
                 runs.append({"error": (err or out)[-1500:]})
@@ -393,8 +431,7 @@ def lab_run(args, workdir):
                 runs.append(json.loads(out.strip().splitlines()[-1]))
     finally:
         subprocess.run(["podman", "exec", LAB_PROBER, "rm", "-rf", remote], timeout=60)
-    return {"targets": [t["name"] for t in targets], "listeners": sum(len(t["listeners"]) * len(t["addresses"])
-                                                                     for t in targets), "runs": runs}
+    return {"targets": [t["name"] for t in targets], "listeners": sum(len(t["listeners"]) * len(t["addresses"]) for t in targets), "runs": runs}
 
 
 def summarize(runs):
@@ -403,21 +440,26 @@ def summarize(runs):
         return {"runs": len(runs), "errors": [r["error"] for r in runs]}
     wall = benchlib.median([r["wall"] for r in good])
     results = good[0]["summary"]["results"]
-    return {"runs": len(good), "wall": wall, "walls": [round(r["wall"], 2) for r in good],
-            "maxrss_mib": benchlib.median([r["maxrss_mib"] for r in good]),
-            "cpu": benchlib.median([r.get("cpu") for r in good]),
-            "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
-            "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
-            "workers": good[0].get("workers"),
-            "loadavg_1m": [r.get("loadavg_1m") for r in good],
-            "loadavg_1m_end": [r.get("loadavg_1m_end") for r in good],
-            "results": results, "results_per_s": results / wall if wall else None,
-            "verdicts": {k: good[0]["summary"].get(k) for k in VERDICTS},
-            # real vs emulated (--mixed-lab), and whether every run gave the real MTAs the same counts
-            "split": good[0].get("split"), "real_not_pass": good[0].get("real_not_pass"),
-            "real_splits_agree": all(r.get("split", {}).get("real") == good[0].get("split", {}).get("real")
-                                     for r in good) if good[0].get("split") else None,
-            "errors": [r["error"] for r in runs if "error" in r]}
+    return {
+        "runs": len(good),
+        "wall": wall,
+        "walls": [round(r["wall"], 2) for r in good],
+        "maxrss_mib": benchlib.median([r["maxrss_mib"] for r in good]),
+        "cpu": benchlib.median([r.get("cpu") for r in good]),
+        "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
+        "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
+        "workers": good[0].get("workers"),
+        "loadavg_1m": [r.get("loadavg_1m") for r in good],
+        "loadavg_1m_end": [r.get("loadavg_1m_end") for r in good],
+        "results": results,
+        "results_per_s": results / wall if wall else None,
+        "verdicts": {k: good[0]["summary"].get(k) for k in VERDICTS},
+        # real vs emulated (--mixed-lab), and whether every run gave the real MTAs the same counts
+        "split": good[0].get("split"),
+        "real_not_pass": good[0].get("real_not_pass"),
+        "real_splits_agree": all(r.get("split", {}).get("real") == good[0].get("split", {}).get("real") for r in good) if good[0].get("split") else None,
+        "errors": [r["error"] for r in runs if "error" in r],
+    }
 
 
 def main(argv=None):
@@ -425,26 +467,32 @@ def main(argv=None):
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--servers", type=int, default=2, help="endpoint server processes")
-    parser.add_argument("--ports", help="mx,submission,submissions ports of every endpoint (default 25,587,465; "
-                        "with --mixed-lab %s: the prober's canary sink holds *:25 in its namespace)" % MIXED_PORTS)
-    parser.add_argument("--endpoint", choices=("lean", "fake"), default="lean",
-                        help="emulated MTA: lean (bench/lean_smtp.py, protocol-based) or fake (the unit tests' "
-                             "fakesmtp.FakeHost); the same replies and real TLS either way")
+    parser.add_argument(
+        "--ports",
+        help="mx,submission,submissions ports of every endpoint (default 25,587,465; "
+        "with --mixed-lab %s: the prober's canary sink holds *:25 in its namespace)" % MIXED_PORTS,
+    )
+    parser.add_argument(
+        "--endpoint",
+        choices=("lean", "fake"),
+        default="lean",
+        help="emulated MTA: lean (bench/lean_smtp.py, protocol-based) or fake (the unit tests' fakesmtp.FakeHost); the same replies and real TLS either way",
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=5)
     parser.add_argument("--run-timeout", type=float, default=900)
     parser.add_argument("--no-module", action="store_true", help="skip the ansible-playbook path")
     parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
     parser.add_argument("--module-repeat", type=int, default=None, help="runs per size, module path (default: --repeat)")
-    parser.add_argument("--with-lab", action="store_true",
-                        help="also probe the lab MTAs from the prober, in a separate run (podman exec)")
-    parser.add_argument("--mixed-lab", action="store_true",
-                        help="verify the real lab MTAs in the same engine/module runs as the emulated endpoints: the "
-                             "bench re-runs itself in the prober's network namespace (nsenter; root, lab up)")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile one engine run at the largest N (in-process: workers=1)")
-    parser.add_argument("--profile-endpoints", metavar="PREFIX",
-                        help="cProfile the endpoint processes (all runs); PREFIX.<process>.txt each")
+    parser.add_argument("--with-lab", action="store_true", help="also probe the lab MTAs from the prober, in a separate run (podman exec)")
+    parser.add_argument(
+        "--mixed-lab",
+        action="store_true",
+        help="verify the real lab MTAs in the same engine/module runs as the emulated endpoints: the "
+        "bench re-runs itself in the prober's network namespace (nsenter; root, lab up)",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile one engine run at the largest N (in-process: workers=1)")
+    parser.add_argument("--profile-endpoints", metavar="PREFIX", help="cProfile the endpoint processes (all runs); PREFIX.<process>.txt each")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if args.profile_endpoints:
@@ -467,25 +515,31 @@ def main(argv=None):
         real = lab_targets()
         real_names = [t["name"] for t in real]
         check_lab_netns(real)
-    report = {"machine": benchlib.machine_facts(), "config": vars(args), "engine": {}, "module": {}, "lab": None,
-              "mixed_lab": None}
+    report = {"machine": benchlib.machine_facts(), "config": vars(args), "engine": {}, "module": {}, "lab": None, "mixed_lab": None}
     if args.mixed_lab:
         report["mixed_lab"] = {
-            "real_targets": real_names, "netns": LAB_PROBER, "vantage": LAB_SOURCE,
+            "real_targets": real_names,
+            "netns": LAB_PROBER,
+            "vantage": LAB_SOURCE,
             "real_listeners": sum(len(t["listeners"]) * len(t["addresses"]) for t in real),
-            "kinds": {t["name"]: lab_kind(t["name"]) for t in real}}
-        print("mixed: %d real lab MTAs (%s, %d listeners) in every run, from %s in the %s network namespace"
-              % (len(real), ", ".join(real_names), report["mixed_lab"]["real_listeners"], LAB_SOURCE, LAB_PROBER),
-              flush=True)
+            "kinds": {t["name"]: lab_kind(t["name"]) for t in real},
+        }
+        print(
+            "mixed: %d real lab MTAs (%s, %d listeners) in every run, from %s in the %s network namespace"
+            % (len(real), ", ".join(real_names), report["mixed_lab"]["real_listeners"], LAB_SOURCE, LAB_PROBER),
+            flush=True,
+        )
     workdir = tempfile.mkdtemp(prefix="fleet-bench-")
     pool = None
     try:
         started = time.monotonic()
         pool = ServerPool(max(sizes + module_sizes), args.servers, args.ports, workdir, args.endpoint)
         report["server_start_s"] = round(time.monotonic() - started, 2)
-        print("endpoints: %d on %s.x.y ports %s in %d processes (started in %.1f s); nofile %d"
-              % (len(pool.targets), ADDRESS_BASE, args.ports, args.servers, report["server_start_s"], nofile),
-              flush=True)
+        print(
+            "endpoints: %d on %s.x.y ports %s in %d processes (started in %.1f s); nofile %d"
+            % (len(pool.targets), ADDRESS_BASE, args.ports, args.servers, report["server_start_s"], nofile),
+            flush=True,
+        )
         for size in sizes:
             runs = []
             for _ in range(args.repeat):
@@ -542,11 +596,23 @@ def _brief(run):
     s = run["summary"]
     split = run.get("split")
     real = "; real %s / emulated %s" % (_counts(split["real"]), _counts(split["emulated"])) if split else ""
-    return "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s" % (
-        run.get("loadavg_1m") or 0.0, run["wall"], s["results"], s.get("PASS"), s.get("FAIL"), s.get("INCONCLUSIVE"), run["maxrss_mib"],
-        ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s" % (
-            run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"),
-            run.get("fd_peak"), run.get("connections")) if "fd_peak" in run else "") + real
+    return (
+        "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s"
+        % (
+            run.get("loadavg_1m") or 0.0,
+            run["wall"],
+            s["results"],
+            s.get("PASS"),
+            s.get("FAIL"),
+            s.get("INCONCLUSIVE"),
+            run["maxrss_mib"],
+            ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s"
+            % (run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"), run.get("fd_peak"), run.get("connections"))
+            if "fd_peak" in run
+            else "",
+        )
+        + real
+    )
 
 
 def _counts(verdicts):
@@ -556,8 +622,7 @@ def _counts(verdicts):
 def print_report(report):
     f = benchlib.fmt
     print("\nFleet bench (median of %d runs)" % report["config"]["repeat"])
-    print("%-8s %6s %9s %9s %10s %9s %8s %9s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds",
-                                                 "CPU s"))
+    print("%-8s %6s %9s %9s %10s %9s %8s %9s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds", "CPU s"))
     for path in ("engine", "module"):
         rows = report[path]
         if not isinstance(rows, dict):
@@ -566,9 +631,19 @@ def print_report(report):
             if "wall" not in row:
                 print("%-8s %6d   errors: %s" % (path, size, row.get("errors")))
                 continue
-            print("%-8s %6d %9s %9s %10s %9s %8s %9s" % (
-                path, size, f(row["wall"]), f(row["maxrss_mib"], 0), f(row["results_per_s"], 0),
-                f(size / row["wall"], 1), f(row.get("fd_peak")), f(row.get("cpu"), 1)))
+            print(
+                "%-8s %6d %9s %9s %10s %9s %8s %9s"
+                % (
+                    path,
+                    size,
+                    f(row["wall"]),
+                    f(row["maxrss_mib"], 0),
+                    f(row["results_per_s"], 0),
+                    f(size / row["wall"], 1),
+                    f(row.get("fd_peak")),
+                    f(row.get("cpu"), 1),
+                )
+            )
     for path in ("engine", "module"):
         rows = report[path]
         if isinstance(rows, dict) and 100 in rows and 1000 in rows and "wall" in rows[100] and "wall" in rows[1000]:
@@ -577,33 +652,42 @@ def print_report(report):
     if isinstance(mod, dict):
         for size in sorted(set(eng) & set(mod)):
             if "wall" in eng[size] and "wall" in mod[size]:
-                print("module/engine N=%d: wall %s (+%s s), RSS %s" % (
-                    size, f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
-                    f(mod[size]["wall"] - eng[size]["wall"]),
-                    f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"]))))
+                print(
+                    "module/engine N=%d: wall %s (+%s s), RSS %s"
+                    % (
+                        size,
+                        f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
+                        f(mod[size]["wall"] - eng[size]["wall"]),
+                        f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"])),
+                    )
+                )
     mixed = report.get("mixed_lab")
     if mixed:
-        print("real lab MTAs in every run: %s (%d listeners, from %s in the %s namespace)" % (
-            ", ".join(mixed["real_targets"]), mixed["real_listeners"], mixed["vantage"], mixed["netns"]))
+        print(
+            "real lab MTAs in every run: %s (%d listeners, from %s in the %s namespace)"
+            % (", ".join(mixed["real_targets"]), mixed["real_listeners"], mixed["vantage"], mixed["netns"])
+        )
         for path in ("engine", "module"):
             rows = report[path]
             for size, row in sorted(rows.items()) if isinstance(rows, dict) else ():
                 if row.get("split"):
-                    print("  %s N=%d: real %s (same in every run: %s) / emulated %s" % (
-                        path, size, _counts(row["split"]["real"]), row.get("real_splits_agree"),
-                        _counts(row["split"]["emulated"])))
-        for row in (report["engine"].get(max(report["engine"])) or {}).get("real_not_pass") or [] \
-                if report["engine"] else []:
-            print("    %s/%s %s%s: %s - %s" % (row["target"], row["port"], row["probe"],
-                                            "/" + row["case"] if row["case"] else "", row["verdict"], row["reason"]))
+                    print(
+                        "  %s N=%d: real %s (same in every run: %s) / emulated %s"
+                        % (path, size, _counts(row["split"]["real"]), row.get("real_splits_agree"), _counts(row["split"]["emulated"]))
+                    )
+        for row in (report["engine"].get(max(report["engine"])) or {}).get("real_not_pass") or [] if report["engine"] else []:
+            print(
+                "    %s/%s %s%s: %s - %s" % (row["target"], row["port"], row["probe"], "/" + row["case"] if row["case"] else "", row["verdict"], row["reason"])
+            )
     if report.get("lab") is not None:
         lab = report["lab"]
         if isinstance(lab, str) or "wall" not in lab:
             print("lab: %s" % lab)
         else:
-            print("lab (%s, %d listeners, from %s): %s s, %d results, verdicts %s" % (
-                ", ".join(lab["targets"]), lab["listeners"], LAB_PROBER, f(lab["wall"]), lab["results"],
-                lab["verdicts"]))
+            print(
+                "lab (%s, %d listeners, from %s): %s s, %d results, verdicts %s"
+                % (", ".join(lab["targets"]), lab["listeners"], LAB_PROBER, f(lab["wall"]), lab["results"], lab["verdicts"])
+            )
 
 
 if __name__ == "__main__":
@@ -619,6 +703,7 @@ if __name__ == "__main__":
             # --profile-endpoints: where the emulated endpoints' own CPU goes (one file per process)
             import cProfile
             import pstats
+
             profiler = cProfile.Profile()
             profiler.enable()
             asyncio.run(serve(serve_args))

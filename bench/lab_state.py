@@ -33,8 +33,7 @@ def parse_recap(text):
             continue
         match = RECAP.match(line) if in_recap else None
         if match:
-            recap[match.group(1)] = dict(zip(("ok", "changed", "unreachable", "failed", "skipped"),
-                                             (int(v) for v in match.groups()[1:])))
+            recap[match.group(1)] = dict(zip(("ok", "changed", "unreachable", "failed", "skipped"), (int(v) for v in match.groups()[1:])))
     return recap
 
 
@@ -48,13 +47,20 @@ def main(argv=None):
     with open(args.log, errors="replace") as handle:
         recap = parse_recap(handle.read())
     hardened = args.rc == 0 and bool(recap) and all(h["failed"] == 0 and h["unreachable"] == 0 for h in recap.values())
-    state = {"state": "hardened" if hardened else "not hardened", "playbook": "playbooks/harden.yml",
-             "inventory": "tests/lab/inventory", "rc": args.rc, "wall_s": round(time.time() - args.start, 1),
-             "recap": recap, "machine": benchlib.machine_facts()}
+    state = {
+        "state": "hardened" if hardened else "not hardened",
+        "playbook": "playbooks/harden.yml",
+        "inventory": "tests/lab/inventory",
+        "rc": args.rc,
+        "wall_s": round(time.time() - args.start, 1),
+        "recap": recap,
+        "machine": benchlib.machine_facts(),
+    }
     benchlib.write_json(args.json, state)
-    print("lab: %s (harden.yml rc %d in %.1f s; changed %s)" % (
-        state["state"], args.rc, state["wall_s"],
-        ", ".join("%s=%d" % (host, r["changed"]) for host, r in sorted(recap.items())) or "no recap"))
+    print(
+        "lab: %s (harden.yml rc %d in %.1f s; changed %s)"
+        % (state["state"], args.rc, state["wall_s"], ", ".join("%s=%d" % (host, r["changed"]) for host, r in sorted(recap.items())) or "no recap")
+    )
     return 0
 
 

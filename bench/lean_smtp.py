@@ -42,15 +42,14 @@ def _decode_plain(token):
 
 
 LOCAL_DOMAINS = ("example.test",)
-TLS_RECORD = 16384                # largest TLS plaintext record
+TLS_RECORD = 16384  # largest TLS plaintext record
 USERS = {"alice": "s3cret-Pass"}
 
 
 class LeanServer:
     """One listener: role ``mx`` or ``submission``; ``implicit``: TLS before the greeting."""
 
-    def __init__(self, hostname, role, tls_context, implicit=False, tls_required=False,
-                 local_domains=LOCAL_DOMAINS, users=None):
+    def __init__(self, hostname, role, tls_context, implicit=False, tls_required=False, local_domains=LOCAL_DOMAINS, users=None):
         self.hostname = hostname
         self.role = role
         self.tls_context = tls_context
@@ -62,7 +61,7 @@ class LeanServer:
         self.read_buffer = bytearray(TLS_RECORD)
         self.recv_buffer = bytearray(65536)
         self.tls_handshakes = 0
-        self.tls_resumed = 0          # handshakes that resumed a session (as FakeSMTP counts them)
+        self.tls_resumed = 0  # handshakes that resumed a session (as FakeSMTP counts them)
         self.transactions = 0
         self.server = None
         self.port = None
@@ -103,8 +102,7 @@ class LeanHost:
 def reply(code, *lines):
     lines = lines or ("",)
     last = len(lines) - 1
-    return b"".join(("%d%s%s\r\n" % (code, " " if i == last else "-", text)).encode()
-                    for i, text in enumerate(lines))
+    return b"".join(("%d%s%s\r\n" % (code, " " if i == last else "-", text)).encode() for i, text in enumerate(lines))
 
 
 OK = reply(250, "2.0.0 Ok")
@@ -122,14 +120,14 @@ class _Session(asyncio.BufferedProtocol):
         self.transport = None
         self.buf = b""
         self.out = []
-        self.tls = False           # TLS established (implicit or after STARTTLS)
-        self.sslobj = None         # the connection's TLS state while TLS is starting or running
+        self.tls = False  # TLS established (implicit or after STARTTLS)
+        self.sslobj = None  # the connection's TLS state while TLS is starting or running
         self.incoming = None
         self.outgoing = None
         self.authed = False
         self.mail = None
         self.rcpts = []
-        self.state = "command"     # command | auth-plain | login-user | login-pass | data | closed
+        self.state = "command"  # command | auth-plain | login-user | login-pass | data | closed
         self.login_user = None
         self.peer = "?"
 
@@ -139,7 +137,7 @@ class _Session(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "?"
         if self.srv.implicit:
-            self._start_tls()      # the greeting comes once the handshake is done (as on port 465)
+            self._start_tls()  # the greeting comes once the handshake is done (as on port 465)
         else:
             self.srv.connections += 1
             transport.write(self.srv.banner)
@@ -172,7 +170,7 @@ class _Session(asyncio.BufferedProtocol):
                 size = self.sslobj.read(TLS_RECORD, buffer)
             except ssl.SSLWantReadError:
                 break
-            except ssl.SSLZeroReturnError:   # the client's close_notify: answer it and close
+            except ssl.SSLZeroReturnError:  # the client's close_notify: answer it and close
                 self._close()
                 return
             except _TLS_FATAL:
@@ -185,10 +183,10 @@ class _Session(asyncio.BufferedProtocol):
             self.buf += b"".join(chunks)
             self._process()
         else:
-            self._flush()          # (TLS records without data may still want an answer)
+            self._flush()  # (TLS records without data may still want an answer)
 
     def eof_received(self):
-        return False               # close our side too
+        return False  # close our side too
 
     def connection_lost(self, exc):
         self.state = "closed"
@@ -230,7 +228,7 @@ class _Session(asyncio.BufferedProtocol):
                 index = (b"\r\n" + self.buf).find(END_OF_DATA)
                 if index < 0:
                     break
-                self.buf = (b"\r\n" + self.buf)[index + len(END_OF_DATA):]
+                self.buf = (b"\r\n" + self.buf)[index + len(END_OF_DATA) :]
                 self._end_of_data()
                 continue
             line, found, rest = self.buf.partition(b"\n")
@@ -275,7 +273,7 @@ class _Session(asyncio.BufferedProtocol):
         self.state = "closed"
         if self.tls:
             try:
-                self.sslobj.unwrap()       # our close_notify, as asyncio's SSL transport sends
+                self.sslobj.unwrap()  # our close_notify, as asyncio's SSL transport sends
             except _TLS_FATAL:
                 pass
             records = self.outgoing.read()
@@ -329,8 +327,8 @@ class _Session(asyncio.BufferedProtocol):
             return
         self._send(reply(220, "2.0.0 Ready to start TLS"))
         self._flush()
-        self.buf = b""             # RFC 3207 / CVE-2011-0411: what came in plaintext is discarded
-        self._start_tls()          # (the rest of this segment is not read: _process stops here)
+        self.buf = b""  # RFC 3207 / CVE-2011-0411: what came in plaintext is discarded
+        self._start_tls()  # (the rest of this segment is not read: _process stops here)
 
     def cmd_AUTH(self, line):
         if not self.auth_allowed():
@@ -421,4 +419,3 @@ class _Session(asyncio.BufferedProtocol):
 
     def reset(self):
         self.mail, self.rcpts = None, []
-

@@ -49,7 +49,7 @@ import benchlib
 FAKE_ADDRESS = "127.25.0.1"
 NMAP = "/usr/bin/nmap"
 IN_NETNS = "MAILSEC_PROBE_BENCH_NETNS"
-NO_PROBE = "T08"   # left out of the "without T08" row: the wrong passwords that wait out the auth failure delay
+NO_PROBE = "T08"  # left out of the "without T08" row: the wrong passwords that wait out the auth failure delay
 SLOWEST = 8
 
 
@@ -61,7 +61,7 @@ def enter_netns(args):
     """Re-run this script inside the container's network namespace (host binaries and venv)."""
     argv = list(sys.argv[1:])
     index = argv.index("--netns")
-    del argv[index:index + 2]
+    del argv[index : index + 2]
     if not args.canary_spool and not args.target:
         spool = os.path.join(benchlib.container_root(args.netns), "var", "spool", "canary")
         if os.path.isdir(spool):
@@ -70,8 +70,7 @@ def enter_netns(args):
 
 
 def start_fake(spool):
-    cmd = [sys.executable, os.path.join(benchlib.FAKESMTP_DIR, "fakesmtp.py"), "--full", "--listen", FAKE_ADDRESS,
-           "--ports", "25,587,465", "--spool", spool]
+    cmd = [sys.executable, os.path.join(benchlib.FAKESMTP_DIR, "fakesmtp.py"), "--full", "--listen", FAKE_ADDRESS, "--ports", "25,587,465", "--spool", spool]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=benchlib.env_with_paths(), text=True)
     line = proc.stdout.readline()
     if not line:
@@ -81,16 +80,23 @@ def start_fake(spool):
 
 
 def address_target(args):
-    return {"name": args.target, "addresses": [args.target], "hostname": args.hostname or args.target,
-            "local_domains": args.local_domain or [],
-            "listeners": [{"port": 25, "role": "mx", "tls": "starttls"},
-                          {"port": 587, "role": "submission", "tls": "required"},
-                          {"port": 465, "role": "submission", "tls": "implicit"}]}
+    return {
+        "name": args.target,
+        "addresses": [args.target],
+        "hostname": args.hostname or args.target,
+        "local_domains": args.local_domain or [],
+        "listeners": [
+            {"port": 25, "role": "mx", "tls": "starttls"},
+            {"port": 587, "role": "submission", "tls": "required"},
+            {"port": 465, "role": "submission", "tls": "implicit"},
+        ],
+    }
 
 
 def lab_target(name):
     """The verify role's target for a lab host (its policy, external vantage), with the test mailbox."""
     import fleet_bench
+
     for target in fleet_bench.lab_targets():
         if target["name"] == name:
             if target["local_domains"]:
@@ -108,6 +114,7 @@ def watch_quit():
     A server may hold its 221 until the client closes (Exim 4.96 on plaintext: up to 200 ms), and
     the engine waits for that reply at the end of every connection."""
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import client
+
     cls = getattr(client, "SMTPClient", None)
     original = getattr(cls, "quit", None)
     if original is None or getattr(original, "bench_wrapped", False):
@@ -119,15 +126,19 @@ def watch_quit():
             return await original(self, *args, **kwargs)
         finally:
             QUIT_WAITS.append(time.monotonic() - started)
+
     quit.bench_wrapped = True
     cls.quit = quit
 
 
 def quit_figures():
     waits = sorted(QUIT_WAITS)
-    return {"quits": len(waits), "quit_wait_sum_s": round(sum(waits), 3),
-            "quit_wait_median_s": round(benchlib.median(waits), 4) if waits else None,
-            "quits_over_100ms": sum(1 for w in waits if w > 0.1)}
+    return {
+        "quits": len(waits),
+        "quit_wait_sum_s": round(sum(waits), 3),
+        "quit_wait_median_s": round(benchlib.median(waits), 4) if waits else None,
+        "quits_over_100ms": sum(1 for w in waits if w > 0.1),
+    }
 
 
 def run_engine(engine, target, params):
@@ -145,8 +156,13 @@ def run_nmap(address, port):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     wall = time.monotonic() - started
     verdict = "?"
-    for pattern in (r"Server is an open relay \((\d+)/16 tests\)", r"(Server doesn't seem to be an open relay.*)",
-                    r"(Server isn't an open relay.*)", r"(Couldn't .*)", r"smtp-open-relay: (.*)"):
+    for pattern in (
+        r"Server is an open relay \((\d+)/16 tests\)",
+        r"(Server doesn't seem to be an open relay.*)",
+        r"(Server isn't an open relay.*)",
+        r"(Couldn't .*)",
+        r"smtp-open-relay: (.*)",
+    ):
         match = re.search(pattern, proc.stdout)
         if match:
             verdict = match.group(0).strip()
@@ -161,8 +177,7 @@ def verdict_map(outcome):
 def compare(fast, slow):
     """Cases whose verdict differs between the fast default and the reference mode."""
     one, two = verdict_map(fast), verdict_map(slow)
-    return [(key, one.get(key), two.get(key)) for key in sorted(set(one) | set(two))
-            if (one.get(key) or (None,))[0] != (two.get(key) or (None,))[0]]
+    return [(key, one.get(key), two.get(key)) for key in sorted(set(one) | set(two)) if (one.get(key) or (None,))[0] != (two.get(key) or (None,))[0]]
 
 
 def verdicts(outcome):
@@ -172,8 +187,7 @@ def verdicts(outcome):
 def slowest(outcome, count=SLOWEST):
     """The longest cases of one run: probe, case, listener port, duration, verdict."""
     cases = sorted(outcome["results"], key=lambda r: r.get("duration") or 0, reverse=True)[:count]
-    return [{"probe": r["probe"], "case": r["case"], "port": r["port"], "duration": r.get("duration"),
-             "verdict": r["verdict"]} for r in cases]
+    return [{"probe": r["probe"], "case": r["case"], "port": r["port"], "duration": r.get("duration"), "verdict": r["verdict"]} for r in cases]
 
 
 def dump(directory, name, outcome):
@@ -193,15 +207,17 @@ def main():
     parser.add_argument("--local-domain", action="append")
     parser.add_argument("--source-address", help="vantage address to bind (lab runs)")
     parser.add_argument("--canary-spool", help="canary sink spool on this machine (lab runs)")
-    parser.add_argument("--compare-modes", action="store_true",
-                        help="also run the one-case-per-connection reference mode and list verdict differences")
+    parser.add_argument("--compare-modes", action="store_true", help="also run the one-case-per-connection reference mode and list verdict differences")
     parser.add_argument("--no-nmap", action="store_true")
     parser.add_argument("--probes", help="comma-separated probe IDs for the engine (default: all)")
-    parser.add_argument("--no-without-t08", action="store_true",
-                        help="skip the extra all-listener run without T08 (wrong passwords) in each round")
-    parser.add_argument("--pause", type=float, default=0,
-                        help="seconds to wait before each all-listener run after the first (lab: 30, so that "
-                             "Dovecot's auth penalty from the previous run's wrong passwords has expired)")
+    parser.add_argument("--no-without-t08", action="store_true", help="skip the extra all-listener run without T08 (wrong passwords) in each round")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0,
+        help="seconds to wait before each all-listener run after the first (lab: 30, so that "
+        "Dovecot's auth penalty from the previous run's wrong passwords has expired)",
+    )
     parser.add_argument("--dump", help="write the last run's results (all transcripts) here")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--name", help="the target's name in the JSON (default: fake, the lab host or the address)")
@@ -211,6 +227,7 @@ def main():
     benchlib.import_paths()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
     watch_quit()
 
     workdir = tempfile.mkdtemp(prefix="probe-bench-")
@@ -238,15 +255,13 @@ def main():
         params["probes"] = args.probes.split(",")
     if spool:
         params["canary"] = {"domain": "canary.test", "spool": spool, "wait": 10}
-    mx_target = dict(target, listeners=[item for item in target["listeners"] if item["port"] == 25 or
-                                        (fake is not None and item is target["listeners"][0])])
+    mx_target = dict(target, listeners=[item for item in target["listeners"] if item["port"] == 25 or (fake is not None and item is target["listeners"][0])])
     nmap_port = mx_target["listeners"][0]["port"]
     # The matrix without the deliberate wrong passwords (T08): what the server's auth failure
     # delay costs. Run first in each round (after --pause), so no earlier T08 penalty slows it.
     wanted = [p.upper() for p in (params.get("probes") or ["ALL"])]
     chosen = set(engine.DEFAULT_PROBES) | (set(wanted) - {"ALL"}) if "ALL" in wanted else set(wanted)
-    no_t08 = dict(params, probes=sorted(chosen - {NO_PROBE})) if NO_PROBE in chosen and not args.no_without_t08 \
-        else None
+    no_t08 = dict(params, probes=sorted(chosen - {NO_PROBE})) if NO_PROBE in chosen and not args.no_without_t08 else None
     rows = {"engine_all": [], "engine_mx": [], "nmap_mx": [], "reference_all": [], "engine_all_no_t08": []}
     loads = []
     last = {}
@@ -255,6 +270,7 @@ def main():
     def pause():
         if args.pause and rows["engine_all"]:
             time.sleep(args.pause)
+
     try:
         for _ in range(args.runs):
             pause()
@@ -301,26 +317,39 @@ def main():
     nmap_pps = benchlib.ratio(16, med["nmap_mx"]) if nmap_done else None
     figures = {
         "name": args.name or ("fake" if fake else args.lab_host or address),
-        "target": "fake host %s (%s)" % (FAKE_ADDRESS, ports) if fake else "%s %s (%s)" % (
-            args.lab_host or "", address, ports),
+        "target": "fake host %s (%s)" % (FAKE_ADDRESS, ports) if fake else "%s %s (%s)" % (args.lab_host or "", address, ports),
         "kind": "fake" if fake else "lab" if args.lab_host else "address",
         "ports": [item["port"] for item in target["listeners"]],
         "runs": args.runs,
         "pause_s": args.pause,
         "loadavg_1m_per_run": loads,
-        "engine_all": {"median_s": med["engine_all"], "walls": rows["engine_all"], "cases": cases_all,
-                       "probes_per_s": benchlib.ratio(cases_all, med["engine_all"]),
-                       "verdicts": verdicts(last["all"])},
-        "engine_mx": {"median_s": med["engine_mx"], "walls": rows["engine_mx"], "cases": cases_mx,
-                      "probes_per_s": engine_pps_mx, "verdicts": verdicts(last["mx"])},
-        "nmap_mx": {"median_s": med["nmap_mx"], "walls": rows["nmap_mx"], "port": nmap_port,
-                    "cases": 16 if nmap_done else 0 if nmap_ran else None, "completed": nmap_done,
-                    "probes_per_s": nmap_pps,
-                    "verdict": last.get("nmap"), "version": benchlib.tool_version([NMAP, "--version"]) if nmap_ran else None},
+        "engine_all": {
+            "median_s": med["engine_all"],
+            "walls": rows["engine_all"],
+            "cases": cases_all,
+            "probes_per_s": benchlib.ratio(cases_all, med["engine_all"]),
+            "verdicts": verdicts(last["all"]),
+        },
+        "engine_mx": {
+            "median_s": med["engine_mx"],
+            "walls": rows["engine_mx"],
+            "cases": cases_mx,
+            "probes_per_s": engine_pps_mx,
+            "verdicts": verdicts(last["mx"]),
+        },
+        "nmap_mx": {
+            "median_s": med["nmap_mx"],
+            "walls": rows["nmap_mx"],
+            "port": nmap_port,
+            "cases": 16 if nmap_done else 0 if nmap_ran else None,
+            "completed": nmap_done,
+            "probes_per_s": nmap_pps,
+            "verdict": last.get("nmap"),
+            "version": benchlib.tool_version([NMAP, "--version"]) if nmap_ran else None,
+        },
         "ratio_nmap_over_engine_mx": benchlib.ratio(med["nmap_mx"], med["engine_mx"]) if nmap_done else None,
         "ratio_probes_per_s_engine_mx_over_nmap": benchlib.ratio(engine_pps_mx, nmap_pps),
-        "ratio_probes_per_s_engine_all_over_nmap": benchlib.ratio(
-            benchlib.ratio(cases_all, med["engine_all"]), nmap_pps),
+        "ratio_probes_per_s_engine_all_over_nmap": benchlib.ratio(benchlib.ratio(cases_all, med["engine_all"]), nmap_pps),
         "slowest_all": slowest(last["all"]),
         "quit_all": last["all"].get("bench_quit"),
         "quit_mx": last["mx"].get("bench_quit"),
@@ -329,46 +358,69 @@ def main():
     if "no_t08" in last:
         cases = last["no_t08"]["summary"]["results"]
         figures["engine_all_no_t08"] = {
-            "median_s": med["engine_all_no_t08"], "walls": rows["engine_all_no_t08"], "cases": cases,
-            "left_out": NO_PROBE, "probes_per_s": benchlib.ratio(cases, med["engine_all_no_t08"]),
-            "verdicts": verdicts(last["no_t08"]), "slowest": slowest(last["no_t08"])}
+            "median_s": med["engine_all_no_t08"],
+            "walls": rows["engine_all_no_t08"],
+            "cases": cases,
+            "left_out": NO_PROBE,
+            "probes_per_s": benchlib.ratio(cases, med["engine_all_no_t08"]),
+            "verdicts": verdicts(last["no_t08"]),
+            "slowest": slowest(last["no_t08"]),
+        }
         figures["ratio_engine_all_over_no_t08"] = benchlib.ratio(med["engine_all"], med["engine_all_no_t08"])
-        figures["t08_cost_s"] = (med["engine_all"] - med["engine_all_no_t08"]
-                                 if None not in (med["engine_all"], med["engine_all_no_t08"]) else None)
+        figures["t08_cost_s"] = med["engine_all"] - med["engine_all_no_t08"] if None not in (med["engine_all"], med["engine_all_no_t08"]) else None
     if args.compare_modes:
-        figures["reference_all"] = {"median_s": med["reference_all"],
-                                    "verdicts": {k: v for k, v in last["reference"]["summary"].items() if k.isupper()},
-                                    "differences_per_run": [len(d) for d in differences]}
+        figures["reference_all"] = {
+            "median_s": med["reference_all"],
+            "verdicts": {k: v for k, v in last["reference"]["summary"].items() if k.isupper()},
+            "differences_per_run": [len(d) for d in differences],
+        }
     print("probe bench: %s, %d runs (median)" % (figures["target"], args.runs))
     print("  %-34s %9s %7s %9s" % ("", "wall", "cases", "cases/s"))
-    table = [("engine, all listeners", "engine_all"), ("engine, all listeners without T08", "engine_all_no_t08"),
-             ("engine, port 25 only", "engine_mx"), ("nmap smtp-open-relay, 25", "nmap_mx")]
+    table = [
+        ("engine, all listeners", "engine_all"),
+        ("engine, all listeners without T08", "engine_all_no_t08"),
+        ("engine, port 25 only", "engine_mx"),
+        ("nmap smtp-open-relay, 25", "nmap_mx"),
+    ]
     for label, key in table:
         row = figures.get(key)
         if row is None:
             continue
-        print("  %-34s %9s %7s %9s" % (label, benchlib.fmt(row["median_s"], 3, " s"), benchlib.fmt(row["cases"]),
-                                       benchlib.fmt(row["probes_per_s"], 0)))
+        print("  %-34s %9s %7s %9s" % (label, benchlib.fmt(row["median_s"], 3, " s"), benchlib.fmt(row["cases"]), benchlib.fmt(row["probes_per_s"], 0)))
     if args.compare_modes:
-        print("  %-34s %9s %7s" % ("reference mode (reuse: false), all", benchlib.fmt(med["reference_all"], 3, " s"),
-                                   last["reference"]["summary"]["results"]))
-    print("  nmap / engine wall (port 25): %sx; cases/s engine / nmap: %sx; nmap said: %s" % (
-        benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
-        benchlib.fmt(figures["ratio_probes_per_s_engine_mx_over_nmap"], 0), figures["nmap_mx"]["verdict"]))
+        print("  %-34s %9s %7s" % ("reference mode (reuse: false), all", benchlib.fmt(med["reference_all"], 3, " s"), last["reference"]["summary"]["results"]))
+    print(
+        "  nmap / engine wall (port 25): %sx; cases/s engine / nmap: %sx; nmap said: %s"
+        % (
+            benchlib.fmt(figures["ratio_nmap_over_engine_mx"], 1),
+            benchlib.fmt(figures["ratio_probes_per_s_engine_mx_over_nmap"], 0),
+            figures["nmap_mx"]["verdict"],
+        )
+    )
     if "engine_all_no_t08" in figures:
-        print("  all / without T08: %s x (T08 costs %s)" % (benchlib.fmt(figures["ratio_engine_all_over_no_t08"], 1),
-                                                          benchlib.fmt(figures["t08_cost_s"], 3, " s")))
+        print(
+            "  all / without T08: %s x (T08 costs %s)"
+            % (benchlib.fmt(figures["ratio_engine_all_over_no_t08"], 1), benchlib.fmt(figures["t08_cost_s"], 3, " s"))
+        )
     print("  load average (1 min) per run: %s" % " ".join(str(x) for x in loads))
     for key, label in (("quit_all", "all listeners"), ("quit_mx", "port 25")):
         quits = figures.get(key) or {}
         if quits.get("quits"):
-            print("  QUIT exchanges (%s, last run): %d, median %s, %d over 0.1 s, %s in all" % (
-                label, quits["quits"], benchlib.fmt(quits["quit_wait_median_s"], 3, " s"), quits["quits_over_100ms"],
-                benchlib.fmt(quits["quit_wait_sum_s"], 2, " s")))
+            print(
+                "  QUIT exchanges (%s, last run): %d, median %s, %d over 0.1 s, %s in all"
+                % (
+                    label,
+                    quits["quits"],
+                    benchlib.fmt(quits["quit_wait_median_s"], 3, " s"),
+                    quits["quits_over_100ms"],
+                    benchlib.fmt(quits["quit_wait_sum_s"], 2, " s"),
+                )
+            )
     print("  engine verdicts (all listeners, last run): %s" % figures["engine_all"]["verdicts"])
-    print("  slowest cases (all listeners, last run): %s" % ", ".join(
-        "%s%s/%d %.3f s" % (c["probe"], "/" + c["case"] if c["case"] else "", c["port"], c["duration"])
-        for c in figures["slowest_all"]))
+    print(
+        "  slowest cases (all listeners, last run): %s"
+        % ", ".join("%s%s/%d %.3f s" % (c["probe"], "/" + c["case"] if c["case"] else "", c["port"], c["duration"]) for c in figures["slowest_all"])
+    )
     if args.compare_modes:
         print("  reference verdicts (last run):            %s" % figures["reference_all"]["verdicts"])
         for run, found in enumerate(differences):

@@ -49,20 +49,27 @@ def main():
     servers = len(zoolib.servers())
     listeners = sum(len(zoolib.truth(name)["listeners"]) * 2 for name in zoolib.server_names())
     med, med_engine, med_nmap = benchlib.median(walls), benchlib.median(engine), benchlib.median(nmap_walls)
-    figures = {"servers": servers, "listener_addresses": listeners, "results": outcome["summary"]["results"],
-               "verifier_wall_s": med, "engine_s": med_engine, "target_s": TARGET_S,
-               "nmap_wall_s": med_nmap, "nmap_endpoints": len(zoolib.nmap_listeners()),
-               "ratio_nmap_over_verifier": benchlib.ratio(med_nmap, med), "runs": args.runs,
-               "verdicts": {k: v for k, v in outcome["summary"].items() if k.isupper()},
-               "machine": benchlib.machine_facts()}
-    print("zoo bench: %d servers, %d listener addresses, %d results, %d run(s), median" % (
-        servers, listeners, figures["results"], args.runs))
-    print("  verifier (whole zoo, one engine run): %s wall (engine %s), target < %.0f s: %s" % (
-        benchlib.fmt(med, 2, " s"), benchlib.fmt(med_engine, 2, " s"), TARGET_S,
-        "met" if med is not None and med < TARGET_S else "NOT met"))
+    figures = {
+        "servers": servers,
+        "listener_addresses": listeners,
+        "results": outcome["summary"]["results"],
+        "verifier_wall_s": med,
+        "engine_s": med_engine,
+        "target_s": TARGET_S,
+        "nmap_wall_s": med_nmap,
+        "nmap_endpoints": len(zoolib.nmap_listeners()),
+        "ratio_nmap_over_verifier": benchlib.ratio(med_nmap, med),
+        "runs": args.runs,
+        "verdicts": {k: v for k, v in outcome["summary"].items() if k.isupper()},
+        "machine": benchlib.machine_facts(),
+    }
+    print("zoo bench: %d servers, %d listener addresses, %d results, %d run(s), median" % (servers, listeners, figures["results"], args.runs))
+    print(
+        "  verifier (whole zoo, one engine run): %s wall (engine %s), target < %.0f s: %s"
+        % (benchlib.fmt(med, 2, " s"), benchlib.fmt(med_engine, 2, " s"), TARGET_S, "met" if med is not None and med < TARGET_S else "NOT met")
+    )
     if med_nmap is not None:
-        print("  nmap smtp-open-relay on the %d MX endpoints (4 at a time): %s wall" % (
-            figures["nmap_endpoints"], benchlib.fmt(med_nmap, 2, " s")))
+        print("  nmap smtp-open-relay on the %d MX endpoints (4 at a time): %s wall" % (figures["nmap_endpoints"], benchlib.fmt(med_nmap, 2, " s")))
         print("  ratio nmap / verifier: %sx" % benchlib.fmt(figures["ratio_nmap_over_verifier"], 2))
     print("  verdicts: %s" % figures["verdicts"])
     # Where the wall time goes: each server's longest case (cases of one server run concurrently).
@@ -71,12 +78,16 @@ def main():
         best = longest.get(result["target"])
         if best is None or (result.get("duration") or 0) > (best.get("duration") or 0):
             longest[result["target"]] = result
-    figures["longest_case_per_server"] = {name: {"probe": r["probe"], "case": r["case"], "port": r["port"],
-                                                 "duration": r.get("duration"), "verdict": r["verdict"]}
-                                          for name, r in longest.items()}
-    print("  longest case per server: %s" % ", ".join(
-        "%s %s%s/%d %.1f s" % (name, r["probe"], "/" + r["case"] if r["case"] else "", r["port"], r.get("duration") or 0)
-        for name, r in sorted(longest.items(), key=lambda item: -(item[1].get("duration") or 0))))
+    figures["longest_case_per_server"] = {
+        name: {"probe": r["probe"], "case": r["case"], "port": r["port"], "duration": r.get("duration"), "verdict": r["verdict"]} for name, r in longest.items()
+    }
+    print(
+        "  longest case per server: %s"
+        % ", ".join(
+            "%s %s%s/%d %.1f s" % (name, r["probe"], "/" + r["case"] if r["case"] else "", r["port"], r.get("duration") or 0)
+            for name, r in sorted(longest.items(), key=lambda item: -(item[1].get("duration") or 0))
+        )
+    )
     benchlib.write_json(args.json, figures)
     return 0
 

@@ -27,18 +27,21 @@ export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 # ansible-lint puts ~/.ansible/collections first in the collection path: a copy of mailsec.relay
 # installed there (an old release, a Molecule prerun) would be linted against instead of this
 # checkout. A HOME of its own keeps the lint about this tree.
-# ruff (ruff.toml) first: Python lint of the whole tree; its failures count, ansible-lint still runs.
+# ruff (ruff.toml) first: Python lint and format check of the whole tree; its failures count,
+# ansible-lint still runs.
 stage_lint() {
   local rc=0
   ruff check . || rc=1
+  ruff format --check . || rc=1
   mkdir -p "$ROOT/.cache/lint-home" && HOME="$ROOT/.cache/lint-home" ansible-lint --profile production || rc=1
   return "$rc"
 }
 summary_lint() {
-  local log ruff
+  local log ruff fmt
   log=$(cat "$1")  # $1 is a pipe: read it once
   ruff=$(grep -E '^(All checks passed!|Found [0-9]+ error)' <<<"$log" | tail -1)
-  echo "ruff: ${ruff:-not run}; ansible-lint: $(grep -E '^(Passed|Failed):' <<<"$log" | tail -1)"
+  fmt=$(grep -E '^([0-9]+ files? already formatted|[0-9]+ files? would be reformatted)' <<<"$log" | tail -1)
+  echo "ruff: ${ruff:-not run}; ruff format: ${fmt:-not run}; ansible-lint: $(grep -E '^(Passed|Failed):' <<<"$log" | tail -1)"
 }
 
 stage_sanity() { "$ROOT/tests/sanity.sh"; }

@@ -40,9 +40,20 @@ class CallbackModule(CallbackBase):
             return
         changed = bool(result._result.get("changed")) if status == "ok" else False
         with open(self.path, "a") as handle:
-            handle.write(json.dumps({"host": host, "task": task.get_name(), "action": task.action,
-                                     "status": "changed" if changed else status, "start": start,
-                                     "end": time.time(), "delegate_to": task.delegate_to}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "host": host,
+                        "task": task.get_name(),
+                        "action": task.action,
+                        "status": "changed" if changed else status,
+                        "start": start,
+                        "end": time.time(),
+                        "delegate_to": task.delegate_to,
+                    }
+                )
+                + "\n"
+            )
 
     def v2_runner_on_ok(self, result):
         self._log(result, "ok")

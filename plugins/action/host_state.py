@@ -31,9 +31,8 @@ def reader_source():
 
 
 class ActionModule(ActionBase):
-
     TRANSFERS_FILES = False
-    _supports_check_mode = True   # read-only
+    _supports_check_mode = True  # read-only
     _VALID_ARGS = frozenset(_SPEC_KEYS)
 
     def run(self, tmp=None, task_vars=None):

@@ -12,7 +12,6 @@ from ansible_collections.mailsec.relay.plugins.module_utils import policy as rel
 
 
 class ActionModule(ActionBase):
-
     TRANSFERS_FILES = False
     _requires_connection = False  # pure validation: the managed host is never contacted
     _supports_check_mode = True

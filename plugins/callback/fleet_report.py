@@ -116,8 +116,18 @@ class CallbackModule(CallbackBase):
         action = getattr(result._task, "action", "")
         if action in MTA_FACTS_ACTIONS + PROBE_ACTIONS:
             message = result._result.get("msg") or what
-            self._add_findings([{"host": host, "check": "%s %s" % (action.rsplit(".", 1)[-1], what), "verdict": "ERROR",
-                                 "expected": "a readable host", "actual": what, "detail": str(message)[:500]}])
+            self._add_findings(
+                [
+                    {
+                        "host": host,
+                        "check": "%s %s" % (action.rsplit(".", 1)[-1], what),
+                        "verdict": "ERROR",
+                        "expected": "a readable host",
+                        "actual": what,
+                        "detail": str(message)[:500],
+                    }
+                ]
+            )
 
     def v2_runner_on_ok(self, result):
         if getattr(result._task, "action", "") in MTA_FACTS_ACTIONS:
@@ -133,8 +143,18 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_unreachable(self, result):
         host = result._host.get_name()
-        self._add_findings([{"host": host, "check": "reachable", "verdict": "ERROR", "expected": "reachable",
-                             "actual": "unreachable", "detail": str(result._result.get("msg", ""))[:500]}])
+        self._add_findings(
+            [
+                {
+                    "host": host,
+                    "check": "reachable",
+                    "verdict": "ERROR",
+                    "expected": "reachable",
+                    "actual": "unreachable",
+                    "detail": str(result._result.get("msg", ""))[:500],
+                }
+            ]
+        )
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -167,14 +187,30 @@ class CallbackModule(CallbackBase):
         width = max([len(host) for host in per_host] + [5])
         lines = ["", "MAILSEC RELAY FLEET REPORT " + "*" * 50]
         for host, entry in sorted(per_host.items()):
-            failed = ["%s %s" % (row.get("finding") or row["verdict"], row["check"])
-                      for row in by_host.get(host, []) if row["verdict"] in ("FAIL", "ERROR")]
-            lines.append("%s : %-12s %3d checks, %d FAIL%s" % (
-                host.ljust(width), entry["status"], entry["checks"], entry["FAIL"] + entry["ERROR"],
-                (" (" + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else "") + ")") if failed else ""))
-        lines.append("%s : %-12s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s), %d UNVERIFIED" % (
-            "FLEET".ljust(width), totals["status"], totals["checks"], totals["PASS"], totals["FAIL"], totals["ERROR"], totals["hosts"],
-            totals["unverified_hosts"]))
+            failed = ["%s %s" % (row.get("finding") or row["verdict"], row["check"]) for row in by_host.get(host, []) if row["verdict"] in ("FAIL", "ERROR")]
+            lines.append(
+                "%s : %-12s %3d checks, %d FAIL%s"
+                % (
+                    host.ljust(width),
+                    entry["status"],
+                    entry["checks"],
+                    entry["FAIL"] + entry["ERROR"],
+                    (" (" + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else "") + ")") if failed else "",
+                )
+            )
+        lines.append(
+            "%s : %-12s %3d checks, %d PASS, %d FAIL, %d ERROR on %d host(s), %d UNVERIFIED"
+            % (
+                "FLEET".ljust(width),
+                totals["status"],
+                totals["checks"],
+                totals["PASS"],
+                totals["FAIL"],
+                totals["ERROR"],
+                totals["hosts"],
+                totals["unverified_hosts"],
+            )
+        )
         if totals["findings"]:
             # The worst severity a finding had in this run (a result may weigh more than the id's default).
             weight = {}
@@ -184,9 +220,9 @@ class CallbackModule(CallbackBase):
                     if known is None or report.finding_ids.rank(row["severity"]) < report.finding_ids.rank(known):
                         weight[row["finding"]] = row["severity"]
             ordered = sorted(totals["findings"], key=lambda name: (report.finding_ids.rank(weight.get(name)), name))
-            lines.append("%s : %s" % ("findings".ljust(width), ", ".join(
-                "%s %d (%s)" % (name, totals["findings"][name], weight.get(name, "?")) for name in ordered)))
-            lines.append("%s : %s" % ("severity".ljust(width), ", ".join(
-                "%s %d" % (name, count) for name, count in totals["severities"].items())))
+            lines.append(
+                "%s : %s" % ("findings".ljust(width), ", ".join("%s %d (%s)" % (name, totals["findings"][name], weight.get(name, "?")) for name in ordered))
+            )
+            lines.append("%s : %s" % ("severity".ljust(width), ", ".join("%s %d" % (name, count) for name, count in totals["severities"].items())))
         lines.append("reports: " + ", ".join(written))
         self._display.display("\n".join(lines))

@@ -14,25 +14,25 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import PostfixError, render_postfix
 
 
-def postfix_settings(effective, postfix_version=None, table_dir=None, chroot=None, extra_main=None,
-                     compatibility_level=None):
+def postfix_settings(effective, postfix_version=None, table_dir=None, chroot=None, extra_main=None, compatibility_level=None):
     try:
-        return render_postfix(dict(effective), postfix_version=postfix_version, table_dir=table_dir, chroot=chroot,
-                              extra_main=extra_main, compatibility_level=compatibility_level)
+        return render_postfix(
+            dict(effective), postfix_version=postfix_version, table_dir=table_dir, chroot=chroot, extra_main=extra_main, compatibility_level=compatibility_level
+        )
     except (PostfixError, KeyError, ValueError) as exc:
-        raise AnsibleFilterError('postfix_settings: %s' % exc)
+        raise AnsibleFilterError("postfix_settings: %s" % exc)
 
 
 def dovecot_ssha512(password, salt_seed):
     """Dovecot {SSHA512} hash with a salt derived from salt_seed (host + user): stable across runs,
     so the passwd-file only changes when the password does, yet differs between hosts and users."""
     if not isinstance(password, str) or not password:
-        raise AnsibleFilterError('dovecot_ssha512: the password must be a non-empty string')
-    salt = hashlib.sha256(('mailsec.relay:%s' % salt_seed).encode('utf-8')).digest()[:8]
-    digest = hashlib.sha512(password.encode('utf-8') + salt).digest()
-    return '{SSHA512}' + base64.b64encode(digest + salt).decode('ascii')
+        raise AnsibleFilterError("dovecot_ssha512: the password must be a non-empty string")
+    salt = hashlib.sha256(("mailsec.relay:%s" % salt_seed).encode("utf-8")).digest()[:8]
+    digest = hashlib.sha512(password.encode("utf-8") + salt).digest()
+    return "{SSHA512}" + base64.b64encode(digest + salt).decode("ascii")
 
 
 class FilterModule(object):
     def filters(self):
-        return {'postfix_settings': postfix_settings, 'dovecot_ssha512': dovecot_ssha512}
+        return {"postfix_settings": postfix_settings, "dovecot_ssha512": dovecot_ssha512}

@@ -46,7 +46,7 @@ def _host_entry(name, hostvars):
     }
     if hv.get("verify_listeners") is not None:
         # Verify-only: a server this collection does not manage; its verify_* variables are the policy.
-        entry["verify"] = dict((key[len("verify_"):], _plain(hv.get(key))) for key in verify_plan.VERIFY_ONLY_KEYS)
+        entry["verify"] = dict((key[len("verify_") :], _plain(hv.get(key))) for key in verify_plan.VERIFY_ONLY_KEYS)
     else:
         # The policy of every host in this one pass (the policy role per host cost a task per host);
         # the same builder as role mailsec.relay.policy, from the same variables.
@@ -147,11 +147,7 @@ def verify_probe_errors(probe_runs):
 
 def verify_runs(probe_runs):
     """Registered relay_probe loop results -> one sanitized line per vantage (counts, seconds)."""
-    runs = [
-        {"vantage": _vantage_name(run), "summary": run.get("summary")}
-        for run in _plain(probe_runs) or []
-        if "results" in run
-    ]
+    runs = [{"vantage": _vantage_name(run), "summary": run.get("summary")} for run in _plain(probe_runs) or [] if "results" in run]
     return verify_plan.run_lines(runs)
 
 

@@ -37,6 +37,7 @@ WILDCARD_ADDRESSES = ("*", "", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
 # Addresses and the readbacks' shared finish
 # --------------------------------------------------------------------------------------------
 
+
 def is_wildcard(address):
     return str(address if address is not None else "*").strip("[]") in WILDCARD_ADDRESSES
 
@@ -105,6 +106,7 @@ def finish_policy(policy):
 # The comparison
 # --------------------------------------------------------------------------------------------
 
+
 def finding(host, check, ok, expected, actual, detail=""):
     return {
         "host": host,
@@ -160,8 +162,7 @@ def compare(desired, actual, host="localhost"):
 
     # -- names and domains --------------------------------------------------------------------
     want, have = desired.get("hostname"), actual.get("hostname")
-    add(finding(host, "hostname", want == have, want, have,
-                "" if want == have else "hostname from %s to %s" % (want, have)))
+    add(finding(host, "hostname", want == have, want, have, "" if want == have else "hostname from %s to %s" % (want, have)))
 
     drop = {"localhost", "@", str(desired.get("hostname") or "").lower(), str(actual.get("hostname") or "").lower()}
     for key in ("local_domains", "relay_domains"):
@@ -183,12 +184,19 @@ def compare(desired, actual, host="localhost"):
 
     want = NetSet(desired.get("never_relay_networks") or [])
     have = NetSet(actual.get("never_relay_networks") or [])
-    add(finding(host, "never_relay_networks", want == have, want.cidrs(), have.cidrs(),
-                _net_detail(want, have, "extra never-relay entry", "missing never-relay entry (these hosts may relay again)")))
+    add(
+        finding(
+            host,
+            "never_relay_networks",
+            want == have,
+            want.cidrs(),
+            have.cidrs(),
+            _net_detail(want, have, "extra never-relay entry", "missing never-relay entry (these hosts may relay again)"),
+        )
+    )
 
     want, have = bool(desired.get("trust_loopback")), bool(actual.get("trust_loopback"))
-    add(finding(host, "trust_loopback", want == have, want, have,
-                "" if want == have else "loopback relay from %s to %s" % (want, have)))
+    add(finding(host, "trust_loopback", want == have, want, have, "" if want == have else "loopback relay from %s to %s" % (want, have)))
 
     for key in ("connect_allow", "connect_deny"):
         if key not in actual:
@@ -197,21 +205,27 @@ def compare(desired, actual, host="localhost"):
         add(finding(host, key, want == have, want.cidrs(), have.cidrs(), _net_detail(want, have)))
 
     want, have = bool(desired.get("auth_relay")), bool(actual.get("auth_relay"))
-    add(finding(host, "auth_relay", want == have, want, have,
-                "" if want == have else "authenticated relay from %s to %s" % (want, have)))
+    add(finding(host, "auth_relay", want == have, want, have, "" if want == have else "authenticated relay from %s to %s" % (want, have)))
 
     want = normalize_smarthost(desired.get("smarthost"))
     have = normalize_smarthost(actual.get("smarthost"))
-    add(finding(host, "smarthost", want == have, smarthost_text(want), smarthost_text(have),
-                "" if want == have else "smarthost from %s to %s" % (smarthost_text(want), smarthost_text(have))))
+    add(
+        finding(
+            host,
+            "smarthost",
+            want == have,
+            smarthost_text(want),
+            smarthost_text(have),
+            "" if want == have else "smarthost from %s to %s" % (smarthost_text(want), smarthost_text(have)),
+        )
+    )
 
     # -- listeners ------------------------------------------------------------------------------
     out.extend(compare_listeners(desired, actual, host))
     out.extend(compare_client_limits(desired, actual, host))
     if "smarthost_tls" in actual:
         want, have = desired.get("smarthost_tls") or "none", actual["smarthost_tls"]
-        add(finding(host, "smarthost_tls", want == have, want, have,
-                    "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
+        add(finding(host, "smarthost_tls", want == have, want, have, "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
     return out
 
 
@@ -231,8 +245,7 @@ def compare_client_limits(desired, actual, host):
 def sender_identity_finding(host, check, want, have):
     """Whether an authenticated login must own MAIL FROM on a listener, as wanted (issue 14)."""
     w, h = bool(want.get("sender_login_match")), bool(have.get("sender_login_match"))
-    detail = "" if w == h else "sender identity check from %s to %s%s" % (
-        w, h, ": a stolen login can send as any address" if w else "")
+    detail = "" if w == h else "sender identity check from %s to %s%s" % (w, h, ": a stolen login can send as any address" if w else "")
     return finding(host, "%s sender_login_match" % check, w == h, w, h, detail)
 
 
@@ -253,13 +266,19 @@ def compare_hosted(desired, actual, host):
         out.append(finding(host, key, not parts, want, have, "; ".join(parts)))
     if "relay_recipient_validation" in actual and desired.get("relay_recipient_validation"):
         have = bool(actual.get("relay_recipient_validation"))
-        out.append(finding(host, "relay_recipient_validation", have, True, have,
-                           "" if have else "recipient validation for relay domains is gone (map removed or unset: "
-                                           "unknown recipients are accepted, a backscatter source)"))
+        out.append(
+            finding(
+                host,
+                "relay_recipient_validation",
+                have,
+                True,
+                have,
+                "" if have else "recipient validation for relay domains is gone (map removed or unset: unknown recipients are accepted, a backscatter source)",
+            )
+        )
     if "postscreen" in actual and desired.get("postscreen") is not None:
         want, have = bool(desired.get("postscreen")), bool(actual.get("postscreen"))
-        out.append(finding(host, "postscreen", want == have, want, have,
-                           "" if want == have else "postscreen from %s to %s" % (want, have)))
+        out.append(finding(host, "postscreen", want == have, want, have, "" if want == have else "postscreen from %s to %s" % (want, have)))
     return out
 
 
@@ -286,8 +305,7 @@ def compare_listeners(desired, actual, host):
         have = have_by_key.get(key)
         check = "listener %s" % label
         if have is None:
-            add(finding(host, check, False, "%s (%s)" % (label, want.get("role")), None,
-                        "listener %s is missing" % label))
+            add(finding(host, check, False, "%s (%s)" % (label, want.get("role")), None, "listener %s is missing" % label))
             continue
         add(finding(host, check, True, label, label))
         for attr in ("tls", "auth"):
@@ -306,8 +324,16 @@ def compare_listeners(desired, actual, host):
             w = NetSet(desired.get("never_relay_networks") or [])
             h = NetSet(have["never"])
             missing = w - h
-            add(finding(host, "%s never_relay" % check, not missing, w.cidrs(), h.cidrs(),
-                        "missing never-relay entry %s on this listener" % ", ".join(missing.cidrs()) if missing else ""))
+            add(
+                finding(
+                    host,
+                    "%s never_relay" % check,
+                    not missing,
+                    w.cidrs(),
+                    h.cidrs(),
+                    "missing never-relay entry %s on this listener" % ", ".join(missing.cidrs()) if missing else "",
+                )
+            )
     for key, have in sorted(have_by_key.items()):
         if key in want_keys:
             continue
@@ -315,8 +341,16 @@ def compare_listeners(desired, actual, host):
         if _loopback_only(have):
             # A content filter's re-injection listener (declared or kept as found): unreachable from
             # outside and relaying for loopback only, so it is no drift of the relay policy.
-            add(finding(host, "listener %s" % label, True, None, label,
-                        "kept loopback listener %s (e.g. a content filter's re-injection): relays for loopback only" % label))
+            add(
+                finding(
+                    host,
+                    "listener %s" % label,
+                    True,
+                    None,
+                    label,
+                    "kept loopback listener %s (e.g. a content filter's re-injection): relays for loopback only" % label,
+                )
+            )
             continue
         detail = "unexpected listener %s (tls %s, auth %s)" % (label, have.get("tls"), have.get("auth"))
         add(finding(host, "listener %s" % label, False, None, label, detail))
@@ -328,9 +362,18 @@ def spot_check_findings(host, checks):
     out = []
     for check in checks or []:
         ok = check.get("verdict") == check.get("expect")
-        out.append(finding(host, "spot %s" % check.get("name"), ok, check.get("expect"), check.get("verdict"),
-                           "" if ok else "expected %s, the MTA answered %s at %s: %s" % (
-                               check.get("expect"), check.get("verdict"), check.get("stage"), check.get("reply"))))
+        out.append(
+            finding(
+                host,
+                "spot %s" % check.get("name"),
+                ok,
+                check.get("expect"),
+                check.get("verdict"),
+                ""
+                if ok
+                else "expected %s, the MTA answered %s at %s: %s" % (check.get("expect"), check.get("verdict"), check.get("stage"), check.get("reply")),
+            )
+        )
     return out
 
 
@@ -353,8 +396,11 @@ def _fmt(value):
 
 def lines(findings):
     """One line per FAIL: ``check: expected -> actual (detail)``."""
-    return ["%s: %s -> %s%s" % (f["check"], _fmt(f["expected"]), _fmt(f["actual"]), " (%s)" % f["detail"] if f["detail"] else "")
-            for f in findings if f["verdict"] != "PASS"]
+    return [
+        "%s: %s -> %s%s" % (f["check"], _fmt(f["expected"]), _fmt(f["actual"]), " (%s)" % f["detail"] if f["detail"] else "")
+        for f in findings
+        if f["verdict"] != "PASS"
+    ]
 
 
 def diff(findings):

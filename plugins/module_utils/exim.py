@@ -89,9 +89,7 @@ def _listener_test(listener, listeners):
     port = "eq{$received_port}{%d}" % int(listener["port"])
     if listener["address"] != "*":
         return "and{{%s}{match_ip{$received_ip_address}{<; %s}}}" % (port, listener["address"])
-    specific = [
-        other["address"] for other in listeners if other["port"] == listener["port"] and other["address"] != "*"
-    ]
+    specific = [other["address"] for other in listeners if other["port"] == listener["port"] and other["address"] != "*"]
     if not specific:
         return port
     return "and{{%s}{!match_ip{$received_ip_address}{%s}}}" % (port, _hostlist(specific))
@@ -135,9 +133,7 @@ GNUTLS_PRIORITY = "NORMAL:-VERS-TLS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 def tls_enabled(effective):
     tls = effective.get("tls") or {}
-    return bool(tls.get("cert") and tls.get("key")) and any(
-        item["tls"] != "none" for item in effective["listeners"]
-    )
+    return bool(tls.get("cert") and tls.get("key")) and any(item["tls"] != "none" for item in effective["listeners"])
 
 
 def auth_listeners(effective):
@@ -189,8 +185,7 @@ def render_main(effective):
             ports.append(int(item["port"]))
     lines = [
         HEADER,
-        "# Policy: profile %s. Macros here are defined before Debian's .ifndef defaults and before"
-        % effective["profile"],
+        "# Policy: profile %s. Macros here are defined before Debian's .ifndef defaults and before" % effective["profile"],
         "# the macros update-exim4.conf generates from dc_*, so these values win.",
         "",
         "MAIN_HARDCODE_PRIMARY_HOSTNAME = %s" % effective["hostname"],
@@ -216,9 +211,7 @@ def render_main(effective):
             grants = list(item["relay_networks"])
             if effective.get("client_names"):
                 # Names need rDNS + forward confirmation; an unresolvable client simply does not match.
-                grants += ["+ignore_unknown"] + [
-                    "*" + name if name.startswith(".") else name for name in effective["client_names"]
-                ]
+                grants += ["+ignore_unknown"] + ["*" + name if name.startswith(".") else name for name in effective["client_names"]]
             lines.append("hostlist %s = %s" % (_list_name("relay", item), _hostlist(grants)))
         if item.get("connect_allow"):
             lines.append("hostlist %s = %s" % (_list_name("connect_allow", item), _hostlist(item["connect_allow"])))
@@ -259,10 +252,7 @@ def render_main(effective):
     # AUTH only on submission listeners and only inside TLS; never on mx listeners (port 25).
     auth = auth_listeners(effective)
     if auth and tls_enabled(effective):
-        lines.append(
-            "auth_advertise_hosts = ${if and{{%s}{def:tls_in_cipher}}{*}{}}"
-            % _any_listener(auth, listeners)[len("${if "):-1]
-        )
+        lines.append("auth_advertise_hosts = ${if and{{%s}{def:tls_in_cipher}}{*}{}}" % _any_listener(auth, listeners)[len("${if ") : -1])
     else:
         lines.append("auth_advertise_hosts =")
     return "\n".join(lines) + "\n"
@@ -546,12 +536,7 @@ def render(effective):
         AUTH_FILE: render_auth(effective) if auth_listeners(effective) else None,
         ROUTER_FILE: render_router(effective) if effective.get("smarthost") else None,
     }
-    return {
-        path: {"content": content, "mode": "0644", "state": "present"}
-        if content is not None
-        else {"state": "absent"}
-        for path, content in files.items()
-    }
+    return {path: {"content": content, "mode": "0644", "state": "present"} if content is not None else {"state": "absent"} for path, content in files.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,8 +668,7 @@ def derive_checks(effective, interface_address="127.0.0.1"):
                     local_part, _at, domain = rcpt.rpartition("@")
                     checks.append(
                         {
-                            "name": "%s: %s client %s -> %s%s"
-                            % (listener["name"], client_kind, client, rcpt_kind, ", authenticated" if authenticated else ""),
+                            "name": "%s: %s client %s -> %s%s" % (listener["name"], client_kind, client, rcpt_kind, ", authenticated" if authenticated else ""),
                             "client": client,
                             "interface": interface,
                             "port": int(listener["port"]),
@@ -713,8 +697,14 @@ def _sender_identity_checks(effective, checks):
             continue
         check.update({"user": login, "sender": address})
         if not any(item["port"] == check["port"] for item in extra):
-            extra.append(dict(check, name="%s: authenticated %s as another sender" % (listener["name"], login),
-                              sender="mailsec-not-owned@%s" % address.rpartition("@")[2], expect="deny"))
+            extra.append(
+                dict(
+                    check,
+                    name="%s: authenticated %s as another sender" % (listener["name"], login),
+                    sender="mailsec-not-owned@%s" % address.rpartition("@")[2],
+                    expect="deny",
+                )
+            )
     return checks + extra
 
 
@@ -858,8 +848,18 @@ class EximConfig(object):
     the module, subprocess in tests); ``root`` relocates /etc/exim4 for tests.
     """
 
-    def __init__(self, run, files, checks=(), exim="exim4", update="update-exim4.conf", root=ETC_EXIM,
-                 pid_file="/run/exim4/exim.pid", confirm=("127.0.0.1", 25), confirm_timeout=15):
+    def __init__(
+        self,
+        run,
+        files,
+        checks=(),
+        exim="exim4",
+        update="update-exim4.conf",
+        root=ETC_EXIM,
+        pid_file="/run/exim4/exim.pid",
+        confirm=("127.0.0.1", 25),
+        confirm_timeout=15,
+    ):
         self.run = run
         self.files = self._validate_files(files, root)
         self.checks = [self._validate_check(check) for check in checks or []]
@@ -896,8 +896,14 @@ class EximConfig(object):
         if missing or check["kind"] not in ("session", "route") or check["expect"] not in ("accept", "deny"):
             raise EximError("invalid check %r: needs %s, kind session|route, expect accept|deny" % (check, ", ".join(needed)))
         # These go into exim's argv (-bt, -bh, -oMi, -oMai) and its SMTP input: only values inside their grammar.
-        for key, valid in (("recipient", grammar.is_email), ("sender", grammar.is_email), ("user", grammar.is_login),
-                           ("client", grammar.parse_ip), ("interface", grammar.parse_ip), ("router", grammar.is_name)):
+        for key, valid in (
+            ("recipient", grammar.is_email),
+            ("sender", grammar.is_email),
+            ("user", grammar.is_login),
+            ("client", grammar.parse_ip),
+            ("interface", grammar.parse_ip),
+            ("router", grammar.is_name),
+        ):
             if check.get(key) not in (None, "") and not valid(check[key]):
                 raise EximError("invalid check: %s %r is outside its grammar (docs/security.md)" % (key, check[key]))
         if check.get("port") is not None and grammar.parse_port(check["port"]) is None:
@@ -919,8 +925,14 @@ class EximConfig(object):
                 continue
             if before != spec["content"] or _mode(path) != "0%o" % int(spec["mode"], 8):
                 changes.append(path)
-                diffs.append({"before_header": path if before is not None else path + " (absent)", "after_header": path,
-                              "before": before or "", "after": spec["content"]})
+                diffs.append(
+                    {
+                        "before_header": path if before is not None else path + " (absent)",
+                        "after_header": path,
+                        "before": before or "",
+                        "after": spec["content"],
+                    }
+                )
         return changes, diffs
 
     # -- validation on a staged copy --------------------------------------------------------
@@ -943,8 +955,7 @@ class EximConfig(object):
             raise EximError("update-exim4.conf could not build the candidate configuration", rc=rc, stdout=out, stderr=err)
         rc, out, err = self.run([self.exim, "-C", output, "-bV"])
         if rc != 0:
-            raise EximError("exim -bV rejected the candidate configuration: nothing was installed",
-                            rc=rc, stdout=out, stderr=err, candidate=_read(output))
+            raise EximError("exim -bV rejected the candidate configuration: nothing was installed", rc=rc, stdout=out, stderr=err, candidate=_read(output))
         return output
 
     def run_checks(self, config):
@@ -986,7 +997,8 @@ class EximConfig(object):
             if failures:
                 raise EximError(
                     "%d of %d -bh checks disagree with the policy: nothing was installed" % (len(failures), len(results)),
-                    checks=results, failed_checks=failures,
+                    checks=results,
+                    failed_checks=failures,
                 )
             return results
         except (OSError, UnicodeError) as exc:  # copying or writing the stage: a reason, not a traceback

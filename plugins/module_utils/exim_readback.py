@@ -47,6 +47,7 @@ class ReadbackError(Exception):
 # Exim text formats
 # --------------------------------------------------------------------------------------------
 
+
 def parse_list(text):
     """An Exim list (``a : b``, ``<; a ; b``, ``::`` = a literal colon) -> [items]."""
     text = (text or "").strip()
@@ -151,7 +152,7 @@ def listener_endpoints(options):
     for entry in interfaces:
         address, port = _split_interface(entry)
         address = normalize_address(address)
-        for one in ([port] if port else ports):
+        for one in [port] if port else ports:
             if (address, one) not in endpoints:
                 endpoints.append((address, one))
     return endpoints
@@ -161,12 +162,14 @@ def listener_endpoints(options):
 # Commands
 # --------------------------------------------------------------------------------------------
 
+
 def be_input(options, authenticators):
     """Lines for ``exim -be``: STARTTLS and AUTH advertisement, TLS assumed where AUTH needs it."""
+
     def with_tls(text):
         return (text or "").replace("def:tls_in_cipher", "eq{1}{1}").replace("$tls_in_cipher", FAKE_CIPHER)
-    lines = ["tls=" + (options.get("tls_advertise_hosts") or ""),
-             "auth=" + with_tls(options.get("auth_advertise_hosts"))]
+
+    lines = ["tls=" + (options.get("tls_advertise_hosts") or ""), "auth=" + with_tls(options.get("auth_advertise_hosts"))]
     for name in sorted(authenticators):
         lines.append("authenticator %s=%s" % (name, with_tls(authenticators[name].get("server_advertise_condition")) or "yes"))
     # A line that expands to nothing still prints "> "; a marker keeps the count honest.
@@ -218,17 +221,19 @@ def spot_checks(desired, endpoints, lists):
                     cases = [True]
                 for authenticated in cases:
                     interface = listener["address"] if listener["address"] != "*" else "0.0.0.0"
-                    checks.append({
-                        "name": "%s:%s %s %s -> foreign%s" % (
-                            listener["address"], listener["port"], kind, client, ", authenticated" if authenticated else ""),
-                        "client": client,
-                        "interface": interface,
-                        "port": int(listener["port"]),
-                        "sender": exim_backend.CHECK_SENDER,
-                        "recipient": exim_backend.CHECK_FOREIGN_RCPT,
-                        "authenticated": authenticated,
-                        "expect": exim_backend.expected_verdict(desired, listener, client, "example.net", authenticated),
-                    })
+                    checks.append(
+                        {
+                            "name": "%s:%s %s %s -> foreign%s"
+                            % (listener["address"], listener["port"], kind, client, ", authenticated" if authenticated else ""),
+                            "client": client,
+                            "interface": interface,
+                            "port": int(listener["port"]),
+                            "sender": exim_backend.CHECK_SENDER,
+                            "recipient": exim_backend.CHECK_FOREIGN_RCPT,
+                            "authenticated": authenticated,
+                            "expect": exim_backend.expected_verdict(desired, listener, client, "example.net", authenticated),
+                        }
+                    )
         return checks + sender_identity_checks(desired)
     trusted = NetSet()
     for info in lists.values():
@@ -237,16 +242,18 @@ def spot_checks(desired, endpoints, lists):
     outsider = next((c for c in exim_backend.OUTSIDE_CANDIDATES if not trusted.contains(c)), exim_backend.OUTSIDE_CANDIDATES[0])
     checks = []
     for address, port in endpoints:
-        checks.append({
-            "name": "%s:%s external %s -> foreign" % (address, port, outsider),
-            "client": outsider,
-            "interface": "0.0.0.0" if address == "*" else address,
-            "port": port,
-            "sender": exim_backend.CHECK_SENDER,
-            "recipient": exim_backend.CHECK_FOREIGN_RCPT,
-            "authenticated": False,
-            "expect": "deny",
-        })
+        checks.append(
+            {
+                "name": "%s:%s external %s -> foreign" % (address, port, outsider),
+                "client": outsider,
+                "interface": "0.0.0.0" if address == "*" else address,
+                "port": port,
+                "sender": exim_backend.CHECK_SENDER,
+                "recipient": exim_backend.CHECK_FOREIGN_RCPT,
+                "authenticated": False,
+                "expect": "deny",
+            }
+        )
     return checks
 
 
@@ -266,18 +273,20 @@ def sender_identity_checks(desired):
         if client is None:
             continue
         enforced = bool(listener.get("sender_login_match"))
-        checks.append({
-            "name": "%s:%s authenticated %s as another sender" % (listener["address"], listener["port"], login),
-            "client": client,
-            "interface": listener["address"] if listener["address"] != "*" else "0.0.0.0",
-            "port": int(listener["port"]),
-            "sender": "mailsec-not-owned@example.net",
-            "recipient": exim_backend.CHECK_FOREIGN_RCPT,
-            "authenticated": True,
-            "user": login,
-            "sender_identity": True,
-            "expect": "deny" if enforced else exim_backend.expected_verdict(desired, listener, client, "example.net", True),
-        })
+        checks.append(
+            {
+                "name": "%s:%s authenticated %s as another sender" % (listener["address"], listener["port"], login),
+                "client": client,
+                "interface": listener["address"] if listener["address"] != "*" else "0.0.0.0",
+                "port": int(listener["port"]),
+                "sender": "mailsec-not-owned@example.net",
+                "recipient": exim_backend.CHECK_FOREIGN_RCPT,
+                "authenticated": True,
+                "user": login,
+                "sender_identity": True,
+                "expect": "deny" if enforced else exim_backend.expected_verdict(desired, listener, client, "example.net", True),
+            }
+        )
     return checks
 
 
@@ -301,8 +310,7 @@ def collect(run, exim="exim4", desired=None, run_spot_checks=True):
     ``run(argv, data=None) -> (rc, out, err)``.
     """
     raw = {}
-    for key, argv in (("bV", [exim, "-bV"]), ("bP", [exim, "-bP"]), ("config", [exim, "-bP", "config"]),
-                      ("authenticators", [exim, "-bP", "authenticators"])):
+    for key, argv in (("bV", [exim, "-bV"]), ("bP", [exim, "-bP"]), ("config", [exim, "-bP", "config"]), ("authenticators", [exim, "-bP", "authenticators"])):
         rc, out, err = run(argv)
         if rc != 0:
             raise ReadbackError("%s failed (rc %s): %s" % (" ".join(argv), rc, (err or out).strip()[:500]))
@@ -334,6 +342,7 @@ def _config_file(run, exim):
 # Interpretation
 # --------------------------------------------------------------------------------------------
 
+
 def _listener_names(desired):
     names = {}
     for item in (desired or {}).get("listeners") or []:
@@ -360,8 +369,7 @@ def interpret(raw, desired=None):
     rcpt_acl = options.get("acl_smtp_rcpt") or ""
     ours = rcpt_acl == OUR_RCPT_ACL
     if not ours:
-        notes.append("acl_smtp_rcpt is %s, not %s: relay grants read from relay_from_hosts, the -bh spot checks decide"
-                     % (rcpt_acl or "(unset)", OUR_RCPT_ACL))
+        notes.append("acl_smtp_rcpt is %s, not %s: relay grants read from relay_from_hosts, the -bh spot checks decide" % (rcpt_acl or "(unset)", OUR_RCPT_ACL))
     relay_from = hostlist("relay_from_hosts") or []
     never = NetSet(hostlist("mailsec_never_relay_hosts") or []) if ours else NetSet()
     loopback_hosts = NetSet(hostlist("mailsec_loopback_hosts") or []) if ours else NetSet()
@@ -410,20 +418,22 @@ def interpret(raw, desired=None):
         role = "mx" if port == 25 or relay_networks or (grants & LOOPBACK) else ("submission" if auth or tls in ("required", "implicit") else "mx")
         allow = hostlist(exim_backend.list_name("connect_allow", {"name": name})) if ours else None
         deny = hostlist(exim_backend.list_name("connect_deny", {"name": name})) if ours else None
-        listeners.append({
-            "name": name,
-            "address": address,
-            "port": port,
-            "role": role,
-            "tls": tls,
-            "auth": auth,
-            "auth_relay": auth and (role == "submission" or not ours),
-            "relay_networks": relay_networks.cidrs(),
-            "grants": grants.cidrs(),
-            "never": listener_never.cidrs(),
-            "connect_allow": NetSet(allow or []).cidrs(),
-            "connect_deny": NetSet(deny or []).cidrs(),
-        })
+        listeners.append(
+            {
+                "name": name,
+                "address": address,
+                "port": port,
+                "role": role,
+                "tls": tls,
+                "auth": auth,
+                "auth_relay": auth and (role == "submission" or not ours),
+                "relay_networks": relay_networks.cidrs(),
+                "grants": grants.cidrs(),
+                "never": listener_never.cidrs(),
+                "connect_allow": NetSet(allow or []).cidrs(),
+                "connect_deny": NetSet(deny or []).cidrs(),
+            }
+        )
         identity = [r for r in spot if r.get("sender_identity") and int(r["port"]) == port]
         if identity:
             listeners[-1]["sender_login_match"] = all(r["verdict"] == "deny" and r["stage"] == "MAIL" for r in identity)

@@ -22,71 +22,48 @@ SEVERITIES = ("critical", "high", "medium", "low", "info")
 # default where the listener's role changes the weight (weak TLS: high on submission, low on 25).
 CATALOG = {
     # Relay decisions
-    "open_relay": ("critical",
-                   "relays mail for third parties: a message to a foreign domain was accepted and the canary "
-                   "received it"),
-    "open_relay_unconfirmed": ("high",
-                               "accepted a foreign recipient without authentication; no canary was configured to prove "
-                               "or disprove delivery"),
-    "accept_then_drop": ("medium",
-                         "accepted a foreign recipient (and the message), but the canary never received it: "
-                         "accept-then-drop or accept-then-bounce (backscatter risk)"),
-    "accepts_all_recipients": ("medium",
-                               "accepts mail for recipients that do not exist in a hosted domain (no recipient "
-                               "validation): a backscatter source"),
+    "open_relay": ("critical", "relays mail for third parties: a message to a foreign domain was accepted and the canary received it"),
+    "open_relay_unconfirmed": ("high", "accepted a foreign recipient without authentication; no canary was configured to prove or disprove delivery"),
+    "accept_then_drop": (
+        "medium",
+        "accepted a foreign recipient (and the message), but the canary never received it: accept-then-drop or accept-then-bounce (backscatter risk)",
+    ),
+    "accepts_all_recipients": ("medium", "accepts mail for recipients that do not exist in a hosted domain (no recipient validation): a backscatter source"),
     "blocked_domain_accepted": ("medium", "accepts mail for a domain the policy blocks"),
-    "relay_after_failed_auth": ("critical",
-                                "relays after an AUTH with a wrong password was refused"),
+    "relay_after_failed_auth": ("critical", "relays after an AUTH with a wrong password was refused"),
     "wrong_password_accepted": ("critical", "AUTH with a wrong password succeeds"),
-    "trick_form_accepted": ("medium",
-                            "accepted a trick recipient form (percent hack, bang path, quoted or double @, source "
-                            "route) at RCPT; no canary could tell a relay from a strange local part"),
-    "relay_refused_for_trusted": ("medium",
-                                  "refuses to relay for a vantage the policy lets relay (a trusted network is broken)"),
-    "auth_relay_unexpected": ("medium",
-                              "an authenticated client may relay on a listener where the policy says it may not"),
-    "client_identity_spoofing": ("critical",
-                                 "honours XCLIENT or a PROXY protocol header from an untrusted client"),
+    "trick_form_accepted": (
+        "medium",
+        "accepted a trick recipient form (percent hack, bang path, quoted or double @, source "
+        "route) at RCPT; no canary could tell a relay from a strange local part",
+    ),
+    "relay_refused_for_trusted": ("medium", "refuses to relay for a vantage the policy lets relay (a trusted network is broken)"),
+    "auth_relay_unexpected": ("medium", "an authenticated client may relay on a listener where the policy says it may not"),
+    "client_identity_spoofing": ("critical", "honours XCLIENT or a PROXY protocol header from an untrusted client"),
     # Authentication placement
     "auth_on_mx_port": ("medium", "AUTH is offered or processed on the MX port 25"),
     "cleartext_auth": ("high", "AUTH is offered or credentials are processed before TLS"),
-    "submission_without_tls": ("high",
-                               "a submission listener accepts a mail transaction before TLS"),
-    "sender_login_mismatch": ("medium",
-                              "an authenticated client may use an envelope sender it does not own"),
-    "auth_relay_broken": ("medium",
-                          "authenticated submission does not relay (the positive control failed)"),
+    "submission_without_tls": ("high", "a submission listener accepts a mail transaction before TLS"),
+    "sender_login_mismatch": ("medium", "an authenticated client may use an envelope sender it does not own"),
+    "auth_relay_broken": ("medium", "authenticated submission does not relay (the positive control failed)"),
     # TLS
     "starttls_missing": ("medium", "STARTTLS is not offered where it is expected"),
-    "implicit_tls_broken": ("high",
-                            "the implicit-TLS listener answers in plaintext or its TLS handshake fails"),
-    "weak_tls": ("high",
-                 "accepts a TLS protocol version or cipher suite below the policy's minimum"),
-    "starttls_injection": ("high",
-                           "plaintext pipelined after STARTTLS is answered inside TLS (CVE-2011-0411 class)"),
+    "implicit_tls_broken": ("high", "the implicit-TLS listener answers in plaintext or its TLS handshake fails"),
+    "weak_tls": ("high", "accepts a TLS protocol version or cipher suite below the policy's minimum"),
+    "starttls_injection": ("high", "plaintext pipelined after STARTTLS is answered inside TLS (CVE-2011-0411 class)"),
     # Message integrity
-    "smtp_smuggling": ("high",
-                       "accepts a non-standard end-of-data sequence: a second message can be smuggled "
-                       "(CVE-2023-51764/5/6 class)"),
-    "unauth_pipelining": ("low",
-                          "accepts commands pipelined past DATA from an unauthenticated client (a smuggling "
-                          "enabler)"),
+    "smtp_smuggling": ("high", "accepts a non-standard end-of-data sequence: a second message can be smuggled (CVE-2023-51764/5/6 class)"),
+    "unauth_pipelining": ("low", "accepts commands pipelined past DATA from an unauthenticated client (a smuggling enabler)"),
     # Availability of what must work
     "inbound_broken": ("high", "refuses inbound mail for a hosted domain"),
     "listener_unreachable": ("high", "a listener that must answer gives no SMTP greeting"),
     # Evidence
-    "unverified": ("high",
-                   "a required relay check ended without a verdict (timeouts, temporary errors): the relay "
-                   "state is unknown"),
-    "inconclusive": ("info",
-                     "the check ended without a verdict; it is not required for the relay decision"),
+    "unverified": ("high", "a required relay check ended without a verdict (timeouts, temporary errors): the relay state is unknown"),
+    "inconclusive": ("info", "the check ended without a verdict; it is not required for the relay decision"),
     # Fallbacks of the reporter for rows that name no finding (drift, older engines)
-    "config_drift": ("high",
-                     "a setting read back from the server differs from the relay policy (drift check)"),
-    "check_error": ("high",
-                    "a check could not run: the host was unreachable or the reading module failed"),
-    "unclassified": ("medium",
-                     "a non-PASS probe result that names no finding (an engine older than the finding ids)"),
+    "config_drift": ("high", "a setting read back from the server differs from the relay policy (drift check)"),
+    "check_error": ("high", "a check could not run: the host was unreachable or the reading module failed"),
+    "unclassified": ("medium", "a non-PASS probe result that names no finding (an engine older than the finding ids)"),
 }
 
 
@@ -95,11 +72,17 @@ CATALOG = {
 # "confirmed", "unconfirmed", ...) or a verdict; the tag wins. A value is an id, or (id, severity)
 # where this outcome weighs other than the id's default. INCONCLUSIVE is "inconclusive" unless a
 # probe says otherwise. T20 (per-vantage summary) takes the finding of the result it summarises.
-_RELAY = {"confirmed": "open_relay", "unconfirmed": "open_relay_unconfirmed", "dropped": "accept_then_drop",
-          "trick_unconfirmed": "trick_form_accepted", "refused_trusted": "relay_refused_for_trusted",
-          "trick_dropped": "accept_then_drop",                # a trick form accepted, never arrived
-          "greeting_refused": "relay_refused_for_trusted",    # greeting refusal where this vantage may relay
-          "FAIL": "open_relay_unconfirmed", "WARN": "accept_then_drop"}
+_RELAY = {
+    "confirmed": "open_relay",
+    "unconfirmed": "open_relay_unconfirmed",
+    "dropped": "accept_then_drop",
+    "trick_unconfirmed": "trick_form_accepted",
+    "refused_trusted": "relay_refused_for_trusted",
+    "trick_dropped": "accept_then_drop",  # a trick form accepted, never arrived
+    "greeting_refused": "relay_refused_for_trusted",  # greeting refusal where this vantage may relay
+    "FAIL": "open_relay_unconfirmed",
+    "WARN": "accept_then_drop",
+}
 PROBE_FINDINGS = {
     "T00": {"FAIL": "listener_unreachable"},
     "T01": {"FAIL": "auth_on_mx_port", "no_starttls": "starttls_missing"},
@@ -109,8 +92,7 @@ PROBE_FINDINGS = {
     "T05": dict(_RELAY, FAIL="submission_without_tls", unconfirmed="submission_without_tls"),
     "T06": dict(_RELAY, FAIL="auth_relay_broken", no_starttls="starttls_missing"),
     "T07": {"FAIL": "implicit_tls_broken"},
-    "T08": {"FAIL": "relay_after_failed_auth", "wrong_password_accepted": "wrong_password_accepted",
-            "dropped": "accept_then_drop"},
+    "T08": {"FAIL": "relay_after_failed_auth", "wrong_password_accepted": "wrong_password_accepted", "dropped": "accept_then_drop"},
     "T09": {"FAIL": "auth_relay_broken", "auth_unexpected": "auth_relay_unexpected"},
     "T10": {"FAIL": "sender_login_mismatch", "WARN": ("sender_login_mismatch", "low")},
     "T11": dict(_RELAY),
@@ -125,9 +107,12 @@ PROBE_FINDINGS = {
     "T19": {"FAIL": "client_identity_spoofing"},
     # T20 takes the finding of the result it summarises; this is the fallback
     "T20": dict(_RELAY, FAIL="open_relay_unconfirmed", WARN="accept_then_drop"),
-    "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},       # engine-b's TLS probe
-    "T22": {"FAIL": "unverified", "WARN": ("unverified", "medium"),  # engine-b's "unverified" result
-            "INCONCLUSIVE": "unverified"},
+    "T21": {"FAIL": "weak_tls", "WARN": ("weak_tls", "low")},  # engine-b's TLS probe
+    "T22": {
+        "FAIL": "unverified",
+        "WARN": ("unverified", "medium"),  # engine-b's "unverified" result
+        "INCONCLUSIVE": "unverified",
+    },
     # refused hosted recipients (issue 15): an unknown name of a validated relay domain, a blocked domain
     "T23": {"FAIL": "accepts_all_recipients", "unknown": "accepts_all_recipients", "blocked": "blocked_domain_accepted"},
 }
@@ -138,8 +123,8 @@ ROLE_FINDINGS = {
     ("extra", "auth_on_mx_port"): "cleartext_auth",
 }
 ROLE_SEVERITY = {
-    ("submission", "starttls_missing"): "high",     # RFC 8314/6409: submission needs TLS
-    ("mx", "starttls_missing"): "medium",           # RFC 3207: opportunistic on 25
+    ("submission", "starttls_missing"): "high",  # RFC 8314/6409: submission needs TLS
+    ("mx", "starttls_missing"): "medium",  # RFC 3207: opportunistic on 25
 }
 
 

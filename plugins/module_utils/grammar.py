@@ -273,12 +273,14 @@ def _check_hosted(effective):
     if content_filter is not None:
         if not isinstance(content_filter, dict):
             raise GrammarError("content_filter (a mapping)", content_filter, "content_filter")
-        _need(is_smarthost(content_filter.get("next_hop")), "next hop", content_filter.get("next_hop"),
-              "content_filter.next_hop")
-        _need(parse_ip(content_filter.get("reinject_address")) is not None, "IP address",
-              content_filter.get("reinject_address"), "content_filter.reinject_address")
-        _need(parse_port(content_filter.get("reinject_port")) is not None, "port",
-              content_filter.get("reinject_port"), "content_filter.reinject_port")
+        _need(is_smarthost(content_filter.get("next_hop")), "next hop", content_filter.get("next_hop"), "content_filter.next_hop")
+        _need(
+            parse_ip(content_filter.get("reinject_address")) is not None,
+            "IP address",
+            content_filter.get("reinject_address"),
+            "content_filter.reinject_address",
+        )
+        _need(parse_port(content_filter.get("reinject_port")) is not None, "port", content_filter.get("reinject_port"), "content_filter.reinject_port")
     logins = effective.get("sender_logins") or {}
     if not isinstance(logins, dict):
         raise GrammarError("sender_logins (a mapping)", logins, "sender_logins")

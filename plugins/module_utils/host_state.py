@@ -34,11 +34,20 @@ import sys
 __metaclass__ = type
 
 # os-release IDs that Ansible reports under another os_family name than the capitalised ID.
-_FAMILIES = (("debian", "Debian"), ("rhel", "RedHat"), ("fedora", "RedHat"), ("suse", "Suse"), ("arch", "Archlinux"),
-             ("alpine", "Alpine"))
-_DISTRIBUTIONS = {"debian": "Debian", "ubuntu": "Ubuntu", "rhel": "RedHat", "centos": "CentOS", "rocky": "Rocky",
-                  "almalinux": "AlmaLinux", "fedora": "Fedora", "opensuse-leap": "openSUSE Leap", "sles": "SLES",
-                  "alpine": "Alpine", "arch": "Archlinux"}
+_FAMILIES = (("debian", "Debian"), ("rhel", "RedHat"), ("fedora", "RedHat"), ("suse", "Suse"), ("arch", "Archlinux"), ("alpine", "Alpine"))
+_DISTRIBUTIONS = {
+    "debian": "Debian",
+    "ubuntu": "Ubuntu",
+    "rhel": "RedHat",
+    "centos": "CentOS",
+    "rocky": "Rocky",
+    "almalinux": "AlmaLinux",
+    "fedora": "Fedora",
+    "opensuse-leap": "openSUSE Leap",
+    "sles": "SLES",
+    "alpine": "Alpine",
+    "arch": "Archlinux",
+}
 
 
 def os_release(path="/etc/os-release"):
@@ -56,9 +65,12 @@ def os_release(path="/etc/os-release"):
     lineage = [os_id] + fields.get("ID_LIKE", "").lower().split()
     family = next((name for key, name in _FAMILIES if key in lineage), _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None))
     version = fields.get("VERSION_ID", "")
-    return {"distribution": _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None),
-            "major_version": version.split(".")[0] or None, "family": family,
-            "codename": fields.get("VERSION_CODENAME") or None}
+    return {
+        "distribution": _DISTRIBUTIONS.get(os_id, os_id.capitalize() or None),
+        "major_version": version.split(".")[0] or None,
+        "family": family,
+        "codename": fields.get("VERSION_CODENAME") or None,
+    }
 
 
 # Daemon -> (argv candidates, pattern of the version in the output). Each command answers without
@@ -79,7 +91,7 @@ def daemon_version(name, run=None):
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
             stdout = proc.communicate()[0]
         except OSError:
-            continue   # not installed under this name
+            continue  # not installed under this name
         match = re.search(pattern, stdout or "", re.MULTILINE)
         if match:
             return match.group(1)
@@ -99,8 +111,9 @@ def default_ipv4(route_table="/proc/net/route"):
     defaults = [row for row in rows if len(row) > 7 and row[1] == "00000000" and row[7] == "00000000"]
     if not defaults:
         return None
-    ifname = min(defaults, key=lambda row: int(row[6]))[0]    # lowest metric wins, as the kernel picks
+    ifname = min(defaults, key=lambda row: int(row[6]))[0]  # lowest metric wins, as the kernel picks
     import fcntl  # Linux only, like /proc/net/route
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", ifname[:15].encode()))  # SIOCGIFADDR
@@ -116,11 +129,15 @@ def read(spec):
     if spec.get("packages"):
         # rc 1 only means that some package is unknown to dpkg: those count as missing.
         try:
-            proc = subprocess.Popen(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"] + list(spec["packages"]),
-                                    stdout=subprocess.PIPE, stderr=open(os.devnull, "w"), universal_newlines=True)
+            proc = subprocess.Popen(
+                ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"] + list(spec["packages"]),
+                stdout=subprocess.PIPE,
+                stderr=open(os.devnull, "w"),
+                universal_newlines=True,
+            )
             listing = proc.communicate()[0]
         except OSError:
-            listing = ""   # no dpkg: every package counts as missing, and the install task says why
+            listing = ""  # no dpkg: every package counts as missing, and the install task says why
         installed = set(line.split()[0] for line in listing.splitlines() if line.endswith(" installed"))
         out["packages"] = dict((name, name in installed) for name in spec["packages"])
     for path in spec.get("files", []):

@@ -95,8 +95,7 @@ def greet(host, port, implicit_tls=False, starttls=False, timeout=5.0, codes=(22
     return greeting
 
 
-def confirm_all(targets, check, timeout, interval=0.5, errors=(OSError, ssl.SSLError, SMTPCheckError),
-                clock=time.time, sleep=time.sleep):
+def confirm_all(targets, check, timeout, interval=0.5, errors=(OSError, ssl.SSLError, SMTPCheckError), clock=time.time, sleep=time.sleep):
     """Call ``check(target)`` for every target until each has passed once or ``timeout`` seconds passed.
 
     Every target is tried at least once. Returns ``(passed, failed)``: target -> check's result, and

@@ -42,8 +42,7 @@ except ImportError:  # pragma: no cover - old netaddr: fall back to per-address 
     IPV4_NOT_GLOBALLY_REACHABLE = None
 
 MISSING_LIBRARY_MESSAGE = (
-    "The Python library netaddr is required on the controller for the mailsec.relay policy. "
-    "Fix: pip install netaddr (into the Python that runs ansible)."
+    "The Python library netaddr is required on the controller for the mailsec.relay policy. Fix: pip install netaddr (into the Python that runs ansible)."
 )
 
 PREFIX = "mailsec_relay_"
@@ -118,8 +117,25 @@ _MILTER = re.compile(r"(inet:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}|unix
 
 PREGREET_ACTIONS = ("enforce", "drop", "ignore")
 # Lookup tables a map variable may name (Postfix type:name; the Exim renderer reads the file types).
-MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr", "proxy",
-             "mysql", "pgsql", "sqlite", "ldap", "memcache", "socketmap", "tcp")
+MAP_TYPES = (
+    "hash",
+    "btree",
+    "lmdb",
+    "cdb",
+    "dbm",
+    "texthash",
+    "regexp",
+    "pcre",
+    "cidr",
+    "proxy",
+    "mysql",
+    "pgsql",
+    "sqlite",
+    "ldap",
+    "memcache",
+    "socketmap",
+    "tcp",
+)
 FILE_MAP_TYPES = ("hash", "btree", "lmdb", "cdb", "dbm", "texthash", "regexp", "pcre", "cidr")
 _MAP_REFERENCE = re.compile(r"(?P<type>[a-z0-9]+):(?P<name>[^\s,{}]+)")
 _RECIPIENT = re.compile(r"(?P<local>[^\s@<>(),;:\"]*)@(?P<domain>[^\s@<>]+)")
@@ -402,9 +418,7 @@ class _Builder(object):
             )
             return None
         if text.startswith("!"):
-            self.error(
-                variable, "'%s': negation is not supported in network lists" % text, "list the networks themselves; there is no 'all except' form"
-            )
+            self.error(variable, "'%s': negation is not supported in network lists" % text, "list the networks themselves; there is no 'all except' form")
             return None
         address, slash, prefix = text.partition("/")
         address = address.strip()
@@ -418,9 +432,7 @@ class _Builder(object):
             value = int.from_bytes(socket.inet_pton(family, address), "big")
             ip = netaddr.IPAddress(value, 6 if family == socket.AF_INET6 else 4)
         except (netaddr.AddrFormatError, OSError, ValueError, TypeError):
-            self.error(
-                variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address"
-            )
+            self.error(variable, "'%s' is not an IPv4 or IPv6 network" % text, "write a CIDR like 198.51.100.0/24 or 2001:db8:25::/64, or a single address")
             return None
         width = 32 if ip.version == 4 else 128
         if slash:
@@ -478,9 +490,7 @@ class _Builder(object):
                 problems.append("carries IPv4 addresses wider than /%d (as IPv4-mapped or IPv4-compatible addresses)" % NARROWEST_BROAD_PREFIX[4])
             covered = _covered(net, broad_allowed) or bool(carried) and all(_covered(m, broad_allowed) for m in carried)
             if problems and not covered:
-                fix = (
-                    "relay only for the networks of your own servers; if %s really is yours, also list it in mailsec_relay_allow_broad_networks" % net
-                )
+                fix = "relay only for the networks of your own servers; if %s really is yours, also list it in mailsec_relay_allow_broad_networks" % net
                 if any(_overlaps(net, netaddr.IPNetwork(loopback)) for loopback in LOOPBACK_NETWORKS):
                     fix = "let mailsec_relay_trust_loopback cover loopback instead; otherwise " + fix
                 self.error(name, "the relay network %s %s" % (net, " and ".join(problems)), fix)
@@ -767,8 +777,7 @@ class _Builder(object):
                 self.error(
                     never_name,
                     "the never-relay network %s covers the relay network %s (%s), so that grant could never be used" % (never, relay, relay_name),
-                    "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay"
-                    % (relay, relay_name.rsplit("[", 1)[0]),
+                    "remove %s from %s, or narrow the never-relay entry to the hosts inside it that must not relay" % (relay, relay_name.rsplit("[", 1)[0]),
                 )
 
     def tls(self):
@@ -777,9 +786,7 @@ class _Builder(object):
         selfsigned = self.get_bool("mailsec_relay_tls_selfsigned", False)
         for name, path in (("mailsec_relay_tls_cert", cert), ("mailsec_relay_tls_key", key)):
             if path is not None and not path.startswith("/"):
-                self.error(
-                    name, "'%s' is not an absolute path" % path, "give the full path of the file on the managed host, e.g. /etc/ssl/private/mx.key"
-                )
+                self.error(name, "'%s' is not an absolute path" % path, "give the full path of the file on the managed host, e.g. /etc/ssl/private/mx.key")
             elif path is not None and not grammar.is_abs_path(path):
                 # Exim expands '${...}' in these values at run time; a line break would write a line of its own.
                 self.error(
@@ -846,9 +853,7 @@ class _Builder(object):
 
     def listener(self, variable, entry, profile, has_tls, auth_relay, broad_allowed, check_tls):
         if not isinstance(entry, dict):
-            self.error(
-                variable, "expected a mapping {name, address, port, role, tls}, got %s" % _kind_of(entry), "write each listener as a YAML mapping"
-            )
+            self.error(variable, "expected a mapping {name, address, port, role, tls}, got %s" % _kind_of(entry), "write each listener as a YAML mapping")
             return None
         ok = True
         for key in entry:
@@ -906,9 +911,7 @@ class _Builder(object):
         if tls is None:  # no default without a valid role and port, already reported
             ok = False
         elif tls not in TLS_MODES:
-            self.error(
-                variable + ".tls", "unknown TLS mode %r%s" % (tls, _did_you_mean(str(tls), TLS_MODES)), "use one of: %s" % ", ".join(TLS_MODES)
-            )
+            self.error(variable + ".tls", "unknown TLS mode %r%s" % (tls, _did_you_mean(str(tls), TLS_MODES)), "use one of: %s" % ", ".join(TLS_MODES))
             ok = False
 
         auth_given = entry.get("auth")
@@ -1220,6 +1223,7 @@ class _Builder(object):
                 "list the users in mailsec_relay_sasl_users or their addresses in mailsec_relay_sender_aliases, or set sender_login_match: false",
             )
         return dict((address, sorted(owners[address])) for address in sorted(owners))
+
     # ---- brownfield: postscreen and hosted domain kinds (issue 15) -----------------------------
 
     def postscreen(self, listeners):
@@ -1255,13 +1259,17 @@ class _Builder(object):
         if raw is None:
             return None
         if not isinstance(raw, dict):
-            self.error(variable, "expected a mapping {next_hop, reinject_address, reinject_port}, got %s" % _kind_of(raw),
-                       "write e.g. {next_hop: '[127.0.0.1]:10024', reinject_port: 10025}")
+            self.error(
+                variable,
+                "expected a mapping {next_hop, reinject_address, reinject_port}, got %s" % _kind_of(raw),
+                "write e.g. {next_hop: '[127.0.0.1]:10024', reinject_port: 10025}",
+            )
             return None
         for key in raw:
             if key not in CONTENT_FILTER_KEYS:
-                self.error("%s.%s" % (variable, key), "unknown key%s" % _did_you_mean(str(key), CONTENT_FILTER_KEYS),
-                           "use only: %s" % ", ".join(CONTENT_FILTER_KEYS))
+                self.error(
+                    "%s.%s" % (variable, key), "unknown key%s" % _did_you_mean(str(key), CONTENT_FILTER_KEYS), "use only: %s" % ", ".join(CONTENT_FILTER_KEYS)
+                )
         hop = raw.get("next_hop")
         match = re.fullmatch(r"^\[(?P<host>[^\]]+)\]:(?P<port>[0-9]{1,5})$", hop.strip()) if isinstance(hop, str) else None
         if not match or _parse_address(match.group("host")) is None or not 1 <= int(match.group("port")) <= 65535:
@@ -1287,8 +1295,11 @@ class _Builder(object):
         result = []
         for index, entry in enumerate(self.get_list("mailsec_relay_milters", fix="write it as a YAML list, e.g. ['inet:127.0.0.1:8891']") or []):
             if not isinstance(entry, str) or not _MILTER.fullmatch(entry.strip()):
-                self.error("mailsec_relay_milters[%d]" % index, "%r is not a milter address" % (entry,),
-                           "write inet:host:port or unix:/path, e.g. inet:127.0.0.1:8891 (OpenDKIM)")
+                self.error(
+                    "mailsec_relay_milters[%d]" % index,
+                    "%r is not a milter address" % (entry,),
+                    "write inet:host:port or unix:/path, e.g. inet:127.0.0.1:8891 (OpenDKIM)",
+                )
             elif entry.strip() not in result:
                 result.append(entry.strip())
         return result

@@ -72,11 +72,9 @@ PORT_NAMES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465}
 EVERYONE = NetSet(["0.0.0.0/0", "::/0"])
 
 # access(5) results, as seen by an unauthenticated client sending to a foreign domain.
-_REFUSE_WORDS = ("REJECT", "DEFER", "DEFER_IF_PERMIT", "DEFER_IF_REJECT", "DISCARD",
-                 "reject", "defer", "reject_unauth_destination", "defer_unauth_destination")
+_REFUSE_WORDS = ("REJECT", "DEFER", "DEFER_IF_PERMIT", "DEFER_IF_REJECT", "DISCARD", "reject", "defer", "reject_unauth_destination", "defer_unauth_destination")
 _GRANT_WORDS = ("OK", "permit")
-_TERMINAL_REFUSE = ("reject", "defer", "reject_unauth_destination", "defer_unauth_destination",
-                    "defer_if_permit")
+_TERMINAL_REFUSE = ("reject", "defer", "reject_unauth_destination", "defer_unauth_destination", "defer_if_permit")
 _TOKEN_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -105,7 +103,7 @@ def referenced_tables(main, services):
         tokens = restriction_tokens(value)
         for index, token in enumerate(tokens[:-1]):
             if token == "check_client_access" and tokens[index + 1].startswith("cidr:"):
-                path = tokens[index + 1][len("cidr:"):]
+                path = tokens[index + 1][len("cidr:") :]
                 if path not in paths:
                     paths.append(path)
     return paths
@@ -168,8 +166,7 @@ def hosted_domains(main, services, tables, notes):
                 if len(words) >= 2 and not words[0].startswith("#") and classify_action(" ".join(words[1:])) == "refuse":
                     blocked.append(words[0].lower().rstrip("."))
     result["blocked_domains"] = sorted(set(blocked))
-    fronts = [entry for (name, stype), entry in services.items()
-              if stype == "inet" and _port(name.rpartition(":")[2]) == 25]
+    fronts = [entry for (name, stype), entry in services.items() if stype == "inet" and _port(name.rpartition(":")[2]) == 25]
     result["postscreen"] = any(entry["command"].split()[:1] == ["postscreen"] for entry in fronts)
     return result
 
@@ -181,6 +178,7 @@ class ReadbackError(Exception):
 # --------------------------------------------------------------------------------------------
 # Tables and restriction lists
 # --------------------------------------------------------------------------------------------
+
 
 def parse_cidr_table(text):
     """cidr_table(5) text -> ([(network, action)], notes). First match wins, as in Postfix."""
@@ -316,7 +314,7 @@ def connect_lists(value, tables, notes):
     for index, token in enumerate(tokens[:-1]):
         if token != "check_client_access":
             continue
-        ends_in_reject = "reject" in tokens[index + 2:]
+        ends_in_reject = "reject" in tokens[index + 2 :]
         for net, action in walk.table(tokens[index + 1]):
             kind = classify_action(action)
             if kind == "refuse":
@@ -329,6 +327,7 @@ def connect_lists(value, tables, notes):
 # --------------------------------------------------------------------------------------------
 # Listeners
 # --------------------------------------------------------------------------------------------
+
 
 def _port(name):
     if name.isdigit():
@@ -371,9 +370,11 @@ def _bind_address(service_name, interfaces, notes):
     return "*"
 
 
-_CLIENT_LIMIT_PARAMS = (("connection_count", "smtpd_client_connection_count_limit"),
-                        ("connection_rate", "smtpd_client_connection_rate_limit"),
-                        ("auth_rate", "smtpd_client_auth_rate_limit"))
+_CLIENT_LIMIT_PARAMS = (
+    ("connection_count", "smtpd_client_connection_count_limit"),
+    ("connection_rate", "smtpd_client_connection_rate_limit"),
+    ("auth_rate", "smtpd_client_auth_rate_limit"),
+)
 
 
 def client_limits(main):
@@ -393,9 +394,11 @@ def sender_login_match(settings):
     """Whether authenticated senders must own MAIL FROM on a service (a login map and its check)."""
     if not (settings.get("smtpd_sender_login_maps") or "").strip():
         return False
-    return any(token in _SENDER_LOGIN_CHECKS for key in ("smtpd_sender_restrictions", "smtpd_relay_restrictions",
-                                                         "smtpd_recipient_restrictions")
-               for token in restriction_tokens(settings.get(key)))
+    return any(
+        token in _SENDER_LOGIN_CHECKS
+        for key in ("smtpd_sender_restrictions", "smtpd_relay_restrictions", "smtpd_recipient_restrictions")
+        for token in restriction_tokens(settings.get(key))
+    )
 
 
 def interpret(raw):
@@ -439,8 +442,8 @@ def interpret(raw):
         # is what permit_mynetworks means on that listener.
         own_mynetworks = NetSet(restriction_tokens(overrides["mynetworks"])) if "mynetworks" in overrides else mynetworks
         grants, never, auth_relay, configured = relay_semantics(
-            settings.get("smtpd_relay_restrictions"), settings.get("smtpd_recipient_restrictions"),
-            own_mynetworks, tables, sasl, lnotes)
+            settings.get("smtpd_relay_restrictions"), settings.get("smtpd_recipient_restrictions"), own_mynetworks, tables, sasl, lnotes
+        )
         allow, deny = connect_lists(settings.get("smtpd_client_restrictions"), tables, lnotes)
         notes.extend("%s: %s" % (name, n) for n in lnotes if "%s: %s" % (name, n) not in notes)
         relay_networks = without_loopback(configured)
@@ -449,22 +452,24 @@ def interpret(raw):
             role = "mx"
         else:
             role = "submission" if (sasl or tls in ("required", "implicit")) else "mx"
-        listeners.append({
-            "name": name.rpartition(":")[2] if name.rpartition(":")[2] not in ("",) else name,
-            "service": name,
-            "address": _bind_address(name, main.get("inet_interfaces"), notes),
-            "port": port,
-            "role": role,
-            "tls": tls,
-            "auth": sasl,
-            "auth_relay": auth_relay,
-            "relay_networks": relay_networks.cidrs(),
-            "grants": grants.cidrs(),
-            "never": never.cidrs(),
-            "connect_allow": allow.cidrs(),
-            "connect_deny": deny.cidrs(),
-            "sender_login_match": sender_login_match(settings),
-        })
+        listeners.append(
+            {
+                "name": name.rpartition(":")[2] if name.rpartition(":")[2] not in ("",) else name,
+                "service": name,
+                "address": _bind_address(name, main.get("inet_interfaces"), notes),
+                "port": port,
+                "role": role,
+                "tls": tls,
+                "auth": sasl,
+                "auth_relay": auth_relay,
+                "relay_networks": relay_networks.cidrs(),
+                "grants": grants.cidrs(),
+                "never": never.cidrs(),
+                "connect_allow": allow.cidrs(),
+                "connect_deny": deny.cidrs(),
+                "sender_login_match": sender_login_match(settings),
+            }
+        )
 
     policy = {
         "hostname": main.get("myhostname"),
@@ -477,8 +482,7 @@ def interpret(raw):
     }
     finish_policy(policy)
     policy["client_limits"] = client_limits(main)
-    policy["smarthost_tls"] = "encrypt" if (main.get("smtp_tls_security_level") or "").strip() in (
-        "encrypt", "verify", "secure", "dane-only") else "none"
+    policy["smarthost_tls"] = "encrypt" if (main.get("smtp_tls_security_level") or "").strip() in ("encrypt", "verify", "secure", "dane-only") else "none"
     policy.update(hosted_domains(main, services, tables, notes))
     client_allow, client_deny = connect_lists(main.get("smtpd_client_restrictions"), tables, [])
     policy["connect_allow"] = client_allow.cidrs()

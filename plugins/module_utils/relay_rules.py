@@ -143,7 +143,7 @@ class NetSet(object):
         """Fraction of the whole address family (4 or 6) inside this set."""
         nets = self.v4 if version == 4 else self.v6
         width = 32 if version == 4 else 128
-        return sum(n.num_addresses for n in nets) / float(2 ** width)
+        return sum(n.num_addresses for n in nets) / float(2**width)
 
 
 def _span(first, last):
@@ -179,6 +179,7 @@ def split_loopback(networks):
 # --------------------------------------------------------------------------------------------
 # Who may relay
 # --------------------------------------------------------------------------------------------
+
 
 def relays_unauthenticated(listener):
     """Whether the listener's role grants any relay without AUTH (mx yes, submission never)."""

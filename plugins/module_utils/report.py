@@ -238,9 +238,12 @@ def summarize(rows, hosts=None):
         entry = {"checks": sum(row.get("count", 1) for row in host_rows), "status": host_status(host_rows)}
         entry.update(_counts(host_rows))
         per_host[name] = entry
-    totals = {"hosts": len(names), "checks": sum(row.get("count", 1) for row in rows),
-              "status": worst(entry["status"] for entry in per_host.values()),
-              "unverified_hosts": sum(1 for entry in per_host.values() if entry["status"] == UNVERIFIED)}
+    totals = {
+        "hosts": len(names),
+        "checks": sum(row.get("count", 1) for row in rows),
+        "status": worst(entry["status"] for entry in per_host.values()),
+        "unverified_hosts": sum(1 for entry in per_host.values() if entry["status"] == UNVERIFIED),
+    }
     totals.update(_counts(rows))
     return per_host, totals
 
@@ -249,8 +252,12 @@ def finding_catalog(rows):
     """``{id: {severity, meaning}}`` of the finding ids present in ``rows`` (unknown ids: meaning unknown)."""
     present = sorted(set(row["finding"] for row in rows if row.get("finding")))
     return dict(
-        (name, {"severity": finding_ids.CATALOG[name][0], "meaning": finding_ids.CATALOG[name][1]} if name in finding_ids.CATALOG
-         else {"severity": None, "meaning": "not in this version's catalogue"})
+        (
+            name,
+            {"severity": finding_ids.CATALOG[name][0], "meaning": finding_ids.CATALOG[name][1]}
+            if name in finding_ids.CATALOG
+            else {"severity": None, "meaning": "not in this version's catalogue"},
+        )
         for name in present
     )
 
@@ -372,13 +379,10 @@ def to_markdown(rows, title, hosts=None):
         % (totals["status"], totals["hosts"], totals["checks"], ", ".join("%d %s" % (totals[verdict], verdict) for verdict in counted))
     )
     if totals["unverified_hosts"]:
-        lines += ["", "%d host(s) UNVERIFIED: a required relay check ended without a verdict; their relay state is unknown."
-                  % totals["unverified_hosts"]]
+        lines += ["", "%d host(s) UNVERIFIED: a required relay check ended without a verdict; their relay state is unknown." % totals["unverified_hosts"]]
     lines += ["", "| host | status | checks | %s |" % " | ".join(counted), "|---|---|---:|%s|" % "|".join("---:" for unused in counted)]
     for host, entry in per_host.items():
-        lines.append(
-            "| %s | %s | %d | %s |" % (_cell(host), entry["status"], entry["checks"], " | ".join(str(entry[verdict]) for verdict in counted))
-        )
+        lines.append("| %s | %s | %d | %s |" % (_cell(host), entry["status"], entry["checks"], " | ".join(str(entry[verdict]) for verdict in counted)))
     lines.append("| **total** | **%s** | %d | %s |" % (totals["status"], totals["checks"], " | ".join(str(totals[verdict]) for verdict in counted)))
     attention = [row for row in rows if row["verdict"] != "PASS"]
     if totals["findings"]:
@@ -390,9 +394,16 @@ def to_markdown(rows, title, hosts=None):
         lines += ["", "## Findings by id", "", "| finding | severity | results | hosts | meaning |", "|---|---|---:|---:|---|"]
         ordered = sorted(totals["findings"], key=lambda name: (finding_ids.rank(catalog[name]["severity"]), name))
         for name in ordered:
-            lines.append("| %s | %s | %d | %d | %s |" % (
-                _cell(name), catalog[name]["severity"] or "?", totals["findings"][name], len(hosts_by_finding.get(name, ())),
-                _cell(catalog[name]["meaning"], 300)))
+            lines.append(
+                "| %s | %s | %d | %d | %s |"
+                % (
+                    _cell(name),
+                    catalog[name]["severity"] or "?",
+                    totals["findings"][name],
+                    len(hosts_by_finding.get(name, ())),
+                    _cell(catalog[name]["meaning"], 300),
+                )
+            )
     lines += ["", "## Findings", ""]
     if not attention:
         lines.append("Every check passed." if rows else "No checks were run.")
@@ -401,15 +412,27 @@ def to_markdown(rows, title, hosts=None):
         host_rows = attention_by_host.get(host)
         if not host_rows:
             continue
-        lines += ["### %s" % host, "", "| verdict | finding | severity | check | listener | vantage | expected | reply | reason |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "### %s" % host,
+            "",
+            "| verdict | finding | severity | check | listener | vantage | expected | reply | reason |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for row in sorted(host_rows, key=lambda row: (SEVERITY.index(row["verdict"]), finding_ids.rank(row.get("severity")))):
             reason = row.get("reason") or row["detail"]
             lines.append(
-                "| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                    row["verdict"], _cell(row.get("finding") or ""), row.get("severity") or "", _cell(row["check"]),
-                    _cell(row.get("listener") or ""), _cell(row.get("vantage") or ""), _cell(row["expected"]),
-                    _cell(row["actual"]), _cell(reason))
+                "| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                % (
+                    row["verdict"],
+                    _cell(row.get("finding") or ""),
+                    row.get("severity") or "",
+                    _cell(row["check"]),
+                    _cell(row.get("listener") or ""),
+                    _cell(row.get("vantage") or ""),
+                    _cell(row["expected"]),
+                    _cell(row["actual"]),
+                    _cell(reason),
+                )
             )
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"

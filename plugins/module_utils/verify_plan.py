@@ -112,11 +112,7 @@ def listener_expectation(listener, effective, source, addresses):
         relay_allowed = relay_rules.may_relay_unauthenticated(effective, listener, str(source))
     if reachable and listener.get("role", "mx") == "submission":
         # never_relay_networks overrides every grant, AUTH included.
-        auth_relay = (
-            bool(effective.get("auth_relay"))
-            and bool(listener.get("auth", True))
-            and not relay_rules.is_never_relay(effective, source)
-        )
+        auth_relay = bool(effective.get("auth_relay")) and bool(listener.get("auth", True)) and not relay_rules.is_never_relay(effective, source)
     return reachable, relay_allowed, auth_relay
 
 
@@ -146,8 +142,9 @@ def refused_recipients(effective):
     return refused
 
 
-def build_target(name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None,
-                 auth=None, extra_ports=None, readback=None, undeclared=None):
+def build_target(
+    name, effective, source_address=None, addresses=None, sasl_users=None, test_mailbox=None, auth=None, extra_ports=None, readback=None, undeclared=None
+):
     """Build one relay_probe target for host ``name`` as seen from ``source_address``.
 
     Returns None when no probe address has the vantage's IP family (an IPv6 vantage cannot probe an
@@ -158,9 +155,7 @@ def build_target(name, effective, source_address=None, addresses=None, sasl_user
     the list ``undeclared`` when given.
     """
     if not isinstance(effective, dict) or "listeners" not in effective:
-        raise VerifyPlanError(
-            "%s: no effective relay policy (mailsec_relay_effective); run role mailsec.relay.policy first" % name
-        )
+        raise VerifyPlanError("%s: no effective relay policy (mailsec_relay_effective); run role mailsec.relay.policy first" % name)
     source = _ip(source_address, "vantage source_address") if source_address not in (None, "") else None
     addresses = [str(a) for a in (addresses or [])]
     if not addresses:
@@ -317,8 +312,10 @@ def verify_only_policy(name, spec):
             raise VerifyPlanError("%s: expected a mapping {port, role, tls}, got %r" % (what, item))
         unknown = sorted(set(item) - set(("port", "role", "tls", "relay_networks", "auth", "sender_login_match", "connect_allow", "address", "name")))
         if unknown:
-            raise VerifyPlanError("%s: unknown key(s) %s; allowed: port, role, tls, relay_networks, auth, sender_login_match, connect_allow, "
-                                  "address, name" % (what, ", ".join(unknown)))
+            raise VerifyPlanError(
+                "%s: unknown key(s) %s; allowed: port, role, tls, relay_networks, auth, sender_login_match, connect_allow, "
+                "address, name" % (what, ", ".join(unknown))
+            )
         port = _ports([item.get("port")], what + ".port")[0]
         if port in ports:
             raise VerifyPlanError("%s.port: port %d is listed twice; one entry per port" % (what, port))
@@ -332,25 +329,28 @@ def verify_only_policy(name, spec):
         if item.get("relay_networks") is not None:
             relay_networks = _networks(item["relay_networks"], what + ".relay_networks")
             if role == "submission" and relay_networks:
-                raise VerifyPlanError("%s.relay_networks: a submission listener relays only after AUTH; "
-                                      "describe unauthenticated relaying on an mx listener" % what)
+                raise VerifyPlanError(
+                    "%s.relay_networks: a submission listener relays only after AUTH; describe unauthenticated relaying on an mx listener" % what
+                )
         else:
             relay_networks = trusted if role == "mx" else []
         for flag in ("auth", "sender_login_match"):
             if item.get(flag) is not None and not isinstance(item[flag], bool):
                 raise VerifyPlanError("%s.%s: expected true or false, got %r" % (what, flag, item[flag]))
-        listeners.append({
-            "name": str(item.get("name") or "port%d" % port),
-            "address": str(item.get("address") or "*"),
-            "port": port,
-            "role": role,
-            "tls": tls,
-            "auth": bool(item.get("auth", role == "submission")),
-            "sender_login_match": bool(item.get("sender_login_match", False)),
-            "relay_networks": relay_networks,
-            "connect_allow": _networks(item.get("connect_allow"), what + ".connect_allow"),
-            "connect_deny": [],
-        })
+        listeners.append(
+            {
+                "name": str(item.get("name") or "port%d" % port),
+                "address": str(item.get("address") or "*"),
+                "port": port,
+                "role": role,
+                "tls": tls,
+                "auth": bool(item.get("auth", role == "submission")),
+                "sender_login_match": bool(item.get("sender_login_match", False)),
+                "relay_networks": relay_networks,
+                "connect_allow": _networks(item.get("connect_allow"), what + ".connect_allow"),
+                "connect_deny": [],
+            }
+        )
     return {
         "verify_only": True,
         "hostname": str(spec.get("hostname") or name),
@@ -386,9 +386,7 @@ def _vantages(vantages):
         for source in sources:
             address = _ip(source, "verify_vantages[%d].source_address" % index)
             if address.version in families:
-                raise VerifyPlanError(
-                    "verify_vantages[%d].source_address: one address per IP family (two IPv%d)" % (index, address.version)
-                )
+                raise VerifyPlanError("verify_vantages[%d].source_address: one address per IP family (two IPv%d)" % (index, address.version))
             families.add(address.version)
             normalized.append(str(address))
         result.append({"name": str(vantage["name"]), "source_address": normalized})
@@ -428,8 +426,16 @@ def build_plan(hosts, vantages):
                     continue
                 ports = []
                 target = build_target(
-                    host["name"], host.get("effective"), source, wanted, host.get("sasl_users"), host.get("test_mailbox"),
-                    auth=host.get("auth"), extra_ports=host.get("extra_ports"), readback=host.get("readback"), undeclared=ports,
+                    host["name"],
+                    host.get("effective"),
+                    source,
+                    wanted,
+                    host.get("sasl_users"),
+                    host.get("test_mailbox"),
+                    auth=host.get("auth"),
+                    extra_ports=host.get("extra_ports"),
+                    readback=host.get("readback"),
+                    undeclared=ports,
                 )
                 if target is not None:
                     targets.append(target)
@@ -523,8 +529,7 @@ def summarize(runs, hosts):
     for host in summary.values():
         host["failures"].sort(key=_finding_rank)
         host["warnings"].sort(key=_finding_rank)
-        host["status"] = report.host_status(
-            [{"verdict": report.normalize_verdict(r.get("verdict")), "finding": r.get("finding")} for r in host["results"]])
+        host["status"] = report.host_status([{"verdict": report.normalize_verdict(r.get("verdict")), "finding": r.get("finding")} for r in host["results"]])
         # The worst finding: a real FAIL before an unverified relay decision.
         ranked = [r for r in host["failures"] if r.get("finding") != "unverified"] or host["failures"] or host["warnings"] or [None]
         worst = ranked[0]
@@ -557,8 +562,7 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10, unverified
     """The message a failing host gets: each finding (up to ``limit``) with finding id, severity,
     probe, listener, reply and reason. With ``unverified`` = ``fail``, unverified results count too."""
     verdicts = tuple(verdicts)
-    selected = [r for r in host_summary["results"]
-                if r.get("verdict") in verdicts or (unverified == "fail" and r.get("finding") == "unverified")]
+    selected = [r for r in host_summary["results"] if r.get("verdict") in verdicts or (unverified == "fail" and r.get("finding") == "unverified")]
     findings = sorted(
         selected,
         key=lambda r: (verdicts.index(r["verdict"]) if r.get("verdict") in verdicts else len(verdicts),) + _finding_rank(r),
@@ -569,9 +573,7 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10, unverified
         lines[0] += "; UNVERIFIED: a required relay check ended without a verdict (verify_unverified: warn reports it only)"
     for result in findings[:limit]:
         reply = result.get("reply") or {}
-        reply_text = " ".join(
-            str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part
-        ) or "no reply"
+        reply_text = " ".join(str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part) or "no reply"
         if result.get("reason"):  # e.g. T00: why there was no reply (refused, no greeting)
             reply_text += " (%s)" % result["reason"]
         lines.append(
@@ -598,8 +600,15 @@ def failure_message(host, host_summary, verdicts=("FAIL",), limit=10, unverified
 def brief(summary):
     """Summary without the bulky per-result lists: ``{host: {status, counts, findings, worst}}`` for printing."""
     return dict(
-        (host, {"status": data.get("status"), "counts": dict((k, v) for k, v in data["counts"].items() if v),
-                "findings": data.get("findings") or {}, "worst": data["worst"]})
+        (
+            host,
+            {
+                "status": data.get("status"),
+                "counts": dict((k, v) for k, v in data["counts"].items() if v),
+                "findings": data.get("findings") or {},
+                "worst": data["worst"],
+            },
+        )
         for host, data in summary.items()
     )
 
@@ -619,8 +628,7 @@ def run_lines(runs):
         counts = ", ".join("%s %s" % (v, summary[v]) for v in VERDICTS if summary.get(v))
         lines.append(
             "%s: %s targets, %s results in %s s (%s)"
-            % (run.get("vantage"), summary.get("targets", "?"), summary.get("results", "?"),
-               summary.get("seconds", "?"), counts or "no results")
+            % (run.get("vantage"), summary.get("targets", "?"), summary.get("results", "?"), summary.get("seconds", "?"), counts or "no results")
         )
     return lines
 

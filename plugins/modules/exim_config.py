@@ -239,8 +239,7 @@ def main():
         module.fail_json(msg=str(exc), **result)
 
     if config.live_override():
-        module.fail_json(msg="%s/exim4.conf exists and replaces the whole Debian configuration: remove it first"
-                         % params["root"], **result)
+        module.fail_json(msg="%s/exim4.conf exists and replaces the whole Debian configuration: remove it first" % params["root"], **result)
 
     changes, diffs = config.plan()
     result["changed_files"] = changes

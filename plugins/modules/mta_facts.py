@@ -191,8 +191,13 @@ def main():
             readback = exim_readback.interpret(raw, params["policy"])
             readback["running"] = exim_running
         else:
-            readback = {"mta": None, "version": None, "running": False, "policy": None,
-                        "notes": ["neither Postfix (postconf) nor Exim (exim4/exim) is installed"]}
+            readback = {
+                "mta": None,
+                "version": None,
+                "running": False,
+                "policy": None,
+                "notes": ["neither Postfix (postconf) nor Exim (exim4/exim) is installed"],
+            }
     except (postfix_readback.ReadbackError, exim_readback.ReadbackError) as exc:
         module.fail_json(msg=str(exc))
 
@@ -201,8 +206,16 @@ def main():
         host = params["host_label"] or params["policy"].get("hostname") or "localhost"
         findings = drift.compare(params["policy"], readback.get("policy"), host)
         if readback.get("policy") is not None:
-            findings.append(drift.finding(host, "mta running", readback["running"], True, readback["running"],
-                                          "" if readback["running"] else "%s is installed but not running" % readback["mta"]))
+            findings.append(
+                drift.finding(
+                    host,
+                    "mta running",
+                    readback["running"],
+                    True,
+                    readback["running"],
+                    "" if readback["running"] else "%s is installed but not running" % readback["mta"],
+                )
+            )
         findings += drift.spot_check_findings(host, readback.get("spot_checks"))
         summary = drift.summarize(findings)
         result.update(findings=findings, summary=summary, drifted=summary["drifted"], drift_lines=drift.lines(findings))

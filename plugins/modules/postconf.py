@@ -252,94 +252,113 @@ from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            main=dict(type='dict', default={}),
-            master=dict(type='list', elements='dict', default=[], options=dict(
-                name=dict(type='str', required=True),
-                type=dict(type='str', default='inet', choices=['inet', 'unix', 'unix-dgram', 'fifo', 'pass']),
-                private=dict(type='str', default='-'),
-                unpriv=dict(type='str', default='-'),
-                chroot=dict(type='str', default='-'),
-                wakeup=dict(type='str', default='-'),
-                maxproc=dict(type='str', default='-'),
-                command=dict(type='str'),
-                overrides=dict(type='dict', default={}),
-                state=dict(type='str', default='present', choices=['present', 'absent']),
-                keep_front=dict(type='bool', default=False),
-            ), required_if=[('state', 'present', ['command'])]),
-            master_purge_commands=dict(type='list', elements='str', default=[]),
-            adopt=dict(type='bool', default=False),
-            ownership_file=dict(type='path'),
-            files=dict(type='list', elements='dict', default=[], options=dict(
-                path=dict(type='str', required=True),
-                content=dict(type='str', required=True),
-                mode=dict(type='str', default='0644'),
-                map_type=dict(type='str'),
-            )),
-            config_dir=dict(type='path', default='/etc/postfix'),
-            backup=dict(type='bool', default=True),
-            backup_dir=dict(type='path', default='/var/backups/postfix'),
-            reload=dict(type='bool', default=True),
-            confirm_timeout=dict(type='float', default=15.0),
+            main=dict(type="dict", default={}),
+            master=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    type=dict(type="str", default="inet", choices=["inet", "unix", "unix-dgram", "fifo", "pass"]),
+                    private=dict(type="str", default="-"),
+                    unpriv=dict(type="str", default="-"),
+                    chroot=dict(type="str", default="-"),
+                    wakeup=dict(type="str", default="-"),
+                    maxproc=dict(type="str", default="-"),
+                    command=dict(type="str"),
+                    overrides=dict(type="dict", default={}),
+                    state=dict(type="str", default="present", choices=["present", "absent"]),
+                    keep_front=dict(type="bool", default=False),
+                ),
+                required_if=[("state", "present", ["command"])],
+            ),
+            master_purge_commands=dict(type="list", elements="str", default=[]),
+            adopt=dict(type="bool", default=False),
+            ownership_file=dict(type="path"),
+            files=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    path=dict(type="str", required=True),
+                    content=dict(type="str", required=True),
+                    mode=dict(type="str", default="0644"),
+                    map_type=dict(type="str"),
+                ),
+            ),
+            config_dir=dict(type="path", default="/etc/postfix"),
+            backup=dict(type="bool", default=True),
+            backup_dir=dict(type="path", default="/var/backups/postfix"),
+            reload=dict(type="bool", default=True),
+            confirm_timeout=dict(type="float", default=15.0),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    postconf = module.get_bin_path('postconf')
+    postconf = module.get_bin_path("postconf")
     if postconf is None:
         if module.check_mode:
             # Fresh host in check mode: the package task only pretended to install Postfix.
-            changes = compute_changes({}, {}, {}, params['main'], params['master'], params['files'])
-            module.exit_json(changed=changes.changed, changes=changes.summary(), diff=changes.diff(), kept=[],
-                             msg='postfix is not installed; every setting would be written')
-        module.fail_json(msg='postconf not found: install postfix first')
+            changes = compute_changes({}, {}, {}, params["main"], params["master"], params["files"])
+            module.exit_json(
+                changed=changes.changed, changes=changes.summary(), diff=changes.diff(), kept=[], msg="postfix is not installed; every setting would be written"
+            )
+        module.fail_json(msg="postconf not found: install postfix first")
 
     def run(cmd):
-        return module.run_command(cmd, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+        return module.run_command(cmd, environ_update={"LANG": "C", "LC_ALL": "C"})
 
     applier = PostfixApplier(
-        run, config_dir=params['config_dir'], backup_dir=params['backup_dir'], postconf=postconf,
-        postfix=module.get_bin_path('postfix', required=True), postmap=module.get_bin_path('postmap', required=True),
-        confirm_timeout=params['confirm_timeout'])
+        run,
+        config_dir=params["config_dir"],
+        backup_dir=params["backup_dir"],
+        postconf=postconf,
+        postfix=module.get_bin_path("postfix", required=True),
+        postmap=module.get_bin_path("postmap", required=True),
+        confirm_timeout=params["confirm_timeout"],
+    )
     try:
-        changes = applier.plan(params['main'], params['master'], params['files'], params['master_purge_commands'],
-                               adopt=params['adopt'], ownership_file=params['ownership_file'])
+        changes = applier.plan(
+            params["main"], params["master"], params["files"], params["master_purge_commands"], adopt=params["adopt"], ownership_file=params["ownership_file"]
+        )
     except PostfixError as exc:
         module.fail_json(msg=str(exc))
 
     count = len(changes.main) + len(changes.master) + len(changes.files)
-    result = dict(changed=changes.changed, changes=changes.summary(), kept=list(changes.kept),
-                  msg='%s %d setting(s)%s' % ('would change' if module.check_mode else 'changed', count,
-                                              '; kept: ' + ', '.join(changes.kept) if changes.kept else ''))
+    result = dict(
+        changed=changes.changed,
+        changes=changes.summary(),
+        kept=list(changes.kept),
+        msg="%s %d setting(s)%s" % ("would change" if module.check_mode else "changed", count, "; kept: " + ", ".join(changes.kept) if changes.kept else ""),
+    )
     if module._diff:
-        result['diff'] = changes.diff()
+        result["diff"] = changes.diff()
     if not changes.changed:
         module.exit_json(**result)
 
     if module.check_mode:
         # Stage and validate without touching config_dir, so --check catches what the real run would reject.
         try:
-            stage, target, dummy = applier.stage(changes, params['files'])
+            stage, target, dummy = applier.stage(changes, params["files"])
             try:
                 # Files such as a certificate may come from an earlier task that check mode only pretended to run.
-                result['validation'] = applier.validate(target, params['main'], params['master'], params['files'],
-                                                        missing_files_fatal=False)
+                result["validation"] = applier.validate(target, params["main"], params["master"], params["files"], missing_files_fatal=False)
                 for warning in applier.warnings:
-                    module.warn('would fail unless created first: %s' % warning)
+                    module.warn("would fail unless created first: %s" % warning)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
         except (PostfixError, OSError) as exc:  # stage() has removed its copy already
-            result['msg'] = 'the change would be rejected: %s' % exc
+            result["msg"] = "the change would be rejected: %s" % exc
             module.fail_json(**result)
         module.exit_json(**result)
 
     try:
-        result.update(applier.apply(changes, params['main'], params['master'], params['files'],
-                                    reload=params['reload'], backup=params['backup']))
+        result.update(applier.apply(changes, params["main"], params["master"], params["files"], reload=params["reload"], backup=params["backup"]))
     except (PostfixError, OSError) as exc:  # the applier cleaned up its staging and rolled back
-        result['msg'] = str(exc)
+        result["msg"] = str(exc)
         module.fail_json(**result)
     module.exit_json(**result)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -357,11 +357,14 @@ def main():
         relay_domains=dict(type="list", elements="str", default=[]),
         test_mailbox=dict(type="str"),
         extra_ports=dict(type="list", elements="int", default=[]),
-        refused_recipients=dict(type="list", elements="dict", default=[], options=dict(
-            address=dict(type="str", required=True), kind=dict(type="str", required=True, choices=["unknown", "blocked"]))),
+        refused_recipients=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(address=dict(type="str", required=True), kind=dict(type="str", required=True, choices=["unknown", "blocked"])),
+        ),
         listeners=dict(type="list", elements="dict", required=True, options=listener),
-        auth=dict(type="dict", options=dict(username=dict(type="str", required=True),
-                                            password=dict(type="str", required=True, no_log=True))),
+        auth=dict(type="dict", options=dict(username=dict(type="str", required=True), password=dict(type="str", required=True, no_log=True))),
     )
     module = AnsibleModule(
         argument_spec=dict(
@@ -369,12 +372,10 @@ def main():
             source_address=dict(type="list", elements="str"),
             vantage=dict(type="str"),
             ehlo_name=dict(type="str", default="prober.mailsec.test"),
-            canary=dict(type="dict", options=dict(domain=dict(type="str", required=True),
-                                                  spool=dict(type="path"),
-                                                  wait=dict(type="float", default=10))),
-            extra_forms=dict(type="list", elements="dict", options=dict(sender=dict(type="str", required=True),
-                                                                        rcpt=dict(type="str", required=True),
-                                                                        name=dict(type="str"))),
+            canary=dict(type="dict", options=dict(domain=dict(type="str", required=True), spool=dict(type="path"), wait=dict(type="float", default=10))),
+            extra_forms=dict(
+                type="list", elements="dict", options=dict(sender=dict(type="str", required=True), rcpt=dict(type="str", required=True), name=dict(type="str"))
+            ),
             probes=dict(type="list", elements="str", default=["all"]),
             concurrency=dict(type="int", default=64),
             per_host=dict(type="int", default=10),
@@ -394,9 +395,10 @@ def main():
         supports_check_mode=True,
     )
     if sys.version_info < (3, 11):
-        module.fail_json(msg="mailsec.relay.relay_probe needs Python 3.11 or later where it runs (this is %d.%d): "
-                             "run it on a host that has it, e.g. delegate_to the controller or the prober"
-                             % sys.version_info[:2])
+        module.fail_json(
+            msg="mailsec.relay.relay_probe needs Python 3.11 or later where it runs (this is %d.%d): "
+            "run it on a host that has it, e.g. delegate_to the controller or the prober" % sys.version_info[:2]
+        )
     params = dict(module.params)
     shape = params.pop("results")  # the reply's shape; the engine always returns every result
     # auth_relay unset means "the role's default" (submission: true); the engine decides.

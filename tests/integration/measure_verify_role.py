@@ -56,10 +56,25 @@ def main():
             "mailsec_relay_listeners": [{"name": "smtp", "address": "*", "port": server.port, "role": "mx", "tls": "starttls"}],
             "verify_addresses": ["127.0.0.1"],
         }
-    playbook = [{"name": "Verify", "hosts": "all", "gather_facts": False, "roles": [{"role": "mailsec.relay.verify", "vars": {
-        "verify_prober": "localhost",
-        "verify_vantages": [{"name": "lo1", "source_address": "127.0.0.1"}, {"name": "lo2", "source_address": "127.0.0.2"}],
-        "verify_timeout": 3, "verify_retries": 0, "verify_report_dir": os.path.join(workdir, "reports")}}]}]
+    playbook = [
+        {
+            "name": "Verify",
+            "hosts": "all",
+            "gather_facts": False,
+            "roles": [
+                {
+                    "role": "mailsec.relay.verify",
+                    "vars": {
+                        "verify_prober": "localhost",
+                        "verify_vantages": [{"name": "lo1", "source_address": "127.0.0.1"}, {"name": "lo2", "source_address": "127.0.0.2"}],
+                        "verify_timeout": 3,
+                        "verify_retries": 0,
+                        "verify_report_dir": os.path.join(workdir, "reports"),
+                    },
+                }
+            ],
+        }
+    ]
     with open(os.path.join(workdir, "inventory.yml"), "w") as handle:
         yaml.safe_dump({"all": {"hosts": hosts}}, handle)
     with open(os.path.join(workdir, "verify.yml"), "w") as handle:
@@ -67,15 +82,27 @@ def main():
     env = dict(os.environ, **json.loads(os.environ.get("MEASURE_ENV", "{}")), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     for run in range(runs):
         start = time.monotonic()
-        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
-                               os.path.join(workdir, "inventory.yml"), os.path.join(workdir, "verify.yml")],
-                              cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                "-i",
+                os.path.join(workdir, "inventory.yml"),
+                os.path.join(workdir, "verify.yml"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.monotonic() - start
         engine = [float(s) for s in re.findall(r"results in ([0-9.]+) s", proc.stdout)]
         with open(os.path.join(workdir, "reports", "verify.json")) as handle:
             totals = json.load(handle)["totals"]
-        print("run %d: rc %d, %d hosts, wall %.2f s, engine per vantage %s s, overhead %.2f s, checks %d PASS %d FAIL %d"
-              % (run, proc.returncode, count, wall, engine, wall - max(engine or [0]), totals["checks"], totals["PASS"], totals["FAIL"]))
+        print(
+            "run %d: rc %d, %d hosts, wall %.2f s, engine per vantage %s s, overhead %.2f s, checks %d PASS %d FAIL %d"
+            % (run, proc.returncode, count, wall, engine, wall - max(engine or [0]), totals["checks"], totals["PASS"], totals["FAIL"])
+        )
         if proc.returncode or os.environ.get("MEASURE_SHOW"):
             print(proc.stdout[-3000:])
     for server in servers:

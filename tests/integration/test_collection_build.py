@@ -32,8 +32,7 @@ def installed(tmp_path_factory):
     cfg = tmp / "ansible.cfg"
     cfg.write_text("[defaults]\n")
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=str(cfg))
-    run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(dest),
-         str(tarballs[0])], cwd=str(tmp), env=env)
+    run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(dest), str(tarballs[0])], cwd=str(tmp), env=env)
     return tarballs[0], dest, env
 
 
@@ -42,8 +41,7 @@ def test_tarball_holds_collection_content_only(installed):
     with tarfile.open(str(tarball)) as archive:
         names = archive.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
-    for wanted in ("plugins/modules/postconf.py", "roles/postfix/meta/argument_specs.yml",
-                   "playbooks/site.yml", "meta/runtime.yml"):
+    for wanted in ("plugins/modules/postconf.py", "roles/postfix/meta/argument_specs.yml", "playbooks/site.yml", "meta/runtime.yml"):
         assert wanted in names
     for unwanted in (".venv/", ".cache/", "tests/lab/", "molecule/", "bench/", ".git/"):
         assert not [n for n in names if n.startswith(unwanted)], unwanted

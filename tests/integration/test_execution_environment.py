@@ -28,11 +28,20 @@ def context(tmp_path_factory):
     work = tmp_path_factory.mktemp("ee")
     shutil.copy(os.path.join(ROOT, "execution-environment.yml"), str(work))
     shutil.copytree(os.path.join(ROOT, "requirements"), str(work / "requirements"))
-    subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(work / "build"), "--force", ROOT],
-                   check=True, capture_output=True, text=True, timeout=300)
-    proc = subprocess.run([tool("ansible-builder"), "create", "--file", "execution-environment.yml",
-                           "--context", str(work / "context"), "--output-filename", "Containerfile"],
-                          cwd=str(work), capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [tool("ansible-galaxy"), "collection", "build", "--output-path", str(work / "build"), "--force", ROOT],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    proc = subprocess.run(
+        [tool("ansible-builder"), "create", "--file", "execution-environment.yml", "--context", str(work / "context"), "--output-filename", "Containerfile"],
+        cwd=str(work),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return work / "context"
 

@@ -42,8 +42,7 @@ def hostile_fleet(tmp_path):
 
     def server(role="mx", relay="accept", implicit=False, **hostility):
         behaviour = fakesmtp.Behaviour(role=role, relay=relay, users={USER: PASSWORD})
-        return hostilesmtp.HostileSMTP(behaviour, context if implicit else None, implicit,
-                                       hostilesmtp.Hostility(**hostility))
+        return hostilesmtp.HostileSMTP(behaviour, context if implicit else None, implicit, hostilesmtp.Hostility(**hostility))
 
     fleet = {
         "open_relay": server(),
@@ -75,9 +74,14 @@ def _listener(server, **extra):
 
 
 def _target(name, listeners):
-    return {"name": name, "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
-            "local_domains": ["example.test"], "listeners": listeners,
-            "auth": {"username": USER, "password": "{{ lookup('ansible.builtin.env', 'HOSTILE_TEST_PASSWORD') }}"}}
+    return {
+        "name": name,
+        "addresses": ["127.0.0.1"],
+        "hostname": "mx.example.test",
+        "local_domains": ["example.test"],
+        "listeners": listeners,
+        "auth": {"username": USER, "password": "{{ lookup('ansible.builtin.env', 'HOSTILE_TEST_PASSWORD') }}"},
+    }
 
 
 def _playbook(fleet, out):
@@ -85,29 +89,40 @@ def _playbook(fleet, out):
     fast += [_listener(fleet[name]) for name in ("echo_auth", "echo_auth_2")]
     # results: full - every PASS in the registered result (compact would fold them into aggregates)
     common = {"retry_delay": 0.05, "transcripts": "all", "vantage": "loopback", "results": "full"}
-    return [{
-        "name": "Probe hostile servers",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [
-            {"name": "Probe the fast hostile servers",
-             "mailsec.relay.relay_probe": dict(common, targets=[_target("hostile", fast)], timeout=3,
-                                              greeting_timeout=3),
-             "register": "fast"},
-            {"name": "Probe the server that answers just under the timeout",
-             "mailsec.relay.relay_probe": dict(common, targets=[_target("slow", [_listener(fleet["slow_replies"])])],
-                                              timeout=TIMEOUT, greeting_timeout=TIMEOUT, probes=["T11", "T20"]),
-             "register": "slow"},
-            {"name": "Show the result (-vvv prints it again)",
-             "ansible.builtin.debug": {"var": "fast"}},
-            {"name": "Keep the registered results",
-             "ansible.builtin.copy": {"content": "{{ {'fast': fast, 'slow': slow} | to_nice_json }}",
-                                      "dest": str(out / "registered.json"), "mode": "0600"}},
-            {"name": "Write the reports",
-             "mailsec.relay.relay_report": {"results": "{{ fast.results + slow.results }}",
-                                            "dest_dir": str(out / "reports"), "name": "hostile"}},
-        ],
-    }]
+    return [
+        {
+            "name": "Probe hostile servers",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Probe the fast hostile servers",
+                    "mailsec.relay.relay_probe": dict(common, targets=[_target("hostile", fast)], timeout=3, greeting_timeout=3),
+                    "register": "fast",
+                },
+                {
+                    "name": "Probe the server that answers just under the timeout",
+                    "mailsec.relay.relay_probe": dict(
+                        common, targets=[_target("slow", [_listener(fleet["slow_replies"])])], timeout=TIMEOUT, greeting_timeout=TIMEOUT, probes=["T11", "T20"]
+                    ),
+                    "register": "slow",
+                },
+                {"name": "Show the result (-vvv prints it again)", "ansible.builtin.debug": {"var": "fast"}},
+                {
+                    "name": "Keep the registered results",
+                    "ansible.builtin.copy": {
+                        "content": "{{ {'fast': fast, 'slow': slow} | to_nice_json }}",
+                        "dest": str(out / "registered.json"),
+                        "mode": "0600",
+                    },
+                },
+                {
+                    "name": "Write the reports",
+                    "mailsec.relay.relay_report": {"results": "{{ fast.results + slow.results }}", "dest_dir": str(out / "reports"), "name": "hostile"},
+                },
+            ],
+        }
+    ]
 
 
 def test_hostile_servers_never_pass_and_never_leak(tmp_path, hostile_fleet):
@@ -117,13 +132,34 @@ def test_hostile_servers_never_pass_and_never_leak(tmp_path, hostile_fleet):
     temps = {name: tmp_path / name for name in ("local-tmp", "remote-tmp")}
     for path in temps.values():
         path.mkdir()
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               HOSTILE_TEST_PASSWORD=PASSWORD, ANSIBLE_LOCAL_TEMP=str(temps["local-tmp"]),
-               ANSIBLE_REMOTE_TEMP=str(temps["remote-tmp"]), ANSIBLE_LOG_PATH=str(tmp_path / "ansible.log"))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        HOSTILE_TEST_PASSWORD=PASSWORD,
+        ANSIBLE_LOCAL_TEMP=str(temps["local-tmp"]),
+        ANSIBLE_REMOTE_TEMP=str(temps["remote-tmp"]),
+        ANSIBLE_LOG_PATH=str(tmp_path / "ansible.log"),
+    )
     proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         "-e", "ansible_python_interpreter=%s" % sys.executable, "-vvv", "--diff", str(tmp_path / "play.yml")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_python_interpreter=%s" % sys.executable,
+            "-vvv",
+            "--diff",
+            str(tmp_path / "play.yml"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
@@ -134,7 +170,7 @@ def test_hostile_servers_never_pass_and_never_leak(tmp_path, hostile_fleet):
         mine = [r for r in results if r["port"] == port_of[name]]
         relay = [r for r in mine if r["probe"] in ("T11", "T12", "T15", "T20")]
         assert relay, name
-        assert [r for r in relay if r["verdict"] == "PASS"] == [], name       # an open relay is never PASS
+        assert [r for r in relay if r["verdict"] == "PASS"] == [], name  # an open relay is never PASS
         verdicts = {(r["probe"], r["case"]): r["verdict"] for r in mine}
         assert verdicts[("T11", "P02")] == "FAIL" and verdicts[("T20", "loopback")] == "FAIL", (name, verdicts)
     # the echoing servers were really hostile: they sent pieces back, and got real credentials (T09)
@@ -149,11 +185,10 @@ def test_hostile_servers_never_pass_and_never_leak(tmp_path, hostile_fleet):
         for name in files:
             path = os.path.join(root, name)
             if name.endswith(".pem"):
-                continue                      # the fake servers' certificate and key
+                continue  # the fake servers' certificate and key
             with open(path, "rb") as handle:
                 texts[os.path.relpath(path, tmp_path)] = handle.read().decode("latin-1")
-    assert {"out/registered.json", "out/reports/hostile.json", "out/reports/hostile.xml",
-            "out/reports/hostile.md", "ansible.log"} <= set(texts)
+    assert {"out/registered.json", "out/reports/hostile.json", "out/reports/hostile.xml", "out/reports/hostile.md", "ansible.log"} <= set(texts)
     leaks = [(where, form) for where, text in texts.items() for form in whole + pieces if form in text]
     assert leaks == []
     assert "(reply text to AUTH not stored)" in texts["out/registered.json"]

@@ -35,12 +35,19 @@ def failures_for(role, cases, tmp_path):
     inventory = tmp_path / ("%s.yml" % role)
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
     play = tmp_path / ("%s-play.yml" % role)
-    play.write_text(yaml.safe_dump([{"name": "Harden", "hosts": "all", "gather_facts": False,
-                                     "roles": ["mailsec.relay.%s" % role]}]))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
-                           str(play)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    play.write_text(yaml.safe_dump([{"name": "Harden", "hosts": "all", "gather_facts": False, "roles": ["mailsec.relay.%s" % role]}]))
+    env = dict(
+        os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable
+    )
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory), str(play)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode != 0, proc.stdout[-2000:]
     report = json.loads(proc.stdout)
     stats = report["stats"]

@@ -15,8 +15,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LAB = os.path.join(ROOT, "tests", "lab", "lab.sh")
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None or os.geteuid() != 0,
-                                reason="needs rootful podman (make setup installs it)")
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None or os.geteuid() != 0, reason="needs rootful podman (make setup installs it)")
 
 
 def lab(*args, timeout=900):
@@ -54,6 +53,5 @@ def test_lab_up_smoke_down_leaves_nothing():
     assert not set(names) & podman_lines("ps", "-a", "--format", "{{.Names}}")
     assert "mailsec-lab" not in podman_lines("network", "ls", "--format", "{{.Name}}")
     # The canary sink and the MTAs ran inside the containers: no lab process may survive on the host.
-    leftovers = subprocess.run(["pgrep", "-af", "canary_sink|canary-sink"], capture_output=True, text=True,
-                               check=False).stdout
+    leftovers = subprocess.run(["pgrep", "-af", "canary_sink|canary-sink"], capture_output=True, text=True, check=False).stdout
     assert not [line for line in leftovers.splitlines() if "pgrep" not in line], leftovers

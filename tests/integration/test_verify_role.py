@@ -53,9 +53,7 @@ def managed_host(port):
         "mailsec_relay_local_domains": ["example.test"],
         "mailsec_relay_trust_loopback": False,
         "mailsec_relay_tls_selfsigned": True,
-        "mailsec_relay_listeners": [
-            {"name": "smtp", "address": "*", "port": port, "role": "mx", "tls": "starttls"}
-        ],
+        "mailsec_relay_listeners": [{"name": "smtp", "address": "*", "port": port, "role": "mx", "tls": "starttls"}],
     }
 
 
@@ -88,9 +86,13 @@ def run_verify(tmp_path, port, host_vars=None, role_vars=None):
     (tmp_path / "verify.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
-         str(tmp_path / "verify.yml")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "verify.yml")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     reports = tmp_path / "reports"
     report = json.loads((reports / "verify.json").read_text()) if (reports / "verify.json").exists() else None
@@ -123,8 +125,10 @@ def test_role_fails_an_open_relay_and_names_the_finding(tmp_path, fake_smtp):
     assert plan["hosts"]["fake"]["worst"].startswith("T11/")
     # Every FAIL row carries a finding id, severity, reason, listener and vantage, in all three reports.
     failed = [row for row in report["findings"] if row["verdict"] == "FAIL"]
-    assert failed and all(row["finding"] and row["severity"] and row["reason"] and row["vantage"] == "loopback"
-                          and row["listener"] == "127.0.0.1:%d" % fake_smtp for row in failed)
+    assert failed and all(
+        row["finding"] and row["severity"] and row["reason"] and row["vantage"] == "loopback" and row["listener"] == "127.0.0.1:%d" % fake_smtp
+        for row in failed
+    )
     assert sum(report["totals"]["findings"].values()) == report["totals"]["FAIL"] + report["totals"]["WARN"] + report["totals"]["INCONCLUSIVE"]
     markdown = (tmp_path / "reports" / "verify.md").read_text()
     assert "## Findings by id" in markdown and "| FAIL | %s |" % failed[0]["finding"] in markdown

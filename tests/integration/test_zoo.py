@@ -19,8 +19,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "zoo"))
 import zoolib  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None or shutil.which("nsenter") is None
-                                or os.geteuid() != 0, reason="needs rootful podman and nsenter (make setup)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("podman") is None or shutil.which("nsenter") is None or os.geteuid() != 0, reason="needs rootful podman and nsenter (make setup)"
+)
 
 SERVERS = zoolib.server_names()
 
@@ -30,17 +31,17 @@ def outcome():
     zoolib.zoo("up")
     try:
         result = zoolib.verify()
-        print("zoo verified: %d servers, %d results in %.1f s (%s)" % (
-            len(SERVERS), result["summary"]["results"], result["wall"], result["summary"]))
+        print("zoo verified: %d servers, %d results in %.1f s (%s)" % (len(SERVERS), result["summary"]["results"], result["wall"], result["summary"]))
         yield result
     finally:
         zoolib.zoo("down")
 
 
 def describe(results):
-    return "\n".join("  %s %s/%s port %s %s: %s [%s]" % (r["address"], r["probe"], r["case"] or "-", r["port"],
-                                                       r["verdict"], r.get("finding"), r["reason"][:160])
-                     for r in results)
+    return "\n".join(
+        "  %s %s/%s port %s %s: %s [%s]" % (r["address"], r["probe"], r["case"] or "-", r["port"], r["verdict"], r.get("finding"), r["reason"][:160])
+        for r in results
+    )
 
 
 def test_every_server_has_a_truth_file():
@@ -63,7 +64,10 @@ def _case(server):
 def test_findings_match_ground_truth(outcome, server):
     expected = set(zoolib.truth(server)["findings"])
     seen = zoolib.findings_by_server(outcome).get(server, {"compared": set(), "ignored": set(), "results": []})
-    assert seen["compared"] == expected, (
-        "%s: expected findings %s, verifier reported %s (info, not compared: %s)\n%s" % (
-            server, sorted(expected) or "none", sorted(seen["compared"]) or "none", sorted(seen["ignored"]) or "none",
-            describe(seen["results"])))
+    assert seen["compared"] == expected, "%s: expected findings %s, verifier reported %s (info, not compared: %s)\n%s" % (
+        server,
+        sorted(expected) or "none",
+        sorted(seen["compared"]) or "none",
+        sorted(seen["ignored"]) or "none",
+        describe(seen["results"]),
+    )

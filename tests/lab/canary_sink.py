@@ -41,8 +41,7 @@ class SpoolHandler:
 
     async def handle_DATA(self, server, session, envelope):
         name = self.write(session, envelope)
-        LOG.info("stored %s from %s <%s> -> %s", name, session.peer[0], envelope.mail_from,
-                 ", ".join(envelope.rcpt_tos))
+        LOG.info("stored %s from %s <%s> -> %s", name, session.peer[0], envelope.mail_from, ", ".join(envelope.rcpt_tos))
         return "250 OK stored as %s" % name
 
     def write(self, session, envelope) -> str:
@@ -70,9 +69,8 @@ async def serve(args, ready_fd: int | None) -> None:
     # asyncio sets IPV6_V6ONLY on the "::" socket, so each family has its own listener and
     # the peer address is never an IPv4-mapped IPv6 address.
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname=args.hostname, decode_data=False,
-                     data_size_limit=args.max_size, enable_SMTPUTF8=True),
-        host=args.listen, port=args.port)
+        lambda: SMTP(handler, hostname=args.hostname, decode_data=False, data_size_limit=args.max_size, enable_SMTPUTF8=True), host=args.listen, port=args.port
+    )
     LOG.info("listening on %s port %d, spool %s", ", ".join(args.listen), args.port, args.spool)
     if ready_fd is not None:
         os.write(ready_fd, b"ok")
@@ -135,8 +133,7 @@ def main() -> None:
     parser.add_argument("--logfile", default="/var/log/canary-sink.log")
     args = parser.parse_args()
     args.listen = args.listen or ["0.0.0.0", "::"]
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     if args.daemon:
         daemonize(args)
     else:

@@ -108,11 +108,27 @@ def postfix_tree(tmp_path):
 
 def postfix_change(config):
     main = {"myhostname": "mx1.example.test", "smtpd_tls_cert_file": None}
-    master = [{"name": "submission", "type": "inet", "private": "n", "unpriv": "-", "chroot": "y", "wakeup": "-", "maxproc": "-",
-               "command": "smtpd", "overrides": {"syslog_name": "postfix/submission"}, "state": "present"}]
+    master = [
+        {
+            "name": "submission",
+            "type": "inet",
+            "private": "n",
+            "unpriv": "-",
+            "chroot": "y",
+            "wakeup": "-",
+            "maxproc": "-",
+            "command": "smtpd",
+            "overrides": {"syslog_name": "postfix/submission"},
+            "state": "present",
+        }
+    ]
     files = [
-        {"path": os.path.join(config, "mailsec", "relay_never.cidr"), "content": "198.51.100.51/32 reject_unauth_destination\n",
-         "mode": "0644", "map_type": "cidr"},
+        {
+            "path": os.path.join(config, "mailsec", "relay_never.cidr"),
+            "content": "198.51.100.51/32 reject_unauth_destination\n",
+            "mode": "0644",
+            "map_type": "cidr",
+        },
         {"path": os.path.join(config, "mailsec", "relay_clients"), "content": "relay.example.test OK\n", "mode": "0644", "map_type": "hash"},
     ]
     current = {"myhostname": "old.example.test", "smtpd_tls_cert_file": "/etc/ssl/old.pem"}
@@ -151,6 +167,7 @@ def test_postfix_apply_cleans_up_after_a_failure_at_every_step(step, postfix_tre
 
         monkeypatch.setattr(pf.shutil, "copy2", half_copy2)
     if step == "confirm":
+
         def no_greeting():
             raise pf.PostfixError("listener check failed: 127.0.0.1:25 connection refused")
 
@@ -188,6 +205,7 @@ def test_postfix_stage_alone_removes_its_directory_on_failure(step, postfix_tree
     applier = pf.PostfixApplier(FakePostfix(step), config_dir=config, backup_dir=backups)
     changes, main, master, files = postfix_change(config)
     if step == "copytree":
+
         def no_copy(*args, **kwargs):
             raise OSError("disk full")
 
@@ -239,8 +257,7 @@ def exim_root(tmp_path):
 def test_exim_cycle_cleans_up_after_a_failure_at_every_step(step, exim_root, private_tmp, monkeypatch):
     path = os.path.join(exim_root, "conf.d/main/000_mailsec_relay")
     check = {"client": "203.0.113.254", "interface": "203.0.113.20", "port": 25, "recipient": "x@example.net", "expect": "deny"}
-    config = exim.EximConfig(FakeExim(step), {path: {"content": "ours\n"}}, [check], exim="exim4", root=exim_root,
-                             pid_file=os.path.join(exim_root, "nopid"))
+    config = exim.EximConfig(FakeExim(step), {path: {"content": "ours\n"}}, [check], exim="exim4", root=exim_root, pid_file=os.path.join(exim_root, "nopid"))
     if step == "copytree":
         real_copytree = shutil.copytree
 
@@ -255,9 +272,7 @@ def test_exim_cycle_cleans_up_after_a_failure_at_every_step(step, exim_root, pri
     def failing_chmod(target, mode, **kwargs):
         staged = target.startswith(private_tmp)
         backup = ".mailsec-backup" in target
-        if failures and (
-            (step == "stage-write" and staged) or (step == "install-write" and not staged and not backup) or (step == "backup-write" and backup)
-        ):
+        if failures and ((step == "stage-write" and staged) or (step == "install-write" and not staged and not backup) or (step == "backup-write" and backup)):
             failures.pop()
             raise OSError("Read-only file system")
         return real_chmod(target, mode, **kwargs)

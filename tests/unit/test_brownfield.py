@@ -45,7 +45,7 @@ def errors(variables):
 def test_hosted_kinds_in_the_effective_policy():
     effective = build(BROWNFIELD)
     assert effective["virtual_mailbox_domains"] == ["example.test"]
-    assert effective["virtual_mailbox_maps"] == []   # the host's own maps stay
+    assert effective["virtual_mailbox_maps"] == []  # the host's own maps stay
     assert effective["blocked_domains"] == ["blocked.example.test"]
     assert effective["relay_recipient_validation"] is True
     # postmaster of each relay domain is added (RFC 5321 4.5.1); a catch-all needs none.
@@ -65,12 +65,14 @@ def test_a_domain_has_one_kind():
 
 
 def test_bad_maps_recipients_and_pregreet_name_the_variable_and_fix():
-    found = errors(dict(
-        BROWNFIELD,
-        mailsec_relay_virtual_mailbox_maps=["vmailbox", "hash:relative/path", "mysql:/etc/postfix/mysql-vmailbox.cf"],
-        mailsec_relay_relay_recipients=["alice@partner.example.test", "bob@elsewhere.test", "nobody"],
-        mailsec_relay_postscreen_pregreet="enforc",
-    ))
+    found = errors(
+        dict(
+            BROWNFIELD,
+            mailsec_relay_virtual_mailbox_maps=["vmailbox", "hash:relative/path", "mysql:/etc/postfix/mysql-vmailbox.cf"],
+            mailsec_relay_relay_recipients=["alice@partner.example.test", "bob@elsewhere.test", "nobody"],
+            mailsec_relay_postscreen_pregreet="enforc",
+        )
+    )
     assert "type:name" in found["mailsec_relay_virtual_mailbox_maps[0]"].message
     assert "absolute path" in found["mailsec_relay_virtual_mailbox_maps[1]"].message
     assert "mailsec_relay_virtual_mailbox_maps[2]" not in found
@@ -82,9 +84,15 @@ def test_bad_maps_recipients_and_pregreet_name_the_variable_and_fix():
 
 
 def test_postscreen_needs_one_port_25_mx_listener():
-    found = errors({"mailsec_relay_postscreen": True, "mailsec_relay_listeners": [
-        {"name": "smtp", "port": 25, "role": "mx", "address": "198.51.100.10"},
-        {"name": "smtp2", "port": 25, "role": "mx", "address": "198.51.100.11"}]})
+    found = errors(
+        {
+            "mailsec_relay_postscreen": True,
+            "mailsec_relay_listeners": [
+                {"name": "smtp", "port": 25, "role": "mx", "address": "198.51.100.10"},
+                {"name": "smtp2", "port": 25, "role": "mx", "address": "198.51.100.11"},
+            ],
+        }
+    )
     assert "one port-25 listener" in found["mailsec_relay_postscreen"].message
 
 
@@ -102,7 +110,7 @@ def test_postfix_renders_postscreen_front_and_domain_kinds():
     assert ("dnsblog", "unix") in master and ("tlsproxy", "unix") in master
     assert main["postscreen_greet_action"] == "drop"
     assert main["virtual_mailbox_domains"] == "example.test"
-    assert "virtual_mailbox_maps" not in main    # the host's maps are not touched
+    assert "virtual_mailbox_maps" not in main  # the host's maps are not touched
     assert main["relay_recipient_maps"] == "hash:/etc/postfix/mailsec/relay_recipients"
     assert main["smtpd_relay_restrictions"].startswith("check_recipient_access hash:/etc/postfix/mailsec/blocked_domains, ")
     tables = dict((f["path"].rsplit("/", 1)[1], f["content"]) for f in rendered["files"])
@@ -143,8 +151,7 @@ def test_readback_and_drift_of_the_hosted_kinds():
     assert actual["relay_recipient_validation"] is True
     assert actual["virtual_mailbox_domains"] == ["example.test"]
     findings = dict((f["check"], f) for f in drift.compare_hosted(effective, actual, "mx"))
-    assert set(findings) == {"virtual_mailbox_domains", "virtual_alias_domains", "blocked_domains",
-                             "relay_recipient_validation", "postscreen"}
+    assert set(findings) == {"virtual_mailbox_domains", "virtual_alias_domains", "blocked_domains", "relay_recipient_validation", "postscreen"}
     assert all(f["verdict"] == "PASS" for f in findings.values()), findings
 
 
@@ -193,8 +200,7 @@ def test_exim_renders_the_hosted_kinds_and_checks_them_with_bh():
     assert "domainlist mailsec_blocked_domains = blocked.example.test" in main
     acl = exim.render_acl(effective)
     assert "  deny    domains = +mailsec_blocked_domains\n          message = 554 5.7.1" in acl
-    assert ("!recipients = <; *@open.example.test ; alice@partner.example.test ; postmaster@partner.example.test"
-            in acl)
+    assert "!recipients = <; *@open.example.test ; alice@partner.example.test ; postmaster@partner.example.test" in acl
     # The validation comes before the inbound accept, the blocked check before every grant.
     assert acl.index("!recipients") < acl.index("# inbound on mx listeners")
     assert acl.index("+mailsec_blocked_domains") < acl.index("+mailsec_never_relay_hosts")
@@ -209,8 +215,7 @@ def test_exim_renders_the_hosted_kinds_and_checks_them_with_bh():
 def test_exim_reads_file_recipient_maps_and_refuses_others():
     from ansible_collections.mailsec.relay.plugins.module_utils import exim
 
-    effective = build(dict(BROWNFIELD, mailsec_relay_relay_recipients=[],
-                           mailsec_relay_relay_recipient_maps=["hash:/etc/postfix/relay_recipients"]))
+    effective = build(dict(BROWNFIELD, mailsec_relay_relay_recipients=[], mailsec_relay_relay_recipient_maps=["hash:/etc/postfix/relay_recipients"]))
     assert exim.relay_recipient_list(effective) == "<; lsearch*@;/etc/postfix/relay_recipients"
     effective["relay_recipient_maps"] = ["mysql:/etc/postfix/mysql-relay.cf"]
     with pytest.raises(exim.EximError, match="only file tables"):
@@ -237,9 +242,13 @@ def test_verify_plan_expects_every_hosted_kind_and_the_refusals():
 
 
 def test_content_filter_and_milters_rendered_with_a_loopback_reinjection_listener():
-    effective = build({"mailsec_relay_hostname": "mx.example.test",
-                       "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024", "reinject_port": "10025"},
-                       "mailsec_relay_milters": ["inet:127.0.0.1:8891"]})
+    effective = build(
+        {
+            "mailsec_relay_hostname": "mx.example.test",
+            "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024", "reinject_port": "10025"},
+            "mailsec_relay_milters": ["inet:127.0.0.1:8891"],
+        }
+    )
     assert effective["content_filter"] == {"next_hop": "[127.0.0.1]:10024", "reinject_address": "127.0.0.1", "reinject_port": 10025}
     rendered = pf.render_postfix(effective)
     assert rendered["main"]["content_filter"] == "mailsec-filter:[127.0.0.1]:10024"
@@ -258,9 +267,12 @@ def test_content_filter_and_milters_rendered_with_a_loopback_reinjection_listene
 
 
 def test_content_filter_and_milter_errors():
-    found = errors({"mailsec_relay_content_filter": {"next_hop": "127.0.0.1:10024", "reinject_address": "203.0.113.10",
-                                                     "reinject_prot": 1},
-                    "mailsec_relay_milters": ["opendkim"]})
+    found = errors(
+        {
+            "mailsec_relay_content_filter": {"next_hop": "127.0.0.1:10024", "reinject_address": "203.0.113.10", "reinject_prot": 1},
+            "mailsec_relay_milters": ["opendkim"],
+        }
+    )
     assert "did you mean reinject_port" in found["mailsec_relay_content_filter.reinject_prot"].message
     assert "open relay" in found["mailsec_relay_content_filter.reinject_address"].message
     assert "[address]:port" in found["mailsec_relay_content_filter.next_hop"].message
@@ -268,8 +280,7 @@ def test_content_filter_and_milter_errors():
 
 
 def test_a_reinjection_listener_open_to_the_world_is_drift():
-    effective = build({"mailsec_relay_hostname": "mx.example.test",
-                       "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024"}})
+    effective = build({"mailsec_relay_hostname": "mx.example.test", "mailsec_relay_content_filter": {"next_hop": "[127.0.0.1]:10024"}})
     rendered = pf.render_postfix(effective)
     for service in rendered["master"]:
         if service["name"] == "127.0.0.1:10025":

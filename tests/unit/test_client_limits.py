@@ -32,13 +32,14 @@ def test_defaults():
 
 
 def test_values_and_digit_strings():
-    limits = build(mailsec_relay_client_connection_count_limit="10", mailsec_relay_client_connection_rate_limit=120,
-                   mailsec_relay_client_auth_rate_limit=0)["client_limits"]
+    limits = build(mailsec_relay_client_connection_count_limit="10", mailsec_relay_client_connection_rate_limit=120, mailsec_relay_client_auth_rate_limit=0)[
+        "client_limits"
+    ]
     assert limits == {"connection_count": 10, "connection_rate": 120, "auth_rate": 0}
 
 
 @pytest.mark.parametrize("variable", sorted(policy.CLIENT_LIMITS))
-@pytest.mark.parametrize("value", [-1, True, "ten", 1.5, [3], 10 ** 6])
+@pytest.mark.parametrize("value", [-1, True, "ten", 1.5, [3], 10**6])
 def test_bad_values_name_the_variable(variable, value):
     with pytest.raises(policy.PolicyErrors) as caught:
         build(**{variable: value})

@@ -7,8 +7,19 @@ from ansible_collections.mailsec.relay.plugins.module_utils import compact, repo
 
 
 def result(probe, verdict, port=25, vantage="ext", address="198.51.100.11", target="mx1", case=None, **extra):
-    item = {"target": target, "address": address, "port": port, "vantage": vantage, "probe": probe, "verdict": verdict,
-            "title": "t", "expected": "refused", "reply": {"code": 554}, "duration": 0.5, "source_address": "198.51.100.100"}
+    item = {
+        "target": target,
+        "address": address,
+        "port": port,
+        "vantage": vantage,
+        "probe": probe,
+        "verdict": verdict,
+        "title": "t",
+        "expected": "refused",
+        "reply": {"code": 554},
+        "duration": 0.5,
+        "source_address": "198.51.100.100",
+    }
     if case:
         item["case"] = case
     item.update(extra)
@@ -34,8 +45,11 @@ def test_non_pass_kept_whole_pass_aggregated_per_listener_and_vantage():
     assert [r for r in out if r["verdict"] != "PASS"] == [r for r in FULL if r["verdict"] != "PASS"]
     aggregates = [r for r in out if r["verdict"] == "PASS"]
     assert [(a["address"], a["port"], a["vantage"], a["count"]) for a in aggregates] == [
-        ("198.51.100.11", 25, "ext", 3), ("198.51.100.11", 587, "ext", 1),
-        ("198.51.100.11", 25, "trusted", 1), ("2001:db8::11", 25, "ext", 1)]
+        ("198.51.100.11", 25, "ext", 3),
+        ("198.51.100.11", 587, "ext", 1),
+        ("198.51.100.11", 25, "trusted", 1),
+        ("2001:db8::11", 25, "ext", 1),
+    ]
     first = aggregates[0]
     assert first["probes"] == {"T00": 1, "T11": 2} and first["title"] == "3 checks passed: T00, T11 x2"
     assert first["probe"] == compact.AGGREGATE_PROBE and first["duration"] == 1.5 and first["source_address"] == "198.51.100.100"

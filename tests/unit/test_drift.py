@@ -16,15 +16,18 @@ netaddr = pytest.importorskip("netaddr")
 
 
 def desired():
-    return policy.build_policy({
-        "mailsec_relay_profile": "mx_submission",
-        "mailsec_relay_hostname": "mx1.example.test",
-        "mailsec_relay_local_domains": ["example.test"],
-        "mailsec_relay_networks": ["198.51.100.48/28"],
-        "mailsec_relay_never_networks": ["198.51.100.51/32"],
-        "mailsec_relay_tls_selfsigned": True,
-        "mailsec_relay_smarthost": "[198.51.100.100]:25",
-    }, "mx1")
+    return policy.build_policy(
+        {
+            "mailsec_relay_profile": "mx_submission",
+            "mailsec_relay_hostname": "mx1.example.test",
+            "mailsec_relay_local_domains": ["example.test"],
+            "mailsec_relay_networks": ["198.51.100.48/28"],
+            "mailsec_relay_never_networks": ["198.51.100.51/32"],
+            "mailsec_relay_tls_selfsigned": True,
+            "mailsec_relay_smarthost": "[198.51.100.100]:25",
+        },
+        "mx1",
+    )
 
 
 def actual_from(effective):
@@ -113,17 +116,17 @@ def test_no_mta_is_one_failing_finding():
 
 
 def test_spot_check_findings_and_summary_and_diff():
-    checks = [{"name": "*:25 external 203.0.113.254 -> foreign", "expect": "deny", "verdict": "accept",
-               "stage": "RCPT", "reply": "250 Accepted"},
-              {"name": "*:587 external", "expect": "deny", "verdict": "deny", "stage": "MAIL", "reply": "530"}]
+    checks = [
+        {"name": "*:25 external 203.0.113.254 -> foreign", "expect": "deny", "verdict": "accept", "stage": "RCPT", "reply": "250 Accepted"},
+        {"name": "*:587 external", "expect": "deny", "verdict": "deny", "stage": "MAIL", "reply": "530"},
+    ]
     got = drift.spot_check_findings("mx1", checks)
     assert [f["verdict"] for f in got] == ["FAIL", "PASS"]
     summary = drift.summarize(got)
     assert summary == {"PASS": 1, "FAIL": 1, "drifted": True, "failed_checks": ["spot *:25 external 203.0.113.254 -> foreign"]}
     text = drift.diff(got)
     assert "deny" in text["before"] and "accept" in text["after"] and "587" not in text["after"]
-    assert drift.lines(got) == ["spot *:25 external 203.0.113.254 -> foreign: deny -> accept "
-                                "(expected deny, the MTA answered accept at RCPT: 250 Accepted)"]
+    assert drift.lines(got) == ["spot *:25 external 203.0.113.254 -> foreign: deny -> accept (expected deny, the MTA answered accept at RCPT: 250 Accepted)"]
 
 
 networks = st = None
@@ -134,8 +137,7 @@ except ImportError:  # pragma: no cover
     given = None
 
 if given is not None:
-    v4 = st.builds(lambda a, p: netaddr.IPNetwork("%s/%d" % (netaddr.IPAddress(a), p)).cidr,
-                   st.integers(0, 2 ** 32 - 1), st.integers(8, 32))
+    v4 = st.builds(lambda a, p: netaddr.IPNetwork("%s/%d" % (netaddr.IPAddress(a), p)).cidr, st.integers(0, 2**32 - 1), st.integers(8, 32))
     nets = st.lists(v4, max_size=6)
 
     @settings(max_examples=150, deadline=None)

@@ -16,17 +16,41 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 from ansible_collections.mailsec.relay.plugins.callback import fleet_report  # noqa: E402
 
 FINDINGS = [
-    {"host": "mx1", "check": "relay_networks", "verdict": "FAIL", "expected": ["198.51.100.48/28"],
-     "actual": ["0.0.0.0/0", "198.51.100.48/28"], "detail": "OPEN RELAY; extra relay grant within 0.0.0.0/0"},
+    {
+        "host": "mx1",
+        "check": "relay_networks",
+        "verdict": "FAIL",
+        "expected": ["198.51.100.48/28"],
+        "actual": ["0.0.0.0/0", "198.51.100.48/28"],
+        "detail": "OPEN RELAY; extra relay grant within 0.0.0.0/0",
+    },
     {"host": "mx1", "check": "hostname", "verdict": "PASS", "expected": "mx1.example.test", "actual": "mx1.example.test", "detail": ""},
     {"host": "mx2", "check": "hostname", "verdict": "PASS", "expected": "mx2.example.test", "actual": "mx2.example.test", "detail": ""},
 ]
 PROBES = [
-    {"target": "mx2", "address": "198.51.100.12", "port": 25, "probe": "T11", "case": "P01", "title": "relay refused",
-     "verdict": "PASS", "expected": "refused", "reply": {"code": 554, "text": "Relay access denied", "stage": "RCPT"},
-     "vantage": "external"},
-    {"target": "mx2", "address": "198.51.100.12", "port": 25, "probe": "T12", "title": "canary relay",
-     "verdict": "FAIL", "expected": "refused", "reply": {"code": 250, "text": "ok", "stage": "RCPT"}, "vantage": "trusted"},
+    {
+        "target": "mx2",
+        "address": "198.51.100.12",
+        "port": 25,
+        "probe": "T11",
+        "case": "P01",
+        "title": "relay refused",
+        "verdict": "PASS",
+        "expected": "refused",
+        "reply": {"code": 554, "text": "Relay access denied", "stage": "RCPT"},
+        "vantage": "external",
+    },
+    {
+        "target": "mx2",
+        "address": "198.51.100.12",
+        "port": 25,
+        "probe": "T12",
+        "title": "canary relay",
+        "verdict": "FAIL",
+        "expected": "refused",
+        "reply": {"code": 250, "text": "ok", "stage": "RCPT"},
+        "vantage": "trusted",
+    },
 ]
 
 PLAYBOOK = """
@@ -47,19 +71,29 @@ def run_report(tmp_path_factory):
     playbook.write_text(PLAYBOOK)
     extra = tmp / "vars.json"
     extra.write_text(json.dumps({"findings": FINDINGS, "probes": PROBES}))
-    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="mailsec.relay.fleet_report",
-               MAILSEC_RELAY_REPORT_DIR=str(tmp / "reports"), MAILSEC_RELAY_REPORT_NAME="fleet",
-               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
-                           "-c", "local", str(playbook), "-e", "@" + str(extra)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = dict(
+        os.environ,
+        ANSIBLE_CALLBACKS_ENABLED="mailsec.relay.fleet_report",
+        MAILSEC_RELAY_REPORT_DIR=str(tmp / "reports"),
+        MAILSEC_RELAY_REPORT_NAME="fleet",
+        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+    )
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook), "-e", "@" + str(extra)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return tmp / "reports", proc.stdout
 
 
 def test_summary_printed_at_the_end(run_report):
     _reports, stdout = run_report
-    tail = stdout[stdout.index("MAILSEC RELAY FLEET REPORT"):]
+    tail = stdout[stdout.index("MAILSEC RELAY FLEET REPORT") :]
     assert "mx1" in tail and "mx2" in tail
     flat = " ".join(tail.split())
     assert "FLEET : FAIL 5 checks, 3 PASS, 2 FAIL, 0 ERROR on 2 host(s), 0 UNVERIFIED" in flat

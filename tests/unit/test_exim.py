@@ -18,8 +18,15 @@ from ansible_collections.mailsec.relay.plugins.module_utils import exim
 
 def listener(name, port, role, tls, relay=(), auth=False, address="*", allow=(), deny=()):
     return {
-        "name": name, "address": address, "port": port, "role": role, "tls": tls, "auth": auth,
-        "relay_networks": list(relay), "connect_allow": list(allow), "connect_deny": list(deny),
+        "name": name,
+        "address": address,
+        "port": port,
+        "role": role,
+        "tls": tls,
+        "auth": auth,
+        "relay_networks": list(relay),
+        "connect_allow": list(allow),
+        "connect_deny": list(deny),
     }
 
 
@@ -111,15 +118,14 @@ def test_smuggling_mitigation_for_exim_before_4_97_1(effective):
     assert "chunking_advertise_hosts =" in main
     assert "pipelining_connect_advertise_hosts =" in main
     acl = exim.render_acl(effective)
-    predata = acl[acl.index("acl_mailsec_predata:"):].split("\n\n", maxsplit=1)[0]
+    predata = acl[acl.index("acl_mailsec_predata:") :].split("\n\n", maxsplit=1)[0]
     # It must accept: its job is the synchronization check Exim runs after it, not a verdict.
-    assert [line.strip() for line in predata.splitlines() if not line.strip().startswith("#")] == \
-        ["acl_mailsec_predata:", "accept"]
+    assert [line.strip() for line in predata.splitlines() if not line.strip().startswith("#")] == ["acl_mailsec_predata:", "accept"]
 
 
 def test_acl_checks_never_relay_before_every_grant_and_ends_with_deny():
     acl = exim.render_acl(MX_SUBMISSION)
-    rcpt = acl[acl.index("acl_mailsec_rcpt:"):]
+    rcpt = acl[acl.index("acl_mailsec_rcpt:") :]
     never = rcpt.index("hosts = +mailsec_never_relay_hosts")
     grants = [rcpt.index("authenticated = *\n          control"), rcpt.index("hosts = +mailsec_relay_smtp")]
     assert all(never < grant for grant in grants)
@@ -167,7 +173,7 @@ def test_connect_lists_become_connect_acl():
     policy = copy.deepcopy(MX_SUBMISSION)
     policy["listeners"][0]["connect_deny"] = ["203.0.113.200/29"]
     acl = exim.render_acl(policy)
-    connect = acl[acl.index("acl_mailsec_connect:"):acl.index("acl_mailsec_mail:")]
+    connect = acl[acl.index("acl_mailsec_connect:") : acl.index("acl_mailsec_mail:")]
     assert "hosts = +mailsec_connect_deny_smtp" in connect
 
 
@@ -250,8 +256,7 @@ def test_bh_verdicts():
 
 
 def test_bh_command_simulates_auth():
-    check = {"client": "203.0.113.61", "interface": "203.0.113.20", "port": 587, "recipient": "x@example.net",
-             "authenticated": True}
+    check = {"client": "203.0.113.61", "interface": "203.0.113.20", "port": 587, "recipient": "x@example.net", "authenticated": True}
     argv = exim.bh_command("exim4", "/tmp/c", check)
     assert argv[:6] == ["exim4", "-C", "/tmp/c", "-bh", "203.0.113.61", "-oMi"]
     assert argv[6] == "203.0.113.20.587"
@@ -298,8 +303,7 @@ CHECK = {"client": "203.0.113.254", "interface": "203.0.113.20", "port": 25, "re
 
 def make(root, run, content="ours\n", checks=(CHECK,)):
     path = os.path.join(root, "conf.d/main/000_mailsec_relay")
-    return path, exim.EximConfig(run, {path: {"content": content}}, checks, exim="exim4", root=root,
-                                 pid_file=os.path.join(root, "nopid"))
+    return path, exim.EximConfig(run, {path: {"content": content}}, checks, exim="exim4", root=root, pid_file=os.path.join(root, "nopid"))
 
 
 def test_cycle_installs_after_checks_pass(root):
@@ -355,6 +359,7 @@ def test_answers_counts_any_smtp_reply_and_reports_what_never_answered(tmp_path)
     # is back (its connect ACL may refuse the confirm address with 554).
     import socket
     import threading
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -367,8 +372,7 @@ def test_answers_counts_any_smtp_reply_and_reports_what_never_answered(tmp_path)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    config = exim.EximConfig(None, {}, root=str(tmp_path), confirm=("127.0.0.1", server.getsockname()[1]),
-                             confirm_timeout=2)
+    config = exim.EximConfig(None, {}, root=str(tmp_path), confirm=("127.0.0.1", server.getsockname()[1]), confirm_timeout=2)
     assert config.answers() == (True, "554 5.7.1 Connection refused by policy")
     thread.join(5)
     # Nothing listens there any more: refused until the deadline, with the last error.

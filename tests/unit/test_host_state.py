@@ -20,8 +20,7 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "module_
 
 
 def read_state(spec):
-    proc = subprocess.run([sys.executable, SCRIPT, json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=True)
+    proc = subprocess.run([sys.executable, SCRIPT, json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=True)
     return json.loads(proc.stdout)
 
 
@@ -29,9 +28,17 @@ def test_files_and_commands(tmp_path):
     present = tmp_path / "main.cf"
     present.write_text("a = b\nc = d\n")
     present.chmod(0o640)
-    state = read_state({"files": [str(present), str(tmp_path / "missing")],
-                        "commands": {"ok": ["true"], "down": ["false"], "absent": [str(tmp_path / "no-such-binary")],
-                                     "version": [sys.executable, "-c", "print(' 3.7.11 ')"]}})
+    state = read_state(
+        {
+            "files": [str(present), str(tmp_path / "missing")],
+            "commands": {
+                "ok": ["true"],
+                "down": ["false"],
+                "absent": [str(tmp_path / "no-such-binary")],
+                "version": [sys.executable, "-c", "print(' 3.7.11 ')"],
+            },
+        }
+    )
     info = state["files"][str(present)]
     assert info["exists"] and info["mode"] == "0640" and info["lines"] == 2
     assert info["sha1"] == hashlib.sha1(b"a = b\nc = d\n").hexdigest()
@@ -60,17 +67,22 @@ def _load():
     return host_state
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n',
-     {"distribution": "Debian", "major_version": "12", "family": "Debian", "codename": None}),
-    ('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n',
-     {"distribution": "Debian", "major_version": "13", "family": "Debian", "codename": "trixie"}),
-    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n',
-     {"distribution": "Ubuntu", "major_version": "24", "family": "Debian", "codename": None}),
-    ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n',
-     {"distribution": "Rocky", "major_version": "9", "family": "RedHat", "codename": None}),
-    ('ID=alpine\nVERSION_ID=3.20.1\n', {"distribution": "Alpine", "major_version": "3", "family": "Alpine", "codename": None}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n',
+            {"distribution": "Debian", "major_version": "12", "family": "Debian", "codename": None},
+        ),
+        (
+            'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n',
+            {"distribution": "Debian", "major_version": "13", "family": "Debian", "codename": "trixie"},
+        ),
+        ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n', {"distribution": "Ubuntu", "major_version": "24", "family": "Debian", "codename": None}),
+        ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n', {"distribution": "Rocky", "major_version": "9", "family": "RedHat", "codename": None}),
+        ("ID=alpine\nVERSION_ID=3.20.1\n", {"distribution": "Alpine", "major_version": "3", "family": "Alpine", "codename": None}),
+    ],
+)
 def test_os_release_names_the_platform_as_facts_would(tmp_path, text, expected):
     path = tmp_path / "os-release"
     path.write_text(text)
@@ -93,9 +105,9 @@ def test_default_ipv4_without_default_route_is_none(tmp_path):
 def test_default_ipv4_takes_the_lowest_metric_default_route(tmp_path):
     # "lo" always has 127.0.0.1, so the interface lookup is real without touching the host's routes.
     table = tmp_path / "route"
-    table.write_text(ROUTE_HEADER
-                     + "nosuch0\t00000000\t010264C6\t0003\t0\t0\t200\t00000000\t0\t0\t0\n"
-                     + "lo\t00000000\t010264C6\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
+    table.write_text(
+        ROUTE_HEADER + "nosuch0\t00000000\t010264C6\t0003\t0\t0\t200\t00000000\t0\t0\t0\n" + "lo\t00000000\t010264C6\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+    )
     assert _load().default_ipv4(str(table)) == "127.0.0.1"
     table.write_text(ROUTE_HEADER + "nosuch0\t00000000\t010264C6\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
     assert _load().default_ipv4(str(table)) is None
@@ -104,7 +116,7 @@ def test_default_ipv4_takes_the_lowest_metric_default_route(tmp_path):
 def test_read_reports_os_and_default_address():
     state = read_state({})
     assert set(state) == {"packages", "files", "commands", "os", "default_ipv4", "versions"}
-    assert state["os"]["family"]   # this machine has an /etc/os-release
+    assert state["os"]["family"]  # this machine has an /etc/os-release
 
 
 def test_action_sends_the_reader_inline_in_one_command(monkeypatch):
@@ -127,8 +139,7 @@ def test_action_sends_the_reader_inline_in_one_command(monkeypatch):
         sent.append(command)
         argv = shlex.split(command)
         # Run what would run on the host, here: proves the inline source is a working script.
-        proc = subprocess.run([sys.executable] + argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
+        proc = subprocess.run([sys.executable] + argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
         return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
     plugin._low_level_execute_command = execute
@@ -162,14 +173,23 @@ def _fake_bin(directory, name, output):
 
 
 # Outputs as the stock Debian 12 and 13 packages print them.
-@pytest.mark.parametrize("fakes, expected", [
-    ({"postconf": "3.7.11", "exim4": "Exim version 4.96 #2 built 21-Sep-2024 12:00:00\nCopyright (c) University of Cambridge",
-      "dovecot": "2.3.19.1 (9b53102964)"},
-     {"postfix": "3.7.11", "exim": "4.96", "dovecot": "2.3.19.1"}),
-    ({"postconf": "3.10.5", "exim4": "Exim version 4.98.2 #2 built 12-Jul-2025 10:00:00",
-      "dovecot": "2.4.1-4 (7d8c0e5759)"},
-     {"postfix": "3.10.5", "exim": "4.98.2", "dovecot": "2.4.1"}),
-])
+@pytest.mark.parametrize(
+    "fakes, expected",
+    [
+        (
+            {
+                "postconf": "3.7.11",
+                "exim4": "Exim version 4.96 #2 built 21-Sep-2024 12:00:00\nCopyright (c) University of Cambridge",
+                "dovecot": "2.3.19.1 (9b53102964)",
+            },
+            {"postfix": "3.7.11", "exim": "4.96", "dovecot": "2.3.19.1"},
+        ),
+        (
+            {"postconf": "3.10.5", "exim4": "Exim version 4.98.2 #2 built 12-Jul-2025 10:00:00", "dovecot": "2.4.1-4 (7d8c0e5759)"},
+            {"postfix": "3.10.5", "exim": "4.98.2", "dovecot": "2.4.1"},
+        ),
+    ],
+)
 def test_versions_are_read_from_the_daemons(tmp_path, monkeypatch, fakes, expected):
     for name, output in fakes.items():
         _fake_bin(tmp_path, name, output)
@@ -179,7 +199,7 @@ def test_versions_are_read_from_the_daemons(tmp_path, monkeypatch, fakes, expect
 
 
 def test_versions_of_missing_daemons_are_none(tmp_path, monkeypatch):
-    _fake_bin(tmp_path, "postconf", "postconf: fatal: no such thing")   # answers, but no version
+    _fake_bin(tmp_path, "postconf", "postconf: fatal: no such thing")  # answers, but no version
     monkeypatch.setenv("PATH", str(tmp_path))
     assert _load().read({"versions": ["postfix", "exim", "dovecot"]})["versions"] == {"postfix": None, "exim": None, "dovecot": None}
 

@@ -22,8 +22,8 @@ LAYERS = [
     {"grammar", "findings", "relay_rules", "compact", "host_state"},  # vocabulary and rules, no collection imports
     {"policy"},
     {"mta_common"},
-    {"postfix", "exim"},                          # renderers and appliers
-    {"postfix_readback", "exim_readback"},        # effective MTA config -> policy model
+    {"postfix", "exim"},  # renderers and appliers
+    {"postfix_readback", "exim_readback"},  # effective MTA config -> policy model
     {"drift", "verify_plan"},
     {"report"},
 ]
@@ -58,7 +58,7 @@ def imported(relname, path):
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".") if package else []
-                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 target = ".".join(base + ([node.module] if node.module else []))
                 names.extend("mu:" + (target + "." + alias.name if not node.module else target) for alias in node.names)
             else:
@@ -67,7 +67,7 @@ def imported(relname, path):
                     names.extend("mu:" + alias.name for alias in node.names)
                 else:
                     names.append(module)
-    return [("mu:" + name[len(PREFIX) + 1:]) if name.startswith(PREFIX + ".") else name for name in names]
+    return [("mu:" + name[len(PREFIX) + 1 :]) if name.startswith(PREFIX + ".") else name for name in names]
 
 
 def violations():
@@ -89,8 +89,9 @@ def violations():
                     if (relname, top) in KNOWN_LEAKS:
                         leaks_seen.add((relname, top))
                     else:
-                        found.append("%s (layer %d) imports %s (layer %d): a lower layer may not import a higher one"
-                                     % (relname, LAYER[relname], top, LAYER[top]))
+                        found.append(
+                            "%s (layer %d) imports %s (layer %d): a lower layer may not import a higher one" % (relname, LAYER[relname], top, LAYER[top])
+                        )
             elif name == "ansible" or name.startswith(("ansible.", "ansible_collections.mailsec.relay.plugins.")):
                 found.append("%s imports %s: module_utils stays free of Ansible and of plugins/modules, action" % (relname, name))
     return found, leaks_seen
@@ -111,12 +112,15 @@ def test_known_leaks_are_still_real():
     assert leaks == KNOWN_LEAKS, "fixed, remove from KNOWN_LEAKS: %s" % sorted(KNOWN_LEAKS - leaks)
 
 
-@pytest.mark.parametrize("relname,source,expected", [
-    ("grammar", "from ansible_collections.mailsec.relay.plugins.module_utils import policy\n", "mu:policy"),
-    ("smtp.engine", "from ..findings import finding_for\n", "mu:findings"),
-    ("smtp.engine", "from .client import SMTPClient\n", "mu:smtp.client"),
-    ("smtp.engine", "from . import client\n", "mu:smtp.client"),
-])
+@pytest.mark.parametrize(
+    "relname,source,expected",
+    [
+        ("grammar", "from ansible_collections.mailsec.relay.plugins.module_utils import policy\n", "mu:policy"),
+        ("smtp.engine", "from ..findings import finding_for\n", "mu:findings"),
+        ("smtp.engine", "from .client import SMTPClient\n", "mu:smtp.client"),
+        ("smtp.engine", "from . import client\n", "mu:smtp.client"),
+    ],
+)
 def test_import_reader_resolves_every_spelling(tmp_path, relname, source, expected):
     path = tmp_path / "m.py"
     path.write_text(source)

@@ -32,14 +32,20 @@ def server_tls(tmp_path_factory):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake.example.test")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     directory = tmp_path_factory.mktemp("tls")
     certfile, keyfile = directory / "cert.pem", directory / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(certfile), str(keyfile))
     return context
@@ -48,8 +54,16 @@ def server_tls(tmp_path_factory):
 class FakeListener:
     """Serves ``sessions`` connections one after the other, then stops; records the commands seen."""
 
-    def __init__(self, greeting=b"220 fake.example.test ESMTP\r\n", ehlo=EHLO_TLS, tls=None, implicit=False,
-                 starttls_reply=b"220 2.0.0 Ready to start TLS\r\n", sessions=1, start=True):
+    def __init__(
+        self,
+        greeting=b"220 fake.example.test ESMTP\r\n",
+        ehlo=EHLO_TLS,
+        tls=None,
+        implicit=False,
+        starttls_reply=b"220 2.0.0 Ready to start TLS\r\n",
+        sessions=1,
+        start=True,
+    ):
         self.greeting, self.ehlo, self.tls, self.implicit = greeting, ehlo, tls, implicit
         self.starttls_reply = starttls_reply
         self.commands = []
@@ -129,6 +143,7 @@ def closed_port():
 # read_reply
 # ---------------------------------------------------------------------------------------------
 
+
 class Lines:
     def __init__(self, data):
         self.lines = data.splitlines(True)
@@ -153,6 +168,7 @@ def test_read_reply_bare_code_and_errors():
 # ---------------------------------------------------------------------------------------------
 # greet
 # ---------------------------------------------------------------------------------------------
+
 
 def test_plain_greeting_then_quit():
     server = FakeListener()
@@ -221,6 +237,7 @@ def test_nothing_listening():
 # ---------------------------------------------------------------------------------------------
 # confirm_all
 # ---------------------------------------------------------------------------------------------
+
 
 class Clock:
     def __init__(self):

@@ -263,9 +263,7 @@ def test_enough_invalid_cases():
 
 def test_error_text_matches_the_documented_form():
     (error,) = errors_of({"mailsec_relay_networks": ["0.0.0.0/0"]}).errors
-    assert str(error) == (
-        "mailsec_relay_networks[0]: 0.0.0.0/0 would make this host an open relay. " "Fix: list only the networks of your own servers."
-    )
+    assert str(error) == ("mailsec_relay_networks[0]: 0.0.0.0/0 would make this host an open relay. Fix: list only the networks of your own servers.")
 
 
 def test_all_errors_are_collected_together():

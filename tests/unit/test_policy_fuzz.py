@@ -19,10 +19,69 @@ FUZZ = dict(deadline=None, derandomize=True, database=None, suppress_health_chec
 
 # Pieces of plausible and hostile input, so that values get past the first check often enough.
 FRAGMENTS = [
-    "198.51.100.", "203.0.113.", "10.", "0", "7", "48", "/", "24", "28", "32", "::ffff:", "::", "2001:db8:", "ffff", "[", "]", ":",
-    "٣", "²", "２", "\n", "\r\n", "\x00", "\t", " ", "${run{/bin/sh}}", "$", "{", "}", "example.test", ".", "-", "_", "xn--", "bücher",
-    "ÉCOLE", "\u200b", "/etc/ssl/", "..", "*", "!", "all", "mx", "submission", "starttls", "implicit", "required", "none", "dovecot",
-    "alice", "@", "smtp", "true", "yes", "25", "587", "465", "65536", "mx_submission", "relay_hub", "null_client", ".pem", ",",
+    "198.51.100.",
+    "203.0.113.",
+    "10.",
+    "0",
+    "7",
+    "48",
+    "/",
+    "24",
+    "28",
+    "32",
+    "::ffff:",
+    "::",
+    "2001:db8:",
+    "ffff",
+    "[",
+    "]",
+    ":",
+    "٣",
+    "²",
+    "２",
+    "\n",
+    "\r\n",
+    "\x00",
+    "\t",
+    " ",
+    "${run{/bin/sh}}",
+    "$",
+    "{",
+    "}",
+    "example.test",
+    ".",
+    "-",
+    "_",
+    "xn--",
+    "bücher",
+    "ÉCOLE",
+    "\u200b",
+    "/etc/ssl/",
+    "..",
+    "*",
+    "!",
+    "all",
+    "mx",
+    "submission",
+    "starttls",
+    "implicit",
+    "required",
+    "none",
+    "dovecot",
+    "alice",
+    "@",
+    "smtp",
+    "true",
+    "yes",
+    "25",
+    "587",
+    "465",
+    "65536",
+    "mx_submission",
+    "relay_hub",
+    "null_client",
+    ".pem",
+    ",",
 ]
 # Characters that break parsers: controls, separators, expansion syntax, non-ASCII digits, IDNA traps.
 CHARACTERS = list("abcxyzAZ0123456789./:-_@[]{}$*!, ") + ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "٣", "²", "２", "é", "ü", "\u200b", "．", "\ufeff"]
@@ -70,8 +129,10 @@ VALUE_FOR.update(
         "mailsec_relay_tls_selfsigned": st.booleans() | anything,
     }
 )
-names = st.sampled_from(sorted(policy.VARIABLES)) | st.sampled_from(["Mailsec_relay_networks", "mailsec-relay_networks"]) | text.map(
-    lambda suffix: policy.PREFIX + suffix
+names = (
+    st.sampled_from(sorted(policy.VARIABLES))
+    | st.sampled_from(["Mailsec_relay_networks", "mailsec-relay_networks"])
+    | text.map(lambda suffix: policy.PREFIX + suffix)
 )
 
 

@@ -20,8 +20,17 @@ NEVER = "check_client_access cidr:/etc/postfix/mailsec/relay_never.cidr"
 
 
 def listener(name, port, role, tls, relay=(), auth=False, address="*", allow=(), deny=()):
-    return {"name": name, "address": address, "port": port, "role": role, "tls": tls, "auth": auth,
-            "relay_networks": list(relay), "connect_allow": list(allow), "connect_deny": list(deny)}
+    return {
+        "name": name,
+        "address": address,
+        "port": port,
+        "role": role,
+        "tls": tls,
+        "auth": auth,
+        "relay_networks": list(relay),
+        "connect_allow": list(allow),
+        "connect_deny": list(deny),
+    }
 
 
 MX_SUBMISSION = {
@@ -87,12 +96,13 @@ def files(rendered):
 # Renderer
 # ---------------------------------------------------------------------------------------------
 
+
 def test_mx_submission_main_is_explicit_and_deny_first():
     main = pf.render_postfix(MX_SUBMISSION)["main"]
     assert main["compatibility_level"] == "3.6"
     assert main["mynetworks"] == "127.0.0.0/8 [::1]/128 198.51.100.48/28 [2001:db8:25::]/64"
     assert main["mynetworks_style"] == "host"
-    assert main["relay_domains"] == ""          # explicit, never Postfix's compat default
+    assert main["relay_domains"] == ""  # explicit, never Postfix's compat default
     assert main["mydestination"] == "$myhostname, localhost, example.test"
     assert main["smtpd_relay_restrictions"] == NEVER + ", permit_mynetworks, reject_unauth_destination"
     assert main["smtpd_sasl_auth_enable"] == "no"  # no AUTH on 25
@@ -112,7 +122,7 @@ def test_mx_submission_listeners():
     smtp = master["smtp"]["overrides"]
     assert smtp["smtpd_sasl_auth_enable"] == "no"
     assert smtp["smtpd_tls_security_level"] == "may"
-    assert "smtpd_relay_restrictions" not in smtp   # same networks as main: inherits mynetworks
+    assert "smtpd_relay_restrictions" not in smtp  # same networks as main: inherits mynetworks
     sub = master["submission"]["overrides"]
     assert sub["smtpd_tls_security_level"] == "encrypt"
     assert sub["smtpd_sasl_auth_enable"] == "yes"
@@ -130,14 +140,12 @@ def test_mx_submission_listeners():
 def test_submission_refuses_mail_without_auth_with_530():
     """RFC 6409 4.3: 530 5.7.0 from an access action in main.cf, not the 554 5.7.1 of a plain reject."""
     rendered = pf.render_postfix(MX_SUBMISSION)
-    assert rendered["main"]["mailsec_submission_auth_required"] == \
-        "check_sender_access static:{530 5.7.0 Authentication required}"
+    assert rendered["main"]["mailsec_submission_auth_required"] == "check_sender_access static:{530 5.7.0 Authentication required}"
     # Every override stays writable as a master.cf line (no braces there).
     for service in rendered["master"]:
         pf.format_master_entry(service)
     # A submission listener without AUTH refuses every MAIL the same way.
-    no_auth = policy(MX_SUBMISSION, listeners=[listener("smtp", 25, "mx", "starttls"),
-                                               listener("submission", 587, "submission", "required", auth=False)])
+    no_auth = policy(MX_SUBMISSION, listeners=[listener("smtp", 25, "mx", "starttls"), listener("submission", 587, "submission", "required", auth=False)])
     sub = services(pf.render_postfix(no_auth))["submission"]["overrides"]
     assert sub["smtpd_sender_restrictions"] == "$mailsec_submission_auth_required"
     # Without submission listeners the parameter is removed, not left behind.
@@ -175,10 +183,13 @@ def test_relay_hub_without_loopback_and_without_tls():
 
 
 def test_per_listener_relay_networks_get_their_own_table():
-    effective = policy(MX_SUBMISSION, listeners=[
-        listener("smtp", 25, "mx", "starttls", relay=[]),
-        listener("internal", 2525, "mx", "none", relay=["198.51.100.48/28"], address="198.51.100.10"),
-    ])
+    effective = policy(
+        MX_SUBMISSION,
+        listeners=[
+            listener("smtp", 25, "mx", "starttls", relay=[]),
+            listener("internal", 2525, "mx", "none", relay=["198.51.100.48/28"], address="198.51.100.10"),
+        ],
+    )
     rendered = pf.render_postfix(effective)
     master = services(rendered)
     # smtp relays only for loopback now: its own table, never first, no permit_mynetworks.
@@ -203,8 +214,8 @@ def test_connect_control_deny_before_allow():
     effective["listeners"][0].update(connect_allow=["198.51.100.0/24"], connect_deny=["198.51.100.66/32"])
     rendered = pf.render_postfix(effective)
     assert rendered["main"]["smtpd_client_restrictions"] == (
-        "check_client_access cidr:/etc/postfix/mailsec/connect_deny.cidr, "
-        "check_client_access cidr:/etc/postfix/mailsec/connect_allow.cidr, reject")
+        "check_client_access cidr:/etc/postfix/mailsec/connect_deny.cidr, check_client_access cidr:/etc/postfix/mailsec/connect_allow.cidr, reject"
+    )
     assert "smtpd_client_restrictions" not in services(rendered)["smtp"]["overrides"]
     assert "198.51.100.66/32 REJECT" in files(rendered)["/etc/postfix/mailsec/connect_deny.cidr"]["content"]
 
@@ -214,16 +225,15 @@ def test_listener_specific_connect_control():
     effective["listeners"][0]["connect_deny"] = ["198.51.100.66/32"]
     rendered = pf.render_postfix(effective)
     assert rendered["main"]["smtpd_client_restrictions"] == ""
-    assert services(rendered)["smtp"]["overrides"]["smtpd_client_restrictions"] == \
-        "check_client_access cidr:/etc/postfix/mailsec/connect_deny_smtp.cidr"
+    assert services(rendered)["smtp"]["overrides"]["smtpd_client_restrictions"] == "check_client_access cidr:/etc/postfix/mailsec/connect_deny_smtp.cidr"
 
 
 def test_client_names_only_when_present():
     assert "relay_clients" not in str(pf.render_postfix(RELAY_HUB))
     rendered = pf.render_postfix(policy(RELAY_HUB, client_names=["host.example.com", ".example.net"]))
     assert rendered["main"]["smtpd_relay_restrictions"] == (
-        NEVER + ", permit_mynetworks, check_client_access hash:/etc/postfix/mailsec/relay_clients, "
-        "reject_unauth_destination")
+        NEVER + ", permit_mynetworks, check_client_access hash:/etc/postfix/mailsec/relay_clients, reject_unauth_destination"
+    )
     table = files(rendered)["/etc/postfix/mailsec/relay_clients"]
     assert table["map_type"] == "hash" and "host.example.com OK\n.example.net OK\n" in table["content"]
     # Exact names: "example.net" must not silently match every subdomain.
@@ -243,10 +253,22 @@ def test_loopback_only_listeners():
     assert pf.render_postfix(RELAY_HUB)["main"]["inet_interfaces"] == "all"
 
 
-@pytest.mark.parametrize("version,expected", [
-    ("3.7.8", False), ("3.7.9", True), ("3.7.11", True), ("3.8.3", False), ("3.8.4", True),
-    ("3.6.13", True), ("3.5.22", False), ("3.9.0", True), ("3.10.1", True), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "version,expected",
+    [
+        ("3.7.8", False),
+        ("3.7.9", True),
+        ("3.7.11", True),
+        ("3.8.3", False),
+        ("3.8.4", True),
+        ("3.6.13", True),
+        ("3.5.22", False),
+        ("3.9.0", True),
+        ("3.10.1", True),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_bare_newline_version_gate(version, expected):
     assert pf.supports_forbid_bare_newline(version) is expected
     main = pf.render_postfix(RELAY_HUB, postfix_version=version or "0")["main"]
@@ -255,9 +277,16 @@ def test_bare_newline_version_gate(version, expected):
 
 # Debian 12 ships Postfix 3.7 (level 3.6), Debian 13 ships 3.10 (level 3.9 by default): pinning 3.6
 # on 3.10 would bring back older defaults. An explicit level still wins.
-@pytest.mark.parametrize("version,expected", [
-    ("3.7.11", "3.6"), ("3.8.6", "3.6"), ("3.9.0", "3.9"), ("3.10.13", "3.9"), ("4.0.1", "3.9"),
-])
+@pytest.mark.parametrize(
+    "version,expected",
+    [
+        ("3.7.11", "3.6"),
+        ("3.8.6", "3.6"),
+        ("3.9.0", "3.9"),
+        ("3.10.13", "3.9"),
+        ("4.0.1", "3.9"),
+    ],
+)
 def test_compatibility_level_follows_the_postfix_version(version, expected):
     assert pf.render_postfix(RELAY_HUB, postfix_version=version)["main"]["compatibility_level"] == expected
     assert pf.render_postfix(RELAY_HUB, postfix_version=version, compatibility_level="3.6")["main"]["compatibility_level"] == "3.6"
@@ -268,25 +297,29 @@ def test_extra_main_merges_last():
     assert main["maillog_file"] == "/var/log/mail.log" and main["relayhost"] == "[x]"
 
 
-networks = st.lists(st.sampled_from(["198.51.100.0/28", "198.51.100.64/26", "2001:db8:25::/64", "203.0.113.7/32"]),
-                    unique=True, max_size=3)
+networks = st.lists(st.sampled_from(["198.51.100.0/28", "198.51.100.64/26", "2001:db8:25::/64", "203.0.113.7/32"]), unique=True, max_size=3)
 
 
 @settings(max_examples=60, deadline=None)
 @given(relay=networks, never=networks, auth=st.booleans(), per_listener=networks)
 def test_no_rendered_policy_grants_before_the_never_table(relay, never, auth, per_listener):
-    effective = policy(MX_SUBMISSION, relay_networks=relay, never_relay_networks=never, listeners=[
-        listener("smtp", 25, "mx", "starttls", relay=relay),
-        listener("internal", 2525, "mx", "none", relay=per_listener),
-        listener("submission", 587, "submission", "required", auth=auth),
-    ])
+    effective = policy(
+        MX_SUBMISSION,
+        relay_networks=relay,
+        never_relay_networks=never,
+        listeners=[
+            listener("smtp", 25, "mx", "starttls", relay=relay),
+            listener("internal", 2525, "mx", "none", relay=per_listener),
+            listener("submission", 587, "submission", "required", auth=auth),
+        ],
+    )
     rendered = pf.render_postfix(effective)
     lists = [rendered["main"]["smtpd_relay_restrictions"]] + [
-        s["overrides"]["smtpd_relay_restrictions"] for s in rendered["master"]
-        if "smtpd_relay_restrictions" in s["overrides"]]
+        s["overrides"]["smtpd_relay_restrictions"] for s in rendered["master"] if "smtpd_relay_restrictions" in s["overrides"]
+    ]
     for value in lists:
         items = [item.strip() for item in value.split(",")]
-        assert items[0] == NEVER                           # deny before allow
+        assert items[0] == NEVER  # deny before allow
         assert items[-1] in ("reject_unauth_destination", "reject")
         assert "permit" not in items and "defer_unauth_destination" not in items
     sub = services(rendered)["submission"]["overrides"]
@@ -322,15 +355,13 @@ def test_parse_master():
     master = current_master()
     assert master[("pickup", "unix")]["wakeup"] == "60"
     assert master[("submission", "inet")]["command"] == "smtpd"
-    assert master[("submission", "inet")]["overrides"] == {
-        "smtpd_relay_restrictions": "permit_sasl_authenticated, reject", "syslog_name": "postfix/submission"}
+    assert master[("submission", "inet")]["overrides"] == {"smtpd_relay_restrictions": "permit_sasl_authenticated, reject", "syslog_name": "postfix/submission"}
     assert master[("[2001:db8::1]:2525", "inet")]["command"] == "smtpd -v"
     assert master[("[2001:db8::1]:2525", "inet")]["overrides"] == {"smtpd_tls_security_level": "none"}
 
 
 def test_parse_main_keeps_empty_values():
-    assert pf.parse_postconf_n("relay_domains =\nmynetworks = 127.0.0.0/8 [::1]/128\n") == {
-        "relay_domains": "", "mynetworks": "127.0.0.0/8 [::1]/128"}
+    assert pf.parse_postconf_n("relay_domains =\nmynetworks = 127.0.0.0/8 [::1]/128\n") == {"relay_domains": "", "mynetworks": "127.0.0.0/8 [::1]/128"}
 
 
 def test_split_master_args_keeps_braces_together():
@@ -365,9 +396,9 @@ def test_to_postconf_value():
 # The diff
 # ---------------------------------------------------------------------------------------------
 
+
 def test_no_change_when_equal_modulo_whitespace():
-    changes = pf.compute_changes({"mynetworks": "127.0.0.0/8  [::1]/128"}, {}, {},
-                                 {"mynetworks": "127.0.0.0/8 [::1]/128"}, [], [])
+    changes = pf.compute_changes({"mynetworks": "127.0.0.0/8  [::1]/128"}, {}, {}, {"mynetworks": "127.0.0.0/8 [::1]/128"}, [], [])
     assert not changes.changed
 
 
@@ -385,10 +416,18 @@ def test_empty_value_differs_from_absent():
 
 
 def desired_submission(**overrides):
-    base = {"name": "submission", "type": "inet", "private": "n", "unpriv": "-", "chroot": "y", "wakeup": "-",
-            "maxproc": "-", "command": "smtpd", "state": "present",
-            "overrides": {"syslog_name": "postfix/submission",
-                          "smtpd_relay_restrictions": "permit_sasl_authenticated, reject"}}
+    base = {
+        "name": "submission",
+        "type": "inet",
+        "private": "n",
+        "unpriv": "-",
+        "chroot": "y",
+        "wakeup": "-",
+        "maxproc": "-",
+        "command": "smtpd",
+        "state": "present",
+        "overrides": {"syslog_name": "postfix/submission", "smtpd_relay_restrictions": "permit_sasl_authenticated, reject"},
+    }
     base.update(overrides)
     return base
 
@@ -403,15 +442,22 @@ def test_master_overrides_are_exclusive():
     changes = pf.compute_changes({}, current_master(), {}, {}, [want], [])
     assert list(changes.master) == ["submission/inet"]
     label, line = changes.master_set[0]
-    assert "smtpd_relay_restrictions" not in line   # the stale override goes
+    assert "smtpd_relay_restrictions" not in line  # the stale override goes
 
 
 def test_master_field_change_and_absent():
-    changes = pf.compute_changes({}, current_master(), {}, {}, [
-        desired_submission(chroot="n"),
-        {"name": "pickup", "type": "unix", "state": "absent"},
-        {"name": "nonexistent", "type": "inet", "state": "absent"},
-    ], [])
+    changes = pf.compute_changes(
+        {},
+        current_master(),
+        {},
+        {},
+        [
+            desired_submission(chroot="n"),
+            {"name": "pickup", "type": "unix", "state": "absent"},
+            {"name": "nonexistent", "type": "inet", "state": "absent"},
+        ],
+        [],
+    )
     assert set(changes.master) == {"submission/inet", "pickup/unix"}
     assert changes.master_remove == ["pickup/unix"]
     assert changes.master["pickup/unix"][1] is None
@@ -424,10 +470,14 @@ def test_purge_removes_only_undeclared_inet_services_of_the_listed_commands():
 
 
 def test_files_content_mode_and_postmap():
-    spec = [{"path": "/etc/postfix/mailsec/t", "content": "a OK\n", "mode": "0644", "map_type": "hash"},
-            {"path": "/etc/postfix/mailsec/c.cidr", "content": "x\n", "mode": "0644", "map_type": "cidr"}]
-    current = {"/etc/postfix/mailsec/t": {"content": "a OK\n", "mode": 0o644, "db_fresh": False},
-               "/etc/postfix/mailsec/c.cidr": {"content": "x\n", "mode": 0o600, "db_fresh": False}}
+    spec = [
+        {"path": "/etc/postfix/mailsec/t", "content": "a OK\n", "mode": "0644", "map_type": "hash"},
+        {"path": "/etc/postfix/mailsec/c.cidr", "content": "x\n", "mode": "0644", "map_type": "cidr"},
+    ]
+    current = {
+        "/etc/postfix/mailsec/t": {"content": "a OK\n", "mode": 0o644, "db_fresh": False},
+        "/etc/postfix/mailsec/c.cidr": {"content": "x\n", "mode": 0o600, "db_fresh": False},
+    }
     changes = pf.compute_changes({}, {}, current, {}, [], spec)
     assert changes.files["/etc/postfix/mailsec/t"][2] == ["postmap"]
     assert changes.files["/etc/postfix/mailsec/c.cidr"][2] == ["mode"]
@@ -452,14 +502,14 @@ def test_rendered_policy_is_a_noop_against_its_own_readback():
     p_lines = ["%s/inet/%s = %s" % (s["name"], k, v) for s in rendered["master"] for k, v in s["overrides"].items()]
     pf.parse_postconf_P("\n".join(p_lines), current)
     current_files = {f["path"]: {"content": f["content"], "mode": 0o644, "db_fresh": True} for f in rendered["files"]}
-    changes = pf.compute_changes(current_main, current, current_files, rendered["main"], rendered["master"],
-                                 rendered["files"], purge_commands=["smtpd"])
+    changes = pf.compute_changes(current_main, current, current_files, rendered["main"], rendered["master"], rendered["files"], purge_commands=["smtpd"])
     assert not changes.changed, changes.summary()
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers of the applier that run without Postfix
 # ---------------------------------------------------------------------------------------------
+
 
 def test_run_with_tty_captures_stderr():
     rc, out = pf.run_with_tty(["/bin/sh", "-c", "echo 'postfix: fatal: bad thing' >&2; exit 3"])
@@ -478,6 +528,7 @@ def test_files_outside_config_dir_are_refused():
 def test_smtp_greets_against_a_fake_server():
     import socket
     import threading
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -505,6 +556,7 @@ def _one_session_server(reply, ehlo=None):
     """A listener on 127.0.0.1 for one session: greets with ``reply``, answers EHLO with ``ehlo``."""
     import socket
     import threading
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -534,15 +586,20 @@ def test_smtp_greets_requires_starttls_where_tls_is_configured():
 
 def test_confirm_names_every_listener_that_never_greeted(monkeypatch):
     import socket
+
     port, thread = _one_session_server(b"220 fake ESMTP\r\n")
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     dead_port = dead.getsockname()[1]
     applier = pf.PostfixApplier(run=None, confirm_timeout=0.3)
-    monkeypatch.setattr(applier, "listeners", lambda: [
-        ("smtp", "127.0.0.1", port, False, False),
-        ("submission", "127.0.0.1", dead_port, False, True),
-    ])
+    monkeypatch.setattr(
+        applier,
+        "listeners",
+        lambda: [
+            ("smtp", "127.0.0.1", port, False, False),
+            ("submission", "127.0.0.1", dead_port, False, True),
+        ],
+    )
     with pytest.raises(pf.PostfixError, match=r"listener check failed: 127\.0\.0\.1:%d " % dead_port) as info:
         applier.confirm()
     assert "127.0.0.1:%d " % port not in str(info.value)  # the one that greeted is not blamed

@@ -45,9 +45,19 @@ BROWNFIELD_MAIN = {
     "alias_maps": "hash:/etc/aliases",
 }
 
-SMTP = {"name": "smtp", "type": "inet", "private": "n", "unpriv": "-", "chroot": "y", "wakeup": "-", "maxproc": "-",
-        "command": "smtpd", "state": "present", "keep_front": True,
-        "overrides": {"syslog_name": "postfix/smtp", "smtpd_sasl_auth_enable": "no"}}
+SMTP = {
+    "name": "smtp",
+    "type": "inet",
+    "private": "n",
+    "unpriv": "-",
+    "chroot": "y",
+    "wakeup": "-",
+    "maxproc": "-",
+    "command": "smtpd",
+    "state": "present",
+    "keep_front": True,
+    "overrides": {"syslog_name": "postfix/smtp", "smtpd_sasl_auth_enable": "no"},
+}
 
 
 def brownfield():
@@ -55,8 +65,9 @@ def brownfield():
 
 
 def test_adopt_keeps_unowned_listeners_and_reports_them():
-    changes = pf.compute_changes(BROWNFIELD_MAIN, brownfield(), {}, {"mynetworks": "127.0.0.0/8"}, [SMTP], [],
-                                 purge_commands=["smtpd", "postscreen"], adopt=True, owned=None)
+    changes = pf.compute_changes(
+        BROWNFIELD_MAIN, brownfield(), {}, {"mynetworks": "127.0.0.0/8"}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True, owned=None
+    )
     assert changes.master_remove == []
     kept = "\n".join(changes.kept)
     assert "postscreen smtp inet in front of smtpd pass" in kept
@@ -65,14 +76,13 @@ def test_adopt_keeps_unowned_listeners_and_reports_them():
     assert "smtp scan unix (master.cf)" in kept
     assert "smtpd_milters = inet:127.0.0.1:8891 (main.cf)" in kept
     assert "virtual_mailbox_maps = hash:/etc/postfix/vmailbox (main.cf)" in kept
-    assert "pickup" not in kept          # stock services are not worth a line
-    assert "mynetworks" not in kept      # the policy sets it: a change, not a kept element
+    assert "pickup" not in kept  # stock services are not worth a line
+    assert "mynetworks" not in kept  # the policy sets it: a change, not a kept element
 
 
 def test_postscreen_front_stays_and_its_pass_service_gets_the_listener_settings():
-    changes = pf.compute_changes({}, brownfield(), {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"],
-                                 adopt=True)
-    assert "smtp/inet" not in changes.master            # the postscreen line is not rewritten
+    changes = pf.compute_changes({}, brownfield(), {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True)
+    assert "smtp/inet" not in changes.master  # the postscreen line is not rewritten
     label, line = changes.master_set[0]
     assert label == "smtpd/pass"
     assert line.startswith("smtpd pass - - y - - smtpd")
@@ -91,8 +101,7 @@ def test_without_adopt_overrides_stay_exclusive_and_purge_removes_all_unnamed():
 
 
 def test_adopt_removes_only_what_an_earlier_run_owns():
-    changes = pf.compute_changes({}, brownfield(), {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"],
-                                 adopt=True, owned={"smtp/inet", "2525/inet"})
+    changes = pf.compute_changes({}, brownfield(), {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True, owned={"smtp/inet", "2525/inet"})
     assert changes.master_remove == ["2525/inet"]
     assert "smtpd 127.0.0.1:10025 inet (master.cf)" in changes.kept
 
@@ -102,13 +111,17 @@ def test_adopted_host_is_idempotent():
     current = brownfield()
     first = pf.compute_changes({}, current, {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True)
     label, line = first.master_set[0]
-    after = pf.parse_postconf_M(BROWNFIELD_M.replace(
-        "smtpd      pass  -       -       y       -       -       smtpd -o content_filter=scan:[127.0.0.1]:10024 "
-        "-o smtpd_relay_restrictions=permit", line))
-    pf.parse_postconf_P(BROWNFIELD_P.replace("smtpd/pass/smtpd_relay_restrictions = permit\n", "")
-                        + "smtpd/pass/syslog_name = postfix/smtp\nsmtpd/pass/smtpd_sasl_auth_enable = no\n", after)
-    second = pf.compute_changes({}, after, {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True,
-                                owned={"smtp/inet"})
+    after = pf.parse_postconf_M(
+        BROWNFIELD_M.replace(
+            "smtpd      pass  -       -       y       -       -       smtpd -o content_filter=scan:[127.0.0.1]:10024 -o smtpd_relay_restrictions=permit", line
+        )
+    )
+    pf.parse_postconf_P(
+        BROWNFIELD_P.replace("smtpd/pass/smtpd_relay_restrictions = permit\n", "")
+        + "smtpd/pass/syslog_name = postfix/smtp\nsmtpd/pass/smtpd_sasl_auth_enable = no\n",
+        after,
+    )
+    second = pf.compute_changes({}, after, {}, {}, [SMTP], [], purge_commands=["smtpd", "postscreen"], adopt=True, owned={"smtp/inet"})
     assert not second.changed, second.summary()
 
 
@@ -138,6 +151,7 @@ def fake_postconf(main, m_text, p_text):
         if "-P" in cmd:
             return 0, p_text, ""
         return 1, "", "unexpected %s" % cmd
+
     return run
 
 
@@ -163,10 +177,11 @@ def test_plan_reads_and_rewrites_the_ownership_record(tmp_path):
 
 def test_postscreen_front_is_confirmed_with_its_pass_settings():
     main = {"smtpd_tls_security_level": "none", "inet_interfaces": "all"}
-    applier = pf.PostfixApplier(fake_postconf(main, BROWNFIELD_M, BROWNFIELD_P + "smtpd/pass/smtpd_tls_security_level = may\n"),
-                                config_dir="/nonexistent")
-    applier.read_state = lambda config_dir=None: (main, pf.parse_postconf_P(
-        BROWNFIELD_P + "smtpd/pass/smtpd_tls_security_level = may\n", pf.parse_postconf_M(BROWNFIELD_M)))
+    applier = pf.PostfixApplier(fake_postconf(main, BROWNFIELD_M, BROWNFIELD_P + "smtpd/pass/smtpd_tls_security_level = may\n"), config_dir="/nonexistent")
+    applier.read_state = lambda config_dir=None: (
+        main,
+        pf.parse_postconf_P(BROWNFIELD_P + "smtpd/pass/smtpd_tls_security_level = may\n", pf.parse_postconf_M(BROWNFIELD_M)),
+    )
     found = dict((item[0], item) for item in applier.listeners())
     assert found["smtp"] == ("smtp", "127.0.0.1", 25, False, True)
     assert found["127.0.0.1:10025"][1:3] == ("127.0.0.1", 10025)
@@ -175,7 +190,16 @@ def test_postscreen_front_is_confirmed_with_its_pass_settings():
 def test_empty_overrides_are_read_back_so_they_are_not_rewritten_every_run():
     services = pf.parse_postconf_P(BROWNFIELD_P, pf.parse_postconf_M(BROWNFIELD_M))
     assert services[("127.0.0.1:10025", "inet")]["overrides"]["content_filter"] == ""
-    want = {"name": "127.0.0.1:10025", "type": "inet", "private": "n", "unpriv": "-", "chroot": "n", "wakeup": "-",
-            "maxproc": "-", "command": "smtpd", "overrides": {"content_filter": "", "mynetworks": "127.0.0.0/8"}}
+    want = {
+        "name": "127.0.0.1:10025",
+        "type": "inet",
+        "private": "n",
+        "unpriv": "-",
+        "chroot": "n",
+        "wakeup": "-",
+        "maxproc": "-",
+        "command": "smtpd",
+        "overrides": {"content_filter": "", "mynetworks": "127.0.0.0/8"},
+    }
     changes = pf.compute_changes({}, services, {}, {}, [want], [])
     assert "127.0.0.1:10025/inet" not in changes.master

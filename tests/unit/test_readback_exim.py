@@ -57,8 +57,7 @@ def test_listener_endpoints_from_local_interfaces_and_ports():
     options = {"daemon_smtp_ports": "25 : 587", "local_interfaces": "<; ::0.25 ; 0.0.0.0.25 ; 198.51.100.7.587"}
     assert er.listener_endpoints(options) == [("*", 25), ("198.51.100.7", 587)]
     options = {"daemon_smtp_ports": "smtp : submission", "local_interfaces": "127.0.0.1 ; ::1"}
-    assert er.listener_endpoints(dict(options, local_interfaces="<; 127.0.0.1 ; ::1")) == [
-        ("127.0.0.1", 25), ("127.0.0.1", 587), ("::1", 25), ("::1", 587)]
+    assert er.listener_endpoints(dict(options, local_interfaces="<; 127.0.0.1 ; ::1")) == [("127.0.0.1", 25), ("127.0.0.1", 587), ("::1", 25), ("::1", 587)]
     assert er.listener_endpoints({"daemon_smtp_ports": "25"}) == [("*", 25)]
 
 
@@ -105,8 +104,7 @@ def test_list_drift_names_each_change():
 
 
 def test_be_input_assumes_tls_for_auth_only():
-    text = er.be_input({"tls_advertise_hosts": "${if def:tls_in_cipher{}{*}}",
-                        "auth_advertise_hosts": "${if def:tls_in_cipher{*}{}}"}, {})
+    text = er.be_input({"tls_advertise_hosts": "${if def:tls_in_cipher{}{*}}", "auth_advertise_hosts": "${if def:tls_in_cipher{*}{}}"}, {})
     assert "tls=${if def:tls_in_cipher{}{*}}" in text  # STARTTLS is offered before TLS
     assert "auth=${if eq{1}{1}{*}{}}" in text
 

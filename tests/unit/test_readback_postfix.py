@@ -120,13 +120,15 @@ def test_restriction_order_decides(restrictions, client, relays):
         "/t/never.cidr": "# comment\n198.51.100.7/32 reject_unauth_destination\n",
         "/t/allow.cidr": "203.0.113.77 DUNNO\n203.0.113.0/24 OK\n",
     }
-    grants, _never, _auth, _configured = pr.relay_semantics(
-        restrictions, "", drift.NetSet(["198.51.100.0/24"]), tables, False, [])
+    grants, _never, _auth, _configured = pr.relay_semantics(restrictions, "", drift.NetSet(["198.51.100.0/24"]), tables, False, [])
     assert grants.contains(client) is relays
 
 
 def test_authenticated_relay_needs_sasl_and_permit():
-    args = (drift.NetSet(), {}, )
+    args = (
+        drift.NetSet(),
+        {},
+    )
     assert pr.relay_semantics("permit_sasl_authenticated, reject", "", args[0], args[1], True, [])[2] is True
     assert pr.relay_semantics("permit_sasl_authenticated, reject", "", args[0], args[1], False, [])[2] is False
     assert pr.relay_semantics("reject, permit_sasl_authenticated", "", args[0], args[1], True, [])[2] is False
@@ -134,8 +136,7 @@ def test_authenticated_relay_needs_sasl_and_permit():
 
 def test_unreadable_table_is_a_note_not_a_silent_pass():
     notes = []
-    pr.relay_semantics("check_client_access cidr:/missing.cidr, permit_mynetworks, reject", "",
-                       drift.NetSet(), {"/missing.cidr": None}, False, notes)
+    pr.relay_semantics("check_client_access cidr:/missing.cidr, permit_mynetworks, reject", "", drift.NetSet(), {"/missing.cidr": None}, False, notes)
     assert any("could not be read" in note for note in notes)
 
 

@@ -15,26 +15,38 @@ NEVER = ["198.51.100.51/32", "2001:db8:1::5/128"]
 RELAY = ["198.51.100.48/28", "2001:db8:1::/64"]
 LOOP = ["127.0.0.0/8", "::1/128"]
 
-CLIENTS = ["198.51.100.49", "198.51.100.51", "198.51.100.99", "127.0.0.1", "::1", "2001:db8:1::7", "2001:db8:1::5",
-           "2001:db8:2::1", "203.0.113.9"]
+CLIENTS = ["198.51.100.49", "198.51.100.51", "198.51.100.99", "127.0.0.1", "::1", "2001:db8:1::7", "2001:db8:1::5", "2001:db8:2::1", "203.0.113.9"]
 
 
 def effective(never, loopback, relay):
-    return {"never_relay_networks": list(never), "loopback_networks": list(loopback), "relay_networks": list(relay),
-            "local_domains": ["example.test"], "relay_domains": [], "connect_allow": [], "connect_deny": [],
-            "auth_relay": True}
+    return {
+        "never_relay_networks": list(never),
+        "loopback_networks": list(loopback),
+        "relay_networks": list(relay),
+        "local_domains": ["example.test"],
+        "relay_domains": [],
+        "connect_allow": [],
+        "connect_deny": [],
+        "auth_relay": True,
+    }
 
 
 def listener(role, relay):
-    return {"name": role, "address": "*", "port": 25 if role == "mx" else 587, "role": role, "tls": "none",
-            "auth": role == "submission", "relay_networks": list(relay), "connect_allow": [], "connect_deny": []}
+    return {
+        "name": role,
+        "address": "*",
+        "port": 25 if role == "mx" else 587,
+        "role": role,
+        "tls": "none",
+        "auth": role == "submission",
+        "relay_networks": list(relay),
+        "connect_allow": [],
+        "connect_deny": [],
+    }
 
 
 AXES = (([], NEVER, ["0.0.0.0/0"]), ([], LOOP), ([], RELAY, ["::/0"]), ("mx", "submission"))
-GRID = [
-    (effective(never, loopback, relay), listener(role, relay if role == "mx" else []))
-    for never, loopback, relay, role in itertools.product(*AXES)
-]
+GRID = [(effective(never, loopback, relay), listener(role, relay if role == "mx" else [])) for never, loopback, relay, role in itertools.product(*AXES)]
 
 
 def reference(eff, lst, client):

@@ -92,15 +92,35 @@ def test_totals_and_status(rows):
     per_host, totals = report.summarize(rows, hosts=["mx4"])
     findings = totals.pop("findings")
     severities = totals.pop("severities")
-    assert totals == {"hosts": 4, "checks": 10, "status": "ERROR", "PASS": 4, "FAIL": 2, "WARN": 1, "INCONCLUSIVE": 1, "SKIP": 1, "ERROR": 1,
-                      "unverified_hosts": 0}
+    assert totals == {
+        "hosts": 4,
+        "checks": 10,
+        "status": "ERROR",
+        "PASS": 4,
+        "FAIL": 2,
+        "WARN": 1,
+        "INCONCLUSIVE": 1,
+        "SKIP": 1,
+        "ERROR": 1,
+        "unverified_hosts": 0,
+    }
     # Rows without a finding get the fallbacks: probe -> unclassified, drift -> config_drift, ERROR -> check_error.
     assert findings == {"check_error": 1, "config_drift": 1, "inconclusive": 1, "unclassified": 2}
     assert sum(severities.values()) == 5 and list(severities) == sorted(severities, key=report.finding_ids.rank)
     assert per_host["mx1"]["status"] == "FAIL" and per_host["mx1"]["checks"] == 4
     assert per_host["mx2"]["status"] == "FAIL"
-    assert per_host["mx4"] == {"checks": 0, "status": report.NO_CHECKS, "PASS": 0, "FAIL": 0, "WARN": 0, "INCONCLUSIVE": 0, "SKIP": 0, "ERROR": 0,
-                               "findings": {}, "severities": {}}
+    assert per_host["mx4"] == {
+        "checks": 0,
+        "status": report.NO_CHECKS,
+        "PASS": 0,
+        "FAIL": 0,
+        "WARN": 0,
+        "INCONCLUSIVE": 0,
+        "SKIP": 0,
+        "ERROR": 0,
+        "findings": {},
+        "severities": {},
+    }
     assert report.summarize([], [])[1]["status"] == report.NO_CHECKS
 
 
@@ -122,8 +142,7 @@ def test_junit_structure(rows):
     assert len(by_name) == 10
     failed = by_name[("mx1", "T11/P13 198.51.100.11:25 relay refused: T11")]
     failure = failed.find("failure")
-    assert failure is not None and failure.get("message") == (
-        "unclassified (high): relay refused: T11; expected refused, got 250 5.7.1 2.1.5 Ok (RCPT)")
+    assert failure is not None and failure.get("message") == ("unclassified (high): relay refused: T11; expected refused, got 250 5.7.1 2.1.5 Ok (RCPT)")
     assert failure.get("type") == "unclassified"
     assert "C: EHLO prober.mailsec.test" in failure.text
     assert by_name[("mx1", "T01 198.51.100.11:25 relay refused: T01")].find("failure") is None
@@ -227,15 +246,34 @@ def test_module_writes_then_is_idempotent_and_check_mode_writes_nothing(tmp_path
 # -- finding ids in every report --------------------------------------------------------------------
 
 FINDING_RESULTS = [
-    probe("mx1", "T11", "FAIL", case="P02", code=250, text="2.1.5 Ok", vantage="external",
-          finding="open_relay", severity="critical", reason="the canary received the relayed message"),
+    probe(
+        "mx1",
+        "T11",
+        "FAIL",
+        case="P02",
+        code=250,
+        text="2.1.5 Ok",
+        vantage="external",
+        finding="open_relay",
+        severity="critical",
+        reason="the canary received the relayed message",
+    ),
     probe("mx1", "T14", "WARN", port=587, vantage="external", finding="weak_tls", severity="low", reason="TLSv1.1 accepted"),
     probe("mx1", "T22", "FAIL", vantage="external", finding="unverified", severity="high", reason="T11 ended INCONCLUSIVE"),
     probe("mx2", "T22", "FAIL", vantage="external", finding="unverified", reason="P02 timed out twice"),
     probe("mx2", "T12", "WARN", vantage="external", finding="brand_new_id", reason="newer engine"),
     probe("mx3", "T11", "INCONCLUSIVE", vantage="external", code=None, text=None),
-    {"target": "mx3", "address": "198.51.100.13", "port": 25, "vantage": "external", "probe": "passed", "verdict": "PASS",
-     "count": 40, "probes": {"T01": 1, "T11": 39}, "title": "40 checks passed"},
+    {
+        "target": "mx3",
+        "address": "198.51.100.13",
+        "port": 25,
+        "vantage": "external",
+        "probe": "passed",
+        "verdict": "PASS",
+        "count": 40,
+        "probes": {"T01": 1, "T11": 39},
+        "title": "40 checks passed",
+    },
 ]
 
 
@@ -287,10 +325,12 @@ def test_json_junit_markdown_carry_findings():
 
 
 def test_drift_rows_fallback_and_own_finding():
-    rows = report.collect(findings=[
-        {"host": "h", "check": "mynetworks", "verdict": "WARN", "expected": 1, "actual": 2, "detail": "wider"},
-        {"host": "h", "check": "x", "verdict": "FAIL", "finding": "open_relay", "detail": "0/0 relays"},
-    ])
+    rows = report.collect(
+        findings=[
+            {"host": "h", "check": "mynetworks", "verdict": "WARN", "expected": 1, "actual": 2, "detail": "wider"},
+            {"host": "h", "check": "x", "verdict": "FAIL", "finding": "open_relay", "detail": "0/0 relays"},
+        ]
+    )
     assert (rows[0]["finding"], rows[0]["severity"], rows[0]["reason"]) == ("config_drift", "low", "wider")
     assert (rows[1]["finding"], rows[1]["severity"]) == ("open_relay", "critical")
 

@@ -90,8 +90,23 @@ def test_domains_become_a_labels(text, a_labels):
 
 @pytest.mark.parametrize(
     "text",
-    ["example.test\n", "a\n.example.test", "exa mple.test", "example..test", "-a.example", "a-.example", "a_b.example", "a" * 64 + ".example",
-     ".".join(["a" * 63] * 4) + ".example", "example.test$", "ex{a}mple.test", "1.2.3.4", "", "\u200b", "x\x00.test"],
+    [
+        "example.test\n",
+        "a\n.example.test",
+        "exa mple.test",
+        "example..test",
+        "-a.example",
+        "a-.example",
+        "a_b.example",
+        "a" * 64 + ".example",
+        ".".join(["a" * 63] * 4) + ".example",
+        "example.test$",
+        "ex{a}mple.test",
+        "1.2.3.4",
+        "",
+        "\u200b",
+        "x\x00.test",
+    ],
     ids=repr,
 )
 def test_domain_grammar_refuses(text):
@@ -250,15 +265,31 @@ def test_action_plugin_sees_near_miss_names(tmp_path):
         # Never templated: the action only reports the name.
         "MAILSEC_RELAY_SMARTHOST": "{{ undefined_variable_here }}",
     }
-    inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-                         "hosts": {"mx1.example.test": hostvars, "ok.example.test": {}}}}
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+            "hosts": {"mx1.example.test": hostvars, "ok.example.test": {}},
+        }
+    }
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump([{"name": "Policy", "hosts": "all", "gather_facts": False, "roles": ["mailsec.relay.policy"]}]))
     (tmp_path / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = False\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    run = subprocess.run([ansible_playbook, "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")], cwd=str(tmp_path), env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    run = subprocess.run(
+        [ansible_playbook, "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     output = run.stdout + run.stderr
     assert run.returncode != 0, output
     for name in hostvars:
@@ -297,9 +328,7 @@ def test_mapped_networks_are_judged_by_their_ipv4_meaning(network, problem):
 
 
 def test_broad_override_in_ipv4_covers_the_mapped_form():
-    effective = policy.build_policy(
-        {"mailsec_relay_networks": ["::ffff:10.0.0.0/104"], "mailsec_relay_allow_broad_networks": ["10.0.0.0/8"]}, "x"
-    )
+    effective = policy.build_policy({"mailsec_relay_networks": ["::ffff:10.0.0.0/104"], "mailsec_relay_allow_broad_networks": ["10.0.0.0/8"]}, "x")
     assert effective["relay_networks"] == ["10.0.0.0/8", "::ffff:10.0.0.0/104"]
     assert policy.relay_allowed(effective, effective["listeners"][0], "10.1.2.3")
 
@@ -385,8 +414,10 @@ HOSTILE = [
     ("relay_recipient_maps[0]", lambda e: e.update(relay_recipient_maps=["static:${run{x}}"])),
     ("milters[0]", lambda e: e.update(milters=["inet:127.0.0.1:8891 unix:/tmp/x"])),
     ("relay_recipients[0]", lambda e: e.update(relay_recipients=["a@r.example.test\n"])),
-    ("content_filter.next_hop", lambda e: e.update(content_filter={
-        "next_hop": "[127.0.0.1]:10024\n", "reinject_address": "127.0.0.1", "reinject_port": 10025})),
+    (
+        "content_filter.next_hop",
+        lambda e: e.update(content_filter={"next_hop": "[127.0.0.1]:10024\n", "reinject_address": "127.0.0.1", "reinject_port": 10025}),
+    ),
     ("sender_logins", lambda e: e.update(sender_logins={"a@example.test} {*": ["alice"]})),
 ]
 
@@ -427,8 +458,11 @@ def test_postfix_table_dir_option_is_checked_too():
 
 def test_mapped_deny_entries_also_list_their_ipv4_meaning():
     effective = policy.build_policy(
-        {"mailsec_relay_networks": ["198.51.100.32/28"], "mailsec_relay_never_networks": ["::ffff:198.51.100.40"],
-         "mailsec_relay_connect_deny": ["::ffff:203.0.113.0/120"]},
+        {
+            "mailsec_relay_networks": ["198.51.100.32/28"],
+            "mailsec_relay_never_networks": ["::ffff:198.51.100.40"],
+            "mailsec_relay_connect_deny": ["::ffff:203.0.113.0/120"],
+        },
         "x",
     )
     assert effective["never_relay_networks"] == ["198.51.100.40/32", "::ffff:198.51.100.40/128"]
@@ -453,8 +487,11 @@ def _is_public_by_ipset(net):
         IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS,
     )
 
-    hidden, exceptions = ((IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS) if net.version == 4
-                          else (IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS))
+    hidden, exceptions = (
+        (IPV4_NOT_GLOBALLY_REACHABLE, IPV4_NOT_GLOBALLY_REACHABLE_EXCEPTIONS)
+        if net.version == 4
+        else (IPV6_NOT_GLOBALLY_REACHABLE, IPV6_NOT_GLOBALLY_REACHABLE_EXCEPTIONS)
+    )
     whole = policy.netaddr.IPSet([net])
     return bool((whole - policy.netaddr.IPSet(hidden)) | (whole & policy.netaddr.IPSet(exceptions)))
 

@@ -54,8 +54,12 @@ def test_default_is_off_and_owners_are_still_computed():
 
 def test_owners_from_logins_and_aliases():
     effective = policy.build_policy(
-        variables(mailsec_relay_sender_aliases=[{"login": "alice", "addresses": ["Postmaster@EXAMPLE.test.", "sales@example.test"]},
-                                                {"login": "bob@example.test", "addresses": ["sales@example.test"]}]),
+        variables(
+            mailsec_relay_sender_aliases=[
+                {"login": "alice", "addresses": ["Postmaster@EXAMPLE.test.", "sales@example.test"]},
+                {"login": "bob@example.test", "addresses": ["sales@example.test"]},
+            ]
+        ),
         HOST,
     )
     assert effective["sender_logins"] == {
@@ -65,8 +69,7 @@ def test_owners_from_logins_and_aliases():
         "postmaster@example.test": ["alice"],
         "sales@example.test": ["alice", "bob@example.test"],
     }
-    assert dict((item["name"], item["sender_login_match"]) for item in effective["listeners"]) == {
-        "smtp": False, "submission": True, "submissions": True}
+    assert dict((item["name"], item["sender_login_match"]) for item in effective["listeners"]) == {"smtp": False, "submission": True, "submissions": True}
 
 
 def test_listener_key_overrides_the_global_default():
@@ -82,30 +85,55 @@ def test_listener_key_overrides_the_global_default():
 @pytest.mark.parametrize(
     "extra, variable, words",
     [
-        ({"mailsec_relay_listeners": [{"name": "smtp", "port": 25, "role": "mx", "sender_login_match": True},
-                                      {"name": "submission", "port": 587, "role": "submission"}]},
-         "mailsec_relay_listeners[0].sender_login_match", "mx listeners never offer AUTH"),
-        ({"mailsec_relay_listeners": [{"name": "submission", "port": 587, "role": "submission", "auth": False,
-                                       "sender_login_match": True}], "mailsec_relay_auth_relay": False},
-         "mailsec_relay_listeners[0].sender_login_match", "has no AUTH"),
-        ({"mailsec_relay_listeners": [{"name": "submission", "port": 587, "role": "submission", "sender_login_match": "maybe"}]},
-         "mailsec_relay_listeners[0].sender_login_match", "expected a boolean"),
+        (
+            {
+                "mailsec_relay_listeners": [
+                    {"name": "smtp", "port": 25, "role": "mx", "sender_login_match": True},
+                    {"name": "submission", "port": 587, "role": "submission"},
+                ]
+            },
+            "mailsec_relay_listeners[0].sender_login_match",
+            "mx listeners never offer AUTH",
+        ),
+        (
+            {
+                "mailsec_relay_listeners": [{"name": "submission", "port": 587, "role": "submission", "auth": False, "sender_login_match": True}],
+                "mailsec_relay_auth_relay": False,
+            },
+            "mailsec_relay_listeners[0].sender_login_match",
+            "has no AUTH",
+        ),
+        (
+            {"mailsec_relay_listeners": [{"name": "submission", "port": 587, "role": "submission", "sender_login_match": "maybe"}]},
+            "mailsec_relay_listeners[0].sender_login_match",
+            "expected a boolean",
+        ),
         ({"mailsec_relay_sender_login_match": "sometimes"}, "mailsec_relay_sender_login_match", "expected a boolean"),
         ({"mailsec_relay_sasl_users": []}, "mailsec_relay_sender_login_match", "no login owns any address"),
         ({"mailsec_relay_sender_aliases": "alice"}, "mailsec_relay_sender_aliases", "expected a list"),
         ({"mailsec_relay_sender_aliases": ["alice"]}, "mailsec_relay_sender_aliases[0]", "expected a mapping"),
-        ({"mailsec_relay_sender_aliases": [{"login": "al ice", "addresses": ["a@example.test"]}]},
-         "mailsec_relay_sender_aliases[0].login", "invalid login"),
-        ({"mailsec_relay_sender_aliases": [{"login": "alice", "adresses": ["a@example.test"]}]},
-         "mailsec_relay_sender_aliases[0].adresses", "did you mean addresses"),
-        ({"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": []}]},
-         "mailsec_relay_sender_aliases[0].addresses", "no addresses"),
-        ({"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["example.test"]}]},
-         "mailsec_relay_sender_aliases[0].addresses[0]", "not an address"),
-        ({"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["a${run{x}}@example.test"]}]},
-         "mailsec_relay_sender_aliases[0].addresses[0]", "cannot hold"),
-        ({"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["a@exa mple.test"]}]},
-         "mailsec_relay_sender_aliases[0].addresses[0]", "not a valid domain"),
+        ({"mailsec_relay_sender_aliases": [{"login": "al ice", "addresses": ["a@example.test"]}]}, "mailsec_relay_sender_aliases[0].login", "invalid login"),
+        (
+            {"mailsec_relay_sender_aliases": [{"login": "alice", "adresses": ["a@example.test"]}]},
+            "mailsec_relay_sender_aliases[0].adresses",
+            "did you mean addresses",
+        ),
+        ({"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": []}]}, "mailsec_relay_sender_aliases[0].addresses", "no addresses"),
+        (
+            {"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["example.test"]}]},
+            "mailsec_relay_sender_aliases[0].addresses[0]",
+            "not an address",
+        ),
+        (
+            {"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["a${run{x}}@example.test"]}]},
+            "mailsec_relay_sender_aliases[0].addresses[0]",
+            "cannot hold",
+        ),
+        (
+            {"mailsec_relay_sender_aliases": [{"login": "alice", "addresses": ["a@exa mple.test"]}]},
+            "mailsec_relay_sender_aliases[0].addresses[0]",
+            "not a valid domain",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(extra, variable, words):
@@ -152,8 +180,9 @@ def test_postfix_without_sender_identity_has_no_login_map():
 
 def test_postfix_readback_sees_the_check_only_with_a_map():
     assert pr.sender_login_match({"smtpd_sender_login_maps": "hash:/x", "smtpd_sender_restrictions": "reject_sender_login_mismatch"})
-    assert pr.sender_login_match({"smtpd_sender_login_maps": "hash:/x",
-                                  "smtpd_sender_restrictions": "reject_authenticated_sender_login_mismatch, permit_sasl_authenticated"})
+    assert pr.sender_login_match(
+        {"smtpd_sender_login_maps": "hash:/x", "smtpd_sender_restrictions": "reject_authenticated_sender_login_mismatch, permit_sasl_authenticated"}
+    )
     assert not pr.sender_login_match({"smtpd_sender_login_maps": "", "smtpd_sender_restrictions": "reject_sender_login_mismatch"})
     assert not pr.sender_login_match({"smtpd_sender_login_maps": "hash:/x", "smtpd_sender_restrictions": "permit_sasl_authenticated"})
 
@@ -235,8 +264,7 @@ def test_exim_readback_reads_sender_identity_from_bh_sessions():
     assert not [f for f in drift.compare(desired, enforced["policy"], "exim") if f["verdict"] == "FAIL" and "sender" in f["check"]]
 
     opened = er.interpret(_exim_raw_with_identity(desired, "250 OK"), desired)
-    fails = [f for f in drift.compare(desired, opened["policy"], "exim") + drift.spot_check_findings("exim", opened["spot_checks"])
-             if f["verdict"] == "FAIL"]
+    fails = [f for f in drift.compare(desired, opened["policy"], "exim") + drift.spot_check_findings("exim", opened["spot_checks"]) if f["verdict"] == "FAIL"]
     assert any(f["check"].endswith("sender_login_match") and "stolen login" in f["detail"] for f in fails)
     assert any(f["check"].startswith("spot ") and "another sender" in f["check"] for f in fails)
 
@@ -262,14 +290,20 @@ def test_verify_plan_turns_t10_on_where_the_policy_enforces_it():
     ports = dict((item["port"], item) for item in target["listeners"])
     assert ports[587]["sender_login_match"] is True and ports[465]["sender_login_match"] is True
     assert "sender_login_match" not in ports[25]
-    plain = verify_plan.build_target("mx1", policy.build_policy(variables(mailsec_relay_sender_login_match=False), HOST),
-                                     "198.51.100.100", ["198.51.100.10"], users)
+    plain = verify_plan.build_target(
+        "mx1", policy.build_policy(variables(mailsec_relay_sender_login_match=False), HOST), "198.51.100.100", ["198.51.100.10"], users
+    )
     assert all("sender_login_match" not in item for item in plain["listeners"])
 
 
 def test_owner_logins_are_lower_case_as_dovecot_reports_them():
-    effective = policy.build_policy(variables(mailsec_relay_sasl_users=[{"name": "Alice", "password": "pw"}],
-                                              mailsec_relay_sender_aliases=[{"login": "Carol@Example.test", "addresses": ["c@example.test"]}]), HOST)
+    effective = policy.build_policy(
+        variables(
+            mailsec_relay_sasl_users=[{"name": "Alice", "password": "pw"}],
+            mailsec_relay_sender_aliases=[{"login": "Carol@Example.test", "addresses": ["c@example.test"]}],
+        ),
+        HOST,
+    )
     assert effective["sender_logins"] == {
         "alice@example.test": ["alice"],
         "alice@mx1.example.test": ["alice"],

@@ -8,14 +8,24 @@ import pytest
 from ansible_collections.mailsec.relay.plugins.filter import verify  # noqa: E402
 
 HOSTVARS = {
-    "mx1": {"ansible_host": "198.51.100.11", "mailsec_relay_profile": "mx", "mailsec_relay_local_domains": ["example.test"],
-            "mailsec_relay_networks": ["198.51.100.48/28"], "mailsec_relay_hostname": "mx1.example.test",
-            "mailsec_relay_readback": {"policy": {"listeners": [{"address": "*", "port": 2525, "tls": "none"}]}},
-            "unrelated": "x"},
+    "mx1": {
+        "ansible_host": "198.51.100.11",
+        "mailsec_relay_profile": "mx",
+        "mailsec_relay_local_domains": ["example.test"],
+        "mailsec_relay_networks": ["198.51.100.48/28"],
+        "mailsec_relay_hostname": "mx1.example.test",
+        "mailsec_relay_readback": {"policy": {"listeners": [{"address": "*", "port": 2525, "tls": "none"}]}},
+        "unrelated": "x",
+    },
     "bad": {"ansible_host": "198.51.100.12", "mailsec_relay_profile": "mx_submision"},
-    "ex1": {"verify_addresses": ["198.51.100.20"], "verify_listeners": [{"port": 25}, {"port": 587}],
-            "verify_local_domains": ["example.com"], "verify_auth": {"username": "probe", "password": "pw"},
-            "verify_extra_ports": [2525], "mailsec_relay_profile": "ignored in verify-only mode"},
+    "ex1": {
+        "verify_addresses": ["198.51.100.20"],
+        "verify_listeners": [{"port": 25}, {"port": 587}],
+        "verify_local_domains": ["example.com"],
+        "verify_auth": {"username": "probe", "password": "pw"},
+        "verify_extra_ports": [2525],
+        "mailsec_relay_profile": "ignored in verify-only mode",
+    },
 }
 
 
@@ -47,10 +57,24 @@ def test_verify_only_errors_become_filter_errors():
 def test_digest_summary_gate_and_errors_in_one_pass():
     plan = verify.probe_targets(["mx1", "bad"], [{"name": "external"}], HOSTVARS)
     runs = [
-        {"item": {"vantage": {"name": "external"}}, "summary": {"targets": 1, "results": 2, "FAIL": 1, "seconds": 0.1},
-         "results": [{"target": "mx1", "address": "198.51.100.11", "port": 25, "probe": "T11", "case": "P02", "verdict": "FAIL",
-                      "finding": "open_relay", "severity": "critical", "reason": "canary arrived"},
-                     {"target": "mx1", "address": "198.51.100.11", "port": 25, "probe": "passed", "verdict": "PASS", "count": 40}]},
+        {
+            "item": {"vantage": {"name": "external"}},
+            "summary": {"targets": 1, "results": 2, "FAIL": 1, "seconds": 0.1},
+            "results": [
+                {
+                    "target": "mx1",
+                    "address": "198.51.100.11",
+                    "port": 25,
+                    "probe": "T11",
+                    "case": "P02",
+                    "verdict": "FAIL",
+                    "finding": "open_relay",
+                    "severity": "critical",
+                    "reason": "canary arrived",
+                },
+                {"target": "mx1", "address": "198.51.100.11", "port": 25, "probe": "passed", "verdict": "PASS", "count": 40},
+            ],
+        },
         {"item": {"item": {"vantage": {"name": "trusted"}}}, "failed": True, "msg": "source address not configured"},
     ]
     digest = verify.verify_digest(runs, ["mx1", "bad"], ["FAIL"], "fail", plan)

@@ -260,9 +260,7 @@ def test_test_mailbox_only_where_inbound_mail_is_accepted():
     denied = mx_submission(connect_deny=["198.51.100.100/32"])
     for entry in denied["listeners"]:
         entry["connect_deny"] = ["198.51.100.100/32"]
-    assert "test_mailbox" not in verify_plan.build_target(
-        "mx1", denied, "198.51.100.100", ADDRS, None, "postmaster@example.test"
-    )
+    assert "test_mailbox" not in verify_plan.build_target("mx1", denied, "198.51.100.100", ADDRS, None, "postmaster@example.test")
 
 
 def test_no_auth_without_users_or_password():
@@ -294,7 +292,12 @@ def test_plan_has_one_run_per_vantage():
     assert [run["vantage"]["name"] for run in plan] == ["external", "trusted", "never"]
     assert [t["name"] for t in plan[1]["targets"]] == ["mx1", "mx2"]
     assert [by_port(t)[25]["relay"] for run in plan for t in run["targets"]] == [
-        "refused", "refused", "allowed", "allowed", "refused", "refused",
+        "refused",
+        "refused",
+        "allowed",
+        "allowed",
+        "refused",
+        "refused",
     ]
 
 
@@ -433,9 +436,7 @@ def test_comparison_table():
         [{"vantage": "external", "results": [result("legacy1", "T11", "FAIL", case="P02"), result("mx1", "T11", "PASS")]}],
         ["legacy1", "mx1"],
     )
-    after = verify_plan.summarize(
-        [{"vantage": "external", "results": [result("legacy1", "T11", "PASS", case="P02", code=554)]}], ["legacy1"]
-    )
+    after = verify_plan.summarize([{"vantage": "external", "results": [result("legacy1", "T11", "PASS", case="P02", code=554)]}], ["legacy1"])
     table = verify_plan.comparison_table(before, after, {"legacy1": "Postfix", "mx1": "Postfix"}).splitlines()
     assert table[0].split("|")[0].strip() == "host"
     legacy = [line for line in table if line.startswith(" legacy1")][0]
@@ -447,10 +448,12 @@ def test_comparison_table():
 
 
 def test_run_lines():
-    lines = verify_plan.run_lines([
-        {"vantage": "external", "summary": {"targets": 4, "results": 10, "PASS": 9, "FAIL": 1, "WARN": 0, "seconds": 2.5}},
-        {"vantage": "v6", "summary": {}},
-    ])
+    lines = verify_plan.run_lines(
+        [
+            {"vantage": "external", "summary": {"targets": 4, "results": 10, "PASS": 9, "FAIL": 1, "WARN": 0, "seconds": 2.5}},
+            {"vantage": "v6", "summary": {}},
+        ]
+    )
     assert lines == ["external: 4 targets, 10 results in 2.5 s (PASS 9, FAIL 1)", "v6: ? targets, ? results in ? s (no results)"]
 
 
@@ -485,12 +488,14 @@ def test_lab_fleet_policy_gives_the_demo_relay_matrix(host):
 
     variables = lab_host_policy(host)
     effective = policy.build_policy(variables, host)
-    hosts = [{
-        "name": host,
-        "effective": effective,
-        "addresses": variables["verify_addresses"],
-        "sasl_users": variables.get("mailsec_relay_sasl_users"),
-    }]
+    hosts = [
+        {
+            "name": host,
+            "effective": effective,
+            "addresses": variables["verify_addresses"],
+            "sasl_users": variables.get("mailsec_relay_sasl_users"),
+        }
+    ]
     plan = dict((run["vantage"]["name"], run) for run in verify_plan.build_plan(hosts, variables["verify_vantages"]))
     relay_on_25 = dict((name, by_port(run["targets"][0])[25]["relay"]) for name, run in plan.items())
     assert relay_on_25 == {"external": "refused", "trusted": "allowed", "never": "refused", "external6": "refused"}
@@ -511,18 +516,24 @@ EXCHANGE = {
     "local_domains": ["example.test"],
     "trusted_networks": ["198.51.100.48/28"],
     "listeners": [
-        {"port": 25, "role": "mx", "tls": "starttls", "relay_networks": []},      # Default Frontend
-        {"port": 587, "role": "submission", "tls": "required"},                    # Client Frontend
-        {"port": 2525, "role": "mx", "tls": "none"},                               # anonymous relay connector
+        {"port": 25, "role": "mx", "tls": "starttls", "relay_networks": []},  # Default Frontend
+        {"port": 587, "role": "submission", "tls": "required"},  # Client Frontend
+        {"port": 2525, "role": "mx", "tls": "none"},  # anonymous relay connector
     ],
 }
 
 
 def test_verify_only_policy_gives_targets_without_hardening_variables():
-    hosts = [{"name": "ex1", "addresses": ["198.51.100.20"], "verify": EXCHANGE,
-              "auth": {"username": "probe@example.test", "password": "secret"}, "extra_ports": [26, 25, 2525]}]
-    plan = verify_plan.build_plan(hosts, [{"name": "external", "source_address": "198.51.100.100"},
-                                          {"name": "trusted", "source_address": "198.51.100.50"}])
+    hosts = [
+        {
+            "name": "ex1",
+            "addresses": ["198.51.100.20"],
+            "verify": EXCHANGE,
+            "auth": {"username": "probe@example.test", "password": "secret"},
+            "extra_ports": [26, 25, 2525],
+        }
+    ]
+    plan = verify_plan.build_plan(hosts, [{"name": "external", "source_address": "198.51.100.100"}, {"name": "trusted", "source_address": "198.51.100.50"}])
     external, trusted = plan[0]["targets"][0], plan[1]["targets"][0]
     assert external["hostname"] == "ex1.example.test" and external["local_domains"] == ["example.test"]
     expected = [(25, "starttls", "refused"), (587, "required", "refused"), (2525, "none", "refused")]
@@ -535,17 +546,20 @@ def test_verify_only_policy_gives_targets_without_hardening_variables():
     assert "password" not in str(verify_plan.redact_plan(plan)).replace("'password': '********'", "")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"listeners": []}, "verify_listeners: expected a non-empty list"),
-    ({"listeners": [{"port": 25, "role": "relay"}]}, "verify_listeners[0].role"),
-    ({"listeners": [{"port": 25, "tls": "yes"}]}, "verify_listeners[0].tls"),
-    ({"listeners": [{"port": 70000}]}, "verify_listeners[0].port"),
-    ({"listeners": [{"port": 25}, {"port": 25}]}, "listed twice"),
-    ({"listeners": [{"port": 587, "relay_networks": ["198.51.100.0/28"]}]}, "relays only after AUTH"),
-    ({"listeners": [{"port": 25, "tsl": "none"}]}, "unknown key(s) tsl"),
-    ({"listeners": [{"port": 25}], "trusted_networks": ["not-a-net"]}, "verify_trusted_networks"),
-    ({"listeners": [{"port": 25, "auth": "yes"}]}, "verify_listeners[0].auth"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"listeners": []}, "verify_listeners: expected a non-empty list"),
+        ({"listeners": [{"port": 25, "role": "relay"}]}, "verify_listeners[0].role"),
+        ({"listeners": [{"port": 25, "tls": "yes"}]}, "verify_listeners[0].tls"),
+        ({"listeners": [{"port": 70000}]}, "verify_listeners[0].port"),
+        ({"listeners": [{"port": 25}, {"port": 25}]}, "listed twice"),
+        ({"listeners": [{"port": 587, "relay_networks": ["198.51.100.0/28"]}]}, "relays only after AUTH"),
+        ({"listeners": [{"port": 25, "tsl": "none"}]}, "unknown key(s) tsl"),
+        ({"listeners": [{"port": 25}], "trusted_networks": ["not-a-net"]}, "verify_trusted_networks"),
+        ({"listeners": [{"port": 25, "auth": "yes"}]}, "verify_listeners[0].auth"),
+    ],
+)
 def test_verify_only_errors_name_the_variable(spec, message):
     with pytest.raises(verify_plan.VerifyPlanError) as error:
         verify_plan.verify_only_policy("ex1", spec)
@@ -555,7 +569,10 @@ def test_verify_only_errors_name_the_variable(spec, message):
 def test_verify_only_defaults_by_port():
     policy = verify_plan.verify_only_policy("h", {"listeners": [{"port": 25}, {"port": 465}, {"port": 587}]})
     assert [(lst["role"], lst["tls"], lst["auth"]) for lst in policy["listeners"]] == [
-        ("mx", "starttls", False), ("submission", "implicit", True), ("submission", "required", True)]
+        ("mx", "starttls", False),
+        ("submission", "implicit", True),
+        ("submission", "required", True),
+    ]
 
 
 def test_extra_ports_validated():
@@ -564,18 +581,24 @@ def test_extra_ports_validated():
     assert "extra_ports" not in verify_plan.build_target("mx1", mx_submission(), "198.51.100.100", ["198.51.100.11"], extra_ports=[25])
 
 
-READBACK = {"mta": "postfix", "policy": {"listeners": [
-    {"name": "smtp", "address": "*", "port": 25, "role": "mx", "tls": "starttls"},
-    {"name": "2525", "address": "*", "port": 2525, "role": "mx", "tls": "none"},
-    {"name": "10025", "address": "127.0.0.1", "port": 10025, "role": "mx", "tls": "none"},
-    {"name": "26", "address": "198.51.100.11", "port": 26, "role": "submission", "tls": "weird"},
-]}}
+READBACK = {
+    "mta": "postfix",
+    "policy": {
+        "listeners": [
+            {"name": "smtp", "address": "*", "port": 25, "role": "mx", "tls": "starttls"},
+            {"name": "2525", "address": "*", "port": 2525, "role": "mx", "tls": "none"},
+            {"name": "10025", "address": "127.0.0.1", "port": 10025, "role": "mx", "tls": "none"},
+            {"name": "26", "address": "198.51.100.11", "port": 26, "role": "submission", "tls": "weird"},
+        ]
+    },
+}
 
 
 def test_undeclared_readback_listeners_are_probed_with_mx_semantics():
     plan = verify_plan.build_plan(
         [{"name": "mx1", "effective": mx_submission(), "addresses": ["198.51.100.11"], "readback": READBACK}],
-        [{"name": "external", "source_address": "198.51.100.100"}, {"name": "trusted", "source_address": "198.51.100.50"}])
+        [{"name": "external", "source_address": "198.51.100.100"}, {"name": "trusted", "source_address": "198.51.100.50"}],
+    )
     external = plan[0]["targets"][0]["listeners"]
     assert [(lst["port"], lst["role"], lst["tls"], lst["relay"]) for lst in external[3:]] == [(2525, "mx", "none", "refused"), (26, "mx", "none", "refused")]
     assert plan[0]["undeclared"] == [{"name": "mx1", "ports": [2525, 26]}]
@@ -586,14 +609,19 @@ def test_undeclared_readback_listeners_are_probed_with_mx_semantics():
 
 
 def test_findings_status_and_gate():
-    runs = [{"vantage": "external", "results": [
-        result("mx1", "T11", "FAIL", case="P02", finding="open_relay", severity="critical", reason="canary arrived"),
-        result("mx1", "T01", "FAIL", finding="starttls_missing"),
-        result("mx2", "T22", "FAIL", finding="unverified", reason="T11 INCONCLUSIVE"),
-        result("mx3", "T22", "WARN", finding="unverified", reason="T11 INCONCLUSIVE"),
-        result("mx4", "T13", "INCONCLUSIVE"),
-        {"target": "mx4", "address": "198.51.100.14", "port": 25, "probe": "passed", "verdict": "PASS", "count": 30},
-    ]}]
+    runs = [
+        {
+            "vantage": "external",
+            "results": [
+                result("mx1", "T11", "FAIL", case="P02", finding="open_relay", severity="critical", reason="canary arrived"),
+                result("mx1", "T01", "FAIL", finding="starttls_missing"),
+                result("mx2", "T22", "FAIL", finding="unverified", reason="T11 INCONCLUSIVE"),
+                result("mx3", "T22", "WARN", finding="unverified", reason="T11 INCONCLUSIVE"),
+                result("mx4", "T13", "INCONCLUSIVE"),
+                {"target": "mx4", "address": "198.51.100.14", "port": 25, "probe": "passed", "verdict": "PASS", "count": 30},
+            ],
+        }
+    ]
     summary = verify_plan.summarize(runs, ["mx1", "mx2", "mx3", "mx4"])
     assert summary["mx1"]["status"] == "FAIL" and summary["mx1"]["findings"] == {"open_relay": 1, "starttls_missing": 1}
     assert summary["mx1"]["worst"].endswith("(open_relay)")  # by severity, not by probe order

@@ -23,9 +23,8 @@ def test_zoo_lists_servers_with_unique_addresses():
     entries = zoolib.servers()
     octets = [octet for _name, _image, octet in entries]
     assert len(set(octets)) == len(octets)
-    assert all(128 < int(octet) < 255 and octet != "130" for octet in octets)   # .130 is the prober
-    assert {"postfix-stock", "postfix-submission", "postfix-postscreen", "exim-stock", "exim-submission",
-            "opensmtpd", "sendmail"} <= set(NAMES)
+    assert all(128 < int(octet) < 255 and octet != "130" for octet in octets)  # .130 is the prober
+    assert {"postfix-stock", "postfix-submission", "postfix-postscreen", "exim-stock", "exim-submission", "opensmtpd", "sendmail"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -44,17 +43,30 @@ def test_truth_file_is_complete(name):
 
 
 def result(target, probe, verdict, finding=None, severity=None):
-    return {"target": target, "probe": probe, "case": None, "verdict": verdict, "finding": finding,
-            "severity": severity, "address": "198.51.100.140", "port": 25, "reason": ""}
+    return {
+        "target": target,
+        "probe": probe,
+        "case": None,
+        "verdict": verdict,
+        "finding": finding,
+        "severity": severity,
+        "address": "198.51.100.140",
+        "port": 25,
+        "reason": "",
+    }
 
 
 def test_finding_sets_compare_what_the_test_compares():
-    outcome = {"results": [
-        result("a", "T11", "PASS"), result("a", "T17", "SKIP"),
-        result("b", "T11", "FAIL", "open_relay", "critical"), result("b", "T12", "FAIL", "open_relay", "critical"),
-        result("b", "T16", "INCONCLUSIVE", "inconclusive", "info"),
-        result("c", "T18", "WARN"),
-    ]}
+    outcome = {
+        "results": [
+            result("a", "T11", "PASS"),
+            result("a", "T17", "SKIP"),
+            result("b", "T11", "FAIL", "open_relay", "critical"),
+            result("b", "T12", "FAIL", "open_relay", "critical"),
+            result("b", "T16", "INCONCLUSIVE", "inconclusive", "info"),
+            result("c", "T18", "WARN"),
+        ]
+    }
     table = zoolib.findings_by_server(outcome)
     assert table["a"]["compared"] == set()
     assert table["b"]["compared"] == {"open_relay"} and table["b"]["ignored"] == {"inconclusive"}

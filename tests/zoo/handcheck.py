@@ -20,8 +20,7 @@ import ssl
 import sys
 import time
 
-VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
-            "1.3": ssl.TLSVersion.TLSv1_3}
+VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def context(version):
@@ -29,7 +28,7 @@ def context(version):
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     if version:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")   # the local OpenSSL must be able to offer old versions
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # the local OpenSSL must be able to offer old versions
         ctx.minimum_version = ctx.maximum_version = VERSIONS[version]
     return ctx
 

@@ -27,11 +27,17 @@ def table(outcome, nmap):
     for name in zoolib.server_names():
         truth = sorted(zoolib.truth(name)["findings"])
         ours = sorted(found.get(name, {}).get("compared", set()))
-        verdicts = ["%s %s: %s" % (address, port, verdict)
-                    for (server, address, port), (verdict, _seconds) in sorted(nmap.items()) if server == name]
-        lines.append("| %s | %s | %s | %s | %s |" % (
-            name, ", ".join(truth) or "none", ", ".join(ours).replace("?", "unlabelled ") or "none",
-            "yes" if set(truth) == set(ours) else "**no**", "<br>".join(verdicts) or "no plaintext MX listener"))
+        verdicts = ["%s %s: %s" % (address, port, verdict) for (server, address, port), (verdict, _seconds) in sorted(nmap.items()) if server == name]
+        lines.append(
+            "| %s | %s | %s | %s | %s |"
+            % (
+                name,
+                ", ".join(truth) or "none",
+                ", ".join(ours).replace("?", "unlabelled ") or "none",
+                "yes" if set(truth) == set(ours) else "**no**",
+                "<br>".join(verdicts) or "no plaintext MX listener",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -46,21 +52,23 @@ def main():
     finally:
         if not args.keep_up:
             zoolib.zoo("down")
-    body = "\n".join([
-        BEGIN,
-        "Generated %s by `tests/zoo/render_table.py`: %d zoo servers (tests/zoo), verifier %.1f s wall, nmap %.1f s "
-        "wall (%d listener addresses, 4 at a time). *truth*: tests/zoo/&lt;server&gt;/truth.yml, established by hand; "
-        "*verifier*: finding ids of every non-PASS, non-SKIP result (\"unlabelled Txx:VERDICT\": a result without a "
-        "finding id); info findings (inconclusive, not required) are not listed." % (
-            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), len(zoolib.servers()), outcome["wall"], nmap_wall,
-            len(nmap)),
-        "",
-        table(outcome, nmap),
-        END])
+    body = "\n".join(
+        [
+            BEGIN,
+            "Generated %s by `tests/zoo/render_table.py`: %d zoo servers (tests/zoo), verifier %.1f s wall, nmap %.1f s "
+            "wall (%d listener addresses, 4 at a time). *truth*: tests/zoo/&lt;server&gt;/truth.yml, established by hand; "
+            '*verifier*: finding ids of every non-PASS, non-SKIP result ("unlabelled Txx:VERDICT": a result without a '
+            "finding id); info findings (inconclusive, not required) are not listed."
+            % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), len(zoolib.servers()), outcome["wall"], nmap_wall, len(nmap)),
+            "",
+            table(outcome, nmap),
+            END,
+        ]
+    )
     with open(DOC) as handle:
         text = handle.read()
     if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + body + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n## The zoo: foreign servers, ground truth, verifier and nmap\n\n" + body + "\n"
     with open(DOC, "w") as handle:

@@ -21,6 +21,7 @@ ZOO_NETS = ("198.51.100.128/25", "2001:db8:27::/64")
 
 def main():
     import ipaddress
+
     request = json.load(sys.stdin)
     nets = [ipaddress.ip_network(n) for n in ZOO_NETS]
     for target in request["targets"]:
@@ -30,8 +31,8 @@ def main():
                 raise SystemExit("%s would be reached from %s, not from the zoo network: refused" % (address, source))
     benchlib.import_paths()
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
-    params = {"vantage": "zoo", "transcripts": "failures",
-              "canary": {"domain": "canary.test", "spool": request["spool"], "wait": 10}}
+
+    params = {"vantage": "zoo", "transcripts": "failures", "canary": {"domain": "canary.test", "spool": request["spool"], "wait": 10}}
     params.update(request.get("params") or {})
     params["targets"] = request["targets"]
     outcome = engine.run(params)

@@ -66,31 +66,33 @@ def target(name, octet, spec=None):
 
 
 def prober_pid():
-    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", PROBER], capture_output=True, text=True,
-                          check=True, timeout=30).stdout.strip()
+    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", PROBER], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
 def canary_spool():
-    root = subprocess.run(["podman", "mount", PROBER], capture_output=True, text=True, check=True,
-                          timeout=30).stdout.strip()
+    root = subprocess.run(["podman", "mount", PROBER], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     return os.path.join(root, "var", "spool", "canary")
 
 
 def in_netns(argv, timeout):
     """Run argv (a host program) inside the zoo prober's network namespace."""
-    return subprocess.run(["nsenter", "-t", prober_pid(), "-n"] + list(argv), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(["nsenter", "-t", prober_pid(), "-n"] + list(argv), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def verify(names=None, params=None, timeout=600):
     """The verifier (engine.run) against the zoo from the prober's netns; returns its outcome dict
     plus ``wall`` (seconds, whole child process) and ``engine_seconds``."""
     chosen = [s for s in servers() if names is None or s[0] in names]
-    request = {"targets": [target(name, octet) for name, _image, octet in chosen],
-               "params": params or {}, "spool": canary_spool()}
+    request = {"targets": [target(name, octet) for name, _image, octet in chosen], "params": params or {}, "spool": canary_spool()}
     started = time.monotonic()
-    proc = subprocess.run(["nsenter", "-t", prober_pid(), "-n", sys.executable, os.path.join(ZOO_DIR, "run_verify.py")],
-                          input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        ["nsenter", "-t", prober_pid(), "-n", sys.executable, os.path.join(ZOO_DIR, "run_verify.py")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     wall = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError("run_verify.py failed (%d): %s" % (proc.returncode, proc.stderr[-3000:]))
@@ -133,13 +135,19 @@ def nmap_listeners(names=None):
     return rows
 
 
-NMAP_PATTERNS = (r"Server is an open relay \(\d+/16 tests\)", r"Server doesn't seem to be an open relay.*",
-                 r"Server isn't an open relay.*", r"Couldn't .*", r"smtp-open-relay: (.*)")
+NMAP_PATTERNS = (
+    r"Server is an open relay \(\d+/16 tests\)",
+    r"Server doesn't seem to be an open relay.*",
+    r"Server isn't an open relay.*",
+    r"Couldn't .*",
+    r"smtp-open-relay: (.*)",
+)
 
 
 def nmap_one(address, port, timeout=300):
     """nmap -n smtp-open-relay on one listener from the prober's netns: (verdict, seconds)."""
     import ipaddress
+
     family = ["-6"] if ipaddress.ip_address(address).version == 6 else []
     # smtp-open-relay runs on 25/465/587 or a port nmap identifies as SMTP: elsewhere (2525) it
     # needs service detection first.

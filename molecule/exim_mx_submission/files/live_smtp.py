@@ -6,6 +6,7 @@ Runs on the prober (which binds the vantage addresses). Independent of mailsec.r
 purpose: the scenario proves TLS, AUTH and relaying even without the verifier. Lab-only: talks
 only to the MTA address given and sends DATA only to the canary domain.
 """
+
 import json
 import smtplib
 import ssl

@@ -8,6 +8,7 @@ never sends DATA, and talks only to the MTA address given.
 Case: {id, port, source, tls: none|starttls|implicit, auth: bool, rcpt}.
 Result: {id, ehlo_auth, ehlo_starttls, auth, rcpt} (SMTP codes; 0 = step not reached).
 """
+
 import json
 import smtplib
 import ssl

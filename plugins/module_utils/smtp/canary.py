@@ -22,7 +22,7 @@ class CanaryWatcher:
         self.spool = spool
         self.poll = poll
         self.max_bytes = max_bytes
-        self.since = time.time() - 5      # files older than the run cannot hold this run's tokens
+        self.since = time.time() - 5  # files older than the run cannot hold this run's tokens
         self._seen = set()
         self._texts = []
         self._last_scan = 0.0
@@ -76,7 +76,7 @@ def received_client(message: str):
     for index, line in enumerate(lines):
         if line.lower().startswith("received:"):
             header = [line]
-            for folded in lines[index + 1:]:
+            for folded in lines[index + 1 :]:
                 if not folded[:1].isspace():
                     break
                 header.append(folded)

@@ -99,7 +99,7 @@ class _ResumingContext(ssl.SSLContext):
             session = slot.session
         try:
             return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-        except ValueError:   # a session of another context: full handshake
+        except ValueError:  # a session of another context: full handshake
             return super().wrap_bio(incoming, outgoing, server_side, server_hostname)
 
 
@@ -116,9 +116,24 @@ def make_tls_context(verify: bool = False) -> ssl.SSLContext:
 
 
 class SMTPClient:
-    def __init__(self, host, port, *, guard, ehlo_name="prober.mailsec.test", timeout=5.0,
-                 source_address=None, server_hostname=None, tls_context=None, transcript_limit=400,
-                 tls_slot=None, keep_transcript=True, pipeline_rset=True, connect_timeout=None, greeting_timeout=None):
+    def __init__(
+        self,
+        host,
+        port,
+        *,
+        guard,
+        ehlo_name="prober.mailsec.test",
+        timeout=5.0,
+        source_address=None,
+        server_hostname=None,
+        tls_context=None,
+        transcript_limit=400,
+        tls_slot=None,
+        keep_transcript=True,
+        pipeline_rset=True,
+        connect_timeout=None,
+        greeting_timeout=None,
+    ):
         self.host = str(host).strip("[]")
         self.port = int(port)
         self.guard = guard
@@ -131,7 +146,7 @@ class SMTPClient:
         self.source_address = source_address
         self.server_hostname = server_hostname
         self.tls_context = tls_context
-        self.tls_slot = tls_slot          # TLSSessionSlot shared by the connections to this listener
+        self.tls_slot = tls_slot  # TLSSessionSlot shared by the connections to this listener
         self.tls_resumed = False
         self.transcript = []
         # keep_transcript=False: nobody will read it (transcripts: none), so do not build it
@@ -145,14 +160,14 @@ class SMTPClient:
         self.extensions = {}
         self.client_seen = None
         self.usable = False
-        self.dirty = False            # a transaction was started: RSET before the next one
-        self.pending_rset = False     # RSET to be sent in the same write as the next command
-        self.pipeline_rset = pipeline_rset   # False: RSET always on its own (reference mode)
-        self.errors = 0               # 4xx/5xx replies (Postfix smtpd_soft_error_limit counts these)
-        self.syntax_errors = 0        # 500-504 (Exim smtp_max_synprot_errors counts these)
+        self.dirty = False  # a transaction was started: RSET before the next one
+        self.pending_rset = False  # RSET to be sent in the same write as the next command
+        self.pipeline_rset = pipeline_rset  # False: RSET always on its own (reference mode)
+        self.errors = 0  # 4xx/5xx replies (Postfix smtpd_soft_error_limit counts these)
+        self.syntax_errors = 0  # 500-504 (Exim smtp_max_synprot_errors counts these)
         self.plaintext_after_starttls = b""
         self.stage = "CONNECT"
-        self.quit_answered = False    # the server answered QUIT: it ends the TLS session itself
+        self.quit_answered = False  # the server answered QUIT: it ends the TLS session itself
         self.on_close = None
 
     # -- transcript -------------------------------------------------------------------------
@@ -174,9 +189,7 @@ class SMTPClient:
         local_addr = (self.source_address, 0) if self.source_address else None
         kwargs = {"limit": MAX_LINE, "family": family, "local_addr": local_addr}
         if implicit_tls:
-            kwargs.update(ssl=self.tls_context or make_tls_context(),
-                          server_hostname=self.server_hostname or "",
-                          ssl_handshake_timeout=self.timeout)
+            kwargs.update(ssl=self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "", ssl_handshake_timeout=self.timeout)
         limit = self.connect_timeout + (self.timeout if implicit_tls else 0)
         where = "%s port %d" % (self.host, self.port)
         origin = " from %s" % self.source_address if self.source_address else ""
@@ -231,7 +244,7 @@ class SMTPClient:
                     # nothing within 10 s). Ours is written by close(); waiting for theirs would only
                     # hold the connection slot, so drop the connection now.
                     writer.transport.abort()
-                async with asyncio.timeout(1.0):   # (no task per close, unlike wait_for)
+                async with asyncio.timeout(1.0):  # (no task per close, unlike wait_for)
                     await writer.wait_closed()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
                 pass
@@ -276,12 +289,12 @@ class SMTPClient:
         # lines of a multi-line or pipelined reply are usually in the buffer already.
         buffered = getattr(reader, "_buffer", None)
         deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
-        dropped = 0                   # lines past MAX_LINES - 1: read (bounded), not kept
+        dropped = 0  # lines past MAX_LINES - 1: read (bounded), not kept
         size = 0
         try:
             while True:
                 if buffered is not None and b"\n" in buffered:
-                    raw = await reader.readline()       # a whole line is buffered: returns at once
+                    raw = await reader.readline()  # a whole line is buffered: returns at once
                 else:
                     async with asyncio.timeout_at(deadline):
                         raw = await reader.readline()
@@ -369,8 +382,7 @@ class SMTPClient:
         if stage:
             stages[-1] = stage
         self.stage = stages[0]
-        await self._write("".join(line + "\r\n" for line, shown in lines).encode("utf-8"),
-                          [shown for line, shown in lines])
+        await self._write("".join(line + "\r\n" for line, shown in lines).encode("utf-8"), [shown for line, shown in lines])
         replies = []
         for this_stage in stages:
             self.stage = this_stage
@@ -379,7 +391,7 @@ class SMTPClient:
 
     async def _flush_rset(self) -> None:
         if self.pending_rset:
-            self.pending_rset = False     # (command() would otherwise put a second RSET before it)
+            self.pending_rset = False  # (command() would otherwise put a second RSET before it)
             await self.command("RSET")
             self.guard.recipients = []
 
@@ -417,15 +429,15 @@ class SMTPClient:
         buffered = getattr(self.reader, "_buffer", None)
         if buffered:
             self.plaintext_after_starttls = bytes(buffered)
-            self.log("*** %d bytes of plaintext after the 220: %s" % (
-                len(buffered), escape_bytes(self.plaintext_after_starttls)))
+            self.log("*** %d bytes of plaintext after the 220: %s" % (len(buffered), escape_bytes(self.plaintext_after_starttls)))
             buffered.clear()
         self.stage = "TLS"
         slot = _TLS_SLOT.set(self.tls_slot)
         try:
-            await asyncio.wait_for(self.writer.start_tls(
-                self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "",
-                ssl_handshake_timeout=self.timeout), self.timeout + 0.5)
+            await asyncio.wait_for(
+                self.writer.start_tls(self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "", ssl_handshake_timeout=self.timeout),
+                self.timeout + 0.5,
+            )
         except (asyncio.TimeoutError, TimeoutError):
             self.usable = False
             self.log("*** TLS handshake timed out")
@@ -437,7 +449,7 @@ class SMTPClient:
         finally:
             _TLS_SLOT.reset(slot)
         self._tls_established()
-        self.extensions = {}    # RFC 3207 4.2: forget what was learnt before TLS
+        self.extensions = {}  # RFC 3207 4.2: forget what was learnt before TLS
         return reply
 
     async def auth(self, mechanism: str, creds):
@@ -446,8 +458,7 @@ class SMTPClient:
         mechanism = mechanism.upper()
         wait = self.auth_timeout
         if mechanism == "PLAIN":
-            return await self.command("AUTH PLAIN " + creds.plain_token(), shown="AUTH PLAIN ****", stage="AUTH",
-                                      timeout=wait)
+            return await self.command("AUTH PLAIN " + creds.plain_token(), shown="AUTH PLAIN ****", stage="AUTH", timeout=wait)
         if mechanism == "LOGIN":
             reply = await self.command("AUTH LOGIN", stage="AUTH", timeout=wait)
             if reply.code == 334:
@@ -482,8 +493,7 @@ class SMTPClient:
         if not self.pipelining:
             mail = await self.command("MAIL FROM:" + sender, stage="MAIL")
             return mail, (await self.rcpt(recipient) if mail.code // 100 == 2 else None)
-        mail, rcpt = (await self.commands([("MAIL FROM:" + sender, None), ("RCPT TO:" + recipient, None)],
-                                          stage="RCPT"))[-2:]
+        mail, rcpt = (await self.commands([("MAIL FROM:" + sender, None), ("RCPT TO:" + recipient, None)], stage="RCPT"))[-2:]
         return mail, (rcpt if mail.code // 100 == 2 else None)
 
     async def rcpt(self, recipient: str):
@@ -520,13 +530,13 @@ class SMTPClient:
         and Exim 4.96 holds its 221 on a plaintext connection for 200 ms unless the client has
         closed its side (then it answers within 1 ms). TLS has no half-close of its own (close_notify
         closes both directions), so there the 221 is read as it comes (Exim answers at once there)."""
-        self.pending_rset = False     # the session ends: the RSET is moot
+        self.pending_rset = False  # the session ends: the RSET is moot
         if self.usable and self.writer is not None:
             try:
                 await self._write(b"QUIT\r\n", "QUIT")
                 transport = self.writer.transport
                 if not self.tls_active and transport.can_write_eof():
-                    transport.write_eof()     # after the QUIT bytes: the transport flushes them first
+                    transport.write_eof()  # after the QUIT bytes: the transport flushes them first
                 self.stage = "QUIT"
                 await self.read_reply(min(self.timeout, 1.0))
                 self.quit_answered = True

@@ -22,21 +22,36 @@ import re
 import secrets
 import time
 
+from ..findings import finding_for
 from .canary import CanaryWatcher, received_client
 from .client import ConnectFailed, ProtocolError, SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
-from ..findings import finding_for
-from .probes import (ALL_PROBES, DEFAULT_PROBES, FAIL, INCONCLUSIVE, PASS, REACHABLE, SKIP, WARN, Case, Outcome,
-                     build_cases, describe, greeting_cases, greeting_name, validate_extra_forms)
+from .integrity import UNVERIFIED_MODES, mask_secrets, unverified_results
+from .probes import (
+    ALL_PROBES,
+    DEFAULT_PROBES,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    REACHABLE,
+    SKIP,
+    WARN,
+    Case,
+    Outcome,
+    build_cases,
+    describe,
+    greeting_cases,
+    greeting_name,
+    validate_extra_forms,
+)
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
 from .tlsprobe import TLS_VERSIONS, build_tls_cases
-from .integrity import UNVERIFIED_MODES, mask_secrets, unverified_results
 
 VERDICTS = (PASS, FAIL, WARN, INCONCLUSIVE, SKIP)
 TRANSCRIPTS = ("failures", "all", "none")
 # Below this many listeners per process a worker process costs more (fork, result transfer)
 # than it saves: one listener's matrix is ~25 ms of prober CPU.
 LISTENERS_PER_PROCESS = 12
-FOREIGN_DOMAIN = "example.net"   # resolves publicly (RFC 2606), never receives DATA from us
+FOREIGN_DOMAIN = "example.net"  # resolves publicly (RFC 2606), never receives DATA from us
 
 
 class ConfigError(ValueError):
@@ -68,10 +83,12 @@ class Listener:
         self.relay = spec.get("relay") or "refused"
         self.auth_relay = bool(spec.get("auth_relay", self.role == "submission"))
         self.sender_login_match = bool(spec.get("sender_login_match", False))
-        self.extra = bool(spec.get("extra", False))    # from the target's extra_ports: probed when open
-        for name, value, allowed in (("role", self.role, ("mx", "submission")),
-                                     ("tls", self.tls, ("none", "starttls", "required", "implicit")),
-                                     ("relay", self.relay, ("refused", "allowed"))):
+        self.extra = bool(spec.get("extra", False))  # from the target's extra_ports: probed when open
+        for name, value, allowed in (
+            ("role", self.role, ("mx", "submission")),
+            ("tls", self.tls, ("none", "starttls", "required", "implicit")),
+            ("relay", self.relay, ("refused", "allowed")),
+        ):
             if value not in allowed:
                 raise ConfigError("%s: %s must be one of %s, not %r" % (where, name, ", ".join(allowed), value))
 
@@ -88,7 +105,7 @@ class Target:
         self.hostname = str(spec.get("hostname") or self.name).lower()
         self.local_domains = [str(d).lower() for d in (spec.get("local_domains") or [])]
         self.relay_domains = [str(d).lower() for d in (spec.get("relay_domains") or [])]
-        self.test_mailbox = (spec.get("test_mailbox") or None)
+        self.test_mailbox = spec.get("test_mailbox") or None
         # Addresses the host must refuse at RCPT (T23): unknown recipients where validation is on, blocked domains.
         self.refused_recipients = []
         for i, item in enumerate(spec.get("refused_recipients") or []):
@@ -183,10 +200,9 @@ def extra_listeners(ports, declared, where):
         if not 1 <= port <= 65535:
             raise ConfigError("%s.extra_ports[%d]: %d is not a port number (1-65535)" % (where, index, port))
         if port in taken:
-            continue          # declared already: judged by its declaration
+            continue  # declared already: judged by its declaration
         taken.add(port)
-        listeners.append(Listener({"port": port, "role": "mx", "tls": "none", "relay": "refused", "extra": True},
-                                  "%s.extra_ports[%d]" % (where, index)))
+        listeners.append(Listener({"port": port, "role": "mx", "tls": "none", "relay": "refused", "extra": True}, "%s.extra_ports[%d]" % (where, index)))
     return listeners
 
 
@@ -198,16 +214,16 @@ def literal(address):
 class ListenerState:
     def __init__(self, reuse=True):
         self.unreachable = None
-        self.session_errors = {}     # kind -> SessionError that will not change on a retry
-        self.tls_slot = TLSSessionSlot() if reuse else None   # later handshakes here resume the session
-        self.pipeline_rcpt = reuse   # MAIL+RCPT in one write, until this listener refuses a MAIL
-        self.clean_sender_refused = None   # the Reply when an unauthenticated clean MAIL was refused
-        self.refused = False         # the reachability check found no one listening (not just no greeting)
-        self.spare = None            # the greeted connection of the reachability check, for the first session
-        self.tls_first = None        # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
-        self.greeting_name = None    # the host name the greeting starts with (more trick forms)
-        self.ehlo_name = None        # ... and the one the first EHLO reply starts with
-        self.greeting_failures = 0   # cases that gave up at CONNECT/BANNER after their retries
+        self.session_errors = {}  # kind -> SessionError that will not change on a retry
+        self.tls_slot = TLSSessionSlot() if reuse else None  # later handshakes here resume the session
+        self.pipeline_rcpt = reuse  # MAIL+RCPT in one write, until this listener refuses a MAIL
+        self.clean_sender_refused = None  # the Reply when an unauthenticated clean MAIL was refused
+        self.refused = False  # the reachability check found no one listening (not just no greeting)
+        self.spare = None  # the greeted connection of the reachability check, for the first session
+        self.tls_first = None  # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS
+        self.greeting_name = None  # the host name the greeting starts with (more trick forms)
+        self.ehlo_name = None  # ... and the one the first EHLO reply starts with
+        self.greeting_failures = 0  # cases that gave up at CONNECT/BANNER after their retries
 
 
 class ProbeContext:
@@ -288,6 +304,7 @@ class ProbeContext:
             if self.canary.find(token, unless) is not None:
                 return FAIL, "the smuggled message (%s) reached the canary" % token, None
             return None
+
         return check
 
     # connections
@@ -296,12 +313,21 @@ class ProbeContext:
             # (a PROXY-protocol listener greets only after its header: T19/proxy still knocks)
             raise Unreachable(self.state.unreachable, "CONNECT")
         await self.runner.acquire(self.address)
-        client = SMTPClient(self.address, self.listener.port, guard=self.policy.guard(allow_local_mailbox),
-                            ehlo_name=self.opts.ehlo_name, timeout=self.opts.timeout, source_address=self.source,
-                            server_hostname=self.target.hostname, tls_context=tls_context or self.runner.tls_context,
-                            tls_slot=self.state.tls_slot if tls_context is None else None,
-                            keep_transcript=self.opts.transcripts != "none", pipeline_rset=self.opts.reuse,
-                            connect_timeout=self.opts.connect_timeout, greeting_timeout=self.opts.greeting_timeout)
+        client = SMTPClient(
+            self.address,
+            self.listener.port,
+            guard=self.policy.guard(allow_local_mailbox),
+            ehlo_name=self.opts.ehlo_name,
+            timeout=self.opts.timeout,
+            source_address=self.source,
+            server_hostname=self.target.hostname,
+            tls_context=tls_context or self.runner.tls_context,
+            tls_slot=self.state.tls_slot if tls_context is None else None,
+            keep_transcript=self.opts.transcripts != "none",
+            pipeline_rset=self.opts.reuse,
+            connect_timeout=self.opts.connect_timeout,
+            greeting_timeout=self.opts.greeting_timeout,
+        )
         client.on_close = lambda: self.runner.release(self.address)
         client.preamble_len = 0
         self.clients.append(client)
@@ -329,7 +355,7 @@ class ProbeContext:
             raise SessionError("plain", "no plaintext session on an implicit-TLS listener")
         client = None
         if self.state.spare is not None and not allow_local_mailbox:
-            client, self.state.spare = self.state.spare, None   # greeted by the reachability check
+            client, self.state.spare = self.state.spare, None  # greeted by the reachability check
             self.clients.append(client)
         if client is None or not client.usable:
             try:
@@ -350,19 +376,16 @@ class ProbeContext:
         if self.state.ehlo_name is None and reply.code // 100 == 2:
             self.state.ehlo_name = greeting_name(reply) or ""
         if reply.code // 100 != 2:
-            raise SessionError("ehlo", "EHLO/HELO refused: %d %s" % (reply.code, reply.text), reply,
-                               transient=reply.code // 100 == 4)
+            raise SessionError("ehlo", "EHLO/HELO refused: %d %s" % (reply.code, reply.text), reply, transient=reply.code // 100 == 4)
         if kind == "secure" and self.listener.tls in ("starttls", "required"):
             if "STARTTLS" not in client.extensions:
-                raise SessionError("no-starttls", "STARTTLS not offered (listener tls=%s)" % self.listener.tls,
-                                   client.ehlo_reply)
+                raise SessionError("no-starttls", "STARTTLS not offered (listener tls=%s)" % self.listener.tls, client.ehlo_reply)
             try:
                 reply = await client.starttls()
             except TLSFailed as exc:
                 raise SessionError("tls", str(exc))
             if reply.code != 220:
-                raise SessionError("starttls", "STARTTLS refused: %d %s" % (reply.code, reply.text), reply,
-                                   transient=reply.code // 100 == 4)
+                raise SessionError("starttls", "STARTTLS refused: %d %s" % (reply.code, reply.text), reply, transient=reply.code // 100 == 4)
             await client.ehlo()
         client.preamble_len = len(client.transcript)
         return client
@@ -389,11 +412,11 @@ async def refused_greeting_session(client):
     server that greets 554 and then relays is an open relay (issue 12), so it is probed."""
     banner = client.banner
     text = "greeting %d %s" % (banner.code, banner.text)
-    if banner.code != 421:            # 421: the server closes the channel (RFC 5321 3.8)
+    if banner.code != 421:  # 421: the server closes the channel (RFC 5321 3.8)
         try:
             reply = await client.ehlo()
         except ProtocolError:
-            raise                     # a broken reply is no refusal: the case is INCONCLUSIVE
+            raise  # a broken reply is no refusal: the case is INCONCLUSIVE
         except SMTPError as exc:
             client.usable = False
             reply = None
@@ -429,7 +452,7 @@ class AuthGate:
         self.idle_event = asyncio.Event()
         self.idle_event.set()
         self.wrong = 0
-        self.arrived = set()         # listeners whose wrong-password case is ready (or sends none)
+        self.arrived = set()  # listeners whose wrong-password case is ready (or sends none)
         self.together_event = asyncio.Event()
         self.wrong_password = "wrong-" + secrets.token_hex(6)
 
@@ -475,7 +498,7 @@ class Runner:
         self._global = None
         self._per_host = {}
         self._listener_jobs = 0
-        self._auth_gates = {}        # address -> AuthGate (wrong passwords wait for the real ones)
+        self._auth_gates = {}  # address -> AuthGate (wrong passwords wait for the real ones)
         self.secrets = []
         for target in targets:
             if target.auth is not None:
@@ -518,8 +541,7 @@ class Runner:
                     if source is not False:
                         credentials = [case.credentials for case in cases]
                         self.auth_gate(address).expect(credentials.count("real"), credentials.count("wrong"))
-                    jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else
-                                                   "no source address of this address family"))
+                    jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else "no source address of this address family"))
         await asyncio.gather(*jobs)
         for result, task in self._pending:
             found = await task
@@ -594,18 +616,18 @@ class Runner:
                 client = await run.connect(implicit_tls=implicit)
                 banner = client.banner
                 if banner.code // 100 == 4:
-                    outcome = Outcome(INCONCLUSIVE, "greeting %s" % describe(banner), banner, "BANNER",
-                                      transient=True)
+                    outcome = Outcome(INCONCLUSIVE, "greeting %s" % describe(banner), banner, "BANNER", transient=True)
                 else:
-                    outcome = Outcome(PASS, "greeting %s%s" % (describe(banner), (
-                        " (the cases judge the refusal)" if banner.code // 100 != 2 else "")), banner, "BANNER")
+                    outcome = Outcome(
+                        PASS, "greeting %s%s" % (describe(banner), (" (the cases judge the refusal)" if banner.code // 100 != 2 else "")), banner, "BANNER"
+                    )
             except TLSFailed as exc:
                 outcome = Outcome(INCONCLUSIVE, "connected, but the TLS handshake failed: %s" % exc, stage="TLS")
             except ProtocolError as exc:
                 outcome = Outcome(INCONCLUSIVE, "connected, but no valid greeting: %s" % exc, stage="BANNER")
             except ConnectFailed as exc:
                 outcome = Outcome(FAIL, "expected listener unreachable: %s" % exc, stage="CONNECT", transient=True)
-            except SMTPError as exc:      # timeout or close before the greeting
+            except SMTPError as exc:  # timeout or close before the greeting
                 outcome = Outcome(FAIL, "expected listener never greets: %s" % exc, stage="BANNER", transient=True)
             if outcome.transient and attempt < self.opts.retries:
                 if client is not None:
@@ -625,8 +647,9 @@ class Runner:
             outcome = Outcome(SKIP, "extra port %d is closed: %s" % (ctx.listener.port, outcome.text), stage="CONNECT")
         elif ctx.listener.extra and outcome.verdict == FAIL:
             # open, but no SMTP greeting: not shown to be an SMTP listener (no finding of its own)
-            outcome = Outcome(INCONCLUSIVE, "extra port %d takes connections but gives no SMTP greeting: %s" % (
-                ctx.listener.port, outcome.text), stage=outcome.stage)
+            outcome = Outcome(
+                INCONCLUSIVE, "extra port %d takes connections but gives no SMTP greeting: %s" % (ctx.listener.port, outcome.text), stage=outcome.stage
+            )
         if outcome.verdict == FAIL:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text
@@ -638,8 +661,7 @@ class Runner:
                 ctx.state.spare = client
             elif client is not None:
                 await client.close()
-        transcript = ([line for each in run.clients for line in each.transcript]
-                      if self._keeps_transcript(outcome) else [])
+        transcript = [line for each in run.clients for line in each.transcript] if self._keeps_transcript(outcome) else []
         self._record(ctx, reach, outcome, transcript, time.monotonic() - started, client)
 
     async def _run_cases(self, ctx, cases):
@@ -661,8 +683,9 @@ class Runner:
 
     def _needs_new_connection(self, client, case):
         # (a case that ends the session sends nothing after it that a syntax error could cut off)
-        return (not client.usable or client.errors + case.cost > self.opts.error_budget
-                or (client.syntax_errors >= 2 and case.cost > 0 and not case.ends_session))
+        return (
+            not client.usable or client.errors + case.cost > self.opts.error_budget or (client.syntax_errors >= 2 and case.cost > 0 and not case.ends_session)
+        )
 
     def _next_case(self, client, queue):
         """First fit: the first queued case the open connection can still afford (a cheaper one
@@ -685,7 +708,7 @@ class Runner:
                 del queue[first]
                 return case
         if queue[0].ends_session and len(queue) > 1:
-            queue.rotate(-1)         # a case that ends its session goes last
+            queue.rotate(-1)  # a case that ends its session goes last
         return queue.popleft()
 
     async def _worker(self, ctx, queue):
@@ -719,7 +742,7 @@ class Runner:
                                 await leftover.close()
                     source = client or failed_client
                     if source is not None and self._keeps_transcript(outcome):
-                        transcript = source.transcript[:source.preamble_len] + source.transcript[mark:]
+                        transcript = source.transcript[: source.preamble_len] + source.transcript[mark:]
                     if outcome.transient and attempt < self.opts.retries:
                         attempt += 1
                         if client is not None and not client.usable:
@@ -755,7 +778,7 @@ class Runner:
             if case.credentials == "real":
                 gate.done()
             elif case.credentials == "wrong":
-                gate.arrive(id(ctx.listener))   # (if it never got to send: the others need not wait)
+                gate.arrive(id(ctx.listener))  # (if it never got to send: the others need not wait)
 
     async def _run_own_attempts(self, ctx, case):
         started = time.monotonic()
@@ -804,8 +827,7 @@ class Runner:
     def _failure(self, ctx, case, exc):
         if isinstance(exc, SessionError):
             if exc.kind == "greeting" and not exc.transient:
-                return Outcome(case.greeting_refused, "listener refuses this client at the greeting: %s" % exc,
-                               exc.reply, "BANNER", tag="greeting_refused")
+                return Outcome(case.greeting_refused, "listener refuses this client at the greeting: %s" % exc, exc.reply, "BANNER", tag="greeting_refused")
             if exc.kind == "no-starttls":
                 return Outcome(case.no_tls, str(exc), exc.reply, "EHLO", tag="no_starttls")
             return Outcome(INCONCLUSIVE, str(exc), exc.reply, exc.kind.upper(), transient=exc.transient)
@@ -818,16 +840,25 @@ class Runner:
         raise exc
 
     def _record(self, ctx, case, outcome, transcript, duration, client):
-        reply = outcome.reply.as_dict(outcome.stage) if outcome.reply is not None else {
-            "code": None, "enhanced": None, "text": "", "stage": outcome.stage}
+        reply = outcome.reply.as_dict(outcome.stage) if outcome.reply is not None else {"code": None, "enhanced": None, "text": "", "stage": outcome.stage}
         result = {
-            "target": ctx.target.name, "address": ctx.address, "port": ctx.listener.port,
-            "probe": case.probe, "case": case.case, "title": case.title, "verdict": outcome.verdict,
-            "expected": case.expected, "reason": outcome.text, "reply": reply,
+            "target": ctx.target.name,
+            "address": ctx.address,
+            "port": ctx.listener.port,
+            "probe": case.probe,
+            "case": case.case,
+            "title": case.title,
+            "verdict": outcome.verdict,
+            "expected": case.expected,
+            "reason": outcome.text,
+            "reply": reply,
             "transcript": transcript[:80],
             "client_seen": outcome.client_seen or (client.client_seen if client is not None else None),
-            "duration": round(duration, 3), "vantage": self.opts.vantage, "source_address": ctx.source,
-            "_tag": outcome.tag, "_role": "extra" if ctx.listener.extra else ctx.listener.role,
+            "duration": round(duration, 3),
+            "vantage": self.opts.vantage,
+            "source_address": ctx.source,
+            "_tag": outcome.tag,
+            "_role": "extra" if ctx.listener.extra else ctx.listener.role,
         }
         self.results.append(result)
         if callable(outcome.pending):
@@ -864,17 +895,27 @@ class Runner:
             worst = min(parts, key=lambda r: rank[r["verdict"]])
             vantage = self.opts.vantage or "default"
             p02 = next((r for r in parts if r["probe"] == "T11"), worst)
-            self.results.append({
-                "target": name, "address": address, "port": port, "probe": "T20", "case": vantage,
-                "title": "vantage %s%s: relay decision" % (
-                    vantage, " (%s)" % p02["source_address"] if p02["source_address"] else ""),
-                "verdict": worst["verdict"], "expected": p02["expected"],
-                "reason": "; ".join("%s%s %s" % (r["probe"], "/" + r["case"] if r["case"] else "", r["verdict"])
-                                    for r in parts),
-                "reply": p02["reply"], "transcript": [], "client_seen": p02["client_seen"], "duration": 0.0,
-                "vantage": self.opts.vantage, "source_address": p02["source_address"],
-                "_from": worst, "_role": worst.get("_role"),
-            })
+            self.results.append(
+                {
+                    "target": name,
+                    "address": address,
+                    "port": port,
+                    "probe": "T20",
+                    "case": vantage,
+                    "title": "vantage %s%s: relay decision" % (vantage, " (%s)" % p02["source_address"] if p02["source_address"] else ""),
+                    "verdict": worst["verdict"],
+                    "expected": p02["expected"],
+                    "reason": "; ".join("%s%s %s" % (r["probe"], "/" + r["case"] if r["case"] else "", r["verdict"]) for r in parts),
+                    "reply": p02["reply"],
+                    "transcript": [],
+                    "client_seen": p02["client_seen"],
+                    "duration": 0.0,
+                    "vantage": self.opts.vantage,
+                    "source_address": p02["source_address"],
+                    "_from": worst,
+                    "_role": worst.get("_role"),
+                }
+            )
 
     def _classify(self):
         """``finding`` and ``severity`` on every non-PASS, non-SKIP result (findings.finding_for is
@@ -925,7 +966,7 @@ def worker_count(targets, opts):
     listeners = sum(len(target.addresses) * len(target.listeners) for target in targets)
     try:
         cpus = len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
+    except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     wanted = opts.workers or cpus
     return max(1, min(wanted, listeners // LISTENERS_PER_PROCESS, opts.concurrency, len(targets)))
@@ -935,13 +976,13 @@ def plan_shards(targets, count):
     """Split targets over ``count`` processes, keeping every target whole and targets that share
     an address in one process (``per_host`` is counted per process). Contiguous runs of targets,
     balanced by listeners; an empty list means "cannot split"."""
-    groups = []                          # lists of target indexes that must stay together
+    groups = []  # lists of target indexes that must stay together
     owner = {}
     for index, target in enumerate(targets):
         hits = sorted(set(owner[a] for a in target.addresses if a in owner))
         if hits:
             group = hits[0]
-            for other in hits[1:]:       # the target bridges groups: merge them
+            for other in hits[1:]:  # the target bridges groups: merge them
                 groups[group].extend(groups[other])
                 for moved in groups[other]:
                     for address in targets[moved].addresses:
@@ -969,7 +1010,7 @@ def plan_shards(targets, count):
     return [shard for shard in shards if shard]
 
 
-_SHARDS = []   # set before the worker processes fork; each child reads its own share
+_SHARDS = []  # set before the worker processes fork; each child reads its own share
 
 
 def _run_shard(index):
@@ -989,8 +1030,7 @@ async def _run_sharded(shards, opts):
     context = multiprocessing.get_context("fork")
     try:
         with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-            outcomes = await asyncio.gather(*[loop.run_in_executor(pool, _run_shard, index)
-                                              for index in range(len(shards))])
+            outcomes = await asyncio.gather(*[loop.run_in_executor(pool, _run_shard, index) for index in range(len(shards))])
     finally:
         _SHARDS = []
     results = [result for outcome in outcomes for result in outcome["results"]]

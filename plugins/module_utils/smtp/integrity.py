@@ -36,29 +36,41 @@ def unverified_results(results, opts):
     added = []
     for (name, address, port), group in groups.items():
         if any(r["probe"] == "T00" and r["verdict"] == FAIL for r in group):
-            continue      # an unreachable listener already fails (T00); its relay checks were never run
+            continue  # an unreachable listener already fails (T00); its relay checks were never run
         open_checks = [r for r in group if _required(r) and r["verdict"] == INCONCLUSIVE]
         if not open_checks:
             continue
         verdict = WARN if opts.unverified == "warn" else FAIL
         first = open_checks[0]
-        added.append({
-            "target": name, "address": address, "port": port, "probe": UNVERIFIED, "case": None,
-            "title": "relay decision verified", "verdict": verdict, "expected": "a verdict for every required relay check",
-            "reason": "relay decision unverified: %s" % "; ".join(
-                "%s%s INCONCLUSIVE (%s)" % (r["probe"], "/" + r["case"] if r["case"] else "", r["reason"])
-                for r in open_checks),
-            "reply": dict(first["reply"]), "transcript": [], "client_seen": first["client_seen"], "duration": 0.0,
-            "vantage": opts.vantage, "source_address": first["source_address"],
-            "finding": "unverified", "severity": "high" if verdict == FAIL else "medium",
-        })
+        added.append(
+            {
+                "target": name,
+                "address": address,
+                "port": port,
+                "probe": UNVERIFIED,
+                "case": None,
+                "title": "relay decision verified",
+                "verdict": verdict,
+                "expected": "a verdict for every required relay check",
+                "reason": "relay decision unverified: %s"
+                % "; ".join("%s%s INCONCLUSIVE (%s)" % (r["probe"], "/" + r["case"] if r["case"] else "", r["reason"]) for r in open_checks),
+                "reply": dict(first["reply"]),
+                "transcript": [],
+                "client_seen": first["client_seen"],
+                "duration": 0.0,
+                "vantage": opts.vantage,
+                "source_address": first["source_address"],
+                "finding": "unverified",
+                "severity": "high" if verdict == FAIL else "medium",
+            }
+        )
     return added
 
 
 class _Masker:
     def __init__(self, secrets):
         self.forms = sorted(set(s for s in secrets if s), key=len, reverse=True)
-        self.pieces = set(form[i:i + PIECE] for form in self.forms for i in range(len(form) - PIECE + 1))
+        self.pieces = set(form[i : i + PIECE] for form in self.forms for i in range(len(form) - PIECE + 1))
         self.seen = {}
 
     def __call__(self, text, pieces=True):
@@ -74,8 +86,8 @@ class _Masker:
         if pieces and any(piece in masked for piece in self.pieces):
             hit = [False] * len(masked)
             for index in range(len(masked) - PIECE + 1):
-                if masked[index:index + PIECE] in self.pieces:
-                    hit[index:index + PIECE] = [True] * PIECE
+                if masked[index : index + PIECE] in self.pieces:
+                    hit[index : index + PIECE] = [True] * PIECE
             out, index = [], 0
             while index < len(masked):
                 if hit[index]:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .client import Closed, ReadTimeout, TLSFailed, SMTPError
-from .reply import (ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal,
-                    is_temporary_relay_refusal)
+from .client import Closed, ReadTimeout, SMTPError, TLSFailed
+from .reply import ACCEPTED, NON_RELAY, REFUSED, TRANSIENT, classify, is_auth_required, is_policy_refusal, is_temporary_relay_refusal
 from .safety import DUMMY_CREDENTIALS, Credentials, envelope_address
 
 PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP"
@@ -45,14 +44,14 @@ SMUGGLE_ENDINGS = (
 class Outcome:
     verdict: str
     text: str
-    reply: object = None          # Reply
+    reply: object = None  # Reply
     stage: str = None
-    transient: bool = False       # 4xx / timeout: retry (bounded), then INCONCLUSIVE
-    pending: object = None        # async () -> (verdict, text, client_seen), started at once (canary wait)
+    transient: bool = False  # 4xx / timeout: retry (bounded), then INCONCLUSIVE
+    pending: object = None  # async () -> (verdict, text, client_seen), started at once (canary wait)
     client_seen: str = None
-    late: object = None           # () -> None or (verdict, text, client_seen), looked at after the run
-    evidence: list = None         # transcript of the connection that proved it, when the case opened none
-    tag: str = None               # what the evidence was ("confirmed", "unconfirmed", ...): findings.finding_for
+    late: object = None  # () -> None or (verdict, text, client_seen), looked at after the run
+    evidence: list = None  # transcript of the connection that proved it, when the case opened none
+    tag: str = None  # what the evidence was ("confirmed", "unconfirmed", ...): findings.finding_for
 
 
 @dataclass
@@ -61,15 +60,15 @@ class Case:
     case: str
     title: str
     expected: str
-    kind: str                     # plain | secure | own
-    run: object                   # async (ctx, client) -> Outcome
-    cost: int = 1                 # most error replies it can cause (connection error budget); 0: sends nothing
+    kind: str  # plain | secure | own
+    run: object  # async (ctx, client) -> Outcome
+    cost: int = 1  # most error replies it can cause (connection error budget); 0: sends nothing
     greeting_refused: str = SKIP  # verdict when the listener refuses this client at the greeting
-    no_tls: str = INCONCLUSIVE    # verdict when the listener should do STARTTLS but does not offer it
+    no_tls: str = INCONCLUSIVE  # verdict when the listener should do STARTTLS but does not offer it
     args: dict = field(default_factory=dict)
-    credentials: str = None       # "real": AUTH with the test account; "wrong": a failed AUTH (see engine)
-    syntax_risk: bool = False     # likely a 500-504 reply (Exim drops a connection after 3 of those)
-    ends_session: bool = False    # leaves the connection unusable: runs last on a shared connection
+    credentials: str = None  # "real": AUTH with the test account; "wrong": a failed AUTH (see engine)
+    syntax_risk: bool = False  # likely a 500-504 reply (Exim drops a connection after 3 of those)
+    ends_session: bool = False  # leaves the connection unusable: runs last on a shared connection
 
 
 def transient(text, reply=None, stage=None):
@@ -92,8 +91,8 @@ class Form:
     title: str
     sender: str
     rcpt: str
-    sender_trick: bool      # the sender is the trick: a refused MAIL cannot be rerun cleanly
-    hack: bool              # RCPT-side trick form (P11-P23): 2xx alone is not proof of relaying
+    sender_trick: bool  # the sender is the trick: a refused MAIL cannot be rerun cleanly
+    hack: bool  # RCPT-side trick form (P11-P23): 2xx alone is not proof of relaying
 
 
 # Trick forms hide the foreign domain behind each of these (shared reference a; issue 11: a backup
@@ -149,12 +148,22 @@ def name_forms(ctx, names, C, spoof=(), first_name=None):
     s = "<probe@%s>" % ctx.literal
     for H in names:
         if H in spoof:
-            forms.append(Form(_variant("P03", H, first_name), "sender spoofs the server name %s" % H,
-                              "<probe@%s>" % H, "<%s@%s>" % (ctx.token("T11", "P03"), C), True, False))
-        for pid, title, shape in (("P12", "percent hack at %s", "<{l}%{c}@{h}>"),
-                                  ("P17", "double @ at %s", "<{l}@{c}@{h}>"),
-                                  ("P20", "source route through %s", "<@{h}:{l}@{c}>"),
-                                  ("P23", "bang path at %s", "<{c}!{l}@{h}>")):
+            forms.append(
+                Form(
+                    _variant("P03", H, first_name),
+                    "sender spoofs the server name %s" % H,
+                    "<probe@%s>" % H,
+                    "<%s@%s>" % (ctx.token("T11", "P03"), C),
+                    True,
+                    False,
+                )
+            )
+        for pid, title, shape in (
+            ("P12", "percent hack at %s", "<{l}%{c}@{h}>"),
+            ("P17", "double @ at %s", "<{l}@{c}@{h}>"),
+            ("P20", "source route through %s", "<@{h}:{l}@{c}>"),
+            ("P23", "bang path at %s", "<{c}!{l}@{h}>"),
+        ):
             token = ctx.token("T12" if C != ctx.foreign else "T11", pid)
             rcpt = shape.replace("{l}", token).replace("{c}", C).replace("{h}", H)
             forms.append(Form(_variant(pid, H, first_name), title % H, s, rcpt, False, True))
@@ -184,8 +193,7 @@ def relay_forms(ctx, foreign_hack):
         pid = "P04" + "abcdefgh"[index]
         forms.append(Form(pid, "sender in a local domain (%s)" % sender, "<%s>" % sender, "<%s>" % r(pid, C), True, False))
     for lit in trick_literals(ctx):
-        forms.append(Form(_variant("P05", lit, IP), "sender is the target's address literal %s" % lit,
-                          "<probe@%s>" % lit, "<%s>" % r("P05", C), True, False))
+        forms.append(Form(_variant("P05", lit, IP), "sender is the target's address literal %s" % lit, "<probe@%s>" % lit, "<%s>" % r("P05", C), True, False))
     forms += [
         Form("P06a", "localhost sender", "<probe@localhost>", "<%s>" % r("P06a", C), True, False),
         Form("P06b", "loopback literal sender", "<probe@[127.0.0.1]>", "<%s>" % r("P06b", C), True, False),
@@ -250,18 +258,18 @@ def validate_extra_forms(value):
             if len(text) > MAX_TEMPLATE:
                 raise ValueError("%s.%s: longer than %d characters" % (where, key, MAX_TEMPLATE))
             if not _PRINTABLE.match(text):
-                raise ValueError("%s.%s: only printable ASCII without spaces (no CR, LF, NUL or other "
-                                 "control characters)" % (where, key))
+                raise ValueError("%s.%s: only printable ASCII without spaces (no CR, LF, NUL or other control characters)" % (where, key))
             for name in _PLACEHOLDER.findall(text):
                 if name not in PLACEHOLDERS:
-                    raise ValueError("%s.%s: unknown placeholder {%s} (known: %s)" % (
-                        where, key, name, ", ".join("{%s}" % p for p in PLACEHOLDERS)))
+                    raise ValueError("%s.%s: unknown placeholder {%s} (known: %s)" % (where, key, name, ", ".join("{%s}" % p for p in PLACEHOLDERS)))
             if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
                 raise ValueError("%s.%s: unbalanced { or }" % (where, key))
             form[key] = text
         if "{local}" not in form["rcpt"] or not ("{canary}" in form["rcpt"] or "{foreign}" in form["rcpt"]):
-            raise ValueError("%s.rcpt: must contain {local} and {canary} or {foreign} (DATA only ever goes to "
-                             "the canary domain, and the canary finds the message by the probe's token)" % where)
+            raise ValueError(
+                "%s.rcpt: must contain {local} and {canary} or {foreign} (DATA only ever goes to "
+                "the canary domain, and the canary finds the message by the probe's token)" % where
+            )
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > 80 or not name.isprintable()):
             raise ValueError("%s.name: a printable string of at most 80 characters" % where)
@@ -277,14 +285,14 @@ def extra_forms(ctx, C):
     for index, spec in enumerate(getattr(ctx.opts, "extra_forms", None) or []):
         pid = "X%02d" % (index + 1)
         both = spec["sender"] + spec["rcpt"]
-        choices = [(d, lit) for d in (domains if "{domain}" in both else [None])
-                   for lit in (trick_literals(ctx) if "{literal}" in both else [None])][:MAX_VARIANTS]
+        choices = [(d, lit) for d in (domains if "{domain}" in both else [None]) for lit in (trick_literals(ctx) if "{literal}" in both else [None])][
+            :MAX_VARIANTS
+        ]
         hack = not _PLAIN_RCPT.match(spec["rcpt"])
         for domain, lit in choices:
             token = ctx.token("T12" if hack and C != ctx.foreign else "T11", pid)
             values = {"canary": C, "domain": domain, "host": ctx.host_name, "literal": lit, "local": token}
-            sender = _PLACEHOLDER.sub(lambda m: ctx.foreign if m.group(1) == "foreign" else values[m.group(1)],
-                                      spec["sender"])
+            sender = _PLACEHOLDER.sub(lambda m: ctx.foreign if m.group(1) == "foreign" else values[m.group(1)], spec["sender"])
             rcpt = _PLACEHOLDER.sub(lambda m: C if m.group(1) == "foreign" else values[m.group(1)], spec["rcpt"])
             case = pid + "".join("@%s" % v for v in (domain, lit) if v is not None)
             title = "user form %s%s: %s -> %s" % (pid, " (%s)" % spec["name"] if spec["name"] else "", sender, rcpt)
@@ -306,8 +314,9 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     klass = classify(reply)
     if is_temporary_relay_refusal(reply):
         if expected == "allowed":
-            return Outcome(FAIL, "relay refused (with a temporary code), but this vantage may relay: %s"
-                           % describe(reply), reply, "RCPT", tag="refused_trusted")
+            return Outcome(
+                FAIL, "relay refused (with a temporary code), but this vantage may relay: %s" % describe(reply), reply, "RCPT", tag="refused_trusted"
+            )
         return Outcome(PASS, "relay refused (with a temporary code): %s" % describe(reply), reply, "RCPT")
     if klass == TRANSIENT:
         return transient("temporary refusal at RCPT: %s" % describe(reply), reply, "RCPT")
@@ -315,10 +324,8 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
         if klass == ACCEPTED:
             return Outcome(PASS, "relayed as expected from this vantage", reply, "RCPT")
         if klass == NON_RELAY:
-            return Outcome(INCONCLUSIVE, "relay control not exercised: address refused (%s)" % describe(reply),
-                           reply, "RCPT")
-        return Outcome(FAIL, "relay refused, but this vantage may relay: %s" % describe(reply), reply, "RCPT",
-                       tag="refused_trusted")
+            return Outcome(INCONCLUSIVE, "relay control not exercised: address refused (%s)" % describe(reply), reply, "RCPT")
+        return Outcome(FAIL, "relay refused, but this vantage may relay: %s" % describe(reply), reply, "RCPT", tag="refused_trusted")
     if klass == ACCEPTED:
         return Outcome(FAIL, "foreign recipient accepted at RCPT: open relay", reply, "RCPT")
     if klass == REFUSED or is_auth_required(reply):
@@ -326,8 +333,7 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     if klass == NON_RELAY and hack:
         return Outcome(PASS, "trick form refused as an invalid address: %s" % describe(reply), reply, "RCPT")
     if klass == NON_RELAY:
-        return Outcome(INCONCLUSIVE, "relay control not exercised: address/DNS/syntax refusal (%s)" % describe(reply),
-                       reply, "RCPT")
+        return Outcome(INCONCLUSIVE, "relay control not exercised: address/DNS/syntax refusal (%s)" % describe(reply), reply, "RCPT")
     return Outcome(INCONCLUSIVE, "unexpected reply at RCPT: %s" % describe(reply), reply, "RCPT")
 
 
@@ -351,14 +357,11 @@ def judge_mail_refusal(ctx, reply, expected=None, authenticated=False):
         return Outcome(PASS, "authenticated relay refused at MAIL: %s" % describe(reply), reply, "MAIL")
     if is_auth_required(reply):
         if expected == "allowed":
-            return Outcome(FAIL, "this vantage may relay, but the server wants AUTH: %s" % describe(reply), reply, "MAIL",
-                           tag="refused_trusted")
+            return Outcome(FAIL, "this vantage may relay, but the server wants AUTH: %s" % describe(reply), reply, "MAIL", tag="refused_trusted")
         return Outcome(PASS, "MAIL refused, authentication required: %s" % describe(reply), reply, "MAIL")
     if is_policy_refusal(reply) and ctx.listener.role == "submission" and expected != "allowed":
-        return Outcome(PASS, "unauthenticated MAIL refused by policy on a submission listener: %s" % describe(reply),
-                       reply, "MAIL")
-    return Outcome(INCONCLUSIVE, "relay control not exercised: sender refused at MAIL (%s)" % describe(reply),
-                   reply, "MAIL")
+        return Outcome(PASS, "unauthenticated MAIL refused by policy on a submission listener: %s" % describe(reply), reply, "MAIL")
+    return Outcome(INCONCLUSIVE, "relay control not exercised: sender refused at MAIL (%s)" % describe(reply), reply, "MAIL")
 
 
 async def _mail_rcpt(ctx, client, sender, rcpt, pipeline=True):
@@ -374,28 +377,31 @@ async def _mail_rcpt(ctx, client, sender, rcpt, pipeline=True):
 
 def _note_clean_sender(ctx, sender, mail, verdict, authenticated):
     """Remember that this listener refuses the clean sender before AUTH (the answer will not change)."""
-    if (not authenticated and verdict is not None and not verdict.transient
-            and sender == "<%s>" % ctx.clean_sender and ctx.state.clean_sender_refused is None):
+    if not authenticated and verdict is not None and not verdict.transient and sender == "<%s>" % ctx.clean_sender and ctx.state.clean_sender_refused is None:
         ctx.state.clean_sender_refused = mail
 
 
-async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None,
-                       pipeline=False, authenticated=False):
+async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None, pipeline=False, authenticated=False):
     """MAIL, RCPT; ``pipeline`` sends both in one write where the server pipelines. Only for
     senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
     503, a protocol error to Exim), so the first one ends pipelining on this listener."""
     mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
     verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
     _note_clean_sender(ctx, sender, mail, verdict, authenticated)
-    if (verdict is not None and retry_sender and retry_sender != sender and not verdict.transient
-            and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)):
+    if (
+        verdict is not None
+        and retry_sender
+        and retry_sender != sender
+        and not verdict.transient
+        and not is_auth_required(mail)
+        and verdict.verdict in (PASS, INCONCLUSIVE)
+    ):
         known = ctx.state.clean_sender_refused
         if known is not None:
             # Refused before on this listener: judge that answer (asking again would only cost an
             # error reply); the verdict must not depend on which case asked first.
             verdict = judge_mail_refusal(ctx, known, expected, authenticated)
-            verdict.text += " (the clean sender %s, refused before on this listener; the form's own sender: %s)" % (
-                retry_sender, describe(mail))
+            verdict.text += " (the clean sender %s, refused before on this listener; the form's own sender: %s)" % (retry_sender, describe(mail))
         else:
             # The sender may have masked the relay decision: try once more with a clean one (reference c.13).
             await client.rset()
@@ -420,21 +426,19 @@ def message(token, rcpt, sender, extra=""):
     (a trick sender such as ``probe@[literal]`` or ``<nobody>`` in From: makes Exim's
     header-syntax check refuse at DATA a message it would relay, hiding a real open relay)."""
     header_from = sender if _PLAIN_ADDRESS.fullmatch(sender or "") else "probe@prober.mailsec.test"
-    return ("From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: mailsec.relay probe %s\r\n"
-            "Message-ID: <%s@prober.mailsec.test>\r\n\r\nmailsec.relay relay probe, token %s.%s\r\n"
-            % (header_from, token, token, token, extra)).encode()
+    return (
+        "From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: mailsec.relay probe %s\r\n"
+        "Message-ID: <%s@prober.mailsec.test>\r\n\r\nmailsec.relay relay probe, token %s.%s\r\n" % (header_from, token, token, token, extra)
+    ).encode()
 
 
 # -- T01-T04: AUTH placement ---------------------------------------------------------------
 async def t01(ctx, client):
     if "AUTH" in client.extensions:
-        return Outcome(FAIL, "AUTH advertised on an MX listener: AUTH %s" % client.extensions["AUTH"],
-                       client.ehlo_reply, "EHLO")
+        return Outcome(FAIL, "AUTH advertised on an MX listener: AUTH %s" % client.extensions["AUTH"], client.ehlo_reply, "EHLO")
     if not client.tls_active and ctx.listener.tls in ("starttls", "required") and "STARTTLS" not in client.extensions:
-        return Outcome(FAIL, "STARTTLS not offered although the listener should have tls=%s" % ctx.listener.tls,
-                       client.ehlo_reply, "EHLO", tag="no_starttls")
-    return Outcome(PASS, "no AUTH in the EHLO reply%s" % (" after TLS" if client.tls_active else ""),
-                   client.ehlo_reply, "EHLO")
+        return Outcome(FAIL, "STARTTLS not offered although the listener should have tls=%s" % ctx.listener.tls, client.ehlo_reply, "EHLO", tag="no_starttls")
+    return Outcome(PASS, "no AUTH in the EHLO reply%s" % (" after TLS" if client.tls_active else ""), client.ehlo_reply, "EHLO")
 
 
 async def t02(ctx, client):
@@ -454,14 +458,13 @@ async def t03(ctx, client):
     if "AUTH" in ext:
         return Outcome(FAIL, "AUTH offered before TLS: AUTH %s" % ext["AUTH"], client.ehlo_reply, "EHLO")
     if "STARTTLS" not in ext:
-        return Outcome(FAIL, "STARTTLS not offered on a submission listener", client.ehlo_reply, "EHLO",
-                       tag="no_starttls")
+        return Outcome(FAIL, "STARTTLS not offered on a submission listener", client.ehlo_reply, "EHLO", tag="no_starttls")
     return Outcome(PASS, "STARTTLS offered, AUTH only after TLS", client.ehlo_reply, "EHLO")
 
 
 async def t04(ctx, client, mechanism):
     if mechanism == "PLAIN":
-        reply = await client.auth("PLAIN", DUMMY_CREDENTIALS)   # deliberately invalid, never real
+        reply = await client.auth("PLAIN", DUMMY_CREDENTIALS)  # deliberately invalid, never real
     else:
         reply = await client.command("AUTH LOGIN", stage="AUTH", timeout=client.auth_timeout)
     if reply.code == 334:
@@ -500,27 +503,23 @@ async def _t05_after_mail(ctx, client):
     reply = await client.rcpt(rcpt)
     outcome = judge_rcpt(ctx, reply, expected="refused")
     if outcome.verdict == PASS:
-        outcome.text = "MAIL accepted before TLS/AUTH (RFC 6409 4.3 asks for 530), relay then refused at RCPT: %s" % (
-            describe(reply))
+        outcome.text = "MAIL accepted before TLS/AUTH (RFC 6409 4.3 asks for 530), relay then refused at RCPT: %s" % (describe(reply))
         return outcome
     if outcome.verdict != FAIL:
         return outcome
-    return await confirm_relay(ctx, client, "<%s>" % ctx.account_address, rcpt, reply,
-                               what="before TLS and AUTH, a foreign recipient")
+    return await confirm_relay(ctx, client, "<%s>" % ctx.account_address, rcpt, reply, what="before TLS and AUTH, a foreign recipient")
 
 
 async def t06_auth(ctx, client):
     if "AUTH" in client.extensions:
         return Outcome(PASS, "AUTH offered after TLS: %s" % client.extensions["AUTH"], client.ehlo_reply, "EHLO")
     if ctx.listener.auth_relay:
-        return Outcome(FAIL, "AUTH not offered after TLS although authenticated relay is expected",
-                       client.ehlo_reply, "EHLO")
+        return Outcome(FAIL, "AUTH not offered after TLS although authenticated relay is expected", client.ehlo_reply, "EHLO")
     return Outcome(PASS, "AUTH not offered; no authenticated relay expected here", client.ehlo_reply, "EHLO")
 
 
 async def t06_relay(ctx, client):
-    return await relay_attempt(ctx, client, "<%s>" % ctx.clean_sender,
-                               "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain))
+    return await relay_attempt(ctx, client, "<%s>" % ctx.clean_sender, "<%s@%s>" % (ctx.token("T06", "relay"), ctx.rcpt_domain))
 
 
 async def t07(ctx, client):
@@ -529,8 +528,7 @@ async def t07(ctx, client):
         # T00 already connected TLS first and read the greeting inside TLS on this listener: the
         # very check this case makes, on a connection of this run (reuse mode only)
         info, banner, lines = seen
-        return Outcome(PASS, "TLS handshake first, greeting inside TLS (%s)" % info, banner, "BANNER",
-                       evidence=lines)
+        return Outcome(PASS, "TLS handshake first, greeting inside TLS (%s)" % info, banner, "BANNER", evidence=lines)
     try:
         tls = await ctx.connect(implicit_tls=True)
     except TLSFailed as exc:
@@ -563,8 +561,7 @@ async def t08(ctx, client):
         await ctx.before_wrong_auth(wait=False)
         reply = await client.auth("PLAIN", wrong)
     if reply.code // 100 == 2:
-        return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH",
-                       tag="wrong_password_accepted")
+        return Outcome(FAIL, "wrong password accepted: %s" % describe(reply), reply, "AUTH", tag="wrong_password_accepted")
     if reply.code // 100 == 4:
         return transient("temporary AUTH reply: %s" % describe(reply), reply, "AUTH")
     return await after_failed_auth(ctx, client, reply)
@@ -593,15 +590,13 @@ async def after_failed_auth(ctx, client, auth_reply):
         return outcome
     if outcome.verdict != FAIL:
         return outcome
-    return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply,
-                               what="after a failed AUTH, a foreign recipient")
+    return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, what="after a failed AUTH, a foreign recipient")
 
 
 async def _auth_session(ctx):
     client = await ctx.session("secure")
     if "AUTH" not in client.extensions:
-        return client, Outcome(FAIL if ctx.listener.auth_relay else PASS, "AUTH not offered after TLS",
-                               client.ehlo_reply, "EHLO")
+        return client, Outcome(FAIL if ctx.listener.auth_relay else PASS, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
     reply = await client.auth("PLAIN", ctx.target.auth)
     if reply.code // 100 == 4:
         return client, transient("temporary AUTH reply: %s" % describe(reply), reply, "AUTH")
@@ -617,8 +612,9 @@ async def t09(ctx, client):
     token = ctx.token("T09", "")
     rcpt = "%s@%s" % (token, ctx.rcpt_domain)
     expected = "allowed" if ctx.listener.auth_relay else "refused"
-    outcome, mail, rcpt_reply = await _transaction(ctx, client, "<%s>" % ctx.account_address, "<%s>" % rcpt,
-                                                   expected=expected, pipeline=True, authenticated=True)
+    outcome, mail, rcpt_reply = await _transaction(
+        ctx, client, "<%s>" % ctx.account_address, "<%s>" % rcpt, expected=expected, pipeline=True, authenticated=True
+    )
     if expected == "refused" and outcome.verdict == FAIL:
         outcome.tag = "auth_unexpected"
     if expected == "refused" or outcome.verdict != PASS or not ctx.can_data:
@@ -672,17 +668,14 @@ async def relay_form(ctx, client, form):
     # Unpipelined: sender tricks (their MAIL may well be refused: that is the trick) and submission
     # listeners (MAIL before AUTH is commonly refused with 530).
     pipeline = not form.sender_trick and ctx.listener.role == "mx"
-    return await relay_attempt(ctx, client, form.sender, form.rcpt, hack=form.hack, retry_sender=retry,
-                               pipeline=pipeline)
+    return await relay_attempt(ctx, client, form.sender, form.rcpt, hack=form.hack, retry_sender=retry, pipeline=pipeline)
 
 
 async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=None, pipeline=False):
     """One unauthenticated relay attempt, judged on evidence: a refusal at MAIL, RCPT or DATA is a
     refusal; an accepted foreign recipient is followed to the canary (confirm_relay)."""
-    outcome, unused_mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack,
-                                                          retry_sender=retry_sender, pipeline=pipeline)
-    if (rcpt_reply is None or classify(rcpt_reply) != ACCEPTED or ctx.listener.relay == "allowed"
-            or outcome.verdict != FAIL):
+    outcome, unused_mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack, retry_sender=retry_sender, pipeline=pipeline)
+    if rcpt_reply is None or classify(rcpt_reply) != ACCEPTED or ctx.listener.relay == "allowed" or outcome.verdict != FAIL:
         return outcome
     return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, hack=hack)
 
@@ -698,10 +691,14 @@ async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, wh
     if refusal:
         why = refusal if ctx.can_data else "no canary configured to follow the message"
         if hack:
-            return Outcome(WARN, "trick form accepted at RCPT; not confirmed (%s): relay, accept-then-drop or "
-                           "literal local part, backscatter risk" % why, rcpt_reply, "RCPT", tag="trick_unconfirmed")
-        return Outcome(FAIL, "%s accepted at RCPT: open relay, unconfirmed (%s)" % (what, why),
-                       rcpt_reply, "RCPT", tag="unconfirmed")
+            return Outcome(
+                WARN,
+                "trick form accepted at RCPT; not confirmed (%s): relay, accept-then-drop or literal local part, backscatter risk" % why,
+                rcpt_reply,
+                "RCPT",
+                tag="trick_unconfirmed",
+            )
+        return Outcome(FAIL, "%s accepted at RCPT: open relay, unconfirmed (%s)" % (what, why), rcpt_reply, "RCPT", tag="unconfirmed")
     token = ctx.localpart(address)
     first, final = await client.data(message(token, address, envelope_address(sender)))
     last = final or first
@@ -715,19 +712,25 @@ async def confirm_relay(ctx, client, sender, rcpt, rcpt_reply, *, hack=False, wh
     async def confirm():
         text = await ctx.canary.wait(token, wait)
         if text is not None:
-            return (FAIL, "confirmed open relay: %s accepted and the message reached the canary" % what,
-                    ctx.received_client(text), "confirmed")
+            return (FAIL, "confirmed open relay: %s accepted and the message reached the canary" % what, ctx.received_client(text), "confirmed")
         if hack:
             # a trick recipient taken as a strange local part of the server's own domain: no
             # recipient validation there (or a catch-all), the accept-then-bounce of a relay attempt
-            return (WARN, "trick form and message accepted, but not delivered to the canary within %ss: taken as "
-                    "a local part without recipient validation, or accept-then-drop (backscatter risk)" % wait,
-                    None, "trick_dropped")
-        return (WARN, "%s and message accepted, but not delivered to the canary within %ss: accept-then-drop "
-                "or accept-then-bounce (backscatter risk)" % (what, wait), None, "dropped")
+            return (
+                WARN,
+                "trick form and message accepted, but not delivered to the canary within %ss: taken as "
+                "a local part without recipient validation, or accept-then-drop (backscatter risk)" % wait,
+                None,
+                "trick_dropped",
+            )
+        return (
+            WARN,
+            "%s and message accepted, but not delivered to the canary within %ss: accept-then-drop or accept-then-bounce (backscatter risk)" % (what, wait),
+            None,
+            "dropped",
+        )
 
-    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm,
-                   tag="trick_dropped" if hack else "dropped")
+    return Outcome(WARN, "accepted, waiting for the canary", final, "EOD", pending=confirm, tag="trick_dropped" if hack else "dropped")
 
 
 async def _hosted_rcpt(ctx, client, rcpt):
@@ -750,8 +753,7 @@ async def t13(ctx, client, rcpt):
         return Outcome(PASS, "inbound mail accepted", reply, "RCPT")
     if is_temporary_relay_refusal(reply):
         # the server takes its own domain for a foreign one; the 4xx only defers the bounce
-        return Outcome(FAIL, "inbound mail for a hosted domain refused as relaying (temporary code): %s"
-                       % describe(reply), reply, "RCPT")
+        return Outcome(FAIL, "inbound mail for a hosted domain refused as relaying (temporary code): %s" % describe(reply), reply, "RCPT")
     if klass == TRANSIENT:
         return transient("temporary RCPT reply (greylisting?): %s" % describe(reply), reply, "RCPT")
     return Outcome(FAIL, "inbound mail for a hosted domain refused: %s" % describe(reply), reply, "RCPT")
@@ -788,8 +790,7 @@ async def t16(ctx, client):
     if quit_reply.code == 221:
         return Outcome(PASS, "injected NOOP discarded (first reply inside TLS is the QUIT's 221)", quit_reply, "TLS")
     if quit_reply.code == 250:
-        return Outcome(FAIL, "plaintext NOOP pipelined with STARTTLS was answered inside TLS (CVE-2011-0411 class)",
-                       quit_reply, "TLS")
+        return Outcome(FAIL, "plaintext NOOP pipelined with STARTTLS was answered inside TLS (CVE-2011-0411 class)", quit_reply, "TLS")
     return Outcome(INCONCLUSIVE, "unexpected first reply inside TLS: %s" % describe(quit_reply), quit_reply, "TLS")
 
 
@@ -839,11 +840,18 @@ async def t17(ctx, client, name, ending):
     token = ctx.token("T17", name)
     smuggled = ctx.token("T17b", name)
     smuggled_rcpt = "%s@%s" % (smuggled, ctx.canary_domain)
-    payload = (message(token, rcpt, sender).rstrip(b"\r\n") + ending
-               + b"MAIL FROM:<" + sender.encode() + b">\r\nRCPT TO:<" + smuggled_rcpt.encode() + b">\r\nDATA\r\n"
-               + message(smuggled, smuggled_rcpt, sender) + b".\r\nQUIT\r\n")
-    await client.send_raw(payload, "<body, fake end %s, smuggled MAIL/RCPT/DATA + message, CRLF.CRLF, QUIT>"
-                          % show(ending))
+    payload = (
+        message(token, rcpt, sender).rstrip(b"\r\n")
+        + ending
+        + b"MAIL FROM:<"
+        + sender.encode()
+        + b">\r\nRCPT TO:<"
+        + smuggled_rcpt.encode()
+        + b">\r\nDATA\r\n"
+        + message(smuggled, smuggled_rcpt, sender)
+        + b".\r\nQUIT\r\n"
+    )
+    await client.send_raw(payload, "<body, fake end %s, smuggled MAIL/RCPT/DATA + message, CRLF.CRLF, QUIT>" % show(ending))
     client.stage = "EOD"
     replies, ended = await _read_until_quit(client)
     client.usable = False
@@ -853,15 +861,18 @@ async def t17(ctx, client, name, ending):
         return Outcome(INCONCLUSIVE, "no reply to the end of data (%s)" % ended, stage="EOD")
     first = answers[0]
     if len(answers) > 1 and first.code != 421:
-        return Outcome(FAIL, "fake end-of-data %s taken as the end: %d replies (%s)" % (
-            show(ending), len(answers), ", ".join(str(reply.code) for reply in answers)), first, "EOD")
+        return Outcome(
+            FAIL,
+            "fake end-of-data %s taken as the end: %d replies (%s)" % (show(ending), len(answers), ", ".join(str(reply.code) for reply in answers)),
+            first,
+            "EOD",
+        )
     if classify(first) == TRANSIENT and first.code != 421:
         return transient("temporary reply to the message: %s" % describe(first), first, "EOD")
     if first.code // 100 in (4, 5):
         return Outcome(PASS, "message with %s refused: %s" % (show(ending), describe(first)), first, "EOD")
     check = ctx.canary_check(smuggled, unless=token)
-    return Outcome(PASS, "one message accepted: %s not taken as end of data" % show(ending), first, "EOD",
-                   late=check)
+    return Outcome(PASS, "one message accepted: %s not taken as end of data" % show(ending), first, "EOD", late=check)
 
 
 async def t18(ctx, client):
@@ -870,8 +881,7 @@ async def t18(ctx, client):
         return failed
     sender = ctx.account_address if ctx.listener.role == "submission" else ctx.clean_sender
     token = ctx.token("T18", "")
-    payload = (b"MAIL FROM:<" + sender.encode() + b">\r\nRCPT TO:<" + rcpt.encode() + b">\r\nDATA\r\n"
-               + message(token, rcpt, sender) + b".\r\nQUIT\r\n")
+    payload = b"MAIL FROM:<" + sender.encode() + b">\r\nRCPT TO:<" + rcpt.encode() + b">\r\nDATA\r\n" + message(token, rcpt, sender) + b".\r\nQUIT\r\n"
     await client.send_raw(payload, "MAIL, RCPT, DATA, message, '.', QUIT in one write")
     client.stage = "DATA"
     replies, ended = await _read_until_quit(client)
@@ -895,8 +905,7 @@ async def t18(ctx, client):
     if data.code == 354 and len(replies) > 3:
         end = replies[3]
         if end.code // 100 == 2:
-            return Outcome(WARN, "message sent without waiting for 354 was accepted (unauthenticated pipelining)",
-                           end, "EOD")
+            return Outcome(WARN, "message sent without waiting for 354 was accepted (unauthenticated pipelining)", end, "EOD")
         if end.code // 100 == 5 or end.code == 421:
             return Outcome(PASS, "pipelined message refused: %s" % describe(end), end, "EOD")
     return Outcome(INCONCLUSIVE, "unexpected replies: %s" % ", ".join(str(r.code) for r in replies), data, "DATA")
@@ -907,7 +916,7 @@ async def t19_xclient(ctx, client):
         return Outcome(PASS, "XCLIENT not advertised", client.ehlo_reply, "EHLO")
     reply = await client.command("XCLIENT ADDR=127.0.0.1", stage="XCLIENT")
     if reply.code // 100 in (2, 3):
-        client.usable = False   # the session now runs under a forged identity: never reuse it
+        client.usable = False  # the session now runs under a forged identity: never reuse it
         return Outcome(FAIL, "XCLIENT accepted from this client: %s" % describe(reply), reply, "XCLIENT")
     if reply.code // 100 == 4:
         return transient("temporary XCLIENT reply: %s" % describe(reply), reply, "XCLIENT")
@@ -916,8 +925,7 @@ async def t19_xclient(ctx, client):
 
 async def t19_proxy(ctx, client):
     v6 = ":" in ctx.address
-    header = "PROXY %s %s %s 40000 %d\r\n" % ("TCP6" if v6 else "TCP4", "::1" if v6 else "127.0.0.1",
-                                              ctx.address, ctx.listener.port)
+    header = "PROXY %s %s %s 40000 %d\r\n" % ("TCP6" if v6 else "TCP4", "::1" if v6 else "127.0.0.1", ctx.address, ctx.listener.port)
     try:
         client = await ctx.connect(implicit_tls=ctx.listener.tls == "implicit", preface=header.encode())
     except Closed:
@@ -944,8 +952,9 @@ async def t23(ctx, client, rcpt, kind):
         return refused
     klass = classify(reply)
     if klass == ACCEPTED:
-        return Outcome(FAIL, "accepted at RCPT, but the policy refuses %s: %s" % (rcpt, describe(reply)), reply, "RCPT",
-                       tag=kind)  # findings: unknown -> accepts_all_recipients, blocked -> blocked_domain_accepted
+        return Outcome(
+            FAIL, "accepted at RCPT, but the policy refuses %s: %s" % (rcpt, describe(reply)), reply, "RCPT", tag=kind
+        )  # findings: unknown -> accepts_all_recipients, blocked -> blocked_domain_accepted
     if klass == TRANSIENT:
         return transient("temporary RCPT reply: %s" % describe(reply), reply, "RCPT")
     return Outcome(PASS, "refused at RCPT: %s" % describe(reply), reply, "RCPT")
@@ -954,10 +963,17 @@ async def t23(ctx, client, rcpt, kind):
 def t23_cases(ctx, add):
     """One T23 case per address the target must refuse (``refused_recipients``: unknown, blocked)."""
     for item in ctx.target.refused_recipients:
-        title = {"unknown": "unknown recipient of a validated relay domain refused",
-                 "blocked": "blocked domain refused"}[item["kind"]]
-        add("T23", "%s:%s" % (item["kind"], item["address"]), "%s (%s)" % (title, item["address"]), "refused",
-            ctx.relay_kind, lambda c, cl, r=item["address"], k=item["kind"]: t23(c, cl, r, k), cost=2, greeting_refused=PASS)
+        title = {"unknown": "unknown recipient of a validated relay domain refused", "blocked": "blocked domain refused"}[item["kind"]]
+        add(
+            "T23",
+            "%s:%s" % (item["kind"], item["address"]),
+            "%s (%s)" % (title, item["address"]),
+            "refused",
+            ctx.relay_kind,
+            lambda c, cl, r=item["address"], k=item["kind"]: t23(c, cl, r, k),
+            cost=2,
+            greeting_refused=PASS,
+        )
 
 
 # -- the matrix ----------------------------------------------------------------------------
@@ -978,8 +994,7 @@ def build_cases(ctx):
         # A port found open beside the declared ones: MX semantics (it must not relay, no AUTH before
         # TLS), but no inbound duty and AUTH after TLS allowed (an alternative submission port).
         add("T01", "plain", "no AUTH before TLS on extra port %d" % lst.port, "no AUTH", "plain", t01, cost=0)
-        add("T02", "plain", "AUTH refused before TLS on extra port %d" % lst.port, "refused", "plain", t02,
-            syntax_risk=True)
+        add("T02", "plain", "AUTH refused before TLS on extra port %d" % lst.port, "refused", "plain", t02, syntax_risk=True)
     elif mx:
         if lst.tls != "implicit":
             add("T01", "plain", "no AUTH on port %d (plaintext EHLO)" % lst.port, "no AUTH", "plain", t01, cost=0)
@@ -991,28 +1006,46 @@ def build_cases(ctx):
         if lst.tls in ("starttls", "required"):
             add("T03", None, "submission: STARTTLS offered, AUTH only after TLS", "STARTTLS, no AUTH", "plain", t03, cost=0)
             for mech in ("PLAIN", "LOGIN"):
-                add("T04", mech, "submission: AUTH %s refused before TLS (dummy credentials)" % mech, "refused",
-                    "plain", lambda c, cl, m=mech: t04(c, cl, m), cost=2, syntax_risk=True)
+                add(
+                    "T04",
+                    mech,
+                    "submission: AUTH %s refused before TLS (dummy credentials)" % mech,
+                    "refused",
+                    "plain",
+                    lambda c, cl, m=mech: t04(c, cl, m),
+                    cost=2,
+                    syntax_risk=True,
+                )
             if lst.relay != "allowed":
                 add("T05", None, "submission: MAIL refused before TLS/AUTH", "530", "plain", t05)
         if lst.relay != "allowed":
             add("T06", "auth", "submission: AUTH offered after TLS", "AUTH", relay_kind, t06_auth, cost=0, no_tls=FAIL)
-            add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind,
-                t06_relay, cost=3, greeting_refused=PASS)
-        add("T08", None, "submission: no relay after a wrong password", "refused at AUTH and MAIL/RCPT/DATA", "own",
-            t08, credentials="wrong")
+            add("T06", "relay", "submission: unauthenticated relay refused after TLS", "refused", relay_kind, t06_relay, cost=3, greeting_refused=PASS)
+        add("T08", None, "submission: no relay after a wrong password", "refused at AUTH and MAIL/RCPT/DATA", "own", t08, credentials="wrong")
         if tgt.auth is None:
-            add("T09", None, "submission: authenticated relay", "relayed", "own",
-                lambda c, cl: _skip("no test credentials given"))
+            add("T09", None, "submission: authenticated relay", "relayed", "own", lambda c, cl: _skip("no test credentials given"))
         elif not has_tls:
-            add("T09", None, "submission: authenticated relay", "relayed", "own",
-                lambda c, cl: _skip("listener has no TLS: credentials are never sent in cleartext"))
+            add(
+                "T09",
+                None,
+                "submission: authenticated relay",
+                "relayed",
+                "own",
+                lambda c, cl: _skip("listener has no TLS: credentials are never sent in cleartext"),
+            )
         else:
-            add("T09", None, "submission: authenticated relay to the canary", "relayed" if lst.auth_relay else "refused",
-                "own", t09, greeting_refused=FAIL, credentials="real")
+            add(
+                "T09",
+                None,
+                "submission: authenticated relay to the canary",
+                "relayed" if lst.auth_relay else "refused",
+                "own",
+                t09,
+                greeting_refused=FAIL,
+                credentials="real",
+            )
         if tgt.auth is not None and has_tls and ("T10" in ctx.opts.explicit or lst.sender_login_match):
-            cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10,
-                              credentials="real"))
+            cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10, credentials="real"))
     if lst.tls == "implicit":
         add("T07", None, "implicit TLS: handshake before any greeting", "TLS first", "own", t07)
 
@@ -1024,21 +1057,47 @@ def build_cases(ctx):
         for index, domain in enumerate(domains):
             mailbox = tgt.test_mailbox if tgt.test_mailbox and tgt.test_mailbox.endswith("@" + domain) else None
             rcpt = mailbox or "postmaster@%s" % domain
-            add("T13", domain, "inbound accepted for %s (%s)" % (domain, rcpt), "accepted", relay_kind,
-                lambda c, cl, r=rcpt: t13(c, cl, r), cost=2, greeting_refused=FAIL)
-            add("T14", domain, "postmaster@%s accepted" % domain, "accepted", relay_kind,
-                lambda c, cl, r="postmaster@%s" % domain: t13(c, cl, r), cost=2, greeting_refused=FAIL)
+            add(
+                "T13",
+                domain,
+                "inbound accepted for %s (%s)" % (domain, rcpt),
+                "accepted",
+                relay_kind,
+                lambda c, cl, r=rcpt: t13(c, cl, r),
+                cost=2,
+                greeting_refused=FAIL,
+            )
+            add(
+                "T14",
+                domain,
+                "postmaster@%s accepted" % domain,
+                "accepted",
+                relay_kind,
+                lambda c, cl, r="postmaster@%s" % domain: t13(c, cl, r),
+                cost=2,
+                greeting_refused=FAIL,
+            )
         if domains:
-            add("T14", "postmaster", "<postmaster> accepted", "accepted", relay_kind,
-                lambda c, cl: t13(c, cl, "postmaster"), cost=2, greeting_refused=FAIL)
+            add("T14", "postmaster", "<postmaster> accepted", "accepted", relay_kind, lambda c, cl: t13(c, cl, "postmaster"), cost=2, greeting_refused=FAIL)
         if lst.relay != "allowed":
             home = tgt.local_domains[0] if tgt.local_domains else ctx.host_name
-            spoofs = [("mailbox", tgt.test_mailbox or "postmaster@%s" % home),
-                      ("null", ""), ("postmaster", "postmaster"), ("localhost", "probe@localhost"),
-                      ("literal", "probe@%s" % ctx.literal)]
+            spoofs = [
+                ("mailbox", tgt.test_mailbox or "postmaster@%s" % home),
+                ("null", ""),
+                ("postmaster", "postmaster"),
+                ("localhost", "probe@localhost"),
+                ("literal", "probe@%s" % ctx.literal),
+            ]
             for name, sender in spoofs:
-                add("T15", name, "sender spoof <%s> cannot relay" % sender, "refused", relay_kind,
-                    lambda c, cl, s="<%s>" % sender: t15(c, cl, s), greeting_refused=PASS)
+                add(
+                    "T15",
+                    name,
+                    "sender spoof <%s> cannot relay" % sender,
+                    "refused",
+                    relay_kind,
+                    lambda c, cl, s="<%s>" % sender: t15(c, cl, s),
+                    greeting_refused=PASS,
+                )
         t23_cases(ctx, add)
         add("T19", "xclient", "XCLIENT not honoured", "refused", relay_kind, t19_xclient)
         add("T19", "proxy", "PROXY header not honoured", "refused", "own", t19_proxy)
@@ -1048,18 +1107,22 @@ def build_cases(ctx):
     if extra:
         return cases
 
-    smuggle_ok = ctx.can_data and (
-        (mx and (tgt.test_mailbox or lst.relay == "allowed"))
-        or (not mx and tgt.auth is not None and has_tls and lst.auth_relay))
+    smuggle_ok = ctx.can_data and ((mx and (tgt.test_mailbox or lst.relay == "allowed")) or (not mx and tgt.auth is not None and has_tls and lst.auth_relay))
     if smuggle_ok:
         for name, ending in SMUGGLE_ENDINGS:
-            add("T17", name, "SMTP smuggling: fake end of data %s" % name.upper(), "one message", "own",
-                lambda c, cl, n=name, e=ending: t17(c, cl, n, e), credentials=None if mx else "real")
+            add(
+                "T17",
+                name,
+                "SMTP smuggling: fake end of data %s" % name.upper(),
+                "one message",
+                "own",
+                lambda c, cl, n=name, e=ending: t17(c, cl, n, e),
+                credentials=None if mx else "real",
+            )
         if mx:
             add("T18", None, "DATA-not-last pipelining refused", "refused", "own", t18)
     elif mx or tgt.auth is not None:
-        reason = ("no canary (or spool) configured" if not ctx.can_data
-                  else "needs test_mailbox on port 25 or credentials on submission")
+        reason = "no canary (or spool) configured" if not ctx.can_data else "needs test_mailbox on port 25 or credentials on submission"
         for probe in ("T17",) + (("T18",) if mx else ()):
             add(probe, None, "SMTP smuggling / pipelining", "-", "own", lambda c, cl, r=reason: _skip(r))
     return cases
@@ -1080,9 +1143,19 @@ def form_cases(ctx, forms, want):
         # Most error replies the form can earn: a sender trick on MX one (MAIL or RCPT refused);
         # otherwise two (refused MAIL, clean rerun refused at MAIL/RCPT/DATA), three when pipelined (+503).
         cost = 1 if form.sender_trick and mx else (3 if mx and not form.sender_trick else 2)
-        cases.append(Case(probe, form.pid, title, lst.relay, ctx.relay_kind, lambda c, cl, f=form: relay_form(c, cl, f),
-                          cost=cost, greeting_refused=FAIL if lst.relay == "allowed" else PASS,
-                          syntax_risk=odd_syntax(form)))
+        cases.append(
+            Case(
+                probe,
+                form.pid,
+                title,
+                lst.relay,
+                ctx.relay_kind,
+                lambda c, cl, f=form: relay_form(c, cl, f),
+                cost=cost,
+                greeting_refused=FAIL if lst.relay == "allowed" else PASS,
+                syntax_risk=odd_syntax(form),
+            )
+        )
     return cases
 
 

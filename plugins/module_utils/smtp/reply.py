@@ -21,11 +21,11 @@ _LINE = re.compile(r"^([1-5][0-9][0-9])([ -]?)(.*)$", re.S)
 _ENHANCED = re.compile(r"^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=\s|$)")
 
 # Reply classes of shared reference (d), "Reply classes".
-ACCEPTED = "accepted"          # 2xx
+ACCEPTED = "accepted"  # 2xx
 INTERMEDIATE = "intermediate"  # 3xx (334 challenge, 354 start input)
-TRANSIENT = "transient"        # 4xx: never a pass or a fail
-REFUSED = "refused"            # 5xx policy refusal (5.7.x, or no enhanced code and not a syntax code)
-NON_RELAY = "non_relay"        # 5.1.x / 5.5.x / 500-504: address, DNS or syntax trouble, says nothing about relaying
+TRANSIENT = "transient"  # 4xx: never a pass or a fail
+REFUSED = "refused"  # 5xx policy refusal (5.7.x, or no enhanced code and not a syntax code)
+NON_RELAY = "non_relay"  # 5.1.x / 5.5.x / 500-504: address, DNS or syntax trouble, says nothing about relaying
 
 _SYNTAX_CODES = (500, 501, 502, 503, 504)
 
@@ -37,7 +37,7 @@ class ReplyError(ValueError):
 @dataclass(frozen=True)
 class Reply:
     code: int
-    lines: tuple          # text after "NNN-" / "NNN " of each line, enhanced code included
+    lines: tuple  # text after "NNN-" / "NNN " of each line, enhanced code included
     enhanced: str | None  # "5.7.1" when the first line starts with an enhanced status code
 
     @property
@@ -46,7 +46,7 @@ class Reply:
         parts = []
         for line in self.lines:
             match = _ENHANCED.match(line)
-            parts.append(line[match.end():].strip() if match else line.strip())
+            parts.append(line[match.end() :].strip() if match else line.strip())
         text = " ".join(part for part in parts if part)
         return text if len(text) <= 300 else text[:297] + "..."
 
@@ -130,8 +130,7 @@ def is_temporary_relay_refusal(reply: Reply) -> bool:
     denied``), so a misconfiguration defers instead of bouncing. The relay was not granted, and a
     retry gets the same answer; greylisting (4.7.1 too, but no relay wording) stays transient."""
     text = (reply.text or "").lower()
-    return (reply.code // 100 == 4 and "relay" in text and "greylist" not in text
-            and (not reply.enhanced or reply.enhanced.startswith("4.7.")))
+    return reply.code // 100 == 4 and "relay" in text and "greylist" not in text and (not reply.enhanced or reply.enhanced.startswith("4.7."))
 
 
 def is_policy_refusal(reply: Reply) -> bool:

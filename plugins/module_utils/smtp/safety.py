@@ -50,8 +50,7 @@ class Credentials:
         """Every form of the password that could appear on the wire."""
         if not self.real or not self.password:
             return []
-        return [self.password, b64(self.password), self.plain_token(),
-                b64("%s\0%s\0%s" % (self.username, self.username, self.password))]
+        return [self.password, b64(self.password), self.plain_token(), b64("%s\0%s\0%s" % (self.username, self.username, self.password))]
 
     def __repr__(self) -> str:
         return "Credentials(%r, ****, real=%r)" % (self.username, self.real)

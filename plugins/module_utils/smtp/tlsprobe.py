@@ -52,7 +52,7 @@ def offer_context(case):
     library = ssl.OPENSSL_VERSION
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)   # TLS 1.0/1.1 are deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 are deprecated: that is the point
             context = _base_context()
             if case in _VERSION_ATTR:
                 attr = _VERSION_ATTR[case]
@@ -67,8 +67,9 @@ def offer_context(case):
             else:
                 spec = dict(WEAK_SUITES)[case]
                 context.maximum_version = ssl.TLSVersion.TLSv1_2
-                oldest = next((getattr(ssl.TLSVersion, _VERSION_ATTR[v]) for v in TLS_VERSIONS
-                               if getattr(ssl, "HAS_" + _VERSION_ATTR[v], False)), ssl.TLSVersion.TLSv1_2)
+                oldest = next(
+                    (getattr(ssl.TLSVersion, _VERSION_ATTR[v]) for v in TLS_VERSIONS if getattr(ssl, "HAS_" + _VERSION_ATTR[v], False)), ssl.TLSVersion.TLSv1_2
+                )
                 context.minimum_version = oldest
                 context.set_ciphers("%s:@SECLEVEL=0" % spec)
                 if not any(c.get("protocol") != "TLSv1.3" for c in context.get_ciphers()):
@@ -118,8 +119,7 @@ async def t21(ctx, unused_client, case):
             client = await ctx.connect()
             reply = await client.ehlo()
             if "STARTTLS" not in client.extensions:
-                return Outcome(SKIP, "STARTTLS not offered (T01/T03 judge that): %s not asked" % what,
-                               client.ehlo_reply, "EHLO")
+                return Outcome(SKIP, "STARTTLS not offered (T01/T03 judge that): %s not asked" % what, client.ehlo_reply, "EHLO")
             client.tls_context, client.tls_slot = context, None
             reply = await client.starttls()
             if reply.code != 220:
@@ -128,29 +128,36 @@ async def t21(ctx, unused_client, case):
                 return Outcome(INCONCLUSIVE, "STARTTLS refused: %s" % describe(reply), reply, "STARTTLS")
     except (TLSFailed, ConnectFailed) as exc:
         if _refused(exc):
-            return Outcome(PASS, "%s not accepted: the server ended the handshake" % what, stage="TLS",
-                           evidence=["*** handshake offering only %s: %s" % (what, _why(exc))])
+            return Outcome(
+                PASS, "%s not accepted: the server ended the handshake" % what, stage="TLS", evidence=["*** handshake offering only %s: %s" % (what, _why(exc))]
+            )
         if isinstance(exc, TLSFailed):
             return transient("TLS handshake offering only %s: %s" % (what, _why(exc)), stage="TLS")
         raise
     info = client.tls_info or "?"
     if not below:
-        return Outcome(PASS, "%s accepted (%s); the minimum is %s" % (what, info, ctx.opts.tls_min_version),
-                       client.banner, "TLS")
+        return Outcome(PASS, "%s accepted (%s); the minimum is %s" % (what, info, ctx.opts.tls_min_version), client.banner, "TLS")
     submission = ctx.listener.role == "submission"
     if case == ANON:
         # No server authentication, but strong encryption; only a client that offers anonymous
         # suites gets one, and a client that checks the server's certificate never does.
         if not submission:
-            return Outcome(PASS, "%s accepted (%s): unauthenticated encryption is what opportunistic TLS on an MX "
-                           "is (RFC 7435), not a weakness there" % (what, info), client.banner, "TLS")
-        return Outcome(WARN, "%s accepted (%s): no server authentication for a client that offers them; "
-                       "TLS best practice (RFC 9325) rules them out on submission" % (what, info), client.banner, "TLS")
+            return Outcome(
+                PASS,
+                "%s accepted (%s): unauthenticated encryption is what opportunistic TLS on an MX is (RFC 7435), not a weakness there" % (what, info),
+                client.banner,
+                "TLS",
+            )
+        return Outcome(
+            WARN,
+            "%s accepted (%s): no server authentication for a client that offers them; "
+            "TLS best practice (RFC 9325) rules them out on submission" % (what, info),
+            client.banner,
+            "TLS",
+        )
     verdict = FAIL if submission else WARN
-    why_weight = ("submission requires strong TLS (RFC 8314)" if submission else
-                  "opportunistic TLS on an MX listener (RFC 3207, RFC 7435): a warning")
-    return Outcome(verdict, "%s accepted (%s), below the minimum %s; %s" % (
-        what, info, ctx.opts.tls_min_version, why_weight), client.banner, "TLS")
+    why_weight = "submission requires strong TLS (RFC 8314)" if submission else "opportunistic TLS on an MX listener (RFC 3207, RFC 7435): a warning"
+    return Outcome(verdict, "%s accepted (%s), below the minimum %s; %s" % (what, info, ctx.opts.tls_min_version, why_weight), client.banner, "TLS")
 
 
 def build_tls_cases(ctx):
@@ -165,6 +172,5 @@ def build_tls_cases(ctx):
             title = "TLS: %s %s" % (case, "refused (below %s)" % minimum if below else "may be accepted")
         else:
             title = "TLS: %s cipher suites %s" % (case, "refused" if below else "may be accepted (opportunistic TLS)")
-        cases.append(Case(PROBE, case, title, "refused" if below else "accepted or refused", "own",
-                          lambda c, cl, name=case: t21(c, cl, name), cost=0))
+        cases.append(Case(PROBE, case, title, "refused" if below else "accepted or refused", "own", lambda c, cl, name=case: t21(c, cl, name), cost=0))
     return cases

@@ -34,8 +34,7 @@ def scenario(tls_context, spool):
 
     def run(mx=None, submission=None, submissions=None, target=None, canary=True, **params):
         async def go():
-            host = fakesmtp.FakeHost(tls_context, spool=spool, mx=mx, submission=submission,
-                                     submissions=submissions)
+            host = fakesmtp.FakeHost(tls_context, spool=spool, mx=mx, submission=submission, submissions=submissions)
             await host.start()
             try:
                 spec = host.target()
@@ -49,6 +48,7 @@ def scenario(tls_context, spool):
                 return outcome, host
             finally:
                 await host.stop()
+
         return asyncio.run(go())
 
     return run
@@ -56,8 +56,7 @@ def scenario(tls_context, spool):
 
 def verdicts(outcome, probe=None, port=None):
     """{(probe, case): verdict} of the results (optionally of one probe/port)."""
-    return {(r["probe"], r["case"]): r["verdict"] for r in outcome["results"]
-            if (probe is None or r["probe"] == probe) and (port is None or r["port"] == port)}
+    return {(r["probe"], r["case"]): r["verdict"] for r in outcome["results"] if (probe is None or r["probe"] == probe) and (port is None or r["port"] == port)}
 
 
 def check_findings(outcome):

@@ -24,38 +24,38 @@ VULNERABLE_ENDINGS = (b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\
 class Behaviour:
     hostname: str = "mx.example.test"
     local_domains: tuple = ("example.test",)
-    role: str = "mx"                   # mx: never AUTH; submission: AUTH after TLS, 530 before
-    relay: str = "refuse"              # refuse | accept (open relay at RCPT)
-    deliver: bool = True               # accepted foreign mail for the canary really reaches the spool
+    role: str = "mx"  # mx: never AUTH; submission: AUTH after TLS, 530 before
+    relay: str = "refuse"  # refuse | accept (open relay at RCPT)
+    deliver: bool = True  # accepted foreign mail for the canary really reaches the spool
     canary_domain: str = "canary.test"
     spool: str = None
-    starttls: bool = True              # offer STARTTLS (needs a context)
-    tls_required: bool = False         # 530 before STARTTLS
-    auth_before_tls: bool = False      # advertise and process AUTH in cleartext
+    starttls: bool = True  # offer STARTTLS (needs a context)
+    tls_required: bool = False  # 530 before STARTTLS
+    auth_before_tls: bool = False  # advertise and process AUTH in cleartext
     auth_on_mx: bool = False
     users: dict = dataclasses.field(default_factory=lambda: {"alice": "s3cret-Pass"})
-    keep_plaintext_after_starttls: bool = False   # CVE-2011-0411 class
-    broken_tls: bool = False           # 220 to STARTTLS, then garbage instead of a handshake
-    greylist: bool = False             # 450 to every RCPT
-    tarpit: float = 0.0                # seconds before the greeting
-    banner: str = "multiline"          # multiline | plain | garbage | oversized | mixed | refuse
+    keep_plaintext_after_starttls: bool = False  # CVE-2011-0411 class
+    broken_tls: bool = False  # 220 to STARTTLS, then garbage instead of a handshake
+    greylist: bool = False  # 450 to every RCPT
+    tarpit: float = 0.0  # seconds before the greeting
+    banner: str = "multiline"  # multiline | plain | garbage | oversized | mixed | refuse
     #                                    close (no greeting) | silent (never greets) | mute (greets, then silence)
-    smuggle_vulnerable: bool = False   # treat bare LF/CR endings as end of data
-    reject_bare_lf: bool = False       # 550 and disconnect on bare LF/CR in DATA
-    forbid_pipelining: bool = True     # 554 when DATA is not the last command of a write
-    xclient: bool = False              # advertise and honour XCLIENT
-    proxy: bool = False                # honour a PROXY v1 header
-    syntax_reject: bool = True         # 501 for double-@ recipients (exercises the non-relay class)
-    pipelining: bool = True            # advertise PIPELINING (RFC 2920)
-    unauth_mail: str = "530 5.7.0 Authentication required"   # submission: reply to MAIL before AUTH (None: 250)
-    relay_domains: tuple = ()          # backup MX: accepts any recipient ending in @<one of them> (percent hack too)
-    ehlo_hostname: str = None          # the name the EHLO reply gives, when not the greeting's
-    auth_fail_open: bool = False       # a wrong password gets 535, but the session is trusted anyway (broken)
-    refuse_sender: str = None          # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
-    exim_sender_syntax: bool = False   # Exim: 501 at MAIL for domain-literal and unqualified senders
-    auth_delay: float = 0.0            # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
-    sasl: object = None                # a FakeSASL shared by the listeners of a host (Dovecot's failure brakes)
-    quit_hold: float = 0.0             # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
+    smuggle_vulnerable: bool = False  # treat bare LF/CR endings as end of data
+    reject_bare_lf: bool = False  # 550 and disconnect on bare LF/CR in DATA
+    forbid_pipelining: bool = True  # 554 when DATA is not the last command of a write
+    xclient: bool = False  # advertise and honour XCLIENT
+    proxy: bool = False  # honour a PROXY v1 header
+    syntax_reject: bool = True  # 501 for double-@ recipients (exercises the non-relay class)
+    pipelining: bool = True  # advertise PIPELINING (RFC 2920)
+    unauth_mail: str = "530 5.7.0 Authentication required"  # submission: reply to MAIL before AUTH (None: 250)
+    relay_domains: tuple = ()  # backup MX: accepts any recipient ending in @<one of them> (percent hack too)
+    ehlo_hostname: str = None  # the name the EHLO reply gives, when not the greeting's
+    auth_fail_open: bool = False  # a wrong password gets 535, but the session is trusted anyway (broken)
+    refuse_sender: str = None  # MAIL refused (553 5.7.1) when the sender contains this, even after AUTH
+    exim_sender_syntax: bool = False  # Exim: 501 at MAIL for domain-literal and unqualified senders
+    auth_delay: float = 0.0  # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
+    sasl: object = None  # a FakeSASL shared by the listeners of a host (Dovecot's failure brakes)
+    quit_hold: float = 0.0  # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
 
 
 class FakeSASL:
@@ -69,8 +69,8 @@ class FakeSASL:
     def __init__(self, failure_delay=0.3, penalty=1.0):
         self.failure_delay = failure_delay
         self.penalty = penalty
-        self.failures = {}         # client address -> monotonic time of its last failure
-        self.penalized = []        # (client address, monotonic time) of every exchange that waited
+        self.failures = {}  # client address -> monotonic time of its last failure
+        self.penalized = []  # (client address, monotonic time) of every exchange that waited
 
     async def begin(self, peer):
         last = self.failures.get(peer)
@@ -84,30 +84,29 @@ class FakeSASL:
 
 
 class FakeSMTP:
-    session_class = None           # a _Session subclass (hostilesmtp.py); None: _Session
+    session_class = None  # a _Session subclass (hostilesmtp.py); None: _Session
 
     def __init__(self, behaviour=None, tls_context=None, implicit=False):
         self.b = behaviour or Behaviour()
         self.tls_context = tls_context
         self.implicit = implicit
-        self.transactions = []     # every DATA the server took: {mail, rcpts, data, tls, auth, port}
+        self.transactions = []  # every DATA the server took: {mail, rcpts, data, tls, auth, port}
         self.connections = 0
         self.commands = []
-        self.command_log = []      # (over_tls, line) of every line read in command or AUTH state
-        self.peers = []            # client addresses seen
-        self.max_errors = 0        # most 4xx/5xx replies on one connection (error-budget test)
-        self.pipelined = 0         # commands that arrived with the next one already buffered
+        self.command_log = []  # (over_tls, line) of every line read in command or AUTH state
+        self.peers = []  # client addresses seen
+        self.max_errors = 0  # most 4xx/5xx replies on one connection (error-budget test)
+        self.pipelined = 0  # commands that arrived with the next one already buffered
         self.tls_handshakes = 0
-        self.tls_resumed = 0       # handshakes that resumed an earlier TLS session
-        self.auth_log = []         # (monotonic time the AUTH came in, succeeded, wrong password) per AUTH
-        self.quit_holds = 0        # QUITs whose 221 was held (quit_hold)
+        self.tls_resumed = 0  # handshakes that resumed an earlier TLS session
+        self.auth_log = []  # (monotonic time the AUTH came in, succeeded, wrong password) per AUTH
+        self.quit_holds = 0  # QUITs whose 221 was held (quit_hold)
         self.quit_half_closed = 0  # ... and released early because the client had half-closed
         self.server = None
         self.port = None
 
     async def start(self, host="127.0.0.1", port=0):
-        self.server = await asyncio.start_server(self._handle, host, port,
-                                                 ssl=self.tls_context if self.implicit else None)
+        self.server = await asyncio.start_server(self._handle, host, port, ssl=self.tls_context if self.implicit else None)
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
@@ -157,8 +156,7 @@ class _Session:
         if code >= 400:
             self.errors += 1
             self.srv.max_errors = max(self.srv.max_errors, self.errors)
-        out = b"".join(("%d%s%s\r\n" % (code, " " if i == len(lines) - 1 else "-", text)).encode()
-                       for i, text in enumerate(lines))
+        out = b"".join(("%d%s%s\r\n" % (code, " " if i == len(lines) - 1 else "-", text)).encode() for i, text in enumerate(lines))
         self.writer.write(out)
         await self.writer.drain()
 
@@ -190,7 +188,7 @@ class _Session:
         if b.banner == "close":
             return
         if b.banner == "silent":
-            await self.reader.read()        # until the client gives up
+            await self.reader.read()  # until the client gives up
             return
         if b.banner == "refuse":
             await self.send(554, "5.7.1 %s: client not allowed" % b.hostname)
@@ -284,7 +282,7 @@ class _Session:
             await self.writer.drain()
             return "close"
         if not self.b.keep_plaintext_after_starttls:
-            self.buf = b""       # RFC 3207 / CVE-2011-0411: discard what came in plaintext
+            self.buf = b""  # RFC 3207 / CVE-2011-0411: discard what came in plaintext
             getattr(self.reader, "_buffer", bytearray()).clear()
         await self.writer.start_tls(self.srv.tls_context)
         self.srv.count_handshake(self.writer)
@@ -396,8 +394,7 @@ class _Session:
         if self.b.reject_bare_lf and _bare_newline(body):
             await self.send(550, "5.5.2 Error: bare <LF> received")
             return "close"
-        self.srv.transactions.append({"mail": self.mail, "rcpts": list(self.rcpts), "data": body,
-                                      "tls": self.tls, "auth": self.authed, "port": self.srv.port})
+        self.srv.transactions.append({"mail": self.mail, "rcpts": list(self.rcpts), "data": body, "tls": self.tls, "auth": self.authed, "port": self.srv.port})
         self.deliver(body)
         self.mail, self.rcpts = None, []
         await self.send(250, "2.0.0 Ok: queued as FAKE%d" % len(self.srv.transactions))
@@ -409,7 +406,7 @@ class _Session:
             hits = [(search.find(m), m) for m in markers if search.find(m) >= 0]
             if hits:
                 index, marker = min(hits)
-                self.buf = search[index + len(marker):]
+                self.buf = search[index + len(marker) :]
                 return search[2:index] if index >= 2 else b""
             chunk = await self.reader.read(65536)
             if not chunk:
@@ -424,8 +421,10 @@ class _Session:
             return
         name = os.path.join(self.b.spool, "msg-%d-%d.eml" % (os.getpid(), id(body)))
         with open(name + ".tmp", "wb") as handle:
-            handle.write(b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [" + self.peer.encode() + b"])\r\n"
-                         b"\tby " + self.b.hostname.encode() + b" (fake)\r\n" + body)
+            handle.write(
+                b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [" + self.peer.encode() + b"])\r\n"
+                b"\tby " + self.b.hostname.encode() + b" (fake)\r\n" + body
+            )
         os.rename(name + ".tmp", name)
 
     def reset(self):
@@ -464,17 +463,22 @@ def make_cert(directory, hostname="mx.example.test"):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     with open(certfile, "wb") as handle:
         handle.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(keyfile, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return certfile, keyfile
 
 
@@ -514,13 +518,10 @@ class FakeHost:
     def target(self, auth=True, test_mailbox="alice@example.test", **listener_overrides):
         listeners = [
             {"port": self.mx.port, "role": "mx", "tls": "starttls", "relay": "refused"},
-            {"port": self.submission.port, "role": "submission", "tls": "required", "relay": "refused",
-             "auth_relay": True},
-            {"port": self.submissions.port, "role": "submission", "tls": "implicit", "relay": "refused",
-             "auth_relay": True},
+            {"port": self.submission.port, "role": "submission", "tls": "required", "relay": "refused", "auth_relay": True},
+            {"port": self.submissions.port, "role": "submission", "tls": "implicit", "relay": "refused", "auth_relay": True},
         ]
-        target = {"name": "mx1", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
-                  "local_domains": ["example.test"], "listeners": listeners}
+        target = {"name": "mx1", "addresses": ["127.0.0.1"], "hostname": "mx.example.test", "local_domains": ["example.test"], "listeners": listeners}
         if auth:
             target["auth"] = {"username": "alice", "password": "s3cret-Pass"}
         if test_mailbox:
@@ -542,8 +543,7 @@ async def _serve(args):
     overrides = json.loads(args.behaviour)
     hosts = []
     for unused in range(args.hosts):
-        host = FakeHost(context, spool=args.spool, mx=dict(overrides), submission=dict(overrides) if
-                        args.full else None, submissions=None)
+        host = FakeHost(context, spool=args.spool, mx=dict(overrides), submission=dict(overrides) if args.full else None, submissions=None)
         if not args.full:
             host.servers = (host.mx,)
         ports = [int(p) for p in args.ports.split(",")] if args.ports else [0, 0, 0]

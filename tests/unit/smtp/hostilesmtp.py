@@ -21,22 +21,22 @@ PIECE = 4
 
 @dataclasses.dataclass
 class Hostility:
-    ehlo_lines: int = 0            # filler lines before the real EHLO keywords
-    greeting_code: int = 0         # e.g. 554: greet with this, then accept every command anyway
-    reply_delay: float = 0.0       # seconds before every reply (greeting included)
-    echo_auth: bool = False        # echo AUTH tokens (and the password) back in pieces
+    ehlo_lines: int = 0  # filler lines before the real EHLO keywords
+    greeting_code: int = 0  # e.g. 554: greet with this, then accept every command anyway
+    reply_delay: float = 0.0  # seconds before every reply (greeting included)
+    echo_auth: bool = False  # echo AUTH tokens (and the password) back in pieces
 
 
 def pieces(text, size=PIECE):
     """The whole ``size``-character pieces of ``text`` (what an echoing server sends back)."""
-    return [text[i:i + size] for i in range(0, len(text) - size + 1, size)]
+    return [text[i : i + size] for i in range(0, len(text) - size + 1, size)]
 
 
 class HostileSMTP(fakesmtp.FakeSMTP):
     def __init__(self, behaviour=None, tls_context=None, implicit=False, hostility=None):
         super().__init__(behaviour, tls_context, implicit)
         self.hostility = hostility or Hostility()
-        self.echoed = []           # every piece this server echoed (the test looks for them)
+        self.echoed = []  # every piece this server echoed (the test looks for them)
         self.session_class = HostileSession
 
 
@@ -45,7 +45,7 @@ class HostileSession(fakesmtp._Session):
         super().__init__(server, reader, writer)
         self.h = server.hostility
         self.greeted = False
-        self.after_auth = []       # pieces echoed in every reply once AUTH was seen
+        self.after_auth = []  # pieces echoed in every reply once AUTH was seen
 
     def echo(self, *texts):
         out = []
@@ -82,8 +82,7 @@ class HostileSession(fakesmtp._Session):
         body.append("ENHANCEDSTATUSCODES")
         if self.h.reply_delay:
             await asyncio.sleep(self.h.reply_delay)
-        self.writer.write(b"".join(("250%s%s\r\n" % ("-" if i < len(body) - 1 else " ", text)).encode()
-                                   for i, text in enumerate(body)))
+        self.writer.write(b"".join(("250%s%s\r\n" % ("-" if i < len(body) - 1 else " ", text)).encode() for i, text in enumerate(body)))
         await self.writer.drain()
 
     async def cmd_AUTH(self, line):

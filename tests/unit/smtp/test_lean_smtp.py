@@ -29,8 +29,15 @@ def _results(outcome, ports):
     for r in outcome["results"]:
         title = r["title"].replace("port %d" % r["port"], "port <%d>" % index[r["port"]])
         table[(index[r["port"]], r["probe"], r["case"])] = (
-            r["verdict"], r["reply"]["code"], r["reply"]["enhanced"], TOKEN.sub("T", r["reply"]["text"]),
-            r["reply"]["stage"], TOKEN.sub("T", r["reason"]), title, r["expected"])
+            r["verdict"],
+            r["reply"]["code"],
+            r["reply"]["enhanced"],
+            TOKEN.sub("T", r["reply"]["text"]),
+            r["reply"]["stage"],
+            TOKEN.sub("T", r["reason"]),
+            title,
+            r["expected"],
+        )
     return table
 
 
@@ -79,6 +86,7 @@ async def _read_reply(reader):
 def test_lean_pipelined_group_and_data(tls_context):
     """Replies to a pipelined group in order; DATA only after AUTH on submissions, and an
     unauthenticated DATA that does not end its group is refused and the connection closed."""
+
     async def go():
         lean = lean_smtp.LeanHost(tls_context, "mx.example.test")
         await lean.start()
@@ -102,8 +110,7 @@ def test_lean_pipelined_group_and_data(tls_context):
 
             reader, writer = await asyncio.open_connection("127.0.0.1", lean.mx.port)
             await _read_reply(reader)
-            writer.write(b"EHLO prober\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.test>\r\n"
-                         b"DATA\r\nSubject: x\r\n\r\n.\r\n")
+            writer.write(b"EHLO prober\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.test>\r\nDATA\r\nSubject: x\r\n\r\n.\r\n")
             seen["mx"] = [await _read_reply(reader) for unused in range(4)]
             seen["mx_eof"] = await asyncio.wait_for(reader.read(), 2)
             writer.close()
@@ -124,8 +131,14 @@ def test_lean_pipelined_group_and_data(tls_context):
 
 
 def test_lean_server_decodes_sasl_like_the_fake_server():
-    tokens = [base64.b64encode(b"\0user@example.test\0" + PASSWORD.encode()).decode(), "", "not base64!",
-              base64.b64encode(b"only\0one-nul").decode(), base64.b64encode(b"\xff\xfe").decode(), " dXNlcg== "]
+    tokens = [
+        base64.b64encode(b"\0user@example.test\0" + PASSWORD.encode()).decode(),
+        "",
+        "not base64!",
+        base64.b64encode(b"only\0one-nul").decode(),
+        base64.b64encode(b"\xff\xfe").decode(),
+        " dXNlcg== ",
+    ]
     for token in tokens:
         assert lean_smtp._decode_plain(token) == fakesmtp._decode_plain(token), token
         assert lean_smtp._b64(token) == fakesmtp._b64(token), token

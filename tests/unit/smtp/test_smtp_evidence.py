@@ -24,7 +24,7 @@ def results(outcome, port=None, probe=None):
 def test_every_probe_outcome_maps_to_a_known_finding():
     for probe in probes.ALL_PROBES:
         keys = [("INCONCLUSIVE", None)] + findings.outcome_keys(probe)
-        assert "FAIL" in findings.PROBE_FINDINGS[probe], probe    # the fallback of every FAIL/WARN
+        assert "FAIL" in findings.PROBE_FINDINGS[probe], probe  # the fallback of every FAIL/WARN
         for verdict, tag in keys:
             for role in ("mx", "submission", "extra"):
                 found = findings.finding_for(probe, verdict, tag, role)
@@ -35,11 +35,11 @@ def test_every_probe_outcome_maps_to_a_known_finding():
 def test_finding_table_covers_every_probe_and_tag_the_code_uses():
     import inspect
     import re
+
     source = inspect.getsource(probes) + inspect.getsource(engine)
     # tags set on outcomes, and the fourth element of canary confirmations: (verdict, text, seen, tag)
     tags = set(re.findall(r'tag="([a-z_]+)"', source)) | set(re.findall(r'(?:None|\)), "([a-z_]+)"\)', source))
-    assert tags >= {"confirmed", "dropped", "trick_dropped", "unconfirmed", "trick_unconfirmed", "no_starttls",
-                    "greeting_refused"}
+    assert tags >= {"confirmed", "dropped", "trick_dropped", "unconfirmed", "trick_unconfirmed", "no_starttls", "greeting_refused"}
     known = set(key for table in findings.PROBE_FINDINGS.values() for key in table)
     assert tags <= known, tags - known
     assert set(probes.ALL_PROBES) <= set(findings.PROBE_FINDINGS)
@@ -66,9 +66,9 @@ def test_open_relay_confirmed_for_every_form_sender_tricks_included(scenario):
     forms = [r for r in relay if r["probe"] in ("T11", "T12", "T15")]
     senders = {"P01", "P03", "P04a", "P05", "P06a", "P06b", "P07", "P08", "P09"}
     assert senders <= {r["case"] for r in forms}
-    assert all(r["verdict"] == "FAIL" and r["finding"] == "open_relay" and r["severity"] == "critical"
-               and "reached the canary" in r["reason"] for r in forms), [
-        (r["case"], r["verdict"], r["reason"]) for r in forms if r["finding"] != "open_relay"]
+    assert all(
+        r["verdict"] == "FAIL" and r["finding"] == "open_relay" and r["severity"] == "critical" and "reached the canary" in r["reason"] for r in forms
+    ), [(r["case"], r["verdict"], r["reason"]) for r in forms if r["finding"] != "open_relay"]
     t20 = next(r for r in relay if r["probe"] == "T20")
     assert t20["verdict"] == "FAIL" and t20["finding"] == "open_relay"
     # every form's message went to the canary domain, never to example.net
@@ -81,8 +81,7 @@ def test_without_canary_rcpt_acceptance_is_an_unconfirmed_open_relay(scenario):
     assert host.transactions == []
     mx = results(outcome, host.mx.port)
     plain = [r for r in mx if r["probe"] in ("T11", "T15") and not r["case"].startswith(("P1", "P2"))]
-    assert plain and all(r["verdict"] == "FAIL" and r["finding"] == "open_relay_unconfirmed"
-                         and "unconfirmed" in r["reason"] for r in plain)
+    assert plain and all(r["verdict"] == "FAIL" and r["finding"] == "open_relay_unconfirmed" and "unconfirmed" in r["reason"] for r in plain)
     tricks = [r for r in mx if r["probe"] == "T11" and r["case"].startswith(("P1", "P2"))]
     assert tricks and all(r["verdict"] == "WARN" and r["finding"] == "trick_form_accepted" for r in tricks)
 
@@ -106,7 +105,8 @@ def test_relay_refused_at_data_is_a_refusal(scenario, tls_context):
         fakesmtp._Session = original
     mx = [r for r in results(outcome, host.mx.port) if r["probe"] != "T00"]
     assert mx and all(r["verdict"] == "PASS" and r["reply"]["stage"] == "DATA" for r in mx), [
-        (r["case"], r["verdict"], r["reason"]) for r in mx if r["verdict"] != "PASS"]
+        (r["case"], r["verdict"], r["reason"]) for r in mx if r["verdict"] != "PASS"
+    ]
 
 
 # -- T08: what the server allows after a wrong password ------------------------------------------
@@ -117,19 +117,21 @@ def test_t08_stock_postfix_submission_refusing_at_rcpt_passes(scenario):
     outcome, host = scenario(submission=stock, submissions=stock, probes=["T06", "T08"])
     t08 = results(outcome, probe="T08")
     assert [r["verdict"] for r in t08] == ["PASS", "PASS"], [r["reason"] for r in t08]
-    assert all(r["reply"]["stage"] == "RCPT" and r["reply"]["code"] == 554 and "refused at RCPT" in r["reason"]
-               for r in t08)
+    assert all(r["reply"]["stage"] == "RCPT" and r["reply"]["code"] == 554 and "refused at RCPT" in r["reason"] for r in t08)
     assert all(r["verdict"] == "PASS" for r in results(outcome, probe="T06"))
     # MAIL refused with 530 after the wrong password (this collection's own renderer) passes too
     outcome, unused_host = scenario(probes=["T08"])
     assert all(r["verdict"] == "PASS" and r["reply"]["stage"] == "MAIL" for r in results(outcome, probe="T08"))
 
 
-@pytest.mark.parametrize("canary, deliver, verdict, finding", [
-    (True, True, "FAIL", "relay_after_failed_auth"),
-    (False, True, "FAIL", "relay_after_failed_auth"),
-    (True, False, "WARN", "accept_then_drop"),
-])
+@pytest.mark.parametrize(
+    "canary, deliver, verdict, finding",
+    [
+        (True, True, "FAIL", "relay_after_failed_auth"),
+        (False, True, "FAIL", "relay_after_failed_auth"),
+        (True, False, "WARN", "accept_then_drop"),
+    ],
+)
 def test_t08_relay_after_a_failed_auth_fails(scenario, canary, deliver, verdict, finding):
     broken = dict(unauth_mail=None, auth_fail_open=True, deliver=deliver)
     outcome, host = scenario(submission=broken, submissions=broken, probes=["T08"], canary=canary)
@@ -154,27 +156,33 @@ def test_t08_wrong_password_accepted_is_its_own_finding(scenario):
         outcome, unused_host = scenario(submission=dict(users=users), probes=["T08"])
     finally:
         fakesmtp._Session = original
-    assert {(r["verdict"], r["finding"]) for r in results(outcome, probe="T08")} == {
-        ("FAIL", "wrong_password_accepted")}
+    assert {(r["verdict"], r["finding"]) for r in results(outcome, probe="T08")} == {("FAIL", "wrong_password_accepted")}
 
 
 def test_t05_optional_tls_judged_by_what_the_server_allows():
     """tls: starttls (TLS optional): MAIL accepted before TLS and AUTH, relay refused at RCPT is a
     PASS; a foreign recipient accepted in cleartext is followed to the canary. tls: required: MAIL
     accepted before TLS is a FAIL (RFC 3207 4: 530 to everything but NOOP/EHLO/STARTTLS/QUIT)."""
+
     def run(behaviour, tls_mode):
         async def go():
             server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission", **behaviour), None)
             port = await server.start()
-            target = {"name": "x", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                      "listeners": [{"port": port, "role": "submission", "tls": tls_mode}]}
+            target = {
+                "name": "x",
+                "addresses": ["127.0.0.1"],
+                "local_domains": ["example.test"],
+                "listeners": [{"port": port, "role": "submission", "tls": tls_mode}],
+            }
             try:
                 return await engine.run_async({"targets": [target], "probes": ["T05"], "timeout": 2})
             finally:
                 await server.stop()
+
         outcome = asyncio.run(go())
         check_findings(outcome)
         return next(r for r in outcome["results"] if r["probe"] == "T05")
+
     # (no TLS context on these fakes: T05 runs on the plaintext session only)
     passed = run(dict(tls_required=False, unauth_mail=None), "starttls")
     assert passed["verdict"] == "PASS" and passed["reply"]["stage"] == "RCPT" and "RFC 6409" in passed["reason"]
@@ -183,13 +191,12 @@ def test_t05_optional_tls_judged_by_what_the_server_allows():
     assert "unconfirmed" in relays["reason"]
     required = run(dict(tls_required=False, unauth_mail=None), "required")
     assert required["verdict"] == "FAIL" and required["finding"] == "submission_without_tls"
-    assert run(dict(), "starttls")["verdict"] == "PASS"     # 530 at MAIL
+    assert run(dict(), "starttls")["verdict"] == "PASS"  # 530 at MAIL
 
 
 # -- trick forms through every own name ----------------------------------------------------------
 BACKUP = dict(hostname="backup.other.test", local_domains=(), relay_domains=("relay.test",))
-BACKUP_TARGET = {"hostname": "backup.other.test", "local_domains": [], "relay_domains": ["relay.test"],
-                 "test_mailbox": None}
+BACKUP_TARGET = {"hostname": "backup.other.test", "local_domains": [], "relay_domains": ["relay.test"], "test_mailbox": None}
 
 
 def test_backup_mx_percent_hack_through_its_relay_domain_fails(scenario):
@@ -197,7 +204,7 @@ def test_backup_mx_percent_hack_through_its_relay_domain_fails(scenario):
     percent hack through the relay domain relays (the canary receives it)."""
     outcome, host = scenario(mx=BACKUP, target=BACKUP_TARGET, probes=["T11", "T12", "T13"])
     mx = {r["case"]: r for r in results(outcome, host.mx.port) if r["probe"] in ("T11", "T12")}
-    assert mx["P12"]["verdict"] == "PASS"                      # at backup.other.test
+    assert mx["P12"]["verdict"] == "PASS"  # at backup.other.test
     hack = mx["P12@relay.test"]
     assert hack["verdict"] == "FAIL" and hack["finding"] == "open_relay" and "canary" in hack["reason"]
     assert {"P17@relay.test", "P20@relay.test", "P23@relay.test"} <= set(mx)
@@ -210,8 +217,7 @@ def test_address_literals_of_every_address_and_the_greeting_name(scenario):
     names alone, so acceptance is an unconfirmed trick form, not a message to an unvetted host."""
     greeted = dict(hostname="gw.example.test", relay_domains=("gw.example.test",))
     # (127.0.0.2: a second address on loopback where nothing listens; only 127.0.0.1 is judged here)
-    outcome, host = scenario(mx=greeted, target={"addresses": ["127.0.0.1", "127.0.0.2"]},
-                             probes=["T11", "T12"], retries=0)
+    outcome, host = scenario(mx=greeted, target={"addresses": ["127.0.0.1", "127.0.0.2"]}, probes=["T11", "T12"], retries=0)
     mx = {r["case"]: r for r in results(outcome, host.mx.port) if r["address"] == "127.0.0.1"}
     assert {"P11", "P11@[127.0.0.2]", "P05@[127.0.0.2]", "P22@[127.0.0.2]"} <= set(mx)
     assert {"P03@gw.example.test", "P12@gw.example.test"} <= set(mx)
@@ -226,17 +232,18 @@ def test_ehlo_name_forms_run_when_it_is_yet_another_name(scenario):
     outcome, host = scenario(mx=named, probes=["T11", "T12"])
     mx = {r["case"]: r for r in results(outcome, host.mx.port)}
     assert {"P03@relay-gw.example.test", "P12@relay-gw.example.test", "P23@relay-gw.example.test"} <= set(mx)
-    assert mx["P12@relay-gw.example.test"]["verdict"] == "WARN"       # accepted, RCPT only: unvetted name
+    assert mx["P12@relay-gw.example.test"]["verdict"] == "WARN"  # accepted, RCPT only: unvetted name
     assert mx["P12@relay-gw.example.test"]["finding"] == "trick_form_accepted"
     assert not any(r["case"].endswith("@mx.example.test") for r in outcome["results"] if r["case"])
 
 
 # -- user forms -----------------------------------------------------------------------------------
 def test_extra_forms_run_with_every_hosted_domain(scenario):
-    forms = [{"sender": "<probe@{literal}>", "rcpt": "<{local}%{canary}@{domain}>", "name": "percent"},
-             {"sender": "<{foreign}!probe>", "rcpt": "<{local}@{foreign}>"}]
-    outcome, host = scenario(mx=BACKUP, target=dict(BACKUP_TARGET, local_domains=["example.test"]),
-                             probes=["T11", "T12"], extra_forms=forms)
+    forms = [
+        {"sender": "<probe@{literal}>", "rcpt": "<{local}%{canary}@{domain}>", "name": "percent"},
+        {"sender": "<{foreign}!probe>", "rcpt": "<{local}@{foreign}>"},
+    ]
+    outcome, host = scenario(mx=BACKUP, target=dict(BACKUP_TARGET, local_domains=["example.test"]), probes=["T11", "T12"], extra_forms=forms)
     mx = {r["case"]: r for r in results(outcome, host.mx.port)}
     assert mx["X01@relay.test@[127.0.0.1]"]["verdict"] == "FAIL"
     assert mx["X01@relay.test@[127.0.0.1]"]["finding"] == "open_relay"
@@ -247,20 +254,23 @@ def test_extra_forms_run_with_every_hosted_domain(scenario):
     assert any(c.startswith("RCPT TO:<t11x02-") and c.endswith("@canary.test>") for c in host.mx.commands)
 
 
-@pytest.mark.parametrize("forms, words", [
-    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>\r\nRSET"}], "printable ASCII"),
-    ([{"sender": "<a@{foreign}>\x00", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
-    ([{"sender": "<a@{foreign}> SIZE=1", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
-    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{evil}>"}], "unknown placeholder"),
-    ([{"sender": "<a@{foreign}>", "rcpt": "<user@{canary}>"}], "{local}"),
-    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@other.example>"}], "{canary} or {foreign}"),
-    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>" + "x" * 200}], "longer than"),
-    ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}}>"}], "unbalanced"),
-    ([{"sender": "<a@{foreign}>"}], "rcpt"),
-    ([{"sender": "<a>", "rcpt": "<{local}@{canary}>", "data": "x"}], "a dict with"),
-    ("<a>", "a list"),
-    ([{"sender": "<a>", "rcpt": "<{local}@{canary}>"}] * 33, "at most 32"),
-])
+@pytest.mark.parametrize(
+    "forms, words",
+    [
+        ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>\r\nRSET"}], "printable ASCII"),
+        ([{"sender": "<a@{foreign}>\x00", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
+        ([{"sender": "<a@{foreign}> SIZE=1", "rcpt": "<{local}@{canary}>"}], "printable ASCII"),
+        ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{evil}>"}], "unknown placeholder"),
+        ([{"sender": "<a@{foreign}>", "rcpt": "<user@{canary}>"}], "{local}"),
+        ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@other.example>"}], "{canary} or {foreign}"),
+        ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}>" + "x" * 200}], "longer than"),
+        ([{"sender": "<a@{foreign}>", "rcpt": "<{local}@{canary}}>"}], "unbalanced"),
+        ([{"sender": "<a@{foreign}>"}], "rcpt"),
+        ([{"sender": "<a>", "rcpt": "<{local}@{canary}>", "data": "x"}], "a dict with"),
+        ("<a>", "a list"),
+        ([{"sender": "<a>", "rcpt": "<{local}@{canary}>"}] * 33, "at most 32"),
+    ],
+)
 def test_extra_forms_are_validated_strictly(forms, words):
     with pytest.raises(engine.ConfigError) as error:
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "extra_forms": forms})
@@ -280,9 +290,15 @@ def _run_extra(behaviour, closed=False, canary=None):
         extra = fakesmtp.FakeSMTP(behaviour, None)
         port = await declared.start()
         extra_port = _closed_port() if closed else await extra.start()
-        target = {"name": "x", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
-                  "local_domains": ["example.test"], "test_mailbox": "alice@example.test",
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}], "extra_ports": [extra_port, port]}
+        target = {
+            "name": "x",
+            "addresses": ["127.0.0.1"],
+            "hostname": "mx.example.test",
+            "local_domains": ["example.test"],
+            "test_mailbox": "alice@example.test",
+            "listeners": [{"port": port, "role": "mx", "tls": "none"}],
+            "extra_ports": [extra_port, port],
+        }
         params = {"targets": [target], "timeout": 1, "retry_delay": 0.05}
         if canary:
             params["canary"] = canary
@@ -291,19 +307,20 @@ def _run_extra(behaviour, closed=False, canary=None):
         finally:
             await declared.stop()
             await extra.stop()
+
     outcome, extra_port, server = asyncio.run(go())
     check_findings(outcome)
     return outcome, extra_port, server
 
 
 def test_open_extra_port_is_probed_with_mx_semantics(spool):
-    outcome, port, server = _run_extra(fakesmtp.Behaviour(relay="accept", auth_on_mx=True, auth_before_tls=True,
-                                                          spool=spool),
-                                       canary={"domain": "canary.test", "spool": spool, "wait": 0.5})
+    outcome, port, server = _run_extra(
+        fakesmtp.Behaviour(relay="accept", auth_on_mx=True, auth_before_tls=True, spool=spool), canary={"domain": "canary.test", "spool": spool, "wait": 0.5}
+    )
     extra = results(outcome, port)
     probes_run = {r["probe"] for r in extra}
     assert {"T00", "T01", "T02", "T11", "T12", "T15"} <= probes_run
-    assert not probes_run & {"T13", "T14", "T17", "T18"}     # no inbound duty, no smuggling mailbox there
+    assert not probes_run & {"T13", "T14", "T17", "T18"}  # no inbound duty, no smuggling mailbox there
     by = {(r["probe"], r["case"]): r for r in extra}
     assert by[("T11", "P02")]["verdict"] == "FAIL" and by[("T11", "P02")]["finding"] == "open_relay"
     assert by[("T01", "plain")]["verdict"] == "FAIL" and by[("T01", "plain")]["finding"] == "cleartext_auth"
@@ -322,12 +339,12 @@ def test_closed_extra_port_is_skipped_not_a_finding():
 def test_secure_extra_port_passes():
     outcome, port, unused = _run_extra(fakesmtp.Behaviour())
     extra = results(outcome, port)
-    assert extra and all(r["verdict"] == "PASS" for r in extra), [
-        (r["probe"], r["case"], r["verdict"], r["reason"]) for r in extra if r["verdict"] != "PASS"]
+    assert extra and all(r["verdict"] == "PASS" for r in extra), [(r["probe"], r["case"], r["verdict"], r["reason"]) for r in extra if r["verdict"] != "PASS"]
 
 
-@pytest.mark.parametrize("ports, words", [([0], "1-65535"), (["x"], "not a port"), ([True], "not a port"),
-                                          (list(range(1, 20)), "at most 16"), ("25", "a list")])
+@pytest.mark.parametrize(
+    "ports, words", [([0], "1-65535"), (["x"], "not a port"), ([True], "not a port"), (list(range(1, 20)), "at most 16"), ("25", "a list")]
+)
 def test_extra_ports_are_validated(ports, words):
     with pytest.raises(engine.ConfigError) as error:
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"], "extra_ports": ports}]})

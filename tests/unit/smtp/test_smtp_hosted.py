@@ -9,10 +9,14 @@ from conftest import verdicts
 
 def test_refused_recipients_pass_when_refused_and_fail_when_accepted(scenario):
     # The fake MX accepts every name of its local domain (no validation) and refuses the rest.
-    outcome, host = scenario(target={"refused_recipients": [
-        {"address": "mailsec-probe-unknown-recipient@example.test", "kind": "unknown"},
-        {"address": "postmaster@blocked.test", "kind": "blocked"},
-    ]})
+    outcome, host = scenario(
+        target={
+            "refused_recipients": [
+                {"address": "mailsec-probe-unknown-recipient@example.test", "kind": "unknown"},
+                {"address": "postmaster@blocked.test", "kind": "blocked"},
+            ]
+        }
+    )
     port = min(r["port"] for r in outcome["results"] if r["probe"] == "T13")
     t23 = dict((r["case"], r) for r in outcome["results"] if r["probe"] == "T23" and r["port"] == port)
     unknown = t23["unknown:mailsec-probe-unknown-recipient@example.test"]

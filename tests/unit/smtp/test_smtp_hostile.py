@@ -21,18 +21,18 @@ from ansible_collections.mailsec.relay.plugins.module_utils.smtp.client import S
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import MAX_LINES
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.safety import SafetyPolicy
 
-USER, SECRET = "alice", "Wm4kT8zQ2vRx9LbJ"   # no 4-character piece is an English word
+USER, SECRET = "alice", "Wm4kT8zQ2vRx9LbJ"  # no 4-character piece is an English word
 
 
 def _run(servers, listeners, users=None, **params):
     """Start ``servers`` (FakeSMTP instances), probe them as one target with ``listeners`` (port filled in)."""
+
     async def go():
         for server in servers:
             await server.start("127.0.0.1")
         try:
             specs = [dict(item, port=server.port) for item, server in zip(listeners, servers)]
-            target = {"name": "h", "addresses": ["127.0.0.1"], "hostname": "mx.example.test",
-                      "local_domains": ["example.test"], "listeners": specs}
+            target = {"name": "h", "addresses": ["127.0.0.1"], "hostname": "mx.example.test", "local_domains": ["example.test"], "listeners": specs}
             if users:
                 target["auth"] = {"username": USER, "password": SECRET}
             options = {"targets": [target], "timeout": 1, "greeting_timeout": 1, "retry_delay": 0.05}
@@ -41,6 +41,7 @@ def _run(servers, listeners, users=None, **params):
         finally:
             for server in servers:
                 await server.stop()
+
     return asyncio.run(go())
 
 
@@ -64,8 +65,7 @@ def test_t21_old_tls_is_fail_on_submission_and_warn_on_mx(tmp_path):
         context = _weak_context(*fakesmtp.make_cert(str(tmp_path)), ciphers="ALL:eNULL:@SECLEVEL=0")
     except ssl.SSLError as exc:
         pytest.skip("the local OpenSSL cannot even build a TLS 1.0 server context: %s" % exc)
-    servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), context),
-               fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)]
+    servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), context), fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)]
     outcome = _run(servers, [MX, SUBMISSIONS], probes=["T21"])
     mx, sub = (verdicts(outcome, "T21", server.port) for server in servers)
     results = {(r["port"], r["case"]): r for r in outcome["results"] if r["probe"] == "T21"}
@@ -89,8 +89,7 @@ def test_t21_old_tls_is_fail_on_submission_and_warn_on_mx(tmp_path):
         assert sub[("T21", "anon")] == "WARN" and results[(servers[1].port, "anon")]["finding"] == "weak_tls"
         assert mx[("T21", "anon")] == "PASS" and "RFC 7435" in results[(servers[0].port, "anon")]["reason"]
     # a lower minimum makes TLS 1.1 acceptable
-    lowered = _run([fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)],
-                   [SUBMISSIONS], probes=["T21"], tls_min_version="TLSv1.1")
+    lowered = _run([fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), context, implicit=True)], [SUBMISSIONS], probes=["T21"], tls_min_version="TLSv1.1")
     got = verdicts(lowered, "T21")
     if tlsprobe.offer_context("TLSv1.1")[0] is not None:
         assert got[("T21", "TLSv1.1")] == "PASS" and got[("T21", "TLSv1.0")] == "FAIL"
@@ -101,7 +100,7 @@ def test_t21_hardened_server_refuses_old_tls(tls_context):
     got = verdicts(_run(servers, [SUBMISSIONS], probes=["T21"]), "T21")
     assert got[("T21", "TLSv1.2")] == got[("T21", "TLSv1.3")] == "PASS"
     for case in ("TLSv1.0", "TLSv1.1", "NULL", "EXPORT", "RC4", "anon"):
-        assert got[("T21", case)] in ("PASS", "SKIP")      # refused, or not testable here
+        assert got[("T21", case)] in ("PASS", "SKIP")  # refused, or not testable here
 
 
 def test_t21_lean_endpoint_answers_like_the_fake_host(tls_context):
@@ -123,17 +122,18 @@ def test_t21_lean_endpoint_answers_like_the_fake_host(tls_context):
         finally:
             await fake.stop()
             await lean.stop()
+
     first, second, fake_ports, lean_ports = asyncio.run(go())
 
     def table(outcome, ports):
         return {(ports.index(r["port"]), r["probe"], r["case"]): (r["verdict"], r["reason"]) for r in outcome["results"]}
+
     assert table(first, fake_ports) == table(second, lean_ports) and len(table(first, fake_ports)) == 27
 
 
 def test_t21_what_the_local_openssl_cannot_offer_is_skip_never_pass(tls_context, monkeypatch):
     monkeypatch.setattr(tlsprobe.ssl, "HAS_TLSv1", False)
-    monkeypatch.setattr(tlsprobe, "WEAK_SUITES", (("NULL", "eNULL"), ("EXPORT", "NO-SUCH-CIPHER"),
-                                                  ("RC4", "RC4"), ("anon", "aNULL")))
+    monkeypatch.setattr(tlsprobe, "WEAK_SUITES", (("NULL", "eNULL"), ("EXPORT", "NO-SUCH-CIPHER"), ("RC4", "RC4"), ("anon", "aNULL")))
     servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)]
     outcome = _run(servers, [MX], probes=["T21"])
     by_case = {r["case"]: r for r in outcome["results"] if r["probe"] == "T21"}
@@ -152,8 +152,10 @@ def test_tls_min_version_is_checked():
 # -- timeouts and greetings ----------------------------------------------------------------
 def test_slow_multiline_greeting_is_waited_for(tls_context):
     """A greeting after 1.5 s (reverse DNS, postscreen) with reply timeout 0.5 s: greeting_timeout waits."""
+
     def server():
         return fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx", tarpit=1.5, banner="multiline"), tls_context)
+
     outcome = _run([server()], [MX], probes=["T11", "T13", "T20"], timeout=0.5, greeting_timeout=3)
     got = verdicts(outcome)
     assert got[("T00", None)] == "PASS" and got[("T11", "P02")] == "PASS" and got[("T20", "default")] == "PASS"
@@ -177,8 +179,7 @@ class _OneSlowGreeting(fakesmtp._Session):
 def test_one_slow_greeting_is_retried_not_given_up(tls_context):
     server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)
     server.session_class = _OneSlowGreeting
-    outcome = _run([server], [MX], probes=["T11", "T13", "T15", "T19", "T20"], greeting_timeout=0.5,
-                   retries=1, reuse=False)
+    outcome = _run([server], [MX], probes=["T11", "T13", "T15", "T19", "T20"], greeting_timeout=0.5, retries=1, reuse=False)
     assert server.connections > 5
     assert outcome["summary"]["INCONCLUSIVE"] == 0, [r["reason"] for r in outcome["results"] if r["verdict"] != "PASS"]
     assert verdicts(outcome)[("T20", "default")] == "PASS"
@@ -194,6 +195,7 @@ def test_one_slow_greeting_is_retried_not_given_up(tls_context):
 def test_unverified_relay_decision_fails_or_warns():
     def mute():
         return fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx", banner="mute"), None)
+
     plain = {"role": "mx", "tls": "none"}
     outcome = _run([mute()], [plain], probes=["T11", "T20"], timeout=0.3, retries=0)
     t22 = [r for r in outcome["results"] if r["probe"] == "T22"]
@@ -235,6 +237,7 @@ def test_oversized_reply_keeps_its_first_lines_and_its_last():
         finally:
             await client.close()
             await server.stop()
+
     reply, extensions, transcript = asyncio.run(go())
     assert reply.code == 250 and len(reply.lines) == MAX_LINES
     assert reply.lines[-1] == "ENHANCEDSTATUSCODES" and "ENHANCEDSTATUSCODES" in extensions
@@ -257,19 +260,19 @@ def test_554_greeting_held_to_is_still_a_refusal():
 
 
 def test_replies_just_under_the_timeout_still_count():
-    outcome = _run([_hostile(relay="accept", reply_delay=0.35)], [PLAIN_MX], probes=["T11", "T20"],
-                   timeout=0.5, greeting_timeout=0.5)
+    outcome = _run([_hostile(relay="accept", reply_delay=0.35)], [PLAIN_MX], probes=["T11", "T20"], timeout=0.5, greeting_timeout=0.5)
     got = verdicts(outcome)
     assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
     assert outcome["summary"]["INCONCLUSIVE"] == 0
 
 
 def test_auth_echoed_in_pieces_never_reaches_a_result(tls_context):
-    servers = [_hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True),
-               _hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True)]
-    outcome = _run(servers, [SUBMISSIONS, SUBMISSIONS], users=True, transcripts="all",
-                   probes=["T06", "T08", "T09", "T11", "T20"])
-    assert all(server.echoed for server in servers)          # the servers did echo, in pieces
+    servers = [
+        _hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True),
+        _hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True),
+    ]
+    outcome = _run(servers, [SUBMISSIONS, SUBMISSIONS], users=True, transcripts="all", probes=["T06", "T08", "T09", "T11", "T20"])
+    assert all(server.echoed for server in servers)  # the servers did echo, in pieces
     text = json.dumps(outcome)
     whole, parts = hostilesmtp.secret_forms(USER, SECRET)
     assert [form for form in whole if form in text] == []
@@ -282,8 +285,7 @@ def test_auth_echoed_in_pieces_never_reaches_a_result(tls_context):
 
 def test_ehlo_reply_beyond_every_bound_falls_back_to_helo():
     # ~60,000 lines, over the 1 MiB a reply may take: HELO on a fresh connection, still judged
-    outcome = _run([_hostile(relay="accept", ehlo_lines=60000)], [PLAIN_MX], probes=["T11", "T20"],
-                   transcripts="all", timeout=3)
+    outcome = _run([_hostile(relay="accept", ehlo_lines=60000)], [PLAIN_MX], probes=["T11", "T20"], transcripts="all", timeout=3)
     got = verdicts(outcome)
     assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
     lines = [line for r in outcome["results"] for line in r["transcript"]]

@@ -30,9 +30,8 @@ def test_hardened_host_passes_everything_fast(scenario):
     skipped = [r for r in outcome["results"] if r["verdict"] == "SKIP"]
     assert all(r["probe"] == "T21" and r["reason"].startswith("not testable here") for r in skipped), skipped
     covered = set(r["probe"] for r in outcome["results"])
-    assert covered == set("T%02d" % n for n in range(0, 22)) - {"T10"}     # T22 only when unverified
-    assert verdicts(outcome, "T00") == {("T00", None): "PASS"} and len(
-        [r for r in outcome["results"] if r["probe"] == "T00"]) == 3      # one per listener
+    assert covered == set("T%02d" % n for n in range(0, 22)) - {"T10"}  # T22 only when unverified
+    assert verdicts(outcome, "T00") == {("T00", None): "PASS"} and len([r for r in outcome["results"] if r["probe"] == "T00"]) == 3  # one per listener
     assert summary["PASS"] + summary["SKIP"] == summary["results"] > 100
     # three listeners, the whole matrix: well under a second on loopback (generous bound for busy CI)
     assert elapsed < 3, elapsed
@@ -64,9 +63,16 @@ def test_accept_then_drop_is_a_warning_not_a_failure(scenario):
     relay = [r for r in outcome["results"] if r["port"] == host.mx.port and r["probe"] in ("T11", "T12", "T15", "T20")]
     assert {r["probe"] for r in relay} == {"T11", "T12", "T15", "T20"}
     # (trick forms too: accepted and never arrived is accept-then-drop, whatever the form)
-    wrong = [(r["probe"], r["case"], r["verdict"], r["finding"], r["reason"]) for r in relay
-             if not (r["verdict"] == "WARN" and r["severity"] == "medium" and r["finding"] == "accept_then_drop"
-                     and ("accept-then-drop" in r["reason"] or r["probe"] == "T20"))]
+    wrong = [
+        (r["probe"], r["case"], r["verdict"], r["finding"], r["reason"])
+        for r in relay
+        if not (
+            r["verdict"] == "WARN"
+            and r["severity"] == "medium"
+            and r["finding"] == "accept_then_drop"
+            and ("accept-then-drop" in r["reason"] or r["probe"] == "T20")
+        )
+    ]
     assert not wrong, wrong
     # each of them was followed to the canary: a message per case reached the server
     cases = [r for r in relay if r["probe"] != "T20"]
@@ -90,13 +96,12 @@ def test_greylisting_is_inconclusive_after_bounded_retries(scenario):
     local = p02["transcript"][-1]
     assert "450" in local
     tokens = [c for c in host.mx.commands if c.startswith("RCPT") and "t11p02-" in c]
-    assert len(tokens) == 3       # one try + two retries, never more
+    assert len(tokens) == 3  # one try + two retries, never more
 
 
 def test_tarpit_gives_inconclusive_quickly(scenario):
     started = time.monotonic()
-    outcome, unused_host = scenario(mx=dict(tarpit=30), submission=dict(tarpit=30), submissions=dict(tarpit=30),
-                                    timeout=0.3, greeting_timeout=0.3, retries=1)
+    outcome, unused_host = scenario(mx=dict(tarpit=30), submission=dict(tarpit=30), submissions=dict(tarpit=30), timeout=0.3, greeting_timeout=0.3, retries=1)
     assert time.monotonic() - started < 10
     assert by_verdict(outcome, "PASS") == []
     # no greeting at all (after the bounded retry): the listener is down, one FAIL each (T00) ...
@@ -108,8 +113,7 @@ def test_tarpit_gives_inconclusive_quickly(scenario):
     assert all(r["verdict"] in ("INCONCLUSIVE", "SKIP") for r in outcome["results"] if r["probe"] != "T00")
 
 
-@pytest.mark.parametrize("banner, words", [("garbage", "malformed"), ("oversized", "longer than"),
-                                           ("mixed", "malformed")])
+@pytest.mark.parametrize("banner, words", [("garbage", "malformed"), ("oversized", "longer than"), ("mixed", "malformed")])
 def test_malformed_and_oversized_replies_are_inconclusive(scenario, banner, words):
     outcome, host = scenario(mx=dict(banner=banner))
     mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
@@ -127,7 +131,7 @@ def test_multiline_banner_and_ehlo_are_parsed(scenario):
     t01 = next(r for r in outcome["results"] if r["probe"] == "T01" and r["case"] == "plain")
     assert t01["verdict"] == "PASS"
     assert any(line.startswith("S: 220-") for line in t01["transcript"])
-    assert t01["client_seen"] == "127.0.0.1"   # learnt from the EHLO greeting line
+    assert t01["client_seen"] == "127.0.0.1"  # learnt from the EHLO greeting line
 
 
 def test_tls_handshake_failure_is_inconclusive(scenario):
@@ -144,12 +148,12 @@ def test_plaintext_greeting_on_implicit_tls_listener_fails(scenario, tls_context
     async def go():
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), tls_context, implicit=False)
         port = await server.start()
-        target = {"name": "plain465", "addresses": ["127.0.0.1"],
-                  "listeners": [{"port": port, "role": "submission", "tls": "implicit"}]}
+        target = {"name": "plain465", "addresses": ["127.0.0.1"], "listeners": [{"port": port, "role": "submission", "tls": "implicit"}]}
         try:
             return await engine.run_async({"targets": [target], "probes": ["T07"], "timeout": 2})
         finally:
             await server.stop()
+
     outcome = asyncio.run(go())
     # the TLS-first check of T00 cannot read a greeting either; T07 says why
     assert verdicts(outcome) == {("T00", None): "INCONCLUSIVE", ("T07", None): "FAIL"}
@@ -196,16 +200,14 @@ def test_proxy_header_honoured_fails():
     async def go():
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(proxy=True), None)
         port = await server.start()
-        target = {"name": "proxied", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        target = {"name": "proxied", "addresses": ["127.0.0.1"], "local_domains": ["example.test"], "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
         try:
-            return await engine.run_async({"targets": [target], "probes": ["T19"], "timeout": 0.5,
-                                           "greeting_timeout": 0.5, "retries": 0})
+            return await engine.run_async({"targets": [target], "probes": ["T19"], "timeout": 0.5, "greeting_timeout": 0.5, "retries": 0})
         finally:
             await server.stop()
+
     # To a client without the header it never greets: T00 FAIL; T19/proxy still brings its header.
-    assert verdicts(asyncio.run(go())) == {("T00", None): "FAIL", ("T19", "proxy"): "FAIL",
-                                           ("T19", "xclient"): "INCONCLUSIVE"}
+    assert verdicts(asyncio.run(go())) == {("T00", None): "FAIL", ("T19", "proxy"): "FAIL", ("T19", "xclient"): "INCONCLUSIVE"}
 
 
 def test_relay_allowed_expectation():
@@ -214,17 +216,19 @@ def test_relay_allowed_expectation():
     async def go(relay_mode):
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(relay=relay_mode), None)
         port = await server.start()
-        target = {"name": "trusted", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                  "listeners": [{"port": port, "role": "mx", "tls": "none", "relay": "allowed"}]}
+        target = {
+            "name": "trusted",
+            "addresses": ["127.0.0.1"],
+            "local_domains": ["example.test"],
+            "listeners": [{"port": port, "role": "mx", "tls": "none", "relay": "allowed"}],
+        }
         try:
-            return await engine.run_async({"targets": [target], "probes": ["T11", "T15", "T20"], "timeout": 2,
-                                           "vantage": "trusted"})
+            return await engine.run_async({"targets": [target], "probes": ["T11", "T15", "T20"], "timeout": 2, "vantage": "trusted"})
         finally:
             await server.stop()
-    assert verdicts(asyncio.run(go("accept"))) == {("T00", None): "PASS", ("T11", "P02"): "PASS",
-                                                   ("T20", "trusted"): "PASS"}
-    assert verdicts(asyncio.run(go("refuse"))) == {("T00", None): "PASS", ("T11", "P02"): "FAIL",
-                                                   ("T20", "trusted"): "FAIL"}
+
+    assert verdicts(asyncio.run(go("accept"))) == {("T00", None): "PASS", ("T11", "P02"): "PASS", ("T20", "trusted"): "PASS"}
+    assert verdicts(asyncio.run(go("refuse"))) == {("T00", None): "PASS", ("T11", "P02"): "FAIL", ("T20", "trusted"): "FAIL"}
 
 
 def test_greeting_refusal_and_unreachable_listener(scenario):
@@ -232,11 +236,11 @@ def test_greeting_refusal_and_unreachable_listener(scenario):
     mx = verdicts(outcome, port=host.mx.port)
     assert mx[("T11", "P02")] == "PASS" and mx[("T13", "example.test")] == "FAIL"
 
-    assert mx[("T00", None)] == "PASS"     # it greets (with a refusal): reachable
+    assert mx[("T00", None)] == "PASS"  # it greets (with a refusal): reachable
 
 
 def _closed_port():
-    with socket.socket() as sock:          # a port nobody listens on
+    with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
@@ -246,21 +250,34 @@ def test_unreachable_expected_listener_is_one_failure():
     FAIL per listener (after the bounded retry), the cases INCONCLUSIVE without knocking again."""
     closed = [_closed_port() for unused in range(3)]
     started = time.monotonic()
-    outcome = engine.run({"targets": [{"name": "gone", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                                       "auth": {"username": "alice", "password": PASSWORD},
-                                       "listeners": [{"port": closed[0], "tls": "starttls"},
-                                                     {"port": closed[1], "role": "submission", "tls": "required"},
-                                                     {"port": closed[2], "role": "submission", "tls": "implicit"}]}],
-                          "timeout": 1, "retry_delay": 0.05})
+    outcome = engine.run(
+        {
+            "targets": [
+                {
+                    "name": "gone",
+                    "addresses": ["127.0.0.1"],
+                    "local_domains": ["example.test"],
+                    "auth": {"username": "alice", "password": PASSWORD},
+                    "listeners": [
+                        {"port": closed[0], "tls": "starttls"},
+                        {"port": closed[1], "role": "submission", "tls": "required"},
+                        {"port": closed[2], "role": "submission", "tls": "implicit"},
+                    ],
+                }
+            ],
+            "timeout": 1,
+            "retry_delay": 0.05,
+        }
+    )
     assert time.monotonic() - started < 3
     t00 = [r for r in outcome["results"] if r["probe"] == "T00"]
     assert sorted(r["port"] for r in t00) == sorted(closed) and all(r["verdict"] == "FAIL" for r in t00)
-    assert all("connect to 127.0.0.1 port %d failed" % r["port"] in r["reason"] and "(after 2 attempts)" in r["reason"]
-               and r["transcript"] for r in t00)
+    assert all("connect to 127.0.0.1 port %d failed" % r["port"] in r["reason"] and "(after 2 attempts)" in r["reason"] and r["transcript"] for r in t00)
     others = [r for r in outcome["results"] if r["probe"] != "T00"]
-    assert set(r["verdict"] for r in others) == {"INCONCLUSIVE", "SKIP"}     # SKIP: T17/T18 without a canary
-    assert all(r["reason"].startswith("not probed: expected listener unreachable") for r in others
-               if r["verdict"] == "INCONCLUSIVE" and r["probe"] != "T20")      # T20 is derived from them
+    assert set(r["verdict"] for r in others) == {"INCONCLUSIVE", "SKIP"}  # SKIP: T17/T18 without a canary
+    assert all(
+        r["reason"].startswith("not probed: expected listener unreachable") for r in others if r["verdict"] == "INCONCLUSIVE" and r["probe"] != "T20"
+    )  # T20 is derived from them
     # the positive controls (authenticated relay, inbound mail) are among them, and not a PASS
     assert {"T09", "T13", "T14"} <= set(r["probe"] for r in others)
     assert outcome["summary"]["FAIL"] == 3
@@ -271,20 +288,20 @@ def test_listener_that_never_greets_fails_after_bounded_retries(banner):
     async def go():
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(banner=banner), None)
         port = await server.start()
-        target = {"name": "mute", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        target = {"name": "mute", "addresses": ["127.0.0.1"], "local_domains": ["example.test"], "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
         try:
             # (without T19: its PROXY case still knocks, header first; test_proxy_header_honoured_fails)
-            return await engine.run_async({"targets": [target], "timeout": 0.3, "greeting_timeout": 0.3, "retries": 2,
-                                           "retry_delay": 0.05,
-                                           "probes": ["T11", "T13", "T14", "T15", "T20"]}), server
+            return await engine.run_async(
+                {"targets": [target], "timeout": 0.3, "greeting_timeout": 0.3, "retries": 2, "retry_delay": 0.05, "probes": ["T11", "T13", "T14", "T15", "T20"]}
+            ), server
         finally:
             await server.stop()
+
     outcome, server = asyncio.run(go())
     assert verdicts(outcome, "T00") == {("T00", None): "FAIL"}
     t00 = next(r for r in outcome["results"] if r["probe"] == "T00")
     assert "never greets" in t00["reason"] and "3 attempts" in t00["reason"]
-    assert server.connections == 3       # T00's tries only: the cases do not knock again
+    assert server.connections == 3  # T00's tries only: the cases do not knock again
     assert set(r["verdict"] for r in outcome["results"] if r["probe"] != "T00") <= {"INCONCLUSIVE", "SKIP"}
 
 
@@ -292,13 +309,12 @@ def test_timeouts_after_the_greeting_stay_inconclusive():
     async def go():
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(banner="mute"), None)
         port = await server.start()
-        target = {"name": "slow", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        target = {"name": "slow", "addresses": ["127.0.0.1"], "local_domains": ["example.test"], "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
         try:
-            return await engine.run_async({"targets": [target], "probes": ["T11", "T13"], "timeout": 0.3,
-                                           "retries": 0}), server
+            return await engine.run_async({"targets": [target], "probes": ["T11", "T13"], "timeout": 0.3, "retries": 0}), server
         finally:
             await server.stop()
+
     outcome, unused_host = asyncio.run(go())
     assert verdicts(outcome, "T00") == {("T00", None): "PASS"}
     others = [r for r in outcome["results"] if r["probe"] not in ("T00", "T22")]
@@ -320,7 +336,7 @@ def test_source_address_and_vantage(scenario):
     assert any(r["client_seen"] == "127.0.0.2" for r in outcome["results"])
     assert ("T20", "second") in verdicts(outcome)
     outcome, unused_host = scenario(source_address=["::1"], probes=["T11"])
-    assert set(r["verdict"] for r in outcome["results"]) == {"SKIP"}   # no IPv4 source given
+    assert set(r["verdict"] for r in outcome["results"]) == {"SKIP"}  # no IPv4 source given
 
 
 def _ipv6_loopback():
@@ -337,12 +353,12 @@ def test_ipv6_literal_forms():
     async def go():
         server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(), None)
         port = await server.start("::1")
-        target = {"name": "v6", "addresses": ["::1"], "hostname": "mx.example.test",
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        target = {"name": "v6", "addresses": ["::1"], "hostname": "mx.example.test", "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
         try:
             return await engine.run_async({"targets": [target], "probes": ["T11"], "timeout": 2}), server
         finally:
             await server.stop()
+
     outcome, server = asyncio.run(go())
     assert set(r["verdict"] for r in outcome["results"]) == {"PASS"}
     assert any("[IPv6:::1]" in c for c in server.commands)
@@ -354,8 +370,7 @@ def test_config_errors():
     with pytest.raises(engine.ConfigError):
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "probes": ["T99"]})
     with pytest.raises(engine.ConfigError):
-        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"],
-                                       "listeners": [{"port": 25, "tls": "sometimes"}]}]})
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"], "listeners": [{"port": 25, "tls": "sometimes"}]}]})
 
 
 # -- speed levers must not change verdicts (docs/probe-contract.md, "Speed") ---------------------------
@@ -368,7 +383,7 @@ def test_mail_and_rcpt_pipelined_only_where_advertised(scenario):
     # RSET rides in front of the next MAIL, RCPT behind it: most cases are one write
     mx_cases = [r for r in outcome["results"] if r["port"] == host.mx.port and r["probe"] != "T20"]
     assert host.mx.pipelined >= len(mx_cases) // 2, (host.mx.pipelined, len(mx_cases))
-    plain, pipe_host = outcome, host
+    plain = outcome
     outcome, host = scenario(mx=dict(pipelining=False), probes=RELAY_ONLY)
     assert host.mx.pipelined == 0
     assert verdicts(outcome, port=host.mx.port).values() and by_verdict(outcome, "FAIL") == []
@@ -391,13 +406,13 @@ def test_pipelined_group_after_a_refused_mail_still_judges_the_sender(scenario, 
         original = fakesmtp._Session
         fakesmtp._Session = RefuseForeignSender
         port = await server.start()
-        target = {"name": "picky", "addresses": ["127.0.0.1"], "local_domains": ["example.test"],
-                  "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
+        target = {"name": "picky", "addresses": ["127.0.0.1"], "local_domains": ["example.test"], "listeners": [{"port": port, "role": "mx", "tls": "none"}]}
         try:
             return await engine.run_async({"targets": [target], "probes": ["T11"], "timeout": 2}), server
         finally:
             fakesmtp._Session = original
             await server.stop()
+
     outcome, server = asyncio.run(go())
     p02 = next(r for r in outcome["results"] if r["case"] == "P02")
     # P02's sender probe@example.net is refused; the clean retry (probe@example.net too) as well
@@ -416,10 +431,10 @@ def test_tls_sessions_are_resumed_and_verdicts_unchanged(scenario):
 
 
 def test_transcripts_option(scenario):
-    outcome, unused_host = scenario(mx=dict(relay="accept"))          # default: failures
+    outcome, unused_host = scenario(mx=dict(relay="accept"))  # default: failures
     fails = [r for r in outcome["results"] if r["verdict"] == "FAIL"]
     passes = [r for r in outcome["results"] if r["verdict"] == "PASS"]
-    assert fails and all(r["transcript"] for r in fails if r["probe"] not in ("T20", "T22"))   # T20/T22 are derived
+    assert fails and all(r["transcript"] for r in fails if r["probe"] not in ("T20", "T22"))  # T20/T22 are derived
     assert passes and all(r["transcript"] == [] for r in passes)
     outcome, unused_host = scenario(mx=dict(relay="accept"), transcripts="none")
     assert all(r["transcript"] == [] for r in outcome["results"])
@@ -435,11 +450,10 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
     """Worker processes (fork) give the same results, in the same order, as one process."""
 
     async def go(workers, count=9):
-        hosts = [fakesmtp.FakeHost(tls_context, spool=spool, mx=dict(relay="accept") if i == 4 else None)
-                 for i in range(count)]
+        hosts = [fakesmtp.FakeHost(tls_context, spool=spool, mx=dict(relay="accept") if i == 4 else None) for i in range(count)]
         targets = []
         for index, host in enumerate(hosts):
-            address = "127.0.%d.1" % (index + 10)    # one address each: targets may be split
+            address = "127.0.%d.1" % (index + 10)  # one address each: targets may be split
             for server in host.servers:
                 await server.start(address)
             target = host.target()
@@ -447,15 +461,21 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
             targets.append(target)
         places = {(t["name"], item["port"]): index for t in targets for index, item in enumerate(t["listeners"])}
         try:
-            outcome = await engine.run_async({"targets": targets, "timeout": 2, "retry_delay": 0.05,
-                                              "workers": workers, "transcripts": "none",
-                                              "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5}})
+            outcome = await engine.run_async(
+                {
+                    "targets": targets,
+                    "timeout": 2,
+                    "retry_delay": 0.05,
+                    "workers": workers,
+                    "transcripts": "none",
+                    "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5},
+                }
+            )
         finally:
             for host in hosts:
                 await host.stop()
         # ports differ between runs: name a listener by its place in the target
-        outcome["shape"] = sorted((r["target"], places[(r["target"], r["port"])], r["probe"], r["case"] or "",
-                                   r["verdict"]) for r in outcome["results"])
+        outcome["shape"] = sorted((r["target"], places[(r["target"], r["port"])], r["probe"], r["case"] or "", r["verdict"]) for r in outcome["results"])
         return outcome
 
     one = asyncio.run(go(1))
@@ -464,7 +484,7 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
 
     assert one["shape"] == two["shape"]
     check_findings(one)
-    check_findings(two)          # worker processes classify their own results
+    check_findings(two)  # worker processes classify their own results
     assert any(r["finding"] == "open_relay" and r["target"] == "host4" for r in two["results"])
     order = {probe: index for index, probe in enumerate(engine.ALL_PROBES)}
     keys = [(r["target"], r["address"], r["port"], order[r["probe"]], r["case"] or "") for r in two["results"]]
@@ -477,15 +497,15 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
 def test_shard_plan_keeps_targets_that_share_an_address_together():
     def target(name, *addresses):
         return engine.Target({"name": name, "addresses": list(addresses), "listeners": [{"port": 25}]}, 0)
-    targets = [target("a", "127.0.0.1"), target("b", "127.0.0.2"), target("c", "127.0.0.3", "127.0.0.1"),
-               target("d", "127.0.0.4")]
+
+    targets = [target("a", "127.0.0.1"), target("b", "127.0.0.2"), target("c", "127.0.0.3", "127.0.0.1"), target("d", "127.0.0.4")]
     shards = engine.plan_shards(targets, 2)
     names = [[t.name for t in shard] for shard in shards]
     assert sorted(sum(names, [])) == ["a", "b", "c", "d"]
     assert any("a" in group and "c" in group for group in names)
     assert engine.plan_shards(targets[:1], 2) == []
     opts = engine.Options({"workers": 4})
-    assert engine.worker_count(targets, opts) == 1          # 4 listeners: not worth a process
+    assert engine.worker_count(targets, opts) == 1  # 4 listeners: not worth a process
 
 
 # -- reply classes at MAIL: submission vs MX ----------------------------------------------------
@@ -495,12 +515,14 @@ POSTFIX_SENDER_DENIED = "554 5.7.1 SENDER: Sender address rejected: Access denie
 def test_submission_policy_refusal_at_mail_is_a_relay_refusal(scenario):
     """Hardened Postfix on 587/465 refuses every unauthenticated MAIL with 554 5.7.1: the relay
     attempt is refused (reference d: T06 "or 550/554 5.7.x", T11 on 587/465), not "not exercised"."""
-    outcome, host = scenario(submission=dict(unauth_mail=POSTFIX_SENDER_DENIED),
-                             submissions=dict(unauth_mail=POSTFIX_SENDER_DENIED))
+    outcome, host = scenario(submission=dict(unauth_mail=POSTFIX_SENDER_DENIED), submissions=dict(unauth_mail=POSTFIX_SENDER_DENIED))
     for server in (host.submission, host.submissions):
         results = [r for r in outcome["results"] if r["port"] == server.port]
-        assert [(r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] != "PASS"
-                and not (r["probe"] == "T21" and r["reason"].startswith("not testable here"))] == []
+        assert [
+            (r["probe"], r["case"], r["reason"])
+            for r in results
+            if r["verdict"] != "PASS" and not (r["probe"] == "T21" and r["reason"].startswith("not testable here"))
+        ] == []
         relay = [r for r in results if r["probe"] in ("T06", "T11", "T12") and r["case"] != "auth"]
         assert relay and all(r["reply"]["stage"] == "MAIL" and r["reply"]["enhanced"] == "5.7.1" for r in relay)
         # the clean sender is asked once per listener, not once per case: no error storm
@@ -514,11 +536,10 @@ def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
     outcome, host = scenario(mx=dict(refuse_sender="@"), probes=["T11", "T12", "T15"])
     mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
     # <>, <nobody>, <example.net!probe>, <postmaster> have no @: taken, and RCPT decides
-    with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster")
-               and r["probe"] not in ("T00", "T22")]
-    assert with_at and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"]
-                           and r["reply"]["stage"] == "MAIL" for r in with_at), \
-        [(r["case"], r["verdict"], r["reason"]) for r in with_at]
+    with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster") and r["probe"] not in ("T00", "T22")]
+    assert with_at and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"] and r["reply"]["stage"] == "MAIL" for r in with_at), [
+        (r["case"], r["verdict"], r["reason"]) for r in with_at
+    ]
     assert all(r["verdict"] == "PASS" for r in mx if r not in with_at and r["probe"] != "T22")
     # P02 (the plain relay form) has no verdict: the listener's relay decision is unverified
     assert verdicts(outcome, "T22", host.mx.port) == {("T22", None): "FAIL"}
@@ -527,21 +548,31 @@ def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
 
 def test_authenticated_sender_refused_at_mail_fails_t09(scenario):
     """T09: after AUTH, a refused MAIL of the account's own address is a broken authenticated relay."""
-    outcome, unused_host = scenario(submission=dict(refuse_sender="alice"), submissions=dict(refuse_sender="alice"),
-                                    target={"auth": {"username": "alice", "password": PASSWORD},
-                                            "test_mailbox": "alice@example.test"}, probes=["T09"])
+    outcome, unused_host = scenario(
+        submission=dict(refuse_sender="alice"),
+        submissions=dict(refuse_sender="alice"),
+        target={"auth": {"username": "alice", "password": PASSWORD}, "test_mailbox": "alice@example.test"},
+        probes=["T09"],
+    )
     t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
     assert [r["verdict"] for r in t09] == ["FAIL", "FAIL"]
     assert all(r["reply"]["stage"] == "MAIL" and r["reply"]["code"] == 553 for r in t09)
 
 
-@pytest.mark.parametrize("servers", [
-    {},                                                                   # hardened
-    {"mx": dict(relay="accept")},                                         # open relay, canary confirms
-    {"mx": dict(refuse_sender="canary.test"), "submission": dict(unauth_mail=POSTFIX_SENDER_DENIED),
-     "submissions": dict(unauth_mail=POSTFIX_SENDER_DENIED)},             # sender refusals at MAIL
-    {"mx": dict(pipelining=False, syntax_reject=False)},
-], ids=["hardened", "open", "mail-refusals", "no-pipelining"])
+@pytest.mark.parametrize(
+    "servers",
+    [
+        {},  # hardened
+        {"mx": dict(relay="accept")},  # open relay, canary confirms
+        {
+            "mx": dict(refuse_sender="canary.test"),
+            "submission": dict(unauth_mail=POSTFIX_SENDER_DENIED),
+            "submissions": dict(unauth_mail=POSTFIX_SENDER_DENIED),
+        },  # sender refusals at MAIL
+        {"mx": dict(pipelining=False, syntax_reject=False)},
+    ],
+    ids=["hardened", "open", "mail-refusals", "no-pipelining"],
+)
 def test_speed_levers_do_not_change_verdicts(scenario, servers):
     """reuse=False (one case per connection, nothing pipelined, full TLS handshakes) is the
     reference the fast default must agree with, case by case."""
@@ -551,6 +582,7 @@ def test_speed_levers_do_not_change_verdicts(scenario, servers):
     def shape(outcome, host):
         place = {server.port: index for index, server in enumerate(host.servers)}
         return sorted((place[r["port"]], r["probe"], r["case"] or "", r["verdict"]) for r in outcome["results"])
+
     assert shape(fast, fast_host) == shape(slow, slow_host)
     assert sum(s.tls_resumed for s in slow_host.servers) == 0 < sum(s.tls_resumed for s in fast_host.servers)
     assert sum(s.connections for s in slow_host.servers) > slow["summary"]["results"] // 2
@@ -565,7 +597,7 @@ def test_wrong_password_waits_for_the_real_credentials(scenario):
     log = sorted(host.submission.auth_log + host.submissions.auth_log, key=lambda entry: entry[0])
     good = [when for when, ok, unused in log if ok]
     bad = [when for when, ok, unused in log if not ok]
-    assert len(good) >= 16 and len(bad) == 2                 # T09 + 7 x T17 per listener; T08 on each
+    assert len(good) >= 16 and len(bad) == 2  # T09 + 7 x T17 per listener; T08 on each
     assert max(good) < min(bad)
     # both listeners' T08 send one wrong password together: neither waits out the other's penalty
     assert len(set(password for unused, ok, password in log if not ok)) == 1
@@ -577,11 +609,11 @@ def test_slow_auth_replies_are_waited_for(scenario):
     are still read: no INCONCLUSIVE for T08/T09/T17 on a slow SASL backend."""
     slow = dict(auth_delay=0.7)
     outcome, host = scenario(submission=slow, submissions=slow, timeout=0.5, probes=["T08", "T09", "T17"])
-    results = [r for r in outcome["results"] if r["probe"] in ("T08", "T09", "T17")
-               and r["port"] in (host.submission.port, host.submissions.port)]
+    results = [r for r in outcome["results"] if r["probe"] in ("T08", "T09", "T17") and r["port"] in (host.submission.port, host.submissions.port)]
     assert len(results) == 2 * (1 + 1 + 7)
     assert results and all(r["verdict"] == "PASS" for r in results), [
-        (r["port"], r["probe"], r["case"], r["verdict"], r["reason"]) for r in results if r["verdict"] != "PASS"]
+        (r["port"], r["probe"], r["case"], r["verdict"], r["reason"]) for r in results if r["verdict"] != "PASS"
+    ]
 
 
 def test_exim_sender_syntax_refusals(scenario):
@@ -590,12 +622,16 @@ def test_exim_sender_syntax_refusals(scenario):
     attempt is refused (PASS) - in both modes, whichever case asked the clean sender first."""
     exim = dict(exim_sender_syntax=True)
     for reuse in (True, False):
-        outcome, host = scenario(mx=exim, submission=exim, submissions=exim, reuse=reuse,
-                                 probes=["T06", "T11", "T12", "T15"])
+        outcome, host = scenario(mx=exim, submission=exim, submissions=exim, reuse=reuse, probes=["T06", "T11", "T12", "T15"])
         mx = verdicts(outcome, port=host.mx.port)
         assert {key for key, verdict in mx.items() if verdict != "PASS"} == {
-            ("T11", "P05"), ("T11", "P06b"), ("T11", "P07"), ("T11", "P08"), ("T15", "literal"),
-            ("T15", "postmaster")}, (reuse, mx)
+            ("T11", "P05"),
+            ("T11", "P06b"),
+            ("T11", "P07"),
+            ("T11", "P08"),
+            ("T15", "literal"),
+            ("T15", "postmaster"),
+        }, (reuse, mx)
         for server in (host.submission, host.submissions):
             results = [r for r in outcome["results"] if r["port"] == server.port]
             assert [(r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] != "PASS"] == [], reuse
@@ -612,12 +648,22 @@ def test_one_connection_per_host_never_deadlocks(tls_context, spool, probes):
         host = fakesmtp.FakeHost(tls_context, spool=spool)
         await host.start()
         try:
-            return await asyncio.wait_for(engine.run_async(
-                {"targets": [host.target()], "probes": probes, "per_host": 1, "timeout": 2,
-                 "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5}}), 15)
+            return await asyncio.wait_for(
+                engine.run_async(
+                    {
+                        "targets": [host.target()],
+                        "probes": probes,
+                        "per_host": 1,
+                        "timeout": 2,
+                        "canary": {"domain": "canary.test", "spool": spool, "wait": 0.5},
+                    }
+                ),
+                15,
+            )
         finally:
             await host.stop()
-    outcome = asyncio.run(go())            # a deadlock is a TimeoutError here, not a hung test
+
+    outcome = asyncio.run(go())  # a deadlock is a TimeoutError here, not a hung test
     assert by_verdict(outcome, "INCONCLUSIVE") == [] and by_verdict(outcome, "FAIL") == []
 
 
@@ -633,8 +679,7 @@ def test_wrong_passwords_escape_each_others_auth_penalty(scenario):
     assert [r["verdict"] for r in t08] == ["PASS", "PASS"], [(r["port"], r["reason"]) for r in t08]
     assert sasl.penalized == []
     assert all(r["duration"] < 1.0 for r in t08), [(r["port"], r["duration"]) for r in t08]
-    assert len(set(password for server in (host.submission, host.submissions)
-                   for unused, ok, password in server.auth_log if not ok)) == 1
+    assert len(set(password for server in (host.submission, host.submissions) for unused, ok, password in server.auth_log if not ok)) == 1
 
 
 def test_wrong_password_falls_back_to_the_initial_response(scenario):

@@ -17,20 +17,23 @@ def test_multiline_reply_with_enhanced_code():
     assert R.parse_ehlo(parsed) == {"PIPELINING": "", "AUTH": "PLAIN LOGIN"}
 
 
-@pytest.mark.parametrize("line, code, enhanced, klass", [
-    (b"554 5.7.1 <x@example.net>: Relay access denied\r\n", 554, "5.7.1", R.REFUSED),
-    (b"530 5.7.0 Must issue a STARTTLS command first\r\n", 530, "5.7.0", R.REFUSED),
-    (b"501 5.1.3 Bad recipient address syntax\r\n", 501, "5.1.3", R.NON_RELAY),
-    (b"550 5.1.1 <u@example.test>: User unknown\r\n", 550, "5.1.1", R.NON_RELAY),
-    (b"504 5.5.2 <x>: Helo command rejected\r\n", 504, "5.5.2", R.NON_RELAY),
-    (b"550 Relay not permitted\r\n", 550, None, R.REFUSED),
-    (b"502 Command not implemented\r\n", 502, None, R.NON_RELAY),
-    (b"450 4.2.0 Greylisted\r\n", 450, "4.2.0", R.TRANSIENT),
-    (b"250 2.1.5 Ok\r\n", 250, "2.1.5", R.ACCEPTED),
-    (b"334 VXNlcm5hbWU6\r\n", 334, None, R.INTERMEDIATE),
-    (b"550 4.7.1 class digit disagrees\r\n", 550, None, R.REFUSED),
-    (b"250\r\n", 250, None, R.ACCEPTED),
-])
+@pytest.mark.parametrize(
+    "line, code, enhanced, klass",
+    [
+        (b"554 5.7.1 <x@example.net>: Relay access denied\r\n", 554, "5.7.1", R.REFUSED),
+        (b"530 5.7.0 Must issue a STARTTLS command first\r\n", 530, "5.7.0", R.REFUSED),
+        (b"501 5.1.3 Bad recipient address syntax\r\n", 501, "5.1.3", R.NON_RELAY),
+        (b"550 5.1.1 <u@example.test>: User unknown\r\n", 550, "5.1.1", R.NON_RELAY),
+        (b"504 5.5.2 <x>: Helo command rejected\r\n", 504, "5.5.2", R.NON_RELAY),
+        (b"550 Relay not permitted\r\n", 550, None, R.REFUSED),
+        (b"502 Command not implemented\r\n", 502, None, R.NON_RELAY),
+        (b"450 4.2.0 Greylisted\r\n", 450, "4.2.0", R.TRANSIENT),
+        (b"250 2.1.5 Ok\r\n", 250, "2.1.5", R.ACCEPTED),
+        (b"334 VXNlcm5hbWU6\r\n", 334, None, R.INTERMEDIATE),
+        (b"550 4.7.1 class digit disagrees\r\n", 550, None, R.REFUSED),
+        (b"250\r\n", 250, None, R.ACCEPTED),
+    ],
+)
 def test_enhanced_codes_and_classes(line, code, enhanced, klass):
     parsed = R.parse_reply([line])
     assert (parsed.code, parsed.enhanced, R.classify(parsed)) == (code, enhanced, klass)
@@ -41,29 +44,35 @@ def test_auth_required():
     assert not R.is_auth_required(R.parse_reply([b"554 5.7.1 Relay access denied\r\n"]))
 
 
-@pytest.mark.parametrize("line, policy", [
-    (b"554 5.7.1 <a@b.example>: Sender address rejected: Access denied\r\n", True),
-    (b"550 5.7.0 Authentication required\r\n", True),
-    (b"553 5.1.8 <a@b.invalid>: Sender address rejected: Domain not found\r\n", False),
-    (b"501 <probe@[198.51.100.14]>: domain literals not allowed\r\n", False),   # Exim: no enhanced code
-    (b"554 Relay access denied\r\n", False),
-    (b"454 4.7.1 try later\r\n", False),
-])
+@pytest.mark.parametrize(
+    "line, policy",
+    [
+        (b"554 5.7.1 <a@b.example>: Sender address rejected: Access denied\r\n", True),
+        (b"550 5.7.0 Authentication required\r\n", True),
+        (b"553 5.1.8 <a@b.invalid>: Sender address rejected: Domain not found\r\n", False),
+        (b"501 <probe@[198.51.100.14]>: domain literals not allowed\r\n", False),  # Exim: no enhanced code
+        (b"554 Relay access denied\r\n", False),
+        (b"454 4.7.1 try later\r\n", False),
+    ],
+)
 def test_policy_refusal(line, policy):
     assert R.is_policy_refusal(R.parse_reply([line])) is policy
 
 
-@pytest.mark.parametrize("lines", [
-    [b"hello world\r\n"],
-    [b"250-first\r\n", b"251 second\r\n"],              # mixed codes
-    [b"250 done\r\n", b"250 again\r\n"],                # last marker before the end
-    [b"250-open\r\n"],                                  # never finished
-    [b"25 short\r\n"],
-    [b"250" + b"x" * 10 + b"\r\n"],                      # no separator
-    [b"220 " + b"x" * (R.MAX_LINE + 10) + b"\r\n"],      # oversized line
-    [b"250-x\r\n"] * (R.MAX_LINES + 1) + [b"250 x\r\n"],
-    [],
-])
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"hello world\r\n"],
+        [b"250-first\r\n", b"251 second\r\n"],  # mixed codes
+        [b"250 done\r\n", b"250 again\r\n"],  # last marker before the end
+        [b"250-open\r\n"],  # never finished
+        [b"25 short\r\n"],
+        [b"250" + b"x" * 10 + b"\r\n"],  # no separator
+        [b"220 " + b"x" * (R.MAX_LINE + 10) + b"\r\n"],  # oversized line
+        [b"250-x\r\n"] * (R.MAX_LINES + 1) + [b"250 x\r\n"],
+        [],
+    ],
+)
 def test_malformed_replies_raise_reply_error(lines):
     with pytest.raises(R.ReplyError):
         R.parse_reply(lines)
@@ -96,20 +105,24 @@ def test_fuzz_round_trip(code, texts):
     assert all(R.is_last_line(line) == (i == len(lines) - 1) for i, line in enumerate(lines))
 
 
-@pytest.mark.parametrize("line, refused", [
-    (b"454 4.7.1 <x@example.net>: Relay access denied\r\n", True),      # Debian's defer_unauth_destination
-    (b"451 4.7.1 Relay not permitted, try later\r\n", True),
-    (b"451 4.7.1 Greylisted, please try again (relay check pending)\r\n", False),
-    (b"450 4.2.0 Greylisted\r\n", False),
-    (b"421 4.3.2 Service shutting down\r\n", False),
-    (b"554 5.7.1 Relay access denied\r\n", False),                      # a 5xx is a plain refusal
-])
+@pytest.mark.parametrize(
+    "line, refused",
+    [
+        (b"454 4.7.1 <x@example.net>: Relay access denied\r\n", True),  # Debian's defer_unauth_destination
+        (b"451 4.7.1 Relay not permitted, try later\r\n", True),
+        (b"451 4.7.1 Greylisted, please try again (relay check pending)\r\n", False),
+        (b"450 4.2.0 Greylisted\r\n", False),
+        (b"421 4.3.2 Service shutting down\r\n", False),
+        (b"554 5.7.1 Relay access denied\r\n", False),  # a 5xx is a plain refusal
+    ],
+)
 def test_temporary_relay_refusal(line, refused):
     assert R.is_temporary_relay_refusal(R.parse_reply([line])) is refused
 
 
 def test_probe_message_headers_stay_plain_whatever_the_envelope_trick():
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp.probes import message
+
     for sender in ("probe@[198.51.100.9]", "nobody", "example.net!probe", "", "probe@example.net"):
         head = message("tok1", '"r@c.test"@[198.51.100.9]', sender).split(b"\r\n\r\n")[0].decode()
         assert "[" not in head and "!" not in head and '"' not in head

@@ -24,22 +24,37 @@ def policy(canary="canary.test", mailbox=None, creds=()):
     return S.SafetyPolicy(canary, mailbox, OWN, creds)
 
 
-@pytest.mark.parametrize("address", [
-    "t09-0123456789@canary.test", "<t12p11-0123456789%canary.test@[127.0.0.1]>",
-    '<"t12p13-0123456789@canary.test">', "<t12p15-0123456789@canary.test@[127.0.0.1]>",
-    "<@mx.example.test:t12p20-0123456789@canary.test>", "<canary.test!t12p21-0123456789>",
-    "<canary.test!t12p23-0123456789@mx.example.test>", "t01-0123456789@sub.canary.test",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "t09-0123456789@canary.test",
+        "<t12p11-0123456789%canary.test@[127.0.0.1]>",
+        '<"t12p13-0123456789@canary.test">',
+        "<t12p15-0123456789@canary.test@[127.0.0.1]>",
+        "<@mx.example.test:t12p20-0123456789@canary.test>",
+        "<canary.test!t12p21-0123456789>",
+        "<canary.test!t12p23-0123456789@mx.example.test>",
+        "t01-0123456789@sub.canary.test",
+    ],
+)
 def test_canary_forms_are_allowed(address):
     assert policy().routes_to_canary(address)
 
 
-@pytest.mark.parametrize("address", [
-    "t11p02-0123456789@example.net", "postmaster@canary.test",           # not a probe local part
-    "<t12p11-0123456789%example.net@[127.0.0.1]>", "<t12p15-0123456789@canary.test@[203.0.113.1]>",
-    "<example.net!t12p21-0123456789>", "<t12p12-0123456789%canary.test@mx.example.net>",
-    "t09-0123456789@canary.test.evil.example", "t12p11-0123456789@[127.0.0.1]", "",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "t11p02-0123456789@example.net",
+        "postmaster@canary.test",  # not a probe local part
+        "<t12p11-0123456789%example.net@[127.0.0.1]>",
+        "<t12p15-0123456789@canary.test@[203.0.113.1]>",
+        "<example.net!t12p21-0123456789>",
+        "<t12p12-0123456789%canary.test@mx.example.net>",
+        "t09-0123456789@canary.test.evil.example",
+        "t12p11-0123456789@[127.0.0.1]",
+        "",
+    ],
+)
 def test_other_forms_are_refused(address):
     assert not policy().routes_to_canary(address)
 
@@ -49,14 +64,16 @@ def test_hosted_domains_are_hops_only_when_the_engine_names_them():
     percent hack through a backup MX's relay domain may then carry DATA to the canary; a name the
     server only claims (its greeting) is not among them."""
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
-    target = engine.Target({"name": "backup", "addresses": ["127.0.0.1"], "hostname": "backup.other.test",
-                            "relay_domains": ["relay.test"], "local_domains": ["example.test"]}, 0)
+
+    target = engine.Target(
+        {"name": "backup", "addresses": ["127.0.0.1"], "hostname": "backup.other.test", "relay_domains": ["relay.test"], "local_domains": ["example.test"]}, 0
+    )
     hosted = S.SafetyPolicy("canary.test", None, target.own_names())
     assert hosted.routes_to_canary("<t12p12-0123456789%canary.test@relay.test>")
     assert hosted.routes_to_canary("<t12p17-0123456789@canary.test@example.test>")
     assert not hosted.routes_to_canary("<t12p12-0123456789%canary.test@gw.example.test>")
     assert not hosted.routes_to_canary("<t12p12-0123456789%example.net@relay.test>")
-    assert not hosted.routes_to_canary("<t11p02-0123456789@relay.test>")   # no canary named: never DATA
+    assert not hosted.routes_to_canary("<t11p02-0123456789@relay.test>")  # no canary named: never DATA
 
 
 def test_guard_blocks_data_to_a_foreign_recipient():
@@ -115,8 +132,7 @@ def test_client_never_writes_forbidden_bytes(tls_context):
     """Through a real client: blocked writes never reach an accept-everything server."""
 
     async def go():
-        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(relay="accept", auth_on_mx=True, auth_before_tls=True),
-                                   tls_context)
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(relay="accept", auth_on_mx=True, auth_before_tls=True), tls_context)
         port = await server.start()
         real = S.Credentials("alice", PASSWORD, real=True)
         client = C.SMTPClient("127.0.0.1", port, guard=policy(creds=[real]).guard(), timeout=2)
@@ -156,9 +172,17 @@ def _routes_only_to_canary(rcpt, mailbox):
 def test_whole_matrix_against_accept_everything_sends_data_only_to_the_canary(scenario):
     """Every listener accepts everything (relay, AUTH in cleartext, smuggling, pipelining, XCLIENT):
     the matrix must still send DATA only to canary recipients or the given local test mailbox."""
-    anything = dict(role="mx", relay="accept", auth_on_mx=True, auth_before_tls=True, smuggle_vulnerable=True,
-                    forbid_pipelining=False, xclient=True, tls_required=False,
-                    users={"alice": PASSWORD, "probe-invalid@example.invalid": "not-a-valid-password"})
+    anything = dict(
+        role="mx",
+        relay="accept",
+        auth_on_mx=True,
+        auth_before_tls=True,
+        smuggle_vulnerable=True,
+        forbid_pipelining=False,
+        xclient=True,
+        tls_required=False,
+        users={"alice": PASSWORD, "probe-invalid@example.invalid": "not-a-valid-password"},
+    )
     outcome, host = scenario(mx=anything, submission=anything, submissions=anything)
     data_rcpts = [rcpt for t in host.transactions for rcpt in t["rcpts"]]
     # the smuggled transactions the vulnerable server accepted are in the same record
@@ -173,13 +197,12 @@ def test_whole_matrix_against_accept_everything_sends_data_only_to_the_canary(sc
     log = [(tls, line) for server in host.servers for tls, line in server.command_log]
     with_secret = [tls for tls, line in log if any(secret in line for secret in secrets)]
     assert with_secret and all(with_secret), "real credentials are sent (T09), and only inside TLS"
-    assert any(not tls and line.upper().startswith("AUTH") for tls, line in log)   # dummy ones before TLS
+    assert any(not tls and line.upper().startswith("AUTH") for tls, line in log)  # dummy ones before TLS
     assert PASSWORD not in repr(outcome)
 
 
 def test_without_canary_the_matrix_sends_no_data(scenario):
-    outcome, host = scenario(mx=dict(relay="accept", smuggle_vulnerable=True, forbid_pipelining=False),
-                             canary=False)
+    outcome, host = scenario(mx=dict(relay="accept", smuggle_vulnerable=True, forbid_pipelining=False), canary=False)
     assert host.transactions == []
     assert not any(c.upper().startswith("DATA") for s in host.servers for c in s.commands)
     assert verdicts(outcome, "T17")[("T17", None)] == "SKIP"
