@@ -38,7 +38,7 @@ def test_finding_table_covers_every_probe_and_tag_the_code_uses():
 
     source = inspect.getsource(probes) + inspect.getsource(engine)
     # tags set on outcomes, and the fourth element of canary confirmations: (verdict, text, seen, tag)
-    tags = set(re.findall(r'tag="([a-z_]+)"', source)) | set(re.findall(r'(?:None|\)), "([a-z_]+)"\)', source))
+    tags = set(re.findall(r'tag="([a-z_]+)"', source)) | set(re.findall(r'(?:None|\)),\s*"([a-z_]+)",?\s*\)', source))
     assert tags >= {"confirmed", "dropped", "trick_dropped", "unconfirmed", "trick_unconfirmed", "no_starttls", "greeting_refused"}
     known = set(key for table in findings.PROBE_FINDINGS.values() for key in table)
     assert tags <= known, tags - known
