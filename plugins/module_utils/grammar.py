@@ -4,7 +4,7 @@
 
 One grammar per kind, used twice (docs/security.md):
 
-- by the policy model (policy.py) when it parses the inventory, so bad input gets a PolicyError;
+- by the policy model (policy/) when it parses the inventory, so bad input gets a PolicyError;
 - by the renderers (postfix.py, exim.py) on the effective policy they are given, so a value outside
   its grammar never reaches a rendered file, whoever built that policy (``check_effective``).
 

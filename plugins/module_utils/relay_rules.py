@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Relay rules: who may relay, decided once.
 
-The policy model (policy.py), the Exim -bh expectations (exim.py), the verifier's expectations
+The policy model (policy/), the Exim -bh expectations (exim.py), the verifier's expectations
 (verify_plan.py) and drift (drift.py, the readbacks) all ask the same question: may a client at
 this address relay without AUTH on this listener, and is it never-relay? This module answers it,
 on the address-set type they share (``NetSet``).

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The relay policy model (module_utils/policy.py), the relay_policy action and the policy role."""
+"""The relay policy model (module_utils/policy/), the relay_policy action and the policy role."""
 
 from __future__ import annotations
 
@@ -557,7 +557,7 @@ def test_role_argument_specs_document_every_variable_once():
     assert set(spec["mailsec_relay_listeners"]["options"]) == set(policy.LISTENER_KEYS)
     assert spec["mailsec_relay_sasl_users"]["options"]["password"]["no_log"] is True
     assert spec["mailsec_relay_profile"]["choices"] == list(policy.PROFILES)
-    # The defaults live in policy.py only: the role defines no variables.
+    # The defaults live in module_utils/policy/ only: the role defines no variables.
     assert not os.path.exists(os.path.join(REPO, "roles", "policy", "defaults"))
 
 
