@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import normalize_address, normalize_smarthost, smarthost_text
+
 # The address sets and the relay rule live in relay_rules; re-exported here for existing callers.
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (  # noqa: F401  pylint: disable=unused-import
     LOOPBACK,
@@ -29,78 +31,6 @@ from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
     unauth_grants,
     without_loopback,
 )
-
-WILDCARD_ADDRESSES = ("*", "", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
-
-
-# --------------------------------------------------------------------------------------------
-# Addresses and the readbacks' shared finish
-# --------------------------------------------------------------------------------------------
-
-
-def is_wildcard(address):
-    return str(address if address is not None else "*").strip("[]") in WILDCARD_ADDRESSES
-
-
-def normalize_address(address):
-    if is_wildcard(address):
-        return "*"
-    try:
-        return str(ipaddress.ip_address(str(address).strip("[]")))
-    except ValueError:
-        return str(address)
-
-
-def normalize_smarthost(value):
-    """``[host]:port`` / ``host:port`` / ``<; host:port`` -> (host, port|None, mx_lookup) for comparison."""
-    if not value:
-        return None
-    text = str(value).strip()
-    if text.startswith("<;"):
-        text = text[2:].strip()
-    text = text.split(";", 1)[0].split(",", 1)[0].strip()
-    bracketed = text.startswith("[")
-    host, port = text, None
-    if bracketed and "]" in text:
-        host, rest = text[1:].split("]", 1)
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _colon, tail = text.partition(":")
-        port = int(tail) if tail.isdigit() else None
-    host = host.strip().lower()
-    try:
-        host = str(ipaddress.ip_address(host))
-        bracketed = True  # an address never has MX records
-    except ValueError:
-        pass
-    return (host, port, not bracketed)
-
-
-def smarthost_text(parsed):
-    if parsed is None:
-        return None
-    host, port, mx = parsed
-    text = host if mx else "[%s]" % host
-    return text + (":%d" % port if port else "")
-
-
-def finish_policy(policy):
-    """Global fields derived from the listeners (shared by the Postfix and Exim readbacks)."""
-    listeners = policy["listeners"]
-    primary = [item for item in listeners if item["port"] == 25] or listeners
-    loop = NetSet()
-    for item in primary:
-        loop = loop | (NetSet(item["grants"]) & LOOPBACK)
-    policy["trust_loopback"] = loop.contains("127.0.0.1") if loop else False
-    policy["loopback_networks"] = loop.cidrs()
-    never = None
-    for item in listeners:
-        mine = NetSet(item["never"])
-        never = mine if never is None else never & mine
-    policy["never_relay_networks"] = (never or NetSet()).cidrs()
-    policy["auth_relay"] = any(item["auth_relay"] for item in listeners)
-
 
 # --------------------------------------------------------------------------------------------
 # The comparison

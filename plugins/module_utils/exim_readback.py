@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim as exim_backend
-from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
+from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
     finish_policy,
     normalize_address,
     normalize_smarthost,

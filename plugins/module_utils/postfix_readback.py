@@ -18,14 +18,14 @@ from __future__ import annotations
 import re
 import socket
 
-from ansible_collections.mailsec.relay.plugins.module_utils.drift import (
-    finish_policy,
-    normalize_address,
-)
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
     parse_postconf_M,
     parse_postconf_n,
     parse_postconf_P,
+)
+from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
+    finish_policy,
+    normalize_address,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
     LOOPBACK,
