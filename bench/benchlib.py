@@ -24,19 +24,18 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-FAKESMTP_DIR = os.path.join(ROOT, "tests", "unit", "smtp")
 
 
 def import_paths():
-    """Make the engine (as mailsec.relay) and the test fake SMTP server importable."""
-    for path in (COLLECTIONS, FAKESMTP_DIR):
+    """Make the engine (as mailsec.relay) and the fake SMTP hosts (smtp_fakes, at the root) importable."""
+    for path in (COLLECTIONS, ROOT):
         if path not in sys.path:
             sys.path.insert(0, path)
 
 
 def env_with_paths(extra=None):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([COLLECTIONS, FAKESMTP_DIR] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join([COLLECTIONS, ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if os.path.isdir(VENV_BIN) and not env.get("PATH", "").startswith(VENV_BIN):
         env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
     env.update(extra or {})

@@ -7,8 +7,8 @@
 Each endpoint is a hardened MTA on its own 127.77.x.y address: port 25 (mx, STARTTLS, foreign
 RCPT 554 5.7.1, local domain accepted), 587 (STARTTLS required, AUTH only after TLS) and 465
 (implicit TLS), self-signed EC cert. --endpoint lean (default) emulates it with bench/lean_smtp.py
-(one asyncio.Protocol per connection; replies as tests/unit/smtp/fakesmtp.FakeHost's defaults,
-checked case by case by tests/unit/smtp/test_lean_smtp.py); --endpoint fake uses FakeHost itself.
+(one asyncio.Protocol per connection; replies as smtp_fakes/fakesmtp.FakeHost's defaults, from the
+same smtp_fakes/hardened_host.py, checked case by case by tests/unit/smtp/test_lean_smtp.py); --endpoint fake uses FakeHost itself.
 One or two server processes hold all endpoints; every measured probe run is a fresh process,
 so its ru_maxrss is that run's peak.
 
@@ -61,8 +61,8 @@ def endpoint_address(index):
 async def serve(args):
     benchlib.raise_nofile()
     benchlib.import_paths()
-    from fakesmtp import FakeHost, make_cert, server_context
-    from lean_smtp import LeanHost
+    from smtp_fakes.fakesmtp import FakeHost, make_cert, server_context
+    from smtp_fakes.lean_smtp import LeanHost
 
     certdir = os.path.join(args.certdir, "cert-%d" % args.index)  # one per process: no write race
     os.makedirs(certdir, exist_ok=True)
@@ -76,7 +76,7 @@ async def serve(args):
         hostname = "%s.example.test" % name
         same = {"hostname": hostname}
         fake = FakeHost(context, mx=same, submission=same, submissions=same)
-        # lean: same replies and real TLS, less CPU per connection (bench/lean_smtp.py)
+        # lean: same replies and real TLS, less CPU per connection (smtp_fakes/lean_smtp.py)
         host = fake if args.endpoint == "fake" else LeanHost(context, hostname)
         for server, port in zip(host.servers, ports):
             await server.start(address, port)
@@ -476,7 +476,7 @@ def main(argv=None):
         "--endpoint",
         choices=("lean", "fake"),
         default="lean",
-        help="emulated MTA: lean (bench/lean_smtp.py, protocol-based) or fake (the unit tests' fakesmtp.FakeHost); the same replies and real TLS either way",
+        help="emulated MTA: lean (smtp_fakes/lean_smtp.py, protocol-based) or fake (smtp_fakes/fakesmtp.FakeHost); the same replies and real TLS either way",
     )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=5)

@@ -12,7 +12,7 @@ Median wall time of --runs runs, probes per second, cases covered, the ratios nm
 port 25 and full / without-T08, verdict counts, the slowest cases of the last run and the load
 average per run. ``--json`` writes them for bench/render_doc.py (one file per target).
 
-Targets: a hardened fake host (tests/unit/smtp/fakesmtp.py) on 127.25.0.1 ports 25/587/465 in a
+Targets: a hardened fake host (smtp_fakes/fakesmtp.py) on 127.25.0.1 ports 25/587/465 in a
 separate process (default), or a lab host: ``--lab-host mx1`` (its listeners and expectations from
 the lab inventory's policy, as seen from the prober's external address) or ``--target ADDR``.
 Lab runs go out of the lab prober's network namespace with ``--netns prober`` (nsenter; this
@@ -70,7 +70,7 @@ def enter_netns(args):
 
 
 def start_fake(spool):
-    cmd = [sys.executable, os.path.join(benchlib.FAKESMTP_DIR, "fakesmtp.py"), "--full", "--listen", FAKE_ADDRESS, "--ports", "25,587,465", "--spool", spool]
+    cmd = [sys.executable, "-m", "smtp_fakes.fakesmtp", "--full", "--listen", FAKE_ADDRESS, "--ports", "25,587,465", "--spool", spool]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=benchlib.env_with_paths(), text=True)
     line = proc.stdout.readline()
     if not line:

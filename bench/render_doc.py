@@ -94,8 +94,8 @@ PEER_RERUNS = (
 )
 
 ENDPOINTS = {
-    "lean": "bench/lean_smtp.py: FakeHost's replies and real TLS, one buffered asyncio protocol per connection with TLS on memory BIOs",
-    "fake": "tests/unit/smtp/fakesmtp.FakeHost",
+    "lean": "smtp_fakes/lean_smtp.py: FakeHost's replies and real TLS, one buffered asyncio protocol per connection with TLS on memory BIOs",
+    "fake": "smtp_fakes/fakesmtp.FakeHost",
 }
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 import os
 import sys
 
+# The fake SMTP hosts (smtp_fakes/) are shared with bench/ and live at the repository root.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
 try:
     import ansible_collections.mailsec.relay.plugins.module_utils  # noqa: F401  pylint: disable=unused-import
 except ImportError:

@@ -21,8 +21,9 @@ import time
 import yaml
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "unit", "smtp"))
-import fakesmtp  # noqa: E402
+# The fake SMTP hosts shared by tests and benches (smtp_fakes/).
+sys.path.insert(0, REPO)
+from smtp_fakes import fakesmtp  # noqa: E402
 
 
 def start_servers(count, workdir):

@@ -24,9 +24,11 @@ import pytest
 import yaml
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests", "unit", "smtp"))
-import fakesmtp  # noqa: E402
 import hostilesmtp  # noqa: E402
+
+from smtp_fakes import fakesmtp  # noqa: E402
 
 # The password comes to the playbook through the environment: no file the test writes holds it.
 USER, PASSWORD = "qa-user", "Qz9vK2wXr7TjLp5N"

@@ -22,9 +22,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 if not os.path.exists(os.path.join(REPO, "plugins", "modules", "relay_probe.py")):
     pytest.skip("mailsec.relay.relay_probe is not there yet", allow_module_level=True)
 
-# The probe engine's fake SMTP server (tests/unit/smtp/fakesmtp.py, owned by the probe tests).
-sys.path.insert(0, os.path.join(REPO, "tests", "unit", "smtp"))
-import fakesmtp  # noqa: E402
+# The fake SMTP hosts shared by tests and benches (smtp_fakes/).
+sys.path.insert(0, REPO)
+from smtp_fakes import fakesmtp  # noqa: E402
 
 
 @pytest.fixture

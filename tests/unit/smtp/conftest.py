@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-# The collection's import path comes from tests/conftest.py.
-import fakesmtp  # noqa: E402  (this directory is on sys.path: pytest rootdir-less import)
 import pytest
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings  # noqa: E402
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine  # noqa: E402
+
+# The collection's import path comes from tests/conftest.py.
+from smtp_fakes import fakesmtp  # noqa: E402  (the repository root is on sys.path: tests/conftest.py)
 
 PASSWORD = "s3cret-Pass"
 

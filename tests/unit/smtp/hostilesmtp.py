@@ -14,7 +14,7 @@ import asyncio
 import base64
 import dataclasses
 
-import fakesmtp
+from smtp_fakes import fakesmtp, hardened_host
 
 PIECE = 4
 
@@ -98,14 +98,14 @@ class HostileSession(fakesmtp._Session):
             if token is None:
                 await self.send(334, "")
                 token = await self.auth_line()
-            user, password = fakesmtp._decode_plain(token)
+            user, password = hardened_host.decode_plain(token)
             echoed = self.echo(token or "", password or "")
         elif mech == "LOGIN":
             await self.send(334, "VXNlcm5hbWU6")
             first = await self.auth_line()
             await self.send(334, *(self.echo(first or "") + ["UGFzc3dvcmQ6"]))
             second = await self.auth_line()
-            user, password = fakesmtp._b64(first or ""), fakesmtp._b64(second or "")
+            user, password = hardened_host.b64(first or ""), hardened_host.b64(second or "")
             echoed = self.echo(second or "", password or "")
         else:
             await self.send(504, "5.5.4 Unrecognized authentication type")

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import fakesmtp
 import pytest
 from conftest import PASSWORD, check_findings, verdicts
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine, probes
+from smtp_fakes import fakesmtp
 
 
 def results(outcome, port=None, probe=None):

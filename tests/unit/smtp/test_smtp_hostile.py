@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
-import sys
 import warnings
 
-import fakesmtp
 import hostilesmtp
 import pytest
 from conftest import verdicts
@@ -20,6 +17,7 @@ from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine, 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.client import SMTPClient
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import MAX_LINES
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.safety import SafetyPolicy
+from smtp_fakes import fakesmtp
 
 USER, SECRET = "alice", "Wm4kT8zQ2vRx9LbJ"  # no 4-character piece is an English word
 
@@ -104,9 +102,8 @@ def test_t21_hardened_server_refuses_old_tls(tls_context):
 
 
 def test_t21_lean_endpoint_answers_like_the_fake_host(tls_context):
-    """bench/lean_smtp.py (the fleet bench's endpoint) and FakeHost: the same T21 results."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
-    import lean_smtp  # pylint: disable=import-outside-toplevel
+    """smtp_fakes/lean_smtp.py (the fleet bench's endpoint) and FakeHost: the same T21 results."""
+    from smtp_fakes import lean_smtp  # pylint: disable=import-outside-toplevel
 
     async def go():
         fake, lean = fakesmtp.FakeHost(tls_context), lean_smtp.LeanHost(tls_context, "mx.example.test")

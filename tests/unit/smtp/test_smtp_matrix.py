@@ -8,11 +8,11 @@ import json
 import socket
 import time
 
-import fakesmtp
 import pytest
 from conftest import PASSWORD, check_findings, verdicts
 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+from smtp_fakes import fakesmtp
 
 
 def by_verdict(outcome, verdict):

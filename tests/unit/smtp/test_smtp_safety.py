@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 
-import fakesmtp
 import pytest
 from conftest import PASSWORD, verdicts
 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import client as C
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import safety as S
+from smtp_fakes import fakesmtp
 
 OWN = ["mx.example.test", "[127.0.0.1]", "127.0.0.1"]
 

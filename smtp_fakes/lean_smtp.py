@@ -3,60 +3,43 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Lightweight emulated hardened MTA for the fleet bench (loopback only).
 
-Replies byte for byte like tests/unit/smtp/fakesmtp.FakeHost with its default (hardened)
-behaviour: mx (STARTTLS, no AUTH, foreign RCPT 554 5.7.1, double-@ RCPT 501, local domains
-accepted), submission (530 before STARTTLS, AUTH only after TLS, 530 5.7.0 to MAIL before AUTH)
-and submissions (implicit TLS), with real TLS from the same kind of context. What makes it lighter
+Replies byte for byte like fakesmtp.FakeHost with its default (hardened) behaviour, from the
+same definitions (hardened_host.py: texts, greeting, EHLO, SASL decoding, local recipients):
+mx (STARTTLS, no AUTH, foreign RCPT 554 5.7.1, double-@ RCPT 501, local domains accepted),
+submission (530 before STARTTLS, AUTH only after TLS, 530 5.7.0 to MAIL before AUTH) and
+submissions (implicit TLS), with real TLS from the same kind of context. What makes it lighter
 is only how it runs: one asyncio.Protocol per connection (no task, StreamReader/StreamWriter per
 connection), commands handled as the bytes arrive, the replies to one pipelined group sent in
 one write (as Postfix does), not one write per reply, and TLS (implicit and STARTTLS) done in the
 same protocol on an ssl.SSLObject over memory BIOs rather than through asyncio's SSL transport
 (its per-record Python layers were most of the endpoints' CPU outside OpenSSL). The TLS itself
-is the same: the same context, handshakes, session tickets and close_notify. None of the test server's fault modes are
-here: for those, use fakesmtp. tests/unit/smtp/test_lean_smtp.py runs the engine against both and
-requires the same verdicts, replies and reasons, case by case.
+is the same: the same context, handshakes, session tickets and close_notify. None of the test
+server's fault modes are here: for those, use fakesmtp.py. tests/unit/smtp/test_lean_smtp.py
+runs the engine against both and requires the same verdicts, replies and reasons, case by case.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
 
+from smtp_fakes import hardened_host as hardened
+from smtp_fakes.hardened_host import reply
 
-# SASL decoding as tests/unit/smtp/fakesmtp.py does it (test_lean_smtp.py checks they agree), kept
-# here so bench/ needs nothing private from tests/.
-def _b64(text):
-    try:
-        return base64.b64decode(text.strip(), validate=True).decode("utf-8")
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _decode_plain(token):
-    decoded = _b64(token or "")
-    if decoded is None or decoded.count("\0") != 2:
-        return None, None
-    unused_authzid, user, password = decoded.split("\0")
-    return user, password
-
-
-LOCAL_DOMAINS = ("example.test",)
 TLS_RECORD = 16384  # largest TLS plaintext record
-USERS = {"alice": "s3cret-Pass"}
 
 
 class LeanServer:
     """One listener: role ``mx`` or ``submission``; ``implicit``: TLS before the greeting."""
 
-    def __init__(self, hostname, role, tls_context, implicit=False, tls_required=False, local_domains=LOCAL_DOMAINS, users=None):
+    def __init__(self, hostname, role, tls_context, implicit=False, tls_required=False, local_domains=hardened.LOCAL_DOMAINS, users=None):
         self.hostname = hostname
         self.role = role
         self.tls_context = tls_context
         self.implicit = implicit
         self.tls_required = tls_required
         self.local_domains = tuple(d.lower() for d in local_domains)
-        self.users = dict(USERS if users is None else users)
+        self.users = dict(hardened.USERS if users is None else users)
         self.connections = 0
         self.read_buffer = bytearray(TLS_RECORD)
         self.recv_buffer = bytearray(65536)
@@ -65,8 +48,7 @@ class LeanServer:
         self.transactions = 0
         self.server = None
         self.port = None
-        banner = ("%s ESMTP fake" % hostname, "this server is fake", "and multi-line")
-        self.banner = reply(220, *banner)
+        self.banner = reply(220, *hardened.banner_lines(hostname))
 
     async def start(self, host="127.0.0.1", port=0):
         loop = asyncio.get_running_loop()
@@ -84,7 +66,7 @@ class LeanServer:
 class LeanHost:
     """mx, submission (587-like) and submissions (465-like) listeners of one hardened host."""
 
-    def __init__(self, tls_context, hostname="mx.example.test"):
+    def __init__(self, tls_context, hostname=hardened.HOSTNAME):
         self.mx = LeanServer(hostname, "mx", tls_context)
         self.submission = LeanServer(hostname, "submission", tls_context, tls_required=True)
         self.submissions = LeanServer(hostname, "submission", tls_context, implicit=True)
@@ -99,14 +81,8 @@ class LeanHost:
             await server.stop()
 
 
-def reply(code, *lines):
-    lines = lines or ("",)
-    last = len(lines) - 1
-    return b"".join(("%d%s%s\r\n" % (code, " " if i == last else "-", text)).encode() for i, text in enumerate(lines))
-
-
-OK = reply(250, "2.0.0 Ok")
-UNKNOWN = reply(502, "5.5.2 Error: command not recognized")
+OK = reply(250, hardened.OK)
+UNKNOWN = reply(502, hardened.UNKNOWN)
 END_OF_DATA = b"\r\n.\r\n"
 
 
@@ -294,12 +270,7 @@ class _Session(asyncio.BufferedProtocol):
         return self.srv.role != "mx" and self.tls
 
     def cmd_EHLO(self, line):
-        ext = ["%s Hello [%s]" % (self.srv.hostname, self.peer), "PIPELINING", "SIZE 10240000", "8BITMIME"]
-        if not self.tls and self.srv.tls_context is not None:
-            ext.append("STARTTLS")
-        if self.auth_allowed():
-            ext.append("AUTH PLAIN LOGIN")
-        ext.append("ENHANCEDSTATUSCODES")
+        ext = hardened.ehlo_lines(self.srv.hostname, self.peer, not self.tls and self.srv.tls_context is not None, self.auth_allowed())
         self.reset()
         self._send(reply(250, *ext))
 
@@ -315,7 +286,7 @@ class _Session(asyncio.BufferedProtocol):
         self._send(OK)
 
     def cmd_QUIT(self, line):
-        self._send(reply(221, "2.0.0 Bye"))
+        self._send(reply(221, hardened.BYE))
         self._close()
 
     def cmd_XCLIENT(self, line):
@@ -323,99 +294,94 @@ class _Session(asyncio.BufferedProtocol):
 
     def cmd_STARTTLS(self, line):
         if self.tls or self.srv.tls_context is None:
-            self._send(reply(502, "5.5.1 Error: command not implemented"))
+            self._send(reply(502, hardened.NOT_IMPLEMENTED))
             return
-        self._send(reply(220, "2.0.0 Ready to start TLS"))
+        self._send(reply(220, hardened.READY_FOR_TLS))
         self._flush()
         self.buf = b""  # RFC 3207 / CVE-2011-0411: what came in plaintext is discarded
         self._start_tls()  # (the rest of this segment is not read: _process stops here)
 
     def cmd_AUTH(self, line):
         if not self.auth_allowed():
-            self._send(reply(503, "5.5.1 Error: authentication not enabled"))
+            self._send(reply(503, hardened.AUTH_NOT_ENABLED))
             return
         words = line.split()
         mech = words[1].upper() if len(words) > 1 else ""
         if mech == "PLAIN":
             if len(words) > 2:
-                self._auth_done(*_decode_plain(words[2]))
+                self._auth_done(*hardened.decode_plain(words[2]))
             else:
                 self.state = "auth-plain"
                 self._send(reply(334, ""))
         elif mech == "LOGIN":
             self.state = "login-user"
-            self._send(reply(334, "VXNlcm5hbWU6"))
+            self._send(reply(334, hardened.USERNAME_PROMPT))
         else:
-            self._send(reply(504, "5.5.4 Unrecognized authentication type"))
+            self._send(reply(504, hardened.AUTH_UNKNOWN_MECHANISM))
 
     def _auth_continue(self, line):
         state, self.state = self.state, "command"
         if state == "auth-plain":
-            self._auth_done(*_decode_plain(line))
+            self._auth_done(*hardened.decode_plain(line))
         elif line.strip() == "*":
-            self._send(reply(501, "5.7.0 Authentication aborted"))
+            self._send(reply(501, hardened.AUTH_ABORTED))
         elif state == "login-user":
             self.login_user = line
             self.state = "login-pass"
-            self._send(reply(334, "UGFzc3dvcmQ6"))
+            self._send(reply(334, hardened.PASSWORD_PROMPT))
         else:
-            self._auth_done(_b64(self.login_user), _b64(line))
+            self._auth_done(hardened.b64(self.login_user), hardened.b64(line))
 
     def _auth_done(self, user, password):
         if user is not None and self.srv.users.get(user) == password:
             self.authed = True
-            self._send(reply(235, "2.7.0 Authentication successful"))
+            self._send(reply(235, hardened.AUTH_OK))
         else:
-            self._send(reply(535, "5.7.8 Error: authentication failed"))
+            self._send(reply(535, hardened.AUTH_FAILED))
 
     def cmd_MAIL(self, line):
         if self.srv.tls_required and not self.tls:
-            self._send(reply(530, "5.7.0 Must issue a STARTTLS command first"))
+            self._send(reply(530, hardened.MUST_STARTTLS))
             return
         if self.srv.role == "submission" and not self.authed:
-            self._send(reply(530, "5.7.0 Authentication required"))
+            self._send(reply(530, hardened.AUTH_REQUIRED))
             return
         self.mail = line.split(":", 1)[1].strip() if ":" in line else ""
         self.rcpts = []
-        self._send(reply(250, "2.1.0 Ok"))
+        self._send(reply(250, hardened.MAIL_OK))
 
     def is_local(self, address):
-        address = address.strip().strip("<>").lower()
-        if address == "postmaster":
-            return True
-        if address.count("@") != 1 or any(ch in address for ch in '%!":'):
-            return False
-        return address.rsplit("@", 1)[1] in self.srv.local_domains
+        return hardened.is_local(address, self.srv.local_domains)
 
     def cmd_RCPT(self, line):
         if self.mail is None:
-            self._send(reply(503, "5.5.1 Error: need MAIL command"))
+            self._send(reply(503, hardened.NEED_MAIL))
             return
         address = line.split(":", 1)[1].strip() if ":" in line else ""
         if self.is_local(address) or self.authed:
             self.rcpts.append(address)
-            self._send(reply(250, "2.1.5 Ok"))
+            self._send(reply(250, hardened.RCPT_OK))
         elif address.strip("<>").count("@") > 1:
-            self._send(reply(501, "5.1.3 Bad recipient address syntax"))
+            self._send(reply(501, hardened.BAD_RECIPIENT_SYNTAX))
         else:
-            self._send(reply(554, "5.7.1 <%s>: Relay access denied" % address.strip("<>")))
+            self._send(reply(554, hardened.RELAY_DENIED % address.strip("<>")))
 
     def cmd_DATA(self, line):
         if not self.rcpts:
-            self._send(reply(554, "5.5.1 Error: no valid recipients"))
+            self._send(reply(554, hardened.NO_RECIPIENTS))
             return
         if not self.authed and self.buf:
-            self._send(reply(554, "5.5.0 Error: SMTP protocol synchronization"))
+            self._send(reply(554, hardened.OUT_OF_SYNC))
             self._close()
             return
-        self._send(reply(354, "End data with <CR><LF>.<CR><LF>"))
+        self._send(reply(354, hardened.START_DATA))
         self.state = "data"
 
     def _end_of_data(self):
         self.state = "command"
         self.srv.transactions += 1
         self.reset()
-        self._send(reply(250, "2.0.0 Ok: queued as FAKE%d" % self.srv.transactions))
+        self._send(reply(250, hardened.QUEUED % self.srv.transactions))
 
     def reset(self):
         self.mail, self.rcpts = None, []

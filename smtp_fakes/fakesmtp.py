@@ -6,24 +6,30 @@
 Plain asyncio rather than aiosmtpd, because the tests need server *faults* aiosmtpd cannot
 produce: keeping plaintext across STARTTLS, bare-LF end of data, 334 before TLS, tarpits,
 malformed replies. Every DATA transaction is recorded in ``FakeSMTP.transactions``.
+What the hardened host answers by default is written once in hardened_host.py, shared with
+lean_smtp.py (the fleet bench's fast endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import os
 import ssl
 import time
+
+from smtp_fakes import hardened_host as hardened
+from smtp_fakes.hardened_host import make_cert, reply, server_context
+
+__all__ = ["Behaviour", "FakeHost", "FakeSASL", "FakeSMTP", "make_cert", "server_context"]
 
 VULNERABLE_ENDINGS = (b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n\x00.\r\n")
 
 
 @dataclasses.dataclass
 class Behaviour:
-    hostname: str = "mx.example.test"
-    local_domains: tuple = ("example.test",)
+    hostname: str = hardened.HOSTNAME
+    local_domains: tuple = hardened.LOCAL_DOMAINS
     role: str = "mx"  # mx: never AUTH; submission: AUTH after TLS, 530 before
     relay: str = "refuse"  # refuse | accept (open relay at RCPT)
     deliver: bool = True  # accepted foreign mail for the canary really reaches the spool
@@ -33,7 +39,7 @@ class Behaviour:
     tls_required: bool = False  # 530 before STARTTLS
     auth_before_tls: bool = False  # advertise and process AUTH in cleartext
     auth_on_mx: bool = False
-    users: dict = dataclasses.field(default_factory=lambda: {"alice": "s3cret-Pass"})
+    users: dict = dataclasses.field(default_factory=lambda: dict(hardened.USERS))
     keep_plaintext_after_starttls: bool = False  # CVE-2011-0411 class
     broken_tls: bool = False  # 220 to STARTTLS, then garbage instead of a handshake
     greylist: bool = False  # 450 to every RCPT
@@ -47,7 +53,7 @@ class Behaviour:
     proxy: bool = False  # honour a PROXY v1 header
     syntax_reject: bool = True  # 501 for double-@ recipients (exercises the non-relay class)
     pipelining: bool = True  # advertise PIPELINING (RFC 2920)
-    unauth_mail: str = "530 5.7.0 Authentication required"  # submission: reply to MAIL before AUTH (None: 250)
+    unauth_mail: str = "530 " + hardened.AUTH_REQUIRED  # submission: reply to MAIL before AUTH (None: 250)
     relay_domains: tuple = ()  # backup MX: accepts any recipient ending in @<one of them> (percent hack too)
     ehlo_hostname: str = None  # the name the EHLO reply gives, when not the greeting's
     auth_fail_open: bool = False  # a wrong password gets 535, but the session is trusted anyway (broken)
@@ -156,8 +162,7 @@ class _Session:
         if code >= 400:
             self.errors += 1
             self.srv.max_errors = max(self.srv.max_errors, self.errors)
-        out = b"".join(("%d%s%s\r\n" % (code, " " if i == len(lines) - 1 else "-", text)).encode() for i, text in enumerate(lines))
-        self.writer.write(out)
+        self.writer.write(reply(code, *lines))
         await self.writer.drain()
 
     async def readline(self):
@@ -203,7 +208,7 @@ class _Session:
             self.writer.write(b"220-%s\r\n250 ESMTP\r\n" % b.hostname.encode())
             await self.writer.drain()
         elif b.banner == "multiline":
-            await self.send(220, "%s ESMTP fake" % b.hostname, "this server is fake", "and multi-line")
+            await self.send(220, *hardened.banner_lines(b.hostname))
         else:
             await self.send(220, "%s ESMTP fake" % b.hostname)
         if b.banner == "mute":
@@ -219,7 +224,7 @@ class _Session:
             verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
             handler = getattr(self, "cmd_" + verb, None)
             if handler is None:
-                await self.send(502, "5.5.2 Error: command not recognized")
+                await self.send(502, hardened.UNKNOWN)
                 continue
             if await handler(line) == "close":
                 return
@@ -231,15 +236,8 @@ class _Session:
         return self.tls or self.b.auth_before_tls
 
     async def cmd_EHLO(self, line):
-        ext = ["%s Hello [%s]" % (self.b.ehlo_hostname or self.b.hostname, self.peer)] + (["PIPELINING"] if self.b.pipelining else [])
-        ext += ["SIZE 10240000", "8BITMIME"]
-        if self.b.starttls and not self.tls and self.srv.tls_context is not None:
-            ext.append("STARTTLS")
-        if self.auth_allowed():
-            ext.append("AUTH PLAIN LOGIN")
-        if self.b.xclient:
-            ext.append("XCLIENT ADDR NAME")
-        ext.append("ENHANCEDSTATUSCODES")
+        starttls = self.b.starttls and not self.tls and self.srv.tls_context is not None
+        ext = hardened.ehlo_lines(self.b.ehlo_hostname or self.b.hostname, self.peer, starttls, self.auth_allowed(), self.b.pipelining, self.b.xclient)
         self.reset()
         await self.send(250, *ext)
 
@@ -248,11 +246,11 @@ class _Session:
         await self.send(250, self.b.hostname)
 
     async def cmd_NOOP(self, line):
-        await self.send(250, "2.0.0 Ok")
+        await self.send(250, hardened.OK)
 
     async def cmd_RSET(self, line):
         self.reset()
-        await self.send(250, "2.0.0 Ok")
+        await self.send(250, hardened.OK)
 
     async def cmd_QUIT(self, line):
         if self.b.quit_hold and not self.tls:
@@ -263,20 +261,20 @@ class _Session:
                 self.srv.quit_half_closed += 1
             except asyncio.TimeoutError:
                 pass
-        await self.send(221, "2.0.0 Bye")
+        await self.send(221, hardened.BYE)
         return "close"
 
     async def cmd_XCLIENT(self, line):
         if not self.b.xclient:
-            await self.send(502, "5.5.2 Error: command not recognized")
+            await self.send(502, hardened.UNKNOWN)
         else:
             await self.send(220, "%s ESMTP fake" % self.b.hostname)
 
     async def cmd_STARTTLS(self, line):
         if self.tls or self.srv.tls_context is None or not self.b.starttls:
-            await self.send(502, "5.5.1 Error: command not implemented")
+            await self.send(502, hardened.NOT_IMPLEMENTED)
             return
-        await self.send(220, "2.0.0 Ready to start TLS")
+        await self.send(220, hardened.READY_FOR_TLS)
         if self.b.broken_tls:
             self.writer.write(b"this is not a TLS handshake\r\n" * 4)
             await self.writer.drain()
@@ -291,7 +289,7 @@ class _Session:
 
     async def cmd_AUTH(self, line):
         if not self.auth_allowed():
-            await self.send(503, "5.5.1 Error: authentication not enabled")
+            await self.send(503, hardened.AUTH_NOT_ENABLED)
             return
         words = line.split()
         mech = words[1].upper() if len(words) > 1 else ""
@@ -302,21 +300,21 @@ class _Session:
             if token is None:
                 await self.send(334, "")
                 token = await self.auth_line()
-            user, password = _decode_plain(token)
+            user, password = hardened.decode_plain(token)
         elif mech == "LOGIN":
-            await self.send(334, "VXNlcm5hbWU6")
+            await self.send(334, hardened.USERNAME_PROMPT)
             first = await self.auth_line()
             if first is None or first.strip() == "*":
-                await self.send(501, "5.7.0 Authentication aborted")
+                await self.send(501, hardened.AUTH_ABORTED)
                 return
-            await self.send(334, "UGFzc3dvcmQ6")
+            await self.send(334, hardened.PASSWORD_PROMPT)
             second = await self.auth_line()
             if second is None or second.strip() == "*":
-                await self.send(501, "5.7.0 Authentication aborted")
+                await self.send(501, hardened.AUTH_ABORTED)
                 return
-            user, password = _b64(first), _b64(second)
+            user, password = hardened.b64(first), hardened.b64(second)
         else:
-            await self.send(504, "5.5.4 Unrecognized authentication type")
+            await self.send(504, hardened.AUTH_UNKNOWN_MECHANISM)
             return
         good = user is not None and self.b.users.get(user) == password
         self.srv.auth_log.append((time.monotonic(), good, None if good else password))
@@ -326,14 +324,14 @@ class _Session:
             await self.b.sasl.failed(self.peer)
         if user is not None and self.b.users.get(user) == password:
             self.authed = True
-            await self.send(235, "2.7.0 Authentication successful")
+            await self.send(235, hardened.AUTH_OK)
         else:
             self.authed = self.b.auth_fail_open
-            await self.send(535, "5.7.8 Error: authentication failed")
+            await self.send(535, hardened.AUTH_FAILED)
 
     async def cmd_MAIL(self, line):
         if self.b.tls_required and not self.tls:
-            await self.send(530, "5.7.0 Must issue a STARTTLS command first")
+            await self.send(530, hardened.MUST_STARTTLS)
             return
         sender = line.split(":", 1)[1].strip() if ":" in line else ""
         if self.b.exim_sender_syntax and sender not in ("<>", ""):
@@ -352,19 +350,14 @@ class _Session:
             return
         self.mail = line.split(":", 1)[1].strip() if ":" in line else ""
         self.rcpts = []
-        await self.send(250, "2.1.0 Ok")
+        await self.send(250, hardened.MAIL_OK)
 
     def is_local(self, address):
-        address = address.strip().strip("<>").lower()
-        if address == "postmaster":
-            return True
-        if address.count("@") != 1 or any(ch in address for ch in '%!":'):
-            return False
-        return address.rsplit("@", 1)[1] in self.b.local_domains
+        return hardened.is_local(address, self.b.local_domains)
 
     async def cmd_RCPT(self, line):
         if self.mail is None:
-            await self.send(503, "5.5.1 Error: need MAIL command")
+            await self.send(503, hardened.NEED_MAIL)
             return
         address = line.split(":", 1)[1].strip() if ":" in line else ""
         if self.b.greylist:
@@ -373,21 +366,21 @@ class _Session:
         relayed = address.strip("<>").lower().rsplit("@", 1)[-1] in self.b.relay_domains
         if self.is_local(address) or self.authed or self.b.relay == "accept" or relayed:
             self.rcpts.append(address)
-            await self.send(250, "2.1.5 Ok")
+            await self.send(250, hardened.RCPT_OK)
             return
         if self.b.syntax_reject and address.strip("<>").count("@") > 1:
-            await self.send(501, "5.1.3 Bad recipient address syntax")
+            await self.send(501, hardened.BAD_RECIPIENT_SYNTAX)
             return
-        await self.send(554, "5.7.1 <%s>: Relay access denied" % address.strip("<>"))
+        await self.send(554, hardened.RELAY_DENIED % address.strip("<>"))
 
     async def cmd_DATA(self, line):
         if not self.rcpts:
-            await self.send(554, "5.5.1 Error: no valid recipients")
+            await self.send(554, hardened.NO_RECIPIENTS)
             return
         if self.b.forbid_pipelining and not self.authed and self.buf:
-            await self.send(554, "5.5.0 Error: SMTP protocol synchronization")
+            await self.send(554, hardened.OUT_OF_SYNC)
             return "close"
-        await self.send(354, "End data with <CR><LF>.<CR><LF>")
+        await self.send(354, hardened.START_DATA)
         body = await self.read_data()
         if body is None:
             return "close"
@@ -397,7 +390,7 @@ class _Session:
         self.srv.transactions.append({"mail": self.mail, "rcpts": list(self.rcpts), "data": body, "tls": self.tls, "auth": self.authed, "port": self.srv.port})
         self.deliver(body)
         self.mail, self.rcpts = None, []
-        await self.send(250, "2.0.0 Ok: queued as FAKE%d" % len(self.srv.transactions))
+        await self.send(250, hardened.QUEUED % len(self.srv.transactions))
 
     async def read_data(self):
         markers = (b"\r\n.\r\n",) + (VULNERABLE_ENDINGS if self.b.smuggle_vulnerable else ())
@@ -431,61 +424,9 @@ class _Session:
         self.mail, self.rcpts = None, []
 
 
-def _b64(text):
-    try:
-        return base64.b64decode(text.strip(), validate=True).decode("utf-8")
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _decode_plain(token):
-    decoded = _b64(token or "")
-    if decoded is None or decoded.count("\0") != 2:
-        return None, None
-    unused_authzid, user, password = decoded.split("\0")
-    return user, password
-
-
 def _bare_newline(body):
     stripped = body.replace(b"\r\n", b"")
     return b"\n" in stripped or b"\r" in stripped
-
-
-def make_cert(directory, hostname="mx.example.test"):
-    """Self-signed EC certificate (fast handshakes) -> (certfile, keyfile)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(certfile, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(keyfile, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return certfile, keyfile
-
-
-def server_context(certfile, keyfile):
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certfile, keyfile)
-    return context
 
 
 class FakeHost:
@@ -521,9 +462,15 @@ class FakeHost:
             {"port": self.submission.port, "role": "submission", "tls": "required", "relay": "refused", "auth_relay": True},
             {"port": self.submissions.port, "role": "submission", "tls": "implicit", "relay": "refused", "auth_relay": True},
         ]
-        target = {"name": "mx1", "addresses": ["127.0.0.1"], "hostname": "mx.example.test", "local_domains": ["example.test"], "listeners": listeners}
+        target = {
+            "name": "mx1",
+            "addresses": ["127.0.0.1"],
+            "hostname": hardened.HOSTNAME,
+            "local_domains": list(hardened.LOCAL_DOMAINS),
+            "listeners": listeners,
+        }
         if auth:
-            target["auth"] = {"username": "alice", "password": "s3cret-Pass"}
+            target["auth"] = {"username": "alice", "password": hardened.USERS["alice"]}
         if test_mailbox:
             target["test_mailbox"] = test_mailbox
         return target
