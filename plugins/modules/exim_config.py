@@ -178,11 +178,10 @@ rolled_back:
   type: bool
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mailsec.relay.plugins.module_utils.exim import EximConfig, EximError
+from ansible_collections.mailsec.relay.plugins.module_utils.exim_apply import EximTransaction
+from ansible_collections.mailsec.relay.plugins.module_utils.mta_backend import TransactionError
 
 
 def main():
@@ -224,62 +223,24 @@ def main():
     def run(argv, data=None):
         return module.run_command(argv, data=data, binary_data=data is not None)
 
-    result = dict(changed=False, changed_files=[], reloaded=False)
     try:
-        config = EximConfig(
+        transaction = EximTransaction(
             run,
             params["files"],
             params["checks"],
+            reload=params["reload"],
+            backup=params["backup"],
+            find_binary=module.get_bin_path,
             exim=params["exim_binary"],
             root=params["root"],
             pid_file=params["pid_file"],
             confirm=(params["confirm_address"], params["confirm_port"]),
         )
-    except EximError as exc:
-        module.fail_json(msg=str(exc), **result)
-
-    if config.live_override():
-        module.fail_json(msg="%s/exim4.conf exists and replaces the whole Debian configuration: remove it first" % params["root"], **result)
-
-    changes, diffs = config.plan()
-    result["changed_files"] = changes
-    result["changed"] = bool(changes)
-    if module._diff:
-        result["diff"] = diffs
-
-    if not changes:
-        # Nothing would go live, so there is no candidate to test (as postconf does): whether the live
-        # configuration still holds the policy is the readback's question (mta_facts, drift).
-        module.exit_json(**result)
-
-    exim_path = module.get_bin_path(params["exim_binary"])
-    update_path = module.get_bin_path("update-exim4.conf")
-    if not exim_path or not update_path or not os.path.isdir(params["root"]):
-        if module.check_mode:
-            # A fresh host in check mode: the package task did not really install Exim.
-            module.warn("Exim is not installed yet: the candidate could not be validated in check mode")
-            module.exit_json(**result)
-        module.fail_json(msg="Exim (%s and update-exim4.conf) is not installed" % params["exim_binary"], **result)
-    config.exim, config.update = exim_path, update_path
-
-    try:
-        result["checks"] = config.validate()
-    except EximError as exc:
-        # Nothing went live: changed_files only says what would have changed.
-        result["changed"] = False
-        result.update(exc.details)
-        module.fail_json(msg=str(exc), **result)
-
-    if module.check_mode:
-        module.exit_json(**result)
-
-    try:
-        result["reloaded"], backups = config.install(changes, reload=params["reload"], backup=params["backup"])
-    except EximError as exc:
-        result.update(exc.details)
-        module.fail_json(msg=str(exc), **result)
-    if backups:
-        result["backup_files"] = backups
+        result = transaction.run(module.check_mode, diff=module._diff)
+    except TransactionError as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
+    for warning in transaction.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

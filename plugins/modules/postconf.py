@@ -238,15 +238,11 @@ validation:
   sample: ""
 """
 
-import shutil
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
-    PostfixApplier,
-    PostfixError,
-    compute_changes,
-)
+from ansible_collections.mailsec.relay.plugins.module_utils.mta_backend import TransactionError
+from ansible_collections.mailsec.relay.plugins.module_utils.postfix import compute_changes
+from ansible_collections.mailsec.relay.plugins.module_utils.postfix_apply import PostfixTransaction
 
 
 def main():
@@ -308,8 +304,12 @@ def main():
     def run(cmd):
         return module.run_command(cmd, environ_update={"LANG": "C", "LC_ALL": "C"})
 
-    applier = PostfixApplier(
+    desired = dict((key, params[key]) for key in ("main", "master", "master_purge_commands", "files", "adopt", "ownership_file"))
+    transaction = PostfixTransaction(
         run,
+        desired,
+        reload=params["reload"],
+        backup=params["backup"],
         config_dir=params["config_dir"],
         backup_dir=params["backup_dir"],
         postconf=postconf,
@@ -318,45 +318,11 @@ def main():
         confirm_timeout=params["confirm_timeout"],
     )
     try:
-        changes = applier.plan(
-            params["main"], params["master"], params["files"], params["master_purge_commands"], adopt=params["adopt"], ownership_file=params["ownership_file"]
-        )
-    except PostfixError as exc:
-        module.fail_json(msg=str(exc))
-
-    count = len(changes.main) + len(changes.master) + len(changes.files)
-    result = dict(
-        changed=changes.changed,
-        changes=changes.summary(),
-        kept=list(changes.kept),
-        msg="%s %d setting(s)%s" % ("would change" if module.check_mode else "changed", count, "; kept: " + ", ".join(changes.kept) if changes.kept else ""),
-    )
-    if module._diff:
-        result["diff"] = changes.diff()
-    if not changes.changed:
-        module.exit_json(**result)
-
-    if module.check_mode:
-        # Stage and validate without touching config_dir, so --check catches what the real run would reject.
-        try:
-            stage, target, dummy = applier.stage(changes, params["files"])
-            try:
-                # Files such as a certificate may come from an earlier task that check mode only pretended to run.
-                result["validation"] = applier.validate(target, params["main"], params["master"], params["files"], missing_files_fatal=False)
-                for warning in applier.warnings:
-                    module.warn("would fail unless created first: %s" % warning)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
-        except (PostfixError, OSError) as exc:  # stage() has removed its copy already
-            result["msg"] = "the change would be rejected: %s" % exc
-            module.fail_json(**result)
-        module.exit_json(**result)
-
-    try:
-        result.update(applier.apply(changes, params["main"], params["master"], params["files"], reload=params["reload"], backup=params["backup"]))
-    except (PostfixError, OSError) as exc:  # the applier cleaned up its staging and rolled back
-        result["msg"] = str(exc)
-        module.fail_json(**result)
+        result = transaction.run(module.check_mode, diff=module._diff)
+    except TransactionError as exc:  # the applier cleaned up its staging and rolled back
+        module.fail_json(msg=exc.msg, **dict((k, v) for k, v in exc.result.items() if k != "msg"))
+    for warning in transaction.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -22,10 +22,10 @@ PREFIX = "ansible_collections.mailsec.relay.plugins.module_utils"
 LAYERS = [
     {"grammar", "findings", "relay_rules", "compact", "host_state"},  # vocabulary and rules, no collection imports
     {"policy"},
-    {"mta_common", "readback_common"},
+    {"mta_common", "readback_common", "mta_backend"},  # shared by the MTAs; mta_backend: the backend contract
     {"postfix", "exim"},  # renderers and appliers
-    {"postfix_readback", "exim_readback"},  # effective MTA config -> policy model
-    {"drift", "verify_plan"},
+    {"postfix_readback", "exim_readback", "postfix_apply", "exim_apply"},  # readback: effective MTA config -> policy; apply: Transaction
+    {"backends", "drift", "verify_plan"},  # backends: the MTAs by name
     {"report"},
 ]
 LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}
