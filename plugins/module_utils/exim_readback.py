@@ -18,7 +18,6 @@ import re
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim as exim_backend
 from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
-    finish_policy,
     normalize_address,
     normalize_smarthost,
     smarthost_text,
@@ -26,6 +25,7 @@ from ansible_collections.mailsec.relay.plugins.module_utils.readback_common impo
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
     LOOPBACK,
     NetSet,
+    finish_policy,
     split_loopback,
     without_loopback,
 )

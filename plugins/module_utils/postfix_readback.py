@@ -24,12 +24,12 @@ from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
     parse_postconf_P,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
-    finish_policy,
     normalize_address,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
     LOOPBACK,
     NetSet,
+    finish_policy,
     parse_network,
     split_loopback,
     without_loopback,

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the Postfix and Exim readbacks share: address and smarthost spellings normalized, and the
-global fields of the effective policy derived from the listeners they read (``finish_policy``).
+"""What the Postfix and Exim readbacks share: address and smarthost spellings normalized (the
+global relay fields they derive from their listeners are relay_rules.finish_policy's).
 
 drift.py compares with the same normalization. Standard library only (runs inside mta_facts on
 managed hosts), no Ansible imports.
@@ -10,8 +10,6 @@ managed hosts), no Ansible imports.
 from __future__ import annotations
 
 import ipaddress
-
-from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import LOOPBACK, NetSet
 
 WILDCARD_ADDRESSES = ("*", "", "0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0")
 
@@ -61,20 +59,3 @@ def smarthost_text(parsed):
     host, port, mx = parsed
     text = host if mx else "[%s]" % host
     return text + (":%d" % port if port else "")
-
-
-def finish_policy(policy):
-    """Global fields derived from the listeners (shared by the Postfix and Exim readbacks)."""
-    listeners = policy["listeners"]
-    primary = [item for item in listeners if item["port"] == 25] or listeners
-    loop = NetSet()
-    for item in primary:
-        loop = loop | (NetSet(item["grants"]) & LOOPBACK)
-    policy["trust_loopback"] = loop.contains("127.0.0.1") if loop else False
-    policy["loopback_networks"] = loop.cidrs()
-    never = None
-    for item in listeners:
-        mine = NetSet(item["never"])
-        never = mine if never is None else never & mine
-    policy["never_relay_networks"] = (never or NetSet()).cidrs()
-    policy["auth_relay"] = any(item["auth_relay"] for item in listeners)

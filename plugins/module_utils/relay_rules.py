@@ -208,3 +208,27 @@ def unauth_grants(policy, listener):
 def may_relay_unauthenticated(policy, listener, client):
     """Whether an unauthenticated client at ``client`` may relay on ``listener`` (None: unknown, no)."""
     return client is not None and unauth_grants(policy, listener).contains(client)
+
+
+# --------------------------------------------------------------------------------------------
+# Backwards: the readbacks' per-listener grants -> the policy's global relay fields
+# --------------------------------------------------------------------------------------------
+
+
+def finish_policy(policy):
+    """Global relay fields derived from the listeners a readback found (Postfix and Exim readbacks):
+    trust_loopback and loopback_networks from the port-25 listeners' grants, never_relay_networks as
+    what every listener refuses, auth_relay when any listener relays after AUTH."""
+    listeners = policy["listeners"]
+    primary = [item for item in listeners if item["port"] == 25] or listeners
+    loop = NetSet()
+    for item in primary:
+        loop = loop | (NetSet(item["grants"]) & LOOPBACK)
+    policy["trust_loopback"] = loop.contains("127.0.0.1") if loop else False
+    policy["loopback_networks"] = loop.cidrs()
+    never = None
+    for item in listeners:
+        mine = NetSet(item["never"])
+        never = mine if never is None else never & mine
+    policy["never_relay_networks"] = (never or NetSet()).cidrs()
+    policy["auth_relay"] = any(item["auth_relay"] for item in listeners)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -190,3 +191,25 @@ def test_private_name_reader_sees_both_spellings(tmp_path):
         "backend._split(1)\n"
     )
     assert private_uses("exim_readback", str(path)) == {("exim_readback", "exim._split"), ("exim_readback", "postfix._quote")}
+
+
+def test_readme_layout_names_every_module_utils_unit():
+    """README.md's Layout lists every module_utils module or package (globs such as *_readback.py count)."""
+    import fnmatch
+
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        layout = handle.read().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    patterns = [line.split()[0][len("plugins/module_utils/") :] for line in layout.splitlines() if line.startswith("plugins/module_utils/")]
+    units = sorted({unit(rel) for rel, _path in module_files()})
+    missing = [u for u in units if not any(fnmatch.fnmatch(u + ".py", p) or p == u + "/" for p in patterns)]
+    assert not missing, "add to README.md Layout: %s" % missing
+    stale = [p for p in patterns if not any(fnmatch.fnmatch(u + ".py", p) or p == u + "/" for u in units)]
+    assert not stale, "README.md Layout names what is not there: %s" % stale
+
+
+def test_never_relay_walkthrough_stays_within_six_existing_files():
+    with open(os.path.join(ROOT, "docs", "never-relay.md")) as handle:
+        rows = [line for line in handle if re.match(r"\| \d+ \|", line)]
+    files = [re.search(r"`([^`]+)`", row).group(1) for row in rows]
+    assert 0 < len(files) <= 6, files
+    assert all(os.path.isfile(os.path.join(ROOT, path)) for path in files), files
