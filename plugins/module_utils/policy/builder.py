@@ -117,7 +117,9 @@ class PolicyBuilder(NamesMixin, ProfilesMixin, ListenersMixin, TlsMixin, SaslMix
             "warnings": list(self.warnings),
             **later,
         }
-        return dict(sorted(policy.items(), key=lambda item: EFFECTIVE_KEYS.index(item[0]) if item[0] in EFFECTIVE_KEYS else len(EFFECTIVE_KEYS)))
+        ordered = {key: policy.pop(key) for key in EFFECTIVE_KEYS if key in policy}
+        ordered.update(policy)  # keys not (yet) in EFFECTIVE_KEYS keep their order, after the known ones
+        return ordered
 
 
 def build_policy(variables, inventory_hostname="localhost"):
