@@ -52,16 +52,83 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None):
+class TreeMemory:
+    """Peak memory of a process and all its descendants together, sampled from /proc.
+
+    ru_maxrss only gives the largest single process; ansible-playbook runs a controller, a forked
+    worker, the module and the engine's worker processes at once. Each sample sums the resident
+    set (RSS: shared pages counted in every process, an upper bound) and the proportional set
+    (PSS, smaps_rollup: shared pages split among their users) of the whole tree. Parents are
+    read once per new pid, so a sample costs a listdir of /proc and a few reads."""
+
+    def __init__(self, root):
+        self.root = root
+        self.parent = {}
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_processes = 0
+        self.samples = 0
+
+    def _ppid(self, pid):
+        if pid not in self.parent:
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    self.parent[pid] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                self.parent[pid] = None
+        return self.parent[pid]
+
+    def sample(self):
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        alive = set(pids)
+        for gone in [pid for pid in self.parent if pid not in alive]:
+            del self.parent[gone]  # a reused pid gets its parent read again
+        tree = {self.root}
+        changed = True
+        while changed:  # descendants at any depth (pids are not ordered by ancestry)
+            changed = False
+            for pid in pids:
+                if pid not in tree and self._ppid(pid) in tree:
+                    tree.add(pid)
+                    changed = True
+        rss = pss = 0
+        for pid in tree:
+            try:
+                with open("/proc/%d/smaps_rollup" % pid) as handle:
+                    for line in handle:
+                        if line.startswith("Rss:"):
+                            rss += int(line.split()[1])
+                        elif line.startswith("Pss:"):
+                            pss += int(line.split()[1])
+                            break
+            except OSError:
+                continue
+        self.samples += 1
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_processes = max(self.peak_processes, len(tree))
+
+    def figures(self):
+        """Peaks in MiB (None when nothing could be sampled)."""
+        if not self.samples:
+            return {"tree_rss_mib": None, "tree_pss_mib": None, "tree_processes": None}
+        return {"tree_rss_mib": self.peak_rss / 1024.0, "tree_pss_mib": self.peak_pss / 1024.0, "tree_processes": self.peak_processes}
+
+
+def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None, tree=None):
     """Run cmd; return (rc, stdout, stderr, wall seconds, peak RSS in MiB of the process tree).
 
     os.wait4 reports the child's ru_maxrss folded with that of every descendant it reaped:
-    for ansible-playbook that is the largest of controller, worker and module process.
+    for ansible-playbook that is the largest of controller, worker and module process. Pass a
+    dict as ``tree`` to also get the whole tree's summed peaks (TreeMemory.figures) into it,
+    sampled every 0.1 s.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL if stdin is None else stdin)
+        memory = TreeMemory(proc.pid) if tree is not None else None
         deadline = None if timeout is None else started + timeout
+        next_sample = started
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -70,8 +137,13 @@ def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None):
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
+            if memory is not None and time.monotonic() >= next_sample:
+                memory.sample()
+                next_sample = time.monotonic() + 0.1
             time.sleep(0.02)
         wall = time.monotonic() - started
+        if memory is not None:
+            tree.update(memory.figures())
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)

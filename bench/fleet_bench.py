@@ -248,7 +248,8 @@ def split_verdicts(results, real):
     notable = []
     for result in results:
         group = "real" if result["target"] in real else "emulated"
-        split[group][result["verdict"]] = split[group].get(result["verdict"], 0) + 1
+        # a compact PASS aggregate stands for `count` checks
+        split[group][result["verdict"]] = split[group].get(result["verdict"], 0) + int(result.get("count") or 1)
         if group == "real" and result["verdict"] != "PASS":
             row = {k: result.get(k) for k in ("target", "port", "probe", "case", "verdict")}
             row["reason"] = (result.get("reason") or "")[:200]
@@ -258,7 +259,9 @@ def split_verdicts(results, real):
 
 # -- orchestration -------------------------------------------------------------------------------
 def engine_run(targets, args, workdir, profile=None, real=None):
-    params = {"targets": targets, "concurrency": args.concurrency, "timeout": args.timeout}
+    # the same result shape as the module path (relay_probe's default results=compact), so the
+    # ratio compares the same work
+    params = {"targets": targets, "concurrency": args.concurrency, "timeout": args.timeout, "results": args.results}
     if real:
         params.update(source_address=[LAB_SOURCE], bench_real=real)
     if profile:
@@ -272,10 +275,12 @@ def engine_run(targets, args, workdir, profile=None, real=None):
     if profile:
         cmd += ["--profile", profile]
     load = round(os.getloadavg()[0], 1)
-    rc, out, err, wall, _ = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
+    tree = {}
+    rc, out, err, wall, _ = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout, tree=tree)
     if rc != 0:
         return {"error": (err or out)[-2000:]}
     run = json.loads(out.strip().splitlines()[-1])
+    run.update(tree)
     run["loadavg_1m"] = load
     run["loadavg_1m_end"] = round(os.getloadavg()[0], 1)  # other jobs may start during a run
     return run
@@ -292,6 +297,7 @@ PLAYBOOK = """\
         source_address: "{{ bench_source if bench_source else omit }}"
         concurrency: "{{ bench_concurrency }}"
         timeout: "{{ bench_timeout }}"
+        results: "{{ bench_results }}"
       register: bench_probe
     - name: Print the summary
       ansible.builtin.debug:
@@ -319,6 +325,7 @@ def module_run(targets, args, workdir, real=None):
                 "bench_targets": targets,
                 "bench_concurrency": args.concurrency,
                 "bench_timeout": args.timeout,
+                "bench_results": args.results,
                 "bench_source": [LAB_SOURCE] if real else [],
                 "bench_real": real or [],
             },
@@ -326,12 +333,13 @@ def module_run(targets, args, workdir, real=None):
         )
     cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@" + extra, playbook]
     load = round(os.getloadavg()[0], 1)
-    rc, out, err, wall, rss = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout)
+    tree = {}
+    rc, out, err, wall, rss = benchlib.run_measured(cmd, env=benchlib.env_with_paths(), timeout=args.run_timeout, tree=tree)
     match = re.search(r"BENCH_SUMMARY=(\{.*?\})\"?$", out, re.M)
     if rc != 0 or not match:
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
-    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load, "loadavg_1m_end": round(os.getloadavg()[0], 1)}
+    run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load, "loadavg_1m_end": round(os.getloadavg()[0], 1), **tree}
     match = re.search(r"BENCH_REAL=(\[.*?\])\"?$", out, re.M)
     if match:
         real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
@@ -445,6 +453,10 @@ def summarize(runs):
         "wall": wall,
         "walls": [round(r["wall"], 2) for r in good],
         "maxrss_mib": benchlib.median([r["maxrss_mib"] for r in good]),
+        # the whole process tree at once (benchlib.TreeMemory): summed RSS and PSS, peak
+        "tree_rss_mib": benchlib.median([r.get("tree_rss_mib") for r in good]),
+        "tree_pss_mib": benchlib.median([r.get("tree_pss_mib") for r in good]),
+        "tree_processes": max((r.get("tree_processes") or 0) for r in good) or None,
         "cpu": benchlib.median([r.get("cpu") for r in good]),
         "fd_peak": max((r.get("fd_peak") or 0) for r in good) or None,
         "server_cpu": benchlib.median([r.get("server_cpu") for r in good]),
@@ -481,6 +493,12 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=5)
     parser.add_argument("--run-timeout", type=float, default=900)
+    parser.add_argument(
+        "--results",
+        choices=("compact", "full"),
+        default="compact",
+        help="result shape of both paths (engine option and relay_probe's `results`; default compact, the module's default)",
+    )
     parser.add_argument("--no-module", action="store_true", help="skip the ansible-playbook path")
     parser.add_argument("--module-sizes", default=None, help="sizes for the module path (default: --sizes)")
     parser.add_argument("--module-repeat", type=int, default=None, help="runs per size, module path (default: --repeat)")
@@ -597,7 +615,7 @@ def _brief(run):
     split = run.get("split")
     real = "; real %s / emulated %s" % (_counts(split["real"]), _counts(split["emulated"])) if split else ""
     return (
-        "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB%s"
+        "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB (largest process), process tree %s MiB RSS / %s MiB PSS%s"
         % (
             run.get("loadavg_1m") or 0.0,
             run["wall"],
@@ -606,6 +624,8 @@ def _brief(run):
             s.get("FAIL"),
             s.get("INCONCLUSIVE"),
             run["maxrss_mib"],
+            benchlib.fmt(run.get("tree_rss_mib"), 0),
+            benchlib.fmt(run.get("tree_pss_mib"), 0),
             ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s"
             % (run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"), run.get("fd_peak"), run.get("connections"))
             if "fd_peak" in run
@@ -622,7 +642,7 @@ def _counts(verdicts):
 def print_report(report):
     f = benchlib.fmt
     print("\nFleet bench (median of %d runs)" % report["config"]["repeat"])
-    print("%-8s %6s %9s %9s %10s %9s %8s %9s" % ("path", "N", "wall s", "RSS MiB", "results/s", "endpts/s", "fds", "CPU s"))
+    print("%-8s %6s %9s %9s %9s %9s %10s %9s %8s %9s" % ("path", "N", "wall s", "RSS MiB", "tree RSS", "tree PSS", "results/s", "endpts/s", "fds", "CPU s"))
     for path in ("engine", "module"):
         rows = report[path]
         if not isinstance(rows, dict):
@@ -632,12 +652,14 @@ def print_report(report):
                 print("%-8s %6d   errors: %s" % (path, size, row.get("errors")))
                 continue
             print(
-                "%-8s %6d %9s %9s %10s %9s %8s %9s"
+                "%-8s %6d %9s %9s %9s %9s %10s %9s %8s %9s"
                 % (
                     path,
                     size,
                     f(row["wall"]),
                     f(row["maxrss_mib"], 0),
+                    f(row.get("tree_rss_mib"), 0),
+                    f(row.get("tree_pss_mib"), 0),
                     f(row["results_per_s"], 0),
                     f(size / row["wall"], 1),
                     f(row.get("fd_peak")),
@@ -653,12 +675,14 @@ def print_report(report):
         for size in sorted(set(eng) & set(mod)):
             if "wall" in eng[size] and "wall" in mod[size]:
                 print(
-                    "module/engine N=%d: wall %s (+%s s), RSS %s"
+                    "module/engine N=%d: wall %s (+%s s), RSS %s; module process tree peak %s MiB RSS / %s MiB PSS (target: ratio <= 1.2, below 300 MiB)"
                     % (
                         size,
                         f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
                         f(mod[size]["wall"] - eng[size]["wall"]),
                         f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"])),
+                        f(mod[size].get("tree_rss_mib"), 0),
+                        f(mod[size].get("tree_pss_mib"), 0),
                     )
                 )
     mixed = report.get("mixed_lab")

@@ -22,8 +22,13 @@ AGGREGATE_PROBE = "passed"
 _GROUP_KEYS = ("target", "address", "port", "vantage", "source_address", "client_seen")
 
 
-def _group_key(result):
+def group_key(result):
+    """The group a PASS result is counted in: target, address, port and vantage."""
     return tuple(str(result.get(key)) for key in ("target", "address", "port", "vantage"))
+
+
+def is_aggregate(result):
+    return result.get("probe") == AGGREGATE_PROBE
 
 
 def _title(count, probes):
@@ -31,22 +36,22 @@ def _title(count, probes):
     return "%d check%s passed: %s" % (count, "" if count == 1 else "s", ", ".join(parts))
 
 
-def compact_results(results):
-    """``results`` -> a new list: non-PASS results unchanged (input order), PASS results merged per
-    target, address, port and vantage into one aggregate at the place of the group's first PASS."""
-    output = []
-    groups = {}
-    for result in results or []:
-        if result.get("verdict") != "PASS" or result.get("probe") == AGGREGATE_PROBE:
-            output.append(result)  # an aggregate passed in again stays as it is
-            continue
-        key = _group_key(result)
-        group = groups.get(key)
-        if group is None:
+class PassAggregates:
+    """PASS results folded into one aggregate per group as they come (the engine folds each final
+    PASS at the moment it is recorded, so a fleet run never holds 100,000 result dicts)."""
+
+    def __init__(self):
+        self.groups = {}
+
+    def add(self, result):
+        """Count one PASS result; returns the group's aggregate when this result opened it, else None."""
+        key = group_key(result)
+        group = self.groups.get(key)
+        opened = group is None
+        if opened:
             group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
             group.update(verdict="PASS", probe=AGGREGATE_PROBE, count=0, probes={}, duration=0.0)
-            groups[key] = group
-            output.append(group)
+            self.groups[key] = group
         group["count"] += 1
         probe = str(result.get("probe") or "?")
         group["probes"][probe] = group["probes"].get(probe, 0) + 1
@@ -54,8 +59,37 @@ def compact_results(results):
             group["duration"] += float(result.get("duration") or 0.0)
         except (TypeError, ValueError):
             pass
-    for group in groups.values():
-        group["probes"] = dict(sorted(group["probes"].items()))
-        group["duration"] = round(group["duration"], 3)
-        group["title"] = _title(group["count"], group["probes"])
+        return group if opened else None
+
+    def finish(self):
+        """Sort the probe counts, round the duration and set the title of every aggregate; returns them."""
+        for group in self.groups.values():
+            group["probes"] = dict(sorted(group["probes"].items()))
+            group["duration"] = round(group["duration"], 3)
+            group["title"] = _title(group["count"], group["probes"])
+        return list(self.groups.values())
+
+
+def compact_results(results):
+    """``results`` -> a new list: non-PASS results unchanged (input order), PASS results merged per
+    target, address, port and vantage into one aggregate at the place of the group's first PASS."""
+    output = []
+    aggregates = PassAggregates()
+    for result in results or []:
+        if result.get("verdict") != "PASS" or is_aggregate(result):
+            output.append(result)  # an aggregate passed in again stays as it is
+            continue
+        opened = aggregates.add(result)
+        if opened is not None:
+            output.append(opened)
+    aggregates.finish()
     return output
+
+
+def verdict_counts(results):
+    """Checks per verdict, an aggregate counting for the PASS results it stands for."""
+    counts = {}
+    for result in results or []:
+        verdict = result.get("verdict")
+        counts[verdict] = counts.get(verdict, 0) + (int(result.get("count") or 0) if is_aggregate(result) else 1)
+    return counts

@@ -494,6 +494,64 @@ def test_sharded_run_matches_the_in_process_run(tls_context, spool):
         assert one["summary"][verdict] == two["summary"][verdict]
 
 
+def test_compact_results_fold_as_they_come_and_keep_every_count(tls_context, spool):
+    """results=compact: the engine folds final PASS results into one aggregate per listener as they
+    are recorded (also in worker processes); non-PASS results, counts per verdict and per probe are
+    those of the full run compacted afterwards. (No canary: whether a canary message arrives within
+    its wait is timing, and this compares two runs.)"""
+    from ansible_collections.mailsec.relay.plugins.module_utils import compact
+
+    async def go(workers, shape, count=6):
+        hosts = [fakesmtp.FakeHost(tls_context, spool=spool, mx=dict(relay="accept") if i == 2 else None) for i in range(count)]
+        targets = []
+        for index, host in enumerate(hosts):
+            address = "127.0.%d.1" % (index + 40)
+            for server in host.servers:
+                await server.start(address)
+            target = host.target()
+            target.update(name="host%d" % index, addresses=[address])
+            targets.append(target)
+        places = {(t["name"], item["port"]): index for t in targets for index, item in enumerate(t["listeners"])}
+        params = {"targets": targets, "timeout": 2, "retry_delay": 0.05, "workers": workers, "results": shape}
+        try:
+            outcome = await engine.run_async(params)
+        finally:
+            for host in hosts:
+                await host.stop()
+        keys = [engine.result_order(r) for r in outcome["results"]]
+        outcome["sorted"] = keys == sorted(keys)
+        for result in outcome["results"]:
+            result["port"] = places[(result["target"], result["port"])]  # ports differ between runs
+        return outcome
+
+    def shape(results):
+        kept = sorted((r["target"], r["port"], r["probe"], r["case"] or "", r["verdict"], r.get("finding")) for r in results if r["verdict"] != "PASS")
+        passed = {(r["target"], r["port"]): (r["count"], r["probes"]) for r in results if r["verdict"] == "PASS"}
+        return kept, passed
+
+    full = asyncio.run(go(1, "full"))
+    expected = shape(compact.compact_results(full["results"]))
+    assert len(expected[1]) == 6 * 3 and any(r[0] == "host2" and r[4] == "FAIL" for r in expected[0])
+    for workers in (1, 2):
+        outcome = asyncio.run(go(workers, "compact"))
+        got = shape(outcome["results"])
+        assert got[1] == expected[1], sorted(set((k, str(v)) for k, v in got[1].items()) ^ set((k, str(v)) for k, v in expected[1].items()))
+        assert got[0] == expected[0], sorted(set(got[0]) ^ set(expected[0]))
+        assert all(r["probe"] != "passed" or "transcript" not in r for r in outcome["results"])
+        for key in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP", "results", "targets"):
+            assert outcome["summary"][key] == full["summary"][key], key
+        assert compact.verdict_counts(outcome["results"]) == {k: v for k, v in full["summary"].items() if k.isupper() and v}
+        assert outcome["sorted"]
+        # the aggregate opens its listener's results
+        firsts = {}
+        for result in outcome["results"]:
+            firsts.setdefault((result["target"], result["port"]), result["probe"])
+        assert set(firsts.values()) == {"passed"}
+        check_findings({"results": [r for r in outcome["results"] if r["probe"] != "passed"]})
+    with pytest.raises(engine.ConfigError):
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "results": "short"})
+
+
 def test_shard_plan_keeps_targets_that_share_an_address_together():
     def target(name, *addresses):
         return engine.Target({"name": name, "addresses": list(addresses), "listeners": [{"port": 25}]}, 0)
