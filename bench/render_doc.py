@@ -142,9 +142,9 @@ def fleet_section(fleet):
         lines[-1] += " Emulated endpoints only: no real MTA in these runs."
     lines += [
         "",
-        "| path | N | real MTAs | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB | results | "
-        "results/s | endpoints/s | peak fds | connections | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| path | N | real MTAs | wall s | prober processes | prober CPU s | endpoint CPU s | peak RSS MiB (largest process) | "
+        "process tree peak RSS / PSS MiB | results | results/s | endpoints/s | peak fds | connections | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for path in ("engine", "module"):
         rows = fleet.get(path)
@@ -155,7 +155,7 @@ def fleet_section(fleet):
                 lines.append("| %s | %s | %d | error: %s |" % (path, size, real_count, "; ".join(e.splitlines()[-1][:120] for e in row.get("errors") or [])))
                 continue
             lines.append(
-                "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                "| %s | %s | %d | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |"
                 % (
                     path,
                     size,
@@ -165,6 +165,8 @@ def fleet_section(fleet):
                     f(row.get("cpu"), 1),
                     f(row.get("server_cpu"), 1),
                     f(row["maxrss_mib"], 0),
+                    f(row.get("tree_rss_mib"), 0),
+                    f(row.get("tree_pss_mib"), 0),
                     row["results"],
                     f(row["results_per_s"], 0),
                     f(int(size) / row["wall"], 1),
@@ -244,11 +246,23 @@ def fleet_section(fleet):
     big_mod = (mod or {}).get("1000") if isinstance(mod, dict) else None
     if big and big_mod and "wall" in big and "wall" in big_mod:
         ratio = big_mod["wall"] / big["wall"]
-        met = ratio <= MODULE_RATIO_TARGET and big_mod["maxrss_mib"] < MODULE_RSS_TARGET_MIB
+        # the whole ansible-playbook process tree at once (summed RSS, the stricter of the two sums);
+        # runs of an older bench without it: the largest process
+        memory = big_mod.get("tree_rss_mib") or big_mod["maxrss_mib"]
+        met = ratio <= MODULE_RATIO_TARGET and memory < MODULE_RSS_TARGET_MIB
         lines.append(
             "- target (issue 17) 1000 endpoints through the module at most %.1f x the engine's time, peak "
-            "memory below %d MiB: %s (%s x, %s MiB)"
-            % (MODULE_RATIO_TARGET, MODULE_RSS_TARGET_MIB, "met" if met else "NOT met", f(ratio), f(big_mod["maxrss_mib"], 0))
+            "memory below %d MiB: %s (%s x; ansible-playbook's whole process tree %s MiB RSS summed, %s MiB PSS; "
+            "largest single process %s MiB)"
+            % (
+                MODULE_RATIO_TARGET,
+                MODULE_RSS_TARGET_MIB,
+                "met" if met else "NOT met",
+                f(ratio),
+                f(big_mod.get("tree_rss_mib"), 0),
+                f(big_mod.get("tree_pss_mib"), 0),
+                f(big_mod["maxrss_mib"], 0),
+            )
         )
     lab = fleet.get("lab")
     if isinstance(lab, dict) and "wall" in lab:
@@ -259,6 +273,47 @@ def fleet_section(fleet):
     elif lab:
         lines.append("- real lab MTAs: %s" % (lab if isinstance(lab, str) else lab.get("errors")))
     lines.append("")
+    return lines
+
+
+def zoo_section(zoo):
+    if not zoo:
+        return ["### Zoo of foreign servers (bench/zoo_bench.py)", "", "Not measured in this run (bench/zoo_bench.py: root, zoo images).", ""]
+    f = benchlib.fmt
+    lines = [
+        "### Zoo of foreign servers (bench/zoo_bench.py)",
+        "",
+        "(measured %s, load average %s at the start of each run, %s at its end.) `playbooks/verify.yml` over the %d "
+        "servers of tests/zoo (%d listener addresses, IPv4 and IPv6) in verify-only mode (each server's listeners, "
+        "domains, test mailbox and account from its truth file), one vantage, the zoo's canary sink, all reports "
+        "written; survey settings (`verify_fail_on: []`, `verify_unverified: warn`); ansible-playbook in zoo-prober's "
+        "network namespace. %s; median of %d run(s)%s."
+        % (
+            (zoo.get("machine") or {}).get("date", "?"),
+            ", ".join(str(x) for x in zoo.get("loadavg_1m") or []),
+            ", ".join(str(x) for x in zoo.get("loadavg_1m_end") or []),
+            zoo["servers"],
+            zoo["listener_addresses"],
+            "The zoo was started by the bench" if zoo.get("zoo_started_here") else "The zoo was already running",
+            zoo["runs"],
+            " (runs after the first meet sendmail's limit of 10 connections per client per 10 minutes)" if zoo["runs"] > 1 else "",
+        ),
+        "",
+        "| what | seconds |",
+        "|---|---:|",
+        "| verify playbook wall (%s checks) | %s |" % (zoo.get("results"), f(zoo.get("playbook_wall_s"))),
+        "| engine (relay_probe's own seconds in the same run) | %s |" % f(zoo.get("engine_s")),
+        "| controller (wall - engine) | %s |" % f(zoo.get("controller_s")),
+        "| nmap smtp-open-relay on the %s MX endpoints, 4 at a time | %s |" % (zoo.get("nmap_endpoints"), f(zoo.get("nmap_wall_s"))),
+        "",
+        "- playbook / engine: %s x; nmap / playbook: %s x (same run)" % (f(zoo.get("ratio_playbook_over_engine")), f(zoo.get("ratio_nmap_over_playbook"))),
+        "- target (issue 17) the zoo verified by the playbook in under %.0f s wall: %s (%s s)"
+        % (zoo.get("target_s") or 10, "met" if zoo.get("target_met") else "NOT met", f(zoo.get("playbook_wall_s"))),
+        "- where the controller's time went (last run): "
+        + "; ".join("%s %s s" % (name, f(seconds)) for name, seconds in zoo.get("overhead") or [] if seconds >= 0.05),
+        "- verdicts: %s; findings: %s" % (_verdicts(zoo.get("verdicts") or {}), ", ".join("%s %s" % kv for kv in sorted((zoo.get("findings") or {}).items()))),
+        "",
+    ]
     return lines
 
 
@@ -512,12 +567,20 @@ def main():
     parser.add_argument("--converge")
     parser.add_argument("--lab", help="bench/lab_state.py's JSON: the state the lab was brought to")
     parser.add_argument("--probe", action="append", default=[], help="a probe_bench.py JSON (repeat per target)")
+    parser.add_argument("--zoo", help="bench/zoo_bench.py's JSON")
     parser.add_argument("--doc", default=os.path.join(benchlib.ROOT, "docs", "performance.md"))
     args = parser.parse_args()
     fleet, conv = load(args.fleet), load(args.converge)
     probes = [data for data in (load(path) for path in args.probe) if data]
     lab = load(args.lab)
-    body = machine_section(fleet or conv or (probes[0] if probes else None), lab) + fleet_section(fleet) + converge_section(conv) + probe_section(probes, lab)
+    zoo = load(args.zoo)
+    body = (
+        machine_section(fleet or conv or (probes[0] if probes else None), lab)
+        + fleet_section(fleet)
+        + zoo_section(zoo)
+        + converge_section(conv)
+        + probe_section(probes, lab)
+    )
     text = open(args.doc).read() if os.path.exists(args.doc) else "# Performance\n\n%s\n%s\n" % (BEGIN, END)
     if BEGIN not in text or END not in text:
         text = text.rstrip("\n") + "\n\n%s\n%s\n" % (BEGIN, END)

@@ -7,6 +7,7 @@
 #   FLEET_ARGS="--sizes 10,100 --repeat 1" CONVERGE_ARGS="--repeat 1" PROBE_ARGS="--runs 1" bench/run_all.sh   quick
 #   PROBE_LAB_HOSTS="mx1"   lab hosts for probe_bench (default: mx1 exim1; empty: fake host only)
 #   BENCH_MITOGEN=0 bench/run_all.sh    skip mitogen (otherwise pip-installed into .venv for the bench)
+#   ZOO_ARGS="--no-nmap"    arguments for bench/zoo_bench.py (the zoo through playbooks/verify.yml)
 #
 # The demo lab is shared: the whole run holds its lock (/run/lock/mailsec-lab.lock, as lab.sh does)
 # so that nobody's demo or verify run lands in the middle of a measurement. Already holding it:
@@ -26,6 +27,8 @@ cd "$ROOT" || exit 1
 source .venv/bin/activate
 OUT=${BENCH_OUT:-$ROOT/.cache/bench}
 mkdir -p "$OUT"
+# Every figure of the document comes from this run: no JSON of an earlier run is rendered.
+rm -f "$OUT"/fleet.json "$OUT"/converge.json "$OUT"/zoo.json "$OUT"/probe-*.json
 status=()
 
 run() {  # name, command...
@@ -98,7 +101,6 @@ run converge python bench/converge_bench.py --json "$OUT/converge.json" "${conve
 # Dovecot's auth penalty from the previous round's wrong passwords (T08) has expired.
 probe_jsons=()
 read -ra probe_args <<<"${PROBE_ARGS:---runs 5}"
-rm -f "$OUT"/probe-*.json
 run probe-fake python bench/probe_bench.py --json "$OUT/probe-fake.json" "${probe_args[@]}"
 probe_jsons+=("$OUT/probe-fake.json")
 read -ra lab_hosts <<<"${PROBE_LAB_HOSTS-mx1 exim1}"
@@ -112,8 +114,19 @@ for host in "${lab_hosts[@]}"; do
   fi
 done
 
+# The zoo of foreign servers through the verify playbook, engine and nmap beside it in the same run
+# (root: nsenter into zoo-prober; the bench holds the zoo lock, starts the zoo if it is down and
+# then stops it again, and leaves a running zoo running).
+read -ra zoo_args <<<"${ZOO_ARGS:-}"
+if [[ $(id -u) == 0 ]]; then
+  run zoo python bench/zoo_bench.py --json "$OUT/zoo.json" "${zoo_args[@]}"
+else
+  status+=("zoo: skipped (needs root for nsenter into zoo-prober)")
+fi
+
 args=()
 [[ -f $OUT/lab.json ]] && args+=(--lab "$OUT/lab.json")
+[[ -f $OUT/zoo.json ]] && args+=(--zoo "$OUT/zoo.json")
 [[ -f $OUT/fleet.json ]] && args+=(--fleet "$OUT/fleet.json")
 [[ -f $OUT/converge.json ]] && args+=(--converge "$OUT/converge.json")
 for json in "${probe_jsons[@]}"; do

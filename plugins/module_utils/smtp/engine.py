@@ -61,8 +61,10 @@ LISTENERS_PER_PROCESS = 12
 # with its TLS buffers (~256 KiB read buffer + OpenSSL state) until Python's full collection,
 # which comes rarely while a large plan is alive: 800 of them per 100 endpoints measured, 775 MiB
 # per worker over 1000 endpoints. A full collection after every so many closed connections keeps
-# that bounded; the plan itself is frozen out of those collections (gc.freeze) so they stay cheap.
-COLLECT_EVERY = 150
+# that bounded; the plan itself is frozen out of those collections (gc.freeze), and the next one
+# waits at least COLLECT_SHARE times as long as the last took (at most ~1/COLLECT_SHARE of the CPU).
+COLLECT_EVERY = 100
+COLLECT_SHARE = 10
 FOREIGN_DOMAIN = "example.net"  # resolves publicly (RFC 2606), never receives DATA from us
 
 
@@ -517,6 +519,7 @@ class Runner:
         self._per_host = {}
         self._listener_jobs = 0
         self._closed = 0  # connections closed so far (see COLLECT_EVERY)
+        self._collect_after = 0.0
         self._auth_gates = {}  # address -> AuthGate (wrong passwords wait for the real ones)
         self.secrets = []
         for target in targets:
@@ -536,8 +539,10 @@ class Runner:
         self._per_host[address].release()
         self._global.release()
         self._closed += 1
-        if self._closed % COLLECT_EVERY == 0:
+        if self._closed % COLLECT_EVERY == 0 and time.monotonic() >= self._collect_after:
+            started = time.monotonic()
             gc.collect()
+            self._collect_after = time.monotonic() + COLLECT_SHARE * (time.monotonic() - started)
 
     def _source_for(self, address):
         if not self.opts.sources:
