@@ -64,6 +64,11 @@ LISTENERS_PER_PROCESS = 12
 # that bounded; the plan itself is frozen out of those collections (gc.freeze), and the next one
 # waits at least COLLECT_SHARE times as long as the last took (at most ~1/COLLECT_SHARE of the CPU).
 COLLECT_EVERY = 100
+# Listeners in progress at once: enough to keep `concurrency` connections busy (a listener uses
+# 1-4 connections at a time and waits on per_host and the AUTH gate), few enough that the plans of
+# the waiting ones are not built yet.
+ADMIT_MIN = 32
+ADMIT_PER_CONNECTION = 2
 COLLECT_SHARE = 10
 FOREIGN_DOMAIN = "example.net"  # resolves publicly (RFC 2606), never receives DATA from us
 
@@ -520,6 +525,7 @@ class Runner:
         self._listener_jobs = 0
         self._closed = 0  # connections closed so far (see COLLECT_EVERY)
         self._collect_after = 0.0
+        self._admit = None  # listeners in progress at once (see _admitted)
         self._auth_gates = {}  # address -> AuthGate (wrong passwords wait for the real ones)
         self.secrets = []
         for target in targets:
@@ -564,11 +570,10 @@ class Runner:
                 source = self._source_for(address)
                 for listener in target.listeners:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
-                    cases = build_cases(ctx) + build_tls_cases(ctx)
                     if source is not False:
-                        credentials = [case.credentials for case in cases]
+                        credentials = [case.credentials for case in build_cases(ctx) + build_tls_cases(ctx)]
                         self.auth_gate(address).expect(credentials.count("real"), credentials.count("wrong"))
-                    jobs.append(self._run_listener(ctx, cases, skip_reason=None if source is not False else "no source address of this address family"))
+                    jobs.append(self._admitted(ctx, skip_reason=None if source is not False else "no source address of this address family"))
         gc.collect()
         gc.freeze()  # the plan (cases, contexts) lives to the end: no collection needs to scan it
         try:
@@ -609,6 +614,16 @@ class Runner:
             summary["vantage"] = self.opts.vantage
         self.results.sort(key=result_order)
         return {"results": self.results, "summary": summary}
+
+    async def _admitted(self, ctx, skip_reason):
+        """One listener, once admitted: its cases (~150, with their forms and closures) are built only
+        now, so a fleet run holds those of the listeners in progress, not of every listener (0.6 MiB
+        per endpoint otherwise). Admission is first come, first served in plan order, so the
+        listeners of one address (whose wrong passwords wait for the real ones) follow each other."""
+        if self._admit is None:
+            self._admit = asyncio.Semaphore(max(ADMIT_MIN, ADMIT_PER_CONNECTION * self.opts.concurrency))
+        async with self._admit:
+            await self._run_listener(ctx, build_cases(ctx) + build_tls_cases(ctx), skip_reason)
 
     async def _run_listener(self, ctx, cases, skip_reason=None):
         if not cases:
