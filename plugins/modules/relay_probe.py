@@ -226,8 +226,9 @@ options:
   results:
     description:
       - V(compact) returns every result that is not a PASS in full and, per target, address, port and vantage,
-        one aggregate of the PASS results (C(probe=passed), C(count), C(probes) as counts per probe ID).
-        Counts per verdict are those of V(full), which returns every result.
+        one aggregate of the PASS results (C(probe=passed), C(count), C(probes) as counts per probe ID), the
+        first of that listener's results. The engine folds each PASS into its aggregate as it is recorded, so
+        a large run never holds every result. Counts per verdict are those of V(full), which returns every result.
     type: str
     choices: [compact, full]
     default: compact
