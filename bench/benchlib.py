@@ -144,6 +144,8 @@ def run_measured(cmd, cwd=ROOT, env=None, timeout=None, stdin=None, tree=None):
         wall = time.monotonic() - started
         if memory is not None:
             tree.update(memory.figures())
+            # CPU of the process and every descendant it reaped (ansible-playbook: controller, worker, module, engine)
+            tree["tree_cpu_s"] = usage.ru_utime + usage.ru_stime
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)

@@ -340,6 +340,7 @@ def module_run(targets, args, workdir, real=None):
         return {"error": "rc=%d %s" % (rc, (out + err)[-1500:])}
     summary = json.loads(match.group(1).replace('\\"', '"'))
     run = {"wall": wall, "maxrss_mib": rss, "summary": summary, "loadavg_1m": load, "loadavg_1m_end": round(os.getloadavg()[0], 1), **tree}
+    run["cpu"] = tree.get("tree_cpu_s")  # the whole tree's CPU: comparable with the engine's under another load
     match = re.search(r"BENCH_REAL=(\[.*?\])\"?$", out, re.M)
     if match:
         real_verdicts = json.loads(match.group(1).replace('\\"', '"'))
@@ -675,11 +676,12 @@ def print_report(report):
         for size in sorted(set(eng) & set(mod)):
             if "wall" in eng[size] and "wall" in mod[size]:
                 print(
-                    "module/engine N=%d: wall %s (+%s s), RSS %s; module process tree peak %s MiB RSS / %s MiB PSS (target: ratio <= 1.2, below 300 MiB)"
+                    "module/engine N=%d: wall %s (+%s s), CPU %s, RSS %s; module process tree peak %s MiB RSS / %s MiB PSS (target: ratio <= 1.2, < 300 MiB)"
                     % (
                         size,
                         f(benchlib.ratio(mod[size]["wall"], eng[size]["wall"])),
                         f(mod[size]["wall"] - eng[size]["wall"]),
+                        f(benchlib.ratio(mod[size].get("cpu"), eng[size].get("cpu"))),
                         f(benchlib.ratio(mod[size]["maxrss_mib"], eng[size]["maxrss_mib"])),
                         f(mod[size].get("tree_rss_mib"), 0),
                         f(mod[size].get("tree_pss_mib"), 0),

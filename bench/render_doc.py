@@ -218,11 +218,12 @@ def fleet_section(fleet):
         for size in sorted(set(eng) & set(mod), key=int):
             if "wall" in eng[size] and "wall" in mod[size]:
                 lines.append(
-                    "- module/engine at N=%s: wall %s (+%s s), peak RSS %s"
+                    "- module/engine at N=%s: wall %s (+%s s), CPU %s (module: ansible-playbook's whole tree), peak RSS %s"
                     % (
                         size,
                         f(mod[size]["wall"] / eng[size]["wall"]),
                         f(mod[size]["wall"] - eng[size]["wall"]),
+                        f(benchlib.ratio(mod[size].get("cpu"), eng[size].get("cpu"))),
                         f(mod[size]["maxrss_mib"] / eng[size]["maxrss_mib"]),
                     )
                 )
