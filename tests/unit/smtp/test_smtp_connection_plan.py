@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import fakesmtp
 from conftest import verdicts
+
+from smtp_fakes import fakesmtp
 
 REQUIRED = (("T11", "P02"), ("T05", None), ("T06", "relay"))
 
