@@ -62,6 +62,26 @@ class Behaviour:
     auth_delay: float = 0.0  # seconds before every AUTH verdict (Dovecot's failure delay / auth penalty)
     sasl: object = None  # a FakeSASL shared by the listeners of a host (Dovecot's failure brakes)
     quit_hold: float = 0.0  # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
+    connection_limit: object = None  # a ConnectionLimit shared by the listeners of a host (Sendmail's ClientRate)
+    smuggle_alone_only: bool = False  # OpenSMTPD 6.8: a bare ending ends the data only when nothing follows it in the segment
+
+
+class ConnectionLimit:
+    """Sendmail's ClientRate, shared by the listeners of one host: the connection after ``allowed``
+    ones (per client address, for the whole test) gets '421 4.3.2 Connection rate limit exceeded.'
+    before any greeting, and is closed."""
+
+    def __init__(self, allowed=10):
+        self.allowed = allowed
+        self.seen = {}  # client address -> connections
+        self.refused = 0
+
+    def admit(self, peer):
+        self.seen[peer] = self.seen.get(peer, 0) + 1
+        if self.seen[peer] > self.allowed:
+            self.refused += 1
+            return False
+        return True
 
 
 class FakeSASL:
@@ -182,6 +202,9 @@ class _Session:
 
     async def run(self):
         b = self.b
+        if b.connection_limit is not None and not b.connection_limit.admit(self.peer):
+            await self.send(421, "4.3.2 Connection rate limit exceeded.")
+            return
         if b.tarpit:
             await asyncio.sleep(b.tarpit)
         if b.proxy:
@@ -384,6 +407,9 @@ class _Session:
         body = await self.read_data()
         if body is None:
             return "close"
+        if body == "pipelining":
+            await self.send(500, "5.5.1 Invalid command: Pipelining not supported")
+            return "close"
         if self.b.reject_bare_lf and _bare_newline(body):
             await self.send(550, "5.5.2 Error: bare <LF> received")
             return "close"
@@ -393,12 +419,16 @@ class _Session:
         await self.send(250, hardened.QUEUED % len(self.srv.transactions))
 
     async def read_data(self):
-        markers = (b"\r\n.\r\n",) + (VULNERABLE_ENDINGS if self.b.smuggle_vulnerable else ())
+        markers = (b"\r\n.\r\n",) + (VULNERABLE_ENDINGS if self.b.smuggle_vulnerable or self.b.smuggle_alone_only else ())
         while True:
             search = b"\r\n" + self.buf
             hits = [(search.find(m), m) for m in markers if search.find(m) >= 0]
             if hits:
                 index, marker = min(hits)
+                if self.b.smuggle_alone_only and marker != b"\r\n.\r\n" and search[index + len(marker) :]:
+                    # OpenSMTPD 6.8: the bare ending ends the message, but what follows in the same
+                    # segment is refused as pipelining (no PIPELINING) and the session ends
+                    return "pipelining"
                 self.buf = search[index + len(marker) :]
                 return search[2:index] if index >= 2 else b""
             chunk = await self.reader.read(65536)

@@ -194,6 +194,15 @@ options:
     description: Most connections open at once to one address (stay under MTA per-client limits).
     type: int
     default: 10
+  max_connections_per_host:
+    description:
+      - Most connections in all to one address during the run; V(0) sets no cap of the probe's own. Either
+        way the connections go to the relay decision first (T00 and the shared sessions of every listener of
+        the address), then to the other probes, most telling first; a host that refuses one with its
+        per-client limit (a C(421) greeting such as Debian Sendmail's "Connection rate limit exceeded", 10 per
+        client and window) gets no further connection, and probes that got none are INCONCLUSIVE, saying why.
+    type: int
+    default: 0
   timeout:
     description: Seconds to wait for each SMTP reply after the greeting (and for a TLS handshake).
     type: float
@@ -379,6 +388,7 @@ def main():
             probes=dict(type="list", elements="str", default=["all"]),
             concurrency=dict(type="int", default=64),
             per_host=dict(type="int", default=10),
+            max_connections_per_host=dict(type="int", default=0),
             timeout=dict(type="float", default=5),
             connect_timeout=dict(type="float", default=10),
             greeting_timeout=dict(type="float"),

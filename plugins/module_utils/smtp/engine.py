@@ -16,7 +16,9 @@ import collections
 import concurrent.futures
 import copy
 import gc
+import heapq
 import ipaddress
+import itertools
 import multiprocessing
 import os
 import re
@@ -27,7 +29,7 @@ from ..compact import PassAggregates, is_aggregate, verdict_counts
 from ..findings import finding_for
 from .canary import CanaryWatcher, received_client
 from .client import ConnectFailed, ProtocolError, SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
-from .integrity import UNVERIFIED_MODES, mask_secrets, unverified_results
+from .integrity import REQUIRED, UNVERIFIED_MODES, mask_secrets, unverified_results
 from .probes import (
     ALL_PROBES,
     DEFAULT_PROBES,
@@ -89,6 +91,21 @@ class SessionError(Exception):
 
 class Unreachable(SMTPError):
     """An earlier connection to this listener already failed for good."""
+
+
+class ConnectionLimit(SMTPError):
+    """No further connection to this address: the host refused one with its per-client rate or
+    count limit (a temporary refusal, not a verdict), or ``max_connections_per_host`` is spent."""
+
+    def __init__(self, message, reply=None):
+        super().__init__(message, "CONNECT")
+        self.reply = reply
+
+
+# A 421 greeting that names a per-client connection limit: Sendmail's ClientRate/ClientConn
+# ("Connection rate limit exceeded", "Too many open connections"), Postfix anvil ("too many
+# connections from ..."), Exim smtp_accept_max_per_host ("Too many concurrent SMTP connections").
+LIMIT_GREETING = re.compile(r"rate limit|too many|connection limit|concurrent|connections from|max(imum)? connections", re.I)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -194,6 +211,13 @@ class Options:
         self.results_shape = str(params.get("results") or "full")
         if self.results_shape not in RESULT_SHAPES:
             raise ConfigError("results: must be one of %s, not %r" % (", ".join(RESULT_SHAPES), self.results_shape))
+        # Connections in all to one address during the run (0: no cap of ours; the host's own
+        # limit is learnt from its 421 reply). Relay-decision sessions get connections first.
+        self.max_connections = int(params.get("max_connections_per_host") or 0)
+        if self.max_connections < 0:
+            raise ConfigError("max_connections_per_host: must be 0 (no cap) or more")
+        # T17: seconds to wait for a reply to the fake end of data before the smuggled commands follow
+        self.smuggle_wait = float(params.get("smuggle_wait") if params.get("smuggle_wait") is not None else 1.0)
         # False: the reference mode of the speed rules - one case per connection, no pipelined
         # MAIL+RCPT or RSET, full TLS handshakes. Engine parameter only (bench, tests): it must
         # give the same verdicts as the default, only slower.
@@ -264,6 +288,7 @@ class ProbeContext:
         self.canary = runner.canary
         self.state = ListenerState(self.opts.reuse)
         self.clients = []
+        self.priority = 0  # connection priority on this address (HostPlan): 0 relay decision first
         self.literal = literal(address)
         self.host_name = target.hostname
         self.foreign = FOREIGN_DOMAIN
@@ -336,7 +361,12 @@ class ProbeContext:
         if self.state.unreachable and (preface is None or self.state.refused):
             # (a PROXY-protocol listener greets only after its header: T19/proxy still knocks)
             raise Unreachable(self.state.unreachable, "CONNECT")
-        await self.runner.acquire(self.address)
+        plan = self.runner.plan(self.address)
+        await plan.acquire(self.priority)
+        if plan.spent():
+            plan.release()
+            raise ConnectionLimit(plan.why(), plan.refusal)
+        plan.opened += 1
         client = SMTPClient(
             self.address,
             self.listener.port,
@@ -352,7 +382,7 @@ class ProbeContext:
             connect_timeout=self.opts.connect_timeout,
             greeting_timeout=self.opts.greeting_timeout,
         )
-        client.on_close = lambda: self.runner.release(self.address)
+        client.on_close = lambda: self.runner.connection_closed(plan)
         client.preamble_len = 0
         self.clients.append(client)
         try:
@@ -360,6 +390,12 @@ class ProbeContext:
         except BaseException:
             await client.close()
             raise
+        banner = client.banner
+        if banner is not None and banner.code == 421 and LIMIT_GREETING.search(banner.text or ""):
+            plan.refusal = banner
+            client.log("*** the host refuses further connections from this client: no more are opened to %s" % self.address)
+            await client.close()
+            raise ConnectionLimit(plan.why(), banner)
         return client
 
     async def session(self, kind, allow_local_mailbox=False):
@@ -510,6 +546,102 @@ class AuthGate:
             pass
 
 
+class HostPlan:
+    """The connections to one address: at most ``per_host`` open at once, handed out by priority
+    (0: T00 and the shared sessions the relay decision rests on; then own cases, what weighs
+    most first), at most ``max_connections_per_host`` in all, and none after the host refused
+    one with its per-client limit (Debian's Sendmail: 10 per client and 10 minutes)."""
+
+    _order = itertools.count()
+
+    def __init__(self, concurrent, cap, global_slots):
+        self.free = concurrent
+        self.cap = cap
+        self.global_slots = global_slots
+        self.waiters = []  # heap of (priority, order, future)
+        self.opened = 0
+        self.refusal = None  # the host's 421 reply refusing a further connection
+        self.dispatching = False
+        self.relay_open = asyncio.Event()  # every listener's relay sessions are set up (or given up)
+        self.listeners = 0
+        # slots kept free for the shared sessions' fresh connections (one each): a session is let
+        # go only once its successor is open, so a host that refuses the next one does not cost it
+        self.reserve = 0
+
+    def spent(self):
+        return self.refusal is not None or (self.cap and self.opened >= self.cap)
+
+    def why(self):
+        if self.refusal is not None:
+            return "not probed: the host refuses further connections from this client (%d %s); the connections it allowed went to the relay decision first" % (
+                self.refusal.code,
+                self.refusal.text,
+            )
+        return "not probed: max_connections_per_host (%d) is spent; the relay decision got its connections first" % self.cap
+
+    async def acquire(self, priority):
+        await self.global_slots.acquire()
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiters, (priority, next(self._order), future))
+        if not self.dispatching:
+            # hand out slots once every request of this loop turn is queued: priority, not arrival
+            self.dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()
+            else:
+                future.cancel()
+                self.global_slots.release()
+            raise
+
+    def _dispatch(self):
+        self.dispatching = False
+        while self.free > 0 and self.waiters:
+            if self.waiters[0][0] >= 1 and self.free <= self.reserve:
+                break  # the rest waits: these slots are the shared sessions' to renew
+            unused_priority, unused_order, future = heapq.heappop(self.waiters)
+            if not future.done():
+                self.free -= 1
+                future.set_result(None)
+
+    def release(self):
+        self.free += 1
+        self.global_slots.release()
+        if self.waiters and not self.dispatching:
+            self.dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def release_check(self):
+        if self.waiters and not self.dispatching:
+            self.dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def listener_ready(self):
+        """One listener's relay sessions are set up (or it has none, or it is unreachable)."""
+        self.listeners -= 1
+        if self.listeners <= 0:
+            self.relay_open.set()
+
+
+# Own cases by weight when connections are scarce: what a finding rests on first.
+OWN_RANK = {"T09": 1, "T08": 2, "T17": 3, "T21": 4, "T18": 5, "T19": 6, "T07": 7, "T10": 8}
+
+
+EXTRA_WORKER_RANK = 0.5  # a shared queue's second and later workers: after the first ones, before own cases
+
+
+def own_priority(case):
+    rank = OWN_RANK.get(case.probe, 9)
+    if case.probe == "T17" and case.case != "lf.lf":
+        rank = 6.5  # bare LF (the common one) first, the other endings after the weak TLS checks
+    if case.probe == "T21" and case.expected != "refused":
+        rank = 8.5  # at or above the minimum: accepted or refused, both PASS
+    return rank
+
+
 class Runner:
     def __init__(self, targets, opts):
         self.targets = targets
@@ -532,18 +664,14 @@ class Runner:
             if target.auth is not None:
                 self.secrets.extend(target.auth.secret_forms())
 
-    async def acquire(self, address):
-        await self._global.acquire()
-        host = self._per_host.setdefault(address, asyncio.Semaphore(self.opts.per_host))
-        try:
-            await host.acquire()
-        except BaseException:
-            self._global.release()
-            raise
+    def plan(self, address):
+        plan = self._per_host.get(address)
+        if plan is None:
+            plan = self._per_host[address] = HostPlan(self.opts.per_host, self.opts.max_connections, self._global)
+        return plan
 
-    def release(self, address):
-        self._per_host[address].release()
-        self._global.release()
+    def connection_closed(self, plan):
+        plan.release()
         self._closed += 1
         if self._closed % COLLECT_EVERY == 0 and time.monotonic() >= self._collect_after:
             started = time.monotonic()
@@ -570,6 +698,7 @@ class Runner:
                 source = self._source_for(address)
                 for listener in target.listeners:
                     ctx = ProbeContext(self, target, address, listener, policy, source or None)
+                    self.plan(address).listeners += 1
                     if source is not False:
                         credentials = [case.credentials for case in build_cases(ctx) + build_tls_cases(ctx)]
                         self.auth_gate(address).expect(credentials.count("real"), credentials.count("wrong"))
@@ -626,6 +755,13 @@ class Runner:
             await self._run_listener(ctx, build_cases(ctx) + build_tls_cases(ctx), skip_reason)
 
     async def _run_listener(self, ctx, cases, skip_reason=None):
+        ready = _Once(self.plan(ctx.address).listener_ready)
+        try:
+            await self._run_listener_cases(ctx, cases, skip_reason, ready)
+        finally:
+            ready()
+
+    async def _run_listener_cases(self, ctx, cases, skip_reason, ready):
         if not cases:
             return
         reach = Case(REACHABLE, None, "listener reachable: port %d greets" % ctx.listener.port, "greeting", "own", None)
@@ -642,7 +778,9 @@ class Runner:
                     self._record(ctx, case, Outcome(SKIP, "extra port %d is closed" % ctx.listener.port), [], 0.0, None)
                 return
             cases = cases + greeting_cases(ctx, ctx.state.greeting_name)
-            await self._run_cases(ctx, cases)
+            if ctx.state.unreachable:
+                ready()
+            await self._run_cases(ctx, cases, ready)
             # RFC 5321 4.1.1.1: the EHLO reply names the server too; where that name is yet another
             # one (rare: it is the greeting's on Postfix and Exim), its forms run afterwards
             if ctx.state.ehlo_name and ctx.state.ehlo_name != ctx.state.greeting_name:
@@ -683,6 +821,9 @@ class Runner:
                 outcome = Outcome(INCONCLUSIVE, "connected, but the TLS handshake failed: %s" % exc, stage="TLS")
             except ProtocolError as exc:
                 outcome = Outcome(INCONCLUSIVE, "connected, but no valid greeting: %s" % exc, stage="BANNER")
+            except ConnectionLimit as exc:
+                # a temporary refusal of this client (its connections are counted), not a verdict
+                outcome = Outcome(INCONCLUSIVE, "listener reachable, but %s" % str(exc).replace("not probed: ", ""), exc.reply, "BANNER")
             except ConnectFailed as exc:
                 outcome = Outcome(FAIL, "expected listener unreachable: %s" % exc, stage="CONNECT", transient=True)
             except SMTPError as exc:  # timeout or close before the greeting
@@ -722,22 +863,61 @@ class Runner:
         transcript = [line for each in run.clients for line in each.transcript] if self._keeps_transcript(outcome) else []
         self._record(ctx, reach, outcome, transcript, time.monotonic() - started, client)
 
-    async def _run_cases(self, ctx, cases):
+    async def _run_cases(self, ctx, cases, ready=None):
         shared = {"plain": collections.deque(), "secure": collections.deque()}
-        jobs = []
-        for case in cases:
+        own = []
+        # the checks the relay decision rests on first: they run on each queue's first session,
+        # before a host that counts connections can refuse a fresh one
+        for case in sorted(cases, key=lambda case: (case.probe, case.case) not in REQUIRED):
             if case.kind == "own":
-                jobs.append(self._run_own(ctx, case))
+                own.append(case)
             else:
                 shared[case.kind].append(case)
         # A few connections in parallel per listener when the run is small (latency); one when many
         # listeners already fill `concurrency`: a lone worker uses each connection's error budget
         # up, where parallel ones each open a fresh connection for the last few cases.
         parallel = max(1, min(4, self.opts.concurrency // max(1, self._listener_jobs)))
+        workers = []
         for queue in shared.values():
-            for dummy in range(min(parallel, (len(queue) + 5) // 6)):
-                jobs.append(self._worker(ctx.fork(), queue))
+            crew = {"alive": min(parallel, (len(queue) + 5) // 6)}
+            for index in range(crew["alive"]):
+                fork = ctx.fork()
+                # a queue's second and later workers are for speed only: they queue behind the first
+                # ones, and leave when a host that counts connections refuses them one
+                fork.priority = 0 if index == 0 else EXTRA_WORKER_RANK
+                workers.append((fork, queue, crew))
+        # The shared sessions (the relay decision) ask for their connections first: one loop turn
+        # queues their requests, and only then does the listener count as ready for the own
+        # cases of the address (HostPlan hands connections out by priority).
+        plan = self.plan(ctx.address)
+        jobs = [
+            asyncio.ensure_future(self._reserved(plan, self._worker(fork, queue, crew)) if fork.priority == 0 else self._worker(fork, queue, crew))
+            for fork, queue, crew in workers
+        ]
+        await asyncio.sleep(0)
+        if ready is not None:
+            ready()
+        jobs += [self._run_own(ctx, case, plan) for case in sorted(own, key=own_priority)]
         await asyncio.gather(*jobs)
+
+    async def _relay_open(self, plan):
+        """Wait (bounded) until the relay decision's sessions on every listener of the address have
+        asked for connections (a host that counts connections per client lets only so many
+        through; ``concurrency`` then hands out slots first come)."""
+        if plan.relay_open.is_set():
+            return
+        try:
+            await asyncio.wait_for(plan.relay_open.wait(), self.opts.greeting_timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _reserved(self, plan, job):
+        plan.reserve += 1
+        try:
+            await job
+        finally:
+            plan.reserve -= 1
+            plan.release_check()
 
     def _needs_new_connection(self, client, case):
         # (a case that ends the session sends nothing after it that a syntax error could cut off)
@@ -745,7 +925,7 @@ class Runner:
             not client.usable or client.errors + case.cost > self.opts.error_budget or (client.syntax_errors >= 2 and case.cost > 0 and not case.ends_session)
         )
 
-    def _next_case(self, client, queue):
+    def _next_case(self, client, queue, extra=False):
         """First fit: the first queued case the open connection can still afford (a cheaper one
         fills the budget left), else the head."""
         if client is not None and client.usable:
@@ -754,6 +934,11 @@ class Runner:
             wanted = client.syntax_errors == 0
             first = None
             for index, case in enumerate(queue):
+                if (case.probe, case.case) in REQUIRED and not self._needs_new_connection(client, case):
+                    first = index  # what the relay decision rests on, before the session may be lost
+                    break
+                if (case.probe, case.case) in REQUIRED:
+                    continue
                 if (case.ends_session and len(queue) > 1) or self._needs_new_connection(client, case):
                     continue
                 if case.syntax_risk == wanted:
@@ -765,26 +950,44 @@ class Runner:
                 case = queue[first]
                 del queue[first]
                 return case
+        if extra and client is None:
+            # a queue's later workers leave the relay decision's checks to its first one, whose
+            # session is the one a host that counts connections surely allowed
+            for index, case in enumerate(queue):
+                if (case.probe, case.case) not in REQUIRED:
+                    del queue[index]
+                    return case
+            return None
         if queue[0].ends_session and len(queue) > 1:
             queue.rotate(-1)  # a case that ends its session goes last
         return queue.popleft()
 
-    async def _worker(self, ctx, queue):
+    async def _worker(self, ctx, queue, crew=None):
         client = None
         try:
             while queue:
-                case = self._next_case(client, queue)
+                case = self._next_case(client, queue, extra=ctx.priority > 0)
+                if case is None:
+                    break
                 started = time.monotonic()
                 attempt = 0
                 while True:
                     mark, transcript, failed_client = 0, None, None
                     try:
                         if client is not None and self._needs_new_connection(client, case):
-                            await client.quit()
-                            client = None
+                            client = await self._fresh_session(ctx, client, case)
                         if client is None:
                             ctx.clients = []
-                            client = await ctx.session(case.kind)
+                            try:
+                                client = await ctx.session(case.kind)
+                            except ConnectionLimit:
+                                if crew is not None and crew["alive"] > 1:
+                                    # another worker of this queue has a session: the case waits for it
+                                    crew["alive"] -= 1
+                                    crew = None
+                                    queue.appendleft(case)
+                                    return
+                                raise
                         elif client.dirty:
                             await client.rset()
                         mark = len(client.transcript)
@@ -818,16 +1021,29 @@ class Runner:
                 self._finish_attempts(ctx, case, outcome, attempt)
                 self._record(ctx, case, outcome, transcript or [], time.monotonic() - started, source)
         finally:
+            if crew is not None:
+                crew["alive"] -= 1  # (before any wait: a case put back later finds no worker gone quietly)
             if client is not None:
                 await client.quit()
             for leftover in ctx.clients:
                 await leftover.close()
             ctx.clients = []
 
+    async def _fresh_session(self, ctx, client, case):
+        """``client`` when it goes on for ``case`` past its error budget: the host allows no further
+        connection (a slower reply beats no verdict); else None (a fresh session follows)."""
+        if client.usable and self.plan(ctx.address).spent():
+            client.log("*** no further connection allowed: this session goes on past its error budget")
+            return client
+        await client.quit()
+        return None
+
     def auth_gate(self, address):
         return self._auth_gates.setdefault(address, AuthGate())
 
-    async def _run_own(self, ctx, case):
+    async def _run_own(self, ctx, case, plan=None):
+        if plan is not None:
+            await self._relay_open(plan)
         gate = self.auth_gate(ctx.address)
         if case.credentials == "wrong":
             await gate.idle()
@@ -844,6 +1060,7 @@ class Runner:
         attempt = 0
         while True:
             run = ctx.fork()
+            run.priority = own_priority(case)
             try:
                 outcome = await case.run(run, None)
             except Exception as exc:  # noqa: BLE001
@@ -892,6 +1109,8 @@ class Runner:
             return Outcome(INCONCLUSIVE, str(exc), exc.reply, exc.kind.upper(), transient=exc.transient)
         if isinstance(exc, UnsafeProbe):
             return Outcome(INCONCLUSIVE, "blocked by the safety guard: %s" % exc, stage="GUARD")
+        if isinstance(exc, ConnectionLimit):
+            return Outcome(INCONCLUSIVE, str(exc), exc.reply, "CONNECT")
         if isinstance(exc, Unreachable):
             return Outcome(INCONCLUSIVE, str(exc), stage="CONNECT")
         if isinstance(exc, SMTPError):
@@ -1002,6 +1221,18 @@ class Runner:
         """Belt and braces (AUTH replies are not stored at all): no password form, and no piece of
         one a server may have echoed, survives in any result (integrity.mask_secrets)."""
         mask_secrets(self.results, self.secrets)
+
+
+class _Once:
+    """Calls ``callback`` the first time it is called, never again."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __call__(self):
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
 
 
 def _mask(text, forms):

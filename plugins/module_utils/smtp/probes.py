@@ -840,10 +840,8 @@ async def t17(ctx, client, name, ending):
     token = ctx.token("T17", name)
     smuggled = ctx.token("T17b", name)
     smuggled_rcpt = "%s@%s" % (smuggled, ctx.canary_domain)
-    payload = (
-        message(token, rcpt, sender).rstrip(b"\r\n")
-        + ending
-        + b"MAIL FROM:<"
+    smuggled_part = (
+        b"MAIL FROM:<"
         + sender.encode()
         + b">\r\nRCPT TO:<"
         + smuggled_rcpt.encode()
@@ -851,11 +849,43 @@ async def t17(ctx, client, name, ending):
         + message(smuggled, smuggled_rcpt, sender)
         + b".\r\nQUIT\r\n"
     )
-    await client.send_raw(payload, "<body, fake end %s, smuggled MAIL/RCPT/DATA + message, CRLF.CRLF, QUIT>" % show(ending))
+    # Two writes: the body up to the fake end, then the smuggled commands. Without PIPELINING
+    # (RFC 2920) a client sends the next command only after the reply to the last one, and a
+    # server may take the fake end only when nothing follows it in the segment (OpenSMTPD 6.8:
+    # 250 to a fake end alone, "500 Pipelining not supported" with commands behind it): there the
+    # smuggled commands wait (bounded) for a reply to the fake end, as an attacker's would. Where
+    # no reply comes, the second write is the old single payload's tail and is judged as before.
+    await client.send_raw(message(token, rcpt, sender).rstrip(b"\r\n") + ending, "<body, fake end %s>" % show(ending))
     client.stage = "EOD"
+    pause = 0 if "PIPELINING" in client.extensions else min(ctx.opts.smuggle_wait, client.timeout)
+    try:
+        early = await _reply_to_fake_end(client, pause)
+    except Closed:
+        client.guard.end_of_data()
+        return Outcome(INCONCLUSIVE, "no reply to the end of data (closed at the fake end %s)" % show(ending), stage="EOD")
+    if early is not None and early.code // 100 != 2:
+        # refused (or the connection ended) at the fake end: the smuggled commands would only be
+        # taken as commands now, so they are not sent
+        client.usable = False
+        client.guard.end_of_data()
+        if classify(early) == TRANSIENT and early.code != 421:
+            return transient("temporary reply to the fake end of data %s: %s" % (show(ending), describe(early)), early, "EOD")
+        return Outcome(PASS, "message with %s refused: %s" % (show(ending), describe(early)), early, "EOD")
+    await client.send_raw(smuggled_part, "<smuggled MAIL/RCPT/DATA + message, CRLF.CRLF, QUIT>")
     replies, ended = await _read_until_quit(client)
     client.usable = False
     client.guard.end_of_data()
+    if early is not None:
+        # 2xx to the fake end alone, before anything else was sent: the server ended the message
+        # there (RFC 5321 4.1.1.4: only CRLF.CRLF ends it); the smuggled commands then ran as such
+        later = ", ".join(str(reply.code) for reply in replies if reply.code != 221)
+        after = "; the smuggled commands then got %s" % later if later else ""
+        return Outcome(
+            FAIL,
+            "fake end-of-data %s taken as the end: %s to it alone%s" % (show(ending), describe(early), after),
+            early,
+            "EOD",
+        )
     answers = [reply for reply in replies if reply.code != 221]
     if not answers:
         return Outcome(INCONCLUSIVE, "no reply to the end of data (%s)" % ended, stage="EOD")
@@ -873,6 +903,19 @@ async def t17(ctx, client, name, ending):
         return Outcome(PASS, "message with %s refused: %s" % (show(ending), describe(first)), first, "EOD")
     check = ctx.canary_check(smuggled, unless=token)
     return Outcome(PASS, "one message accepted: %s not taken as end of data" % show(ending), first, "EOD", late=check)
+
+
+async def _reply_to_fake_end(client, seconds):
+    """The server's reply when one comes within ``seconds`` of the fake end, else None (the
+    message is still open: the normal case). Closed propagates (no reply at all)."""
+    if seconds <= 0:
+        return None
+    client.log("*** waiting up to %ss for a reply to the fake end alone" % seconds)
+    try:
+        return await client.read_reply(seconds)
+    except ReadTimeout:
+        client.usable = True  # no reply yet: what a server still in DATA does
+        return None
 
 
 async def t18(ctx, client):

@@ -40,7 +40,7 @@ def scenario(tls_context, spool):
             try:
                 spec = host.target()
                 spec.update(target or {})
-                options = {"targets": [spec], "timeout": 2, "greeting_timeout": 2, "retry_delay": 0.05}
+                options = {"targets": [spec], "timeout": 2, "greeting_timeout": 2, "retry_delay": 0.05, "smuggle_wait": 0.2}
                 if canary:
                     options["canary"] = {"domain": "canary.test", "spool": spool, "wait": 0.5}
                 options.update(params)

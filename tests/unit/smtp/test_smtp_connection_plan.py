@@ -1,0 +1,74 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The connection plan per host (engine.HostPlan) and T17's fake end of data sent alone.
+
+* A host that counts connections per client (Debian's Sendmail: ClientRate 10) answers the one
+  after its limit with '421 4.3.2 Connection rate limit exceeded.': the relay decision must still
+  rest on evidence (its sessions connect first and go on past their error budget), and only the
+  probes that could not get a connection end INCONCLUSIVE, saying why; never a FAIL or WARN.
+* ``max_connections_per_host`` caps the connections of a run to one address the same way.
+* OpenSMTPD 6.8 takes a bare-LF end of data only when the smuggled commands arrive later.
+"""
+
+from __future__ import annotations
+
+from conftest import verdicts
+
+from smtp_fakes import fakesmtp
+
+REQUIRED = (("T11", "P02"), ("T05", None), ("T06", "relay"))
+
+
+def test_rate_limited_host_keeps_its_relay_decision(scenario):
+    limit = fakesmtp.ConnectionLimit(allowed=10)
+    shared = dict(connection_limit=limit)
+    outcome, host = scenario(mx=shared, submission=shared, submissions=shared)
+    assert limit.refused >= 1  # the engine did meet the limit
+    assert sum(server.connections for server in host.servers) <= 10 + limit.refused
+    results = outcome["results"]
+    assert not [r for r in results if r["verdict"] in ("FAIL", "WARN")], [
+        (r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] in ("FAIL", "WARN")
+    ]
+    assert not [r for r in results if r["probe"] == "T22"]
+    for port in (host.mx.port, host.submission.port, host.submissions.port):
+        seen = verdicts(outcome, port=port)
+        for key in REQUIRED:
+            if key in seen:
+                assert seen[key] == "PASS", (port, key)
+        assert seen[("T20", "default")] == "PASS"
+        assert seen[("T11", "P02")] == "PASS"
+    untested = [r for r in results if r["verdict"] == "INCONCLUSIVE"]
+    assert untested and all("refuses further connections from this client (421 Connection rate limit exceeded.)" in r["reason"] for r in untested)
+    assert all(r["finding"] == "inconclusive" and r["severity"] == "info" for r in untested)
+    # the connections went to the relay decision first: T00 and its checks on every listener
+    assert all(r["verdict"] == "PASS" for r in results if r["probe"] == "T00")
+
+
+def test_max_connections_per_host_caps_the_run(scenario):
+    outcome, host = scenario(max_connections_per_host=8)
+    assert sum(server.connections for server in host.servers) <= 8
+    results = outcome["results"]
+    assert not [r for r in results if r["verdict"] in ("FAIL", "WARN") or r["probe"] == "T22"]
+    untested = [r for r in results if r["verdict"] == "INCONCLUSIVE"]
+    assert untested and all("max_connections_per_host (8) is spent" in r["reason"] for r in untested)
+    assert verdicts(outcome, port=host.submission.port)[("T06", "relay")] == "PASS"
+    # without the cap the same host gives every probe its connection
+    free, free_host = scenario()
+    assert free["summary"]["INCONCLUSIVE"] == 0 and sum(server.connections for server in free_host.servers) > 8
+
+
+def test_fake_end_taken_only_when_alone_is_smuggling(scenario):
+    # OpenSMTPD 6.8: no PIPELINING; 'x<LF>.<LF>' ends the data when nothing follows it in the segment
+    outcome, host = scenario(mx=dict(smuggle_alone_only=True, pipelining=False), probes=["T17"])
+    mx = verdicts(outcome, "T17", port=host.mx.port)
+    assert mx[("T17", "lf.lf")] == "FAIL" and mx[("T17", "cr.cr")] == "FAIL"
+    lf = next(r for r in outcome["results"] if r["probe"] == "T17" and r["case"] == "lf.lf" and r["port"] == host.mx.port)
+    assert lf["finding"] == "smtp_smuggling" and lf["reason"].startswith("fake end-of-data \\n.\\n taken as the end: 250")
+    # the same server answers the one-write form with a refusal: sent that way, T17 saw nothing
+    assert host.mx.transactions  # the message up to the fake end was taken as a whole message
+
+
+def test_no_pause_after_the_fake_end_where_pipelining_is_offered(scenario):
+    # RFC 2920: with PIPELINING the smuggled commands may follow in the same write; no wait per ending
+    outcome, host = scenario(probes=["T17"], smuggle_wait=5)
+    assert outcome["summary"]["seconds"] < 4
+    assert all(v == "PASS" for v in verdicts(outcome, "T17", port=host.mx.port).values())
