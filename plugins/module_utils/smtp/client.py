@@ -297,8 +297,7 @@ class _Connection(asyncio.BufferedProtocol):
                 self.eof = True
                 break
             self.buffer += memoryview(buffer)[:size]
-        if self.outgoing.pending:
-            self._flush_tls()
+        self._flush_tls()  # (what reading made OpenSSL write: alerts, key updates)
 
     def _flush_tls(self):
         data = self.outgoing.read()

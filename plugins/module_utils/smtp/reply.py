@@ -87,7 +87,7 @@ def _split_plain(raw):
     """:func:`split_line` for the usual wire form (bytes ``NNN`` + space or dash + text + CRLF,
     ASCII digits): the same ``(code, is_last, text)`` without a regex; None for any other form,
     which :func:`split_line` then judges."""
-    if type(raw) is not bytes or len(raw) < 6 or raw[-2:] != b"\r\n":
+    if not isinstance(raw, bytes) or len(raw) < 6 or raw[-2:] != b"\r\n":
         return None
     last = _SEPARATORS.get(raw[3])
     if last is None or raw[0] not in _FIRST_DIGITS or raw[1] not in _DIGITS or raw[2] not in _DIGITS:
