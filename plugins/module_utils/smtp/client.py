@@ -11,7 +11,6 @@ smuggling), and every write passes the safety guard (``_write`` is the only writ
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
 import socket
 import ssl
@@ -61,6 +60,10 @@ class TLSFailed(SMTPError):
     pass
 
 
+class _LineTooLong(Exception):
+    pass
+
+
 def _verb(line: str) -> str:
     return line.split(" ", 1)[0].split(":", 1)[0].upper()
 
@@ -85,34 +88,229 @@ class TLSSessionSlot:
             self.session = session
 
 
-# asyncio builds the SSLObject itself (no session argument): the connecting task names its slot here.
-_TLS_SLOT = contextvars.ContextVar("mailsec_tls_slot", default=None)
-
-
-class _ResumingContext(ssl.SSLContext):
-    """Client context that offers the slot's session (a resumed handshake skips the certificate
-    exchange and signature on both sides; servers that do not resume just do a full one)."""
-
-    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
-        slot = _TLS_SLOT.get()
-        if session is None and slot is not None and not server_side:
-            session = slot.session
-        try:
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-        except ValueError:  # a session of another context: full handshake
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname)
-
-
 def make_tls_context(verify: bool = False) -> ssl.SSLContext:
     # Relay hardening is judged on what the server accepts, not on its certificate chain;
     # labs use self-signed certificates. tls_verify turns verification on.
-    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify:
         context.load_default_certs()
     else:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+# Plaintext kept unread before reading from the socket pauses (a server that floods while the
+# client is not reading cannot grow the buffer without end); reading resumes below READ_LOW.
+READ_HIGH = 1 << 17
+READ_LOW = 1 << 15
+RECV_SIZE = 1 << 15
+TLS_RECORD = 16384  # largest TLS plaintext record
+
+
+def _expire(waiter):
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection of the client: bytes buffered as they arrive, TLS (implicit or after
+    STARTTLS) on an ssl.SSLObject over memory BIOs.
+
+    No StreamReader/StreamWriter and no asyncio SSL transport: their layers of Python per read,
+    write and TLS record were most of the prober's CPU outside OpenSSL. The TLS is the same
+    (same contexts, handshakes, resumed sessions, close_notify)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.transport = None
+        self.buffer = bytearray()  # plaintext received, not yet read
+        self.recv_buffer = bytearray(RECV_SIZE)
+        self.eof = False  # nothing more will arrive: TCP EOF, the peer's close_notify, or lost
+        self.lost = False
+        self.error = None  # the exception that ended the connection (a read raises it)
+        self.waiter = None  # future woken when data, EOF or the handshake's end arrive
+        self.sslobj = None
+        self.incoming = self.outgoing = None
+        self.tls_buffer = None
+        self.handshaking = False
+        self.handshake_error = None
+        self.paused = False  # the transport's write buffer is full
+        self.drain_waiter = None
+        self.reading_paused = False
+
+    # -- transport events -----------------------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        # received into the connection's own buffer (a fresh bytes object of asyncio's 256 KiB
+        # read size per read costs an mmap and munmap each)
+        return self.recv_buffer
+
+    def buffer_updated(self, nbytes):
+        data = memoryview(self.recv_buffer)[:nbytes]
+        if self.sslobj is None:
+            self.buffer += data
+        else:
+            self.incoming.write(data)
+            if self.handshaking:
+                self._handshake_step()
+                if self.handshaking or self.handshake_error is not None:
+                    return
+            self._read_tls()
+        if len(self.buffer) > READ_HIGH and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self):
+        if self.handshaking:
+            self._handshake_done(ConnectionResetError())
+            return False
+        self.eof = True
+        self._wake()
+        # plaintext: keep our side open (the client may still write, as with a StreamReader);
+        # a TLS connection ends here (as asyncio's SSL transport does)
+        return self.sslobj is None
+
+    def connection_lost(self, exc):
+        self.lost = self.eof = True
+        if exc is not None and self.error is None:
+            self.error = exc
+        if self.handshaking:
+            self._handshake_done(exc or ConnectionResetError())
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- waiting ----------------------------------------------------------------------------------
+    def _wake(self):
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, deadline):
+        """Until something arrives (data, EOF, the handshake's end), at most until ``deadline``
+        (TimeoutError): one timer while waiting, none when the data is already there."""
+        if self.reading_paused:
+            self.resume_reading()
+        waiter = self.waiter = self.loop.create_future()
+        timer = self.loop.call_at(deadline, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if self.waiter is waiter:
+                self.waiter = None
+
+    async def drain(self, deadline):
+        if self.transport.is_closing():
+            await asyncio.sleep(0)
+            if self.lost:
+                raise self.error or ConnectionResetError("Connection lost")
+        while self.paused and not self.lost:
+            waiter = self.drain_waiter = self.loop.create_future()
+            timer = self.loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+
+    def resume_reading(self):
+        if self.reading_paused:
+            self.reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def consumed(self, size):
+        if size:
+            del self.buffer[:size]
+        if self.reading_paused and len(self.buffer) < READ_LOW:
+            self.resume_reading()
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, data):
+        if self.sslobj is not None and not self.handshaking:
+            self.sslobj.write(data)
+            self._flush_tls()
+        else:
+            self.transport.write(data)
+
+    # -- TLS ----------------------------------------------------------------------------------------
+    def start_tls(self, context, server_hostname, session):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls_buffer = bytearray(TLS_RECORD)
+        try:
+            self.sslobj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname or None, session=session)
+        except ValueError:  # a session of another context: full handshake
+            self.sslobj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname or None)
+        self.handshaking = True
+        self.handshake_error = None
+        self._handshake_step()
+
+    def _handshake_step(self):
+        try:
+            self.sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            self._flush_tls()  # (our alert, if any)
+            self._handshake_done(exc)
+            return
+        self._flush_tls()
+        self._handshake_done(None)
+
+    def _handshake_done(self, exc):
+        self.handshaking = False
+        self.handshake_error = exc
+        if exc is not None and self.transport is not None:
+            self.transport.abort()  # (as asyncio's SSL transport does on a failed handshake)
+        self._wake()
+
+    def _read_tls(self):
+        buffer = self.tls_buffer
+        while True:
+            try:
+                size = self.sslobj.read(TLS_RECORD, buffer)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the peer's close_notify
+                self.eof = True
+                break
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                self.error = self.error or exc
+                self.eof = True
+                if self.transport is not None:
+                    self.transport.abort()
+                break
+            if not size:
+                self.eof = True
+                break
+            self.buffer += memoryview(buffer)[:size]
+        self._flush_tls()  # (what reading made OpenSSL write: alerts, key updates)
+
+    def _flush_tls(self):
+        data = self.outgoing.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def shutdown_tls(self):
+        """Our close_notify (the peer's is read if it came already)."""
+        try:
+            self.sslobj.unwrap()
+        except (ssl.SSLError, OSError, ValueError):  # (SSLWantReadError: theirs is still to come)
+            pass
+        self._flush_tls()
 
 
 class SMTPClient:
@@ -151,8 +349,7 @@ class SMTPClient:
         self.transcript = []
         # keep_transcript=False: nobody will read it (transcripts: none), so do not build it
         self.transcript_limit = transcript_limit if keep_transcript else -1
-        self.reader = None
-        self.writer = None
+        self.conn = None  # _Connection while the connection is open
         self.tls_active = False
         self.tls_info = None
         self.banner = None
@@ -187,17 +384,18 @@ class SMTPClient:
         self.stage = "CONNECT"
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         local_addr = (self.source_address, 0) if self.source_address else None
-        kwargs = {"limit": MAX_LINE, "family": family, "local_addr": local_addr}
-        if implicit_tls:
-            kwargs.update(ssl=self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "", ssl_handshake_timeout=self.timeout)
         limit = self.connect_timeout + (self.timeout if implicit_tls else 0)
         where = "%s port %d" % (self.host, self.port)
         origin = " from %s" % self.source_address if self.source_address else ""
         self.log("*** connect %s%s%s" % (where, " (implicit TLS)" if implicit_tls else "", origin))
-        slot = _TLS_SLOT.set(self.tls_slot)
+        loop = asyncio.get_running_loop()
+        conn = _Connection(loop)
         try:
             async with asyncio.timeout(limit):
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port, **kwargs)
+                await loop.create_connection(lambda: conn, self.host, self.port, family=family, local_addr=local_addr)
+                self.conn = conn
+                if implicit_tls:
+                    await self._handshake(self.tls_context or make_tls_context())
         except (asyncio.TimeoutError, TimeoutError):
             self.log("*** connect timed out")
             raise ConnectFailed("connect to %s timed out after %ss" % (where, limit), "CONNECT")
@@ -207,8 +405,6 @@ class SMTPClient:
         except OSError as exc:
             self.log("*** connect failed: %s" % exc)
             raise ConnectFailed("connect to %s failed: %s" % (where, exc.strerror or exc), "CONNECT")
-        finally:
-            _TLS_SLOT.reset(slot)
         self.usable = True
         if implicit_tls:
             self._tls_established()
@@ -219,33 +415,56 @@ class SMTPClient:
         self.banner = await self.read_reply(self.greeting_timeout)
         return self.banner
 
+    async def _handshake(self, context) -> None:
+        """TLS on the open connection (the slot's session offered); raises what the handshake
+        raised, or ConnectionAbortedError when it takes longer than the timeout."""
+        conn = self.conn
+        session = self.tls_slot.session if self.tls_slot is not None else None
+        conn.start_tls(context, self.server_hostname, session)
+        deadline = conn.loop.time() + self.timeout
+        while conn.handshaking:
+            try:
+                await conn.wait(deadline)
+            except TimeoutError:
+                conn.handshaking = False
+                conn.transport.abort()
+                raise ConnectionAbortedError("SSL handshake is taking longer than %s seconds: aborting the connection" % self.timeout) from None
+        if conn.handshake_error is not None:
+            raise conn.handshake_error
+
     def _tls_established(self) -> None:
         self.tls_active = True
-        sslobj = self.writer.get_extra_info("ssl_object")
+        sslobj = self.conn.sslobj
         if sslobj is not None:
             self.tls_info = "%s %s" % (sslobj.version(), (sslobj.cipher() or ("?",))[0])
             self.tls_resumed = bool(getattr(sslobj, "session_reused", False))
         self.log("*** TLS established: %s%s" % (self.tls_info, ", session resumed" if self.tls_resumed else ""))
 
     async def close(self) -> None:
-        writer, self.writer = self.writer, None
+        conn, self.conn = self.conn, None
         self.usable = False
         self.pending_rset = False
-        if writer is not None and self.tls_active and self.tls_slot is not None and not self.tls_resumed:
+        if conn is not None and self.tls_active and self.tls_slot is not None and not self.tls_resumed:
             # TLS 1.3 tickets arrive after the handshake: the session is worth keeping only now.
             # A resumed handshake shows the slot's session works: keep it (reading a session out
             # copies it, a DER round trip per connection).
-            self.tls_slot.keep(writer.get_extra_info("ssl_object"))
-        if writer is not None:
+            self.tls_slot.keep(conn.sslobj)
+        if conn is not None and conn.transport is not None:
             try:
-                writer.close()
+                if self.tls_active and not conn.lost:
+                    conn.shutdown_tls()
                 if self.tls_active and not self.quit_answered:
                     # No QUIT exchanged: a TLS peer may leave our close_notify unanswered (Exim 4.96:
-                    # nothing within 10 s). Ours is written by close(); waiting for theirs would only
-                    # hold the connection slot, so drop the connection now.
-                    writer.transport.abort()
-                async with asyncio.timeout(1.0):  # (no task per close, unlike wait_for)
-                    await writer.wait_closed()
+                    # nothing within 10 s). Ours is written; waiting for theirs would only hold the
+                    # connection slot, so drop the connection now.
+                    conn.transport.abort()
+                else:
+                    if self.tls_active:
+                        # after QUIT: the server's close_notify (or FIN) follows its 221, bounded
+                        deadline = conn.loop.time() + 1.0
+                        while not conn.eof:
+                            await conn.wait(deadline)
+                    conn.transport.close()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
                 pass
         if self.on_close is not None:
@@ -263,16 +482,14 @@ class SMTPClient:
                 self.log("C: " + text)
         else:
             self.log("C: " + (shown if shown is not None else escape_bytes(payload)))
-        if self.writer is None:
+        conn = self.conn
+        if conn is None:
             raise Closed("connection already closed", self.stage)
         try:
-            self.writer.write(payload)
-            transport = self.writer.transport
-            # drain only when there is something to wait for: an SMTP command fits the socket
-            # buffer, and a wait_for per write (a task each) was a tenth of the prober's CPU
-            if transport.get_write_buffer_size() or transport.is_closing():
-                async with asyncio.timeout(self.timeout):
-                    await self.writer.drain()
+            conn.write(payload)
+            # wait only when there is something to wait for: an SMTP command fits the socket buffer
+            if conn.paused or conn.transport.is_closing():
+                await conn.drain(conn.loop.time() + self.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             self.usable = False
             raise ReadTimeout("write timed out", self.stage)
@@ -282,28 +499,46 @@ class SMTPClient:
 
     async def read_reply(self, timeout: float = None):
         lines = []
-        reader = self.reader
+        conn = self.conn
+        if conn is None:
+            self.usable = False
+            raise Closed("connection already closed", self.stage)
         # Replies to AUTH are kept as their code only (AUTH_REPLY_SUMMARY): never their text.
         secret = self.stage == "AUTH"
-        # One deadline for the whole reply, armed only for the reads that have to wait: the other
-        # lines of a multi-line or pipelined reply are usually in the buffer already.
-        buffered = getattr(reader, "_buffer", None)
-        deadline = asyncio.get_running_loop().time() + (timeout or self.timeout)
+        # One deadline for the whole reply; a timer only while waiting: the lines of a multi-line
+        # or pipelined reply are usually all buffered already.
+        deadline = None
         dropped = 0  # lines past MAX_LINES - 1: read (bounded), not kept
         size = 0
+        start = 0  # where the next line starts in conn.buffer (consumed at the end)
         try:
             while True:
-                if buffered is not None and b"\n" in buffered:
-                    raw = await reader.readline()  # a whole line is buffered: returns at once
-                else:
-                    async with asyncio.timeout_at(deadline):
-                        raw = await reader.readline()
-                if not raw.endswith(b"\n"):
-                    self.usable = False
-                    if raw and not secret:
-                        self.log("S: " + escape_bytes(raw))
-                    self.log("*** connection closed by server")
-                    raise Closed("connection closed by the server", self.stage)
+                if conn.error is not None:
+                    raise conn.error  # (as a StreamReader: a lost connection fails the read)
+                buffer = conn.buffer
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    if len(buffer) - start > MAX_LINE:
+                        raise _LineTooLong()
+                    if conn.eof:
+                        raw = bytes(buffer[start:])
+                        start = len(buffer)
+                        self.usable = False
+                        if raw and not secret:
+                            self.log("S: " + escape_bytes(raw))
+                        self.log("*** connection closed by server")
+                        raise Closed("connection closed by the server", self.stage)
+                    if deadline is None:
+                        deadline = conn.loop.time() + (timeout or self.timeout)
+                    conn.consumed(start)
+                    start = 0
+                    await conn.wait(deadline)
+                    continue
+                if end - start > MAX_LINE:
+                    start = end + 1
+                    raise _LineTooLong()
+                raw = bytes(buffer[start : end + 1])
+                start = end + 1
                 size += len(raw)
                 last = is_last_line(raw)
                 if len(lines) < MAX_LINES - 1 or last:
@@ -320,8 +555,7 @@ class SMTPClient:
             self.usable = False
             self.log("*** no complete reply within %ss" % (timeout or self.timeout))
             raise ReadTimeout("no reply within %ss" % (timeout or self.timeout), self.stage)
-        except ValueError:
-            # StreamReader: a line longer than its limit
+        except _LineTooLong:
             self.usable = False
             self.log("*** reply line longer than %d bytes" % MAX_LINE)
             raise ProtocolError("reply line longer than %d bytes" % MAX_LINE, self.stage)
@@ -331,6 +565,8 @@ class SMTPClient:
         except ProtocolError:
             self.usable = False
             raise
+        finally:
+            conn.consumed(start)
         if secret:
             self.log("S: %s %s" % (lines[0][:3].decode("ascii", "replace"), AUTH_REPLY_SUMMARY))
         if dropped:
@@ -426,28 +662,18 @@ class SMTPClient:
         if reply.code != 220:
             return reply
         # Anything already buffered arrived in plaintext after the 220; keep it out of the TLS stream.
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            self.plaintext_after_starttls = bytes(buffered)
-            self.log("*** %d bytes of plaintext after the 220: %s" % (len(buffered), escape_bytes(self.plaintext_after_starttls)))
-            buffered.clear()
+        conn = self.conn
+        if conn.buffer:
+            self.plaintext_after_starttls = bytes(conn.buffer)
+            self.log("*** %d bytes of plaintext after the 220: %s" % (len(conn.buffer), escape_bytes(self.plaintext_after_starttls)))
+            conn.consumed(len(conn.buffer))
         self.stage = "TLS"
-        slot = _TLS_SLOT.set(self.tls_slot)
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(self.tls_context or make_tls_context(), server_hostname=self.server_hostname or "", ssl_handshake_timeout=self.timeout),
-                self.timeout + 0.5,
-            )
-        except (asyncio.TimeoutError, TimeoutError):
-            self.usable = False
-            self.log("*** TLS handshake timed out")
-            raise TLSFailed("TLS handshake timed out", "TLS")
+            await self._handshake(self.tls_context or make_tls_context())
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             self.usable = False
             self.log("*** TLS handshake failed: %s" % exc)
             raise TLSFailed("TLS handshake failed: %s" % exc, "TLS")
-        finally:
-            _TLS_SLOT.reset(slot)
         self._tls_established()
         self.extensions = {}  # RFC 3207 4.2: forget what was learnt before TLS
         return reply
@@ -503,7 +729,7 @@ class SMTPClient:
         """RSET; where the server pipelines it rides in the next command's write (None returned).
         The guard forgets recipients when it sees the RSET go out, not before."""
         self.dirty = False
-        if self.pipelining and self.pipeline_rset and self.writer is not None:
+        if self.pipelining and self.pipeline_rset and self.conn is not None:
             self.pending_rset = True
             return None
         reply = await self.command("RSET")
@@ -531,10 +757,10 @@ class SMTPClient:
         closed its side (then it answers within 1 ms). TLS has no half-close of its own (close_notify
         closes both directions), so there the 221 is read as it comes (Exim answers at once there)."""
         self.pending_rset = False  # the session ends: the RSET is moot
-        if self.usable and self.writer is not None:
+        if self.usable and self.conn is not None:
             try:
                 await self._write(b"QUIT\r\n", "QUIT")
-                transport = self.writer.transport
+                transport = self.conn.transport
                 if not self.tls_active and transport.can_write_eof():
                     transport.write_eof()  # after the QUIT bytes: the transport flushes them first
                 self.stage = "QUIT"

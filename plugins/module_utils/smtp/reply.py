@@ -78,10 +78,33 @@ def is_last_line(raw: bytes) -> bool:
     return len(raw) < 4 or raw[3:4] != b"-"
 
 
+_DIGITS = frozenset(b"0123456789")
+_FIRST_DIGITS = frozenset(b"12345")
+_SEPARATORS = {0x20: True, 0x2D: False}  # " " ends a reply, "-" continues it
+
+
+def _split_plain(raw):
+    """:func:`split_line` for the usual wire form (bytes ``NNN`` + space or dash + text + CRLF,
+    ASCII digits): the same ``(code, is_last, text)`` without a regex; None for any other form,
+    which :func:`split_line` then judges."""
+    if not isinstance(raw, bytes) or len(raw) < 6 or raw[-2:] != b"\r\n":
+        return None
+    last = _SEPARATORS.get(raw[3])
+    if last is None or raw[0] not in _FIRST_DIGITS or raw[1] not in _DIGITS or raw[2] not in _DIGITS:
+        return None
+    return int(raw[:3]), last, raw[4:-2].decode("utf-8", "replace")
+
+
 def parse_reply(raw_lines) -> Reply:
     """Parse the lines of one reply; every line but the last must be ``NNN-``, all with one code."""
     if not raw_lines:
         raise ReplyError("empty reply")
+    if len(raw_lines) == 1 and len(raw_lines[0]) <= MAX_LINE:
+        # most replies: one line in the usual form (what the loop below would find, without it)
+        plain = _split_plain(raw_lines[0])
+        if plain is not None and plain[1]:
+            code, unused_last, text = plain
+            return Reply(code=code, lines=(text,), enhanced=_enhanced(code, text))
     if len(raw_lines) > MAX_LINES:
         raise ReplyError("reply has more than %d lines" % MAX_LINES)
     code = None
@@ -89,7 +112,7 @@ def parse_reply(raw_lines) -> Reply:
     for index, raw in enumerate(raw_lines):
         if len(raw) > MAX_LINE:
             raise ReplyError("reply line longer than %d bytes" % MAX_LINE)
-        line_code, last, text = split_line(raw)
+        line_code, last, text = _split_plain(raw) or split_line(raw)
         if code is None:
             code = line_code
         elif line_code != code:
@@ -97,12 +120,16 @@ def parse_reply(raw_lines) -> Reply:
         if last != (index == len(raw_lines) - 1):
             raise ReplyError("continuation marker in the wrong place (line %d)" % (index + 1))
         texts.append(text)
-    enhanced = None
-    match = _ENHANCED.match(texts[0])
+    return Reply(code=code, lines=tuple(texts), enhanced=_enhanced(code, texts[0]))
+
+
+def _enhanced(code, first_text):
+    """The enhanced status code that starts the first line, or None."""
+    match = _ENHANCED.match(first_text) if first_text[:1] in ("2", "4", "5") else None
     # RFC 3463: the class digit must agree with the reply code; otherwise it is just text.
     if match and match.group(1) == str(code)[0]:
-        enhanced = "%s.%s.%s" % match.groups()
-    return Reply(code=code, lines=tuple(texts), enhanced=enhanced)
+        return "%s.%s.%s" % match.groups()
+    return None
 
 
 def classify(reply: Reply) -> str:

@@ -129,6 +129,7 @@ def test_t21_lean_endpoint_answers_like_the_fake_host(tls_context):
 
 
 def test_t21_what_the_local_openssl_cannot_offer_is_skip_never_pass(tls_context, monkeypatch):
+    monkeypatch.setattr(tlsprobe, "_OFFERS", {})  # (offers are built once per process: not from this library)
     monkeypatch.setattr(tlsprobe.ssl, "HAS_TLSv1", False)
     monkeypatch.setattr(tlsprobe, "WEAK_SUITES", (("NULL", "eNULL"), ("EXPORT", "NO-SUCH-CIPHER"), ("RC4", "RC4"), ("anon", "aNULL")))
     servers = [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)]

@@ -128,3 +128,29 @@ def test_probe_message_headers_stay_plain_whatever_the_envelope_trick():
         assert "[" not in head and "!" not in head and '"' not in head
         assert "tok1" in head
     assert b"From: <probe@example.net>" in message("t", "r@c.test", "probe@example.net")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.builds(
+            lambda code, sep, text, end: ("%s%s" % (code, sep)).encode() + text + end,
+            st.sampled_from(["250", "554", "199", "600", "099", "25", "2x0", "\uff12\uff15\uff10"]),
+            st.sampled_from([" ", "-", "", "x", "\t"]),
+            st.binary(max_size=20),
+            st.sampled_from([b"\r\n", b"\n", b"", b"\r"]),
+        ),
+        st.binary(max_size=30),
+    )
+)
+def test_plain_fast_path_agrees_with_split_line(raw):
+    """The regex-free path for the usual wire form gives what split_line gives, or leaves it to it."""
+    fast = R._split_plain(raw)
+    try:
+        slow = R.split_line(raw)
+    except R.ReplyError:
+        assert fast is None
+        return
+    assert fast is None or fast == slow
+    if raw.endswith(b"\r\n") and len(raw) >= 6 and raw[3:4] in (b" ", b"-") and raw[:3].isdigit() and raw[:1] in b"12345":
+        assert fast == slow  # the usual form takes the fast path
