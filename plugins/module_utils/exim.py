@@ -40,9 +40,18 @@ ACL_FILE = "/etc/exim4/conf.d/acl/35_mailsec_relay"
 AUTH_FILE = "/etc/exim4/conf.d/auth/05_mailsec_dovecot"
 ROUTER_FILE = "/etc/exim4/conf.d/router/050_mailsec_smarthost"
 UPDATE_CONF = "/etc/exim4/update-exim4.conf.conf"
+# Outbound through an authenticated smarthost (issue 14): our own transport requires TLS and AUTH.
+# The login itself is Debian's client authenticator "plain" (conf.d/auth/30_exim4-config_examples: it
+# sends only inside TLS), fed from Debian's credentials file, where the role writes the smarthost's line
+# under no_log (README.Debian: "Using Exim as a smarthost client"). Exim refuses a second client
+# authenticator with the same public name, so we cannot bring our own. The password is never rendered.
+TRANSPORT_FILE = "/etc/exim4/conf.d/transport/30_mailsec_smarthost"
+SMARTHOST_PASSWD_FILE = "/etc/exim4/passwd.client"
+SMARTHOST_TRANSPORT = "mailsec_smarthost_smtp"
+SMARTHOST_AUTHENTICATOR = "plain"
 # Exim reads this file instead of everything else when it exists (Debian README): never ours.
 OVERRIDE_FILE = "/etc/exim4/exim4.conf"
-OWNED_FILES = (MAIN_FILE, ACL_FILE, AUTH_FILE, ROUTER_FILE, UPDATE_CONF)
+OWNED_FILES = (MAIN_FILE, ACL_FILE, AUTH_FILE, ROUTER_FILE, UPDATE_CONF, TRANSPORT_FILE)
 
 DOVECOT_SOCKET = "/var/run/dovecot/auth-client"
 AUTHENTICATOR_PLAIN = "mailsec_dovecot_plain"
@@ -231,7 +240,7 @@ def render_main(effective):
         "pipelining_connect_advertise_hosts =",
     ]
     lines += _client_limit_main(effective)
-    if effective.get("smarthost_tls") == "encrypt":
+    if effective.get("smarthost_tls") in ("encrypt", "verify"):
         # Debian's remote_smtp transport (used by the mailsec_smarthost router): TLS or stay queued.
         lines.insert(lines.index("MAIN_ACL_CHECK_MAIL = acl_mailsec_mail"), "REMOTE_SMTP_HOSTS_REQUIRE_TLS = *")
     implicit = [int(item["port"]) for item in listeners if item["tls"] == "implicit"]
@@ -486,14 +495,60 @@ def render_router(effective):
             "mailsec_smarthost:",
             "  driver = manualroute",
             "  domains = ! +local_domains",
-            "  transport = remote_smtp",
-            "  route_data = %s" % _smarthost_route(effective["smarthost"]),
+            "  transport = %s" % (SMARTHOST_TRANSPORT if uses_smarthost_transport(effective) else "remote_smtp"),
+            "  route_data = %s%s" % (_smarthost_route(effective["smarthost"]), _lookup_option(effective["smarthost"])),
             "  host_find_failed = defer",
             "  same_domain_copy_routing = yes",
             "  no_more",
             "",
         ]
     )
+
+
+def _lookup_option(smarthost):
+    """A smarthost name is looked up by getaddrinfo (/etc/hosts, then DNS as the host resolves), as
+    Postfix with smtp_host_lookup = native: manualroute's default tries DNS first and defers on a timeout."""
+    return "" if grammar.parse_ip(smarthost_host(smarthost)) is not None else " byname"
+
+
+def uses_smarthost_transport(effective):
+    """Our own smtp transport serves the smarthost when it must authenticate or verify the certificate."""
+    return bool(effective.get("smarthost") and (effective.get("smarthost_auth") or effective.get("smarthost_tls") == "verify"))
+
+
+def smarthost_host(smarthost):
+    """The $host Exim sees for the smarthost: the name or address without brackets and port."""
+    return _smarthost_route(smarthost)[2:].rsplit(":", 1)[0].strip("[]") if re.search(r":\d+$", smarthost) else smarthost.strip("[]")
+
+
+def smarthost_passwd_key(smarthost):
+    """The smarthost's key in passwd.client: its $host, in double quotes when it holds a ':' (IPv6),
+    which lsearch would otherwise take for the end of the key."""
+    host = smarthost_host(smarthost)
+    return '"%s"' % host if ":" in host else host
+
+
+def render_transport(effective):
+    """The smarthost transport: TLS (and AUTH) required, so a failure defers and the mail stays queued."""
+    mode = effective.get("smarthost_tls") or "none"
+    lines = [
+        HEADER,
+        "%s:" % SMARTHOST_TRANSPORT,
+        "  driver = smtp",
+    ]
+    if mode in ("encrypt", "verify"):
+        lines += ["  hosts_require_tls = *", "  tls_require_ciphers = %s" % GNUTLS_PRIORITY]
+    if mode == "verify":
+        # Chain to the CA bundle and the certificate name to the host the router chose.
+        lines += [
+            "  tls_verify_hosts = *",
+            "  tls_verify_certificates = %s" % effective["smarthost_tls_ca_file"],
+            "  tls_verify_cert_hostnames = *",
+        ]
+    if effective.get("smarthost_auth"):
+        # No AUTH, or a refused one, is a temporary error: nothing goes out unauthenticated.
+        lines.append("  hosts_require_auth = *")
+    return "\n".join(lines) + "\n"
 
 
 def render_update_conf(effective):
@@ -535,6 +590,7 @@ def render(effective):
         ACL_FILE: render_acl(effective),
         AUTH_FILE: render_auth(effective) if auth_listeners(effective) else None,
         ROUTER_FILE: render_router(effective) if effective.get("smarthost") else None,
+        TRANSPORT_FILE: render_transport(effective) if uses_smarthost_transport(effective) else None,
     }
     return {path: {"content": content, "mode": "0644", "state": "present"} if content is not None else {"state": "absent"} for path, content in files.items()}
 
@@ -734,6 +790,8 @@ def settings(effective, interface_address="127.0.0.1"):
     return {
         "files": render(effective),
         "checks": derive_checks(effective, interface_address) + derive_route_checks(effective),
+        # The key of the smarthost's line in passwd.client ($host at delivery time), for the role.
+        "smarthost_passwd_key": smarthost_passwd_key(effective["smarthost"]) if effective.get("smarthost") else None,
     }
 
 

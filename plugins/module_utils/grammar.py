@@ -335,5 +335,10 @@ def check_effective(effective):
     _check_list(sasl.get("users") or [], is_login, "login", "sasl.users")
     if effective.get("smarthost") is not None:
         _need(is_smarthost(effective["smarthost"]), "smarthost", effective["smarthost"], "smarthost")
+    if effective.get("smarthost_tls_ca_file") is not None:
+        _need(is_abs_path(effective["smarthost_tls_ca_file"]), "absolute path", effective["smarthost_tls_ca_file"], "smarthost_tls_ca_file")
+    if effective.get("smarthost_auth") is not None:
+        _need(isinstance(effective["smarthost_auth"], dict), "smarthost_auth (a mapping)", effective["smarthost_auth"], "smarthost_auth")
+        _need(is_login(effective["smarthost_auth"].get("username")), "login", effective["smarthost_auth"].get("username"), "smarthost_auth.username")
     _check_hosted(effective)
     return effective

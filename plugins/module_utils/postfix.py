@@ -234,6 +234,36 @@ def _client_limit_settings(limits):
     }
 
 
+# The smarthost credentials (SASL_README "Enabling SASL authentication in the Postfix SMTP client"):
+# written root-only by the role under no_log, never rendered here.
+SMARTHOST_PASSWD_FILE = "sasl/mailsec_smarthost_passwd"
+
+
+def _smarthost_settings(effective, opts):
+    """TLS and AUTH towards the relayhost. Nothing is written when the policy asks for neither."""
+    mode = effective.get("smarthost_tls") or "none"
+    main = {}
+    if mode in ("encrypt", "verify"):
+        # Mail for the relayhost stays queued unless TLS is negotiated; "secure" also verifies the
+        # certificate chain and that the certificate names the relayhost (smtp_tls_secure_cert_match).
+        main["smtp_tls_security_level"] = "secure" if mode == "verify" else "encrypt"
+        main["smtp_tls_mandatory_protocols"] = ">=TLSv1.2"
+    if mode == "verify":
+        main["smtp_tls_CAfile"] = effective["smarthost_tls_ca_file"]
+    if effective.get("smarthost_auth"):
+        main.update(
+            {
+                "smtp_sasl_auth_enable": "yes",
+                "smtp_sasl_password_maps": "hash:" + os.path.join(opts["config_dir"], SMARTHOST_PASSWD_FILE),
+                "smtp_sasl_security_options": "noanonymous",
+                "smtp_sasl_tls_security_options": "noanonymous",
+                # A refused login defers (4xx): the mail stays queued, it neither bounces nor goes unauthenticated.
+                "smtp_sasl_auth_soft_bounce": "yes",
+            }
+        )
+    return main
+
+
 def render_postfix(effective, **options):
     """Map the effective relay policy (docs/policy-model.md) onto Postfix.
 
@@ -374,10 +404,7 @@ def render_postfix(effective, **options):
     sender_checked = any(lst.get("sender_login_match") for lst in listeners)
     main["smtpd_sender_login_maps"] = add_table("sender_logins", _sender_logins_table(effective.get("sender_logins") or {}), "hash") if sender_checked else None
     main.update(_client_limit_settings(effective.get("client_limits")))
-    if effective.get("smarthost_tls") == "encrypt":
-        # Mail for the relayhost stays queued unless TLS is negotiated (no certificate check).
-        main["smtp_tls_security_level"] = "encrypt"
-        main["smtp_tls_mandatory_protocols"] = ">=TLSv1.2"
+    main.update(_smarthost_settings(effective, opts))
     main.update(opts.get("extra_main") or {})
 
     chroot = "y" if opts["chroot"] else "n"
