@@ -156,6 +156,41 @@ def compare(desired, actual, host="localhost"):
     if "smarthost_tls" in actual:
         want, have = desired.get("smarthost_tls") or "none", actual["smarthost_tls"]
         add(finding(host, "smarthost_tls", want == have, want, have, "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
+    out.extend(compare_smarthost_auth(desired, actual, host))
+    return out
+
+
+def compare_smarthost_auth(desired, actual, host):
+    """SMTP AUTH to the smarthost (issue 14): the user name, and a credentials file only root may change
+    and nobody else may read. Nothing about the password is compared (it is never read back)."""
+    out = []
+    if "smarthost_auth" not in actual:
+        return out
+    want = (desired.get("smarthost_auth") or {}).get("username")
+    have_auth = actual.get("smarthost_auth") or {}
+    have = have_auth.get("username") if have_auth else None
+    if not want and not have_auth:
+        return out
+    detail = ""
+    if want != have:
+        detail = "SMTP AUTH to the smarthost from %s to %s" % (want or "off", have or ("on, user unreadable" if have_auth else "off"))
+    out.append(finding(host, "smarthost_auth", want == have, want or "off", have or ("unknown" if have_auth else "off"), detail))
+    meta = have_auth.get("file")
+    if want and meta is not None:
+        problems = []
+        if not meta.get("exists"):
+            problems.append("missing")
+        else:
+            mode = int(meta.get("mode") or "0", 8)
+            if meta.get("owner") != "root":
+                problems.append("owned by %s, not root" % meta.get("owner"))
+            if mode & 0o007:
+                problems.append("mode %s: other users may read it" % meta.get("mode"))
+            if mode & 0o020:
+                problems.append("mode %s: its group may change it" % meta.get("mode"))
+        state = "missing" if not meta.get("exists") else "%s:%s %s" % (meta.get("owner"), meta.get("group"), meta.get("mode"))
+        text = "credentials file %s %s" % (meta.get("path"), "; ".join(problems)) if problems else ""
+        out.append(finding(host, "smarthost credentials file", not problems, "root-owned, not readable by others", state, text))
     return out
 
 

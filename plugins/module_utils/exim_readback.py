@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim as exim_backend
 from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
+    credentials_file,
     normalize_address,
     normalize_smarthost,
     smarthost_text,
@@ -304,13 +305,20 @@ def client_limits(options):
     return {}
 
 
-def collect(run, exim="exim4", desired=None, run_spot_checks=True):
+def collect(run, exim="exim4", desired=None, run_spot_checks=True, read_file=None, stat_file=None):
     """Run the read-only commands; returns the raw texts ``interpret`` takes.
 
-    ``run(argv, data=None) -> (rc, out, err)``.
+    ``run(argv, data=None) -> (rc, out, err)``; ``read_file``/``stat_file`` read the smarthost
+    credentials file (its user name, owner and mode only) when given.
     """
     raw = {}
-    for key, argv in (("bV", [exim, "-bV"]), ("bP", [exim, "-bP"]), ("config", [exim, "-bP", "config"]), ("authenticators", [exim, "-bP", "authenticators"])):
+    for key, argv in (
+        ("bV", [exim, "-bV"]),
+        ("bP", [exim, "-bP"]),
+        ("config", [exim, "-bP", "config"]),
+        ("authenticators", [exim, "-bP", "authenticators"]),
+        ("transports", [exim, "-bP", "transports"]),
+    ):
         rc, out, err = run(argv)
         if rc != 0:
             raise ReadbackError("%s failed (rc %s): %s" % (" ".join(argv), rc, (err or out).strip()[:500]))
@@ -330,7 +338,34 @@ def collect(run, exim="exim4", desired=None, run_spot_checks=True):
             argv = exim_backend.bh_command(exim, config_file, check)
             rc, out, err = run(argv, data=exim_backend.bh_input(check))
             raw["bh"].append({"check": check, "output": out})
+    router = parse_routers(raw["config"]).get("mailsec_smarthost") or {}
+    if stat_file is not None and read_file is not None and router.get("route_data"):
+        key = exim_backend.smarthost_passwd_key(smarthost_text(normalize_smarthost(_route_hosts(router["route_data"]))))
+        raw["smarthost_credentials"] = credentials_file(exim_backend.SMARTHOST_PASSWD_FILE, read_file, stat_file, key=key, key_separator=":")
     return raw
+
+
+def _route_hosts(route_data):
+    """manualroute route_data without its trailing lookup options (byname, bydns)."""
+    return re.sub(r"(\s+(byname|bydns))+\s*$", "", route_data or "") or None
+
+
+def smarthost_settings(router, transports, authenticators, credentials):
+    """TLS and AUTH towards the smarthost, from the transport our router names (issue 14)."""
+    transport = transports.get((router or {}).get("transport") or "") or {}
+    if transport.get("hosts_require_tls"):
+        tls = "verify" if transport.get("tls_verify_hosts") else "encrypt"
+    else:
+        tls = "none"
+    result = {"smarthost_tls": tls}
+    if tls == "verify":
+        result["smarthost_tls_ca_file"] = transport.get("tls_verify_certificates") or None
+    auth = None
+    client = authenticators.get(exim_backend.SMARTHOST_AUTHENTICATOR) or {}
+    if transport.get("hosts_require_auth") and client:
+        auth = {"username": (credentials or {}).get("username"), "file": credentials}
+    result["smarthost_auth"] = auth
+    return result
 
 
 def _config_file(run, exim):
@@ -444,7 +479,8 @@ def interpret(raw, desired=None):
     routers = parse_routers(raw.get("config"))
     smarthost = None
     if "mailsec_smarthost" in routers:
-        smarthost = smarthost_text(normalize_smarthost(routers["mailsec_smarthost"].get("route_data")))
+        # Options (byname) follow the host list after white space.
+        smarthost = smarthost_text(normalize_smarthost(_route_hosts(routers["mailsec_smarthost"].get("route_data"))))
     elif "smarthost" in routers and routers["smarthost"].get("route_list"):
         hosts = routers["smarthost"]["route_list"].split()[1:2]
         smarthost = smarthost_text(normalize_smarthost(hosts[0].replace("::", ":"))) if hosts else None
@@ -460,6 +496,15 @@ def interpret(raw, desired=None):
     finish_policy(policy)
     if ours:
         policy["never_relay_networks"] = never.cidrs()
+    if "mailsec_smarthost" in routers and "transports" in raw:
+        policy.update(
+            smarthost_settings(
+                routers["mailsec_smarthost"],
+                parse_blocks(raw.get("transports"), "transport"),
+                parse_blocks(raw.get("authenticators"), "authenticator"),
+                raw.get("smarthost_credentials"),
+            )
+        )
     policy["client_limits"] = client_limits(options)
     return {
         "mta": "exim",

@@ -24,6 +24,7 @@ from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
     parse_postconf_P,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
+    credentials_file,
     normalize_address,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.relay_rules import (
@@ -60,6 +61,9 @@ PARAMS = (
     "smtpd_client_connection_rate_limit",
     "smtpd_client_auth_rate_limit",
     "smtp_tls_security_level",
+    "smtp_tls_CAfile",
+    "smtp_sasl_auth_enable",
+    "smtp_sasl_password_maps",
     "virtual_mailbox_domains",
     "virtual_mailbox_maps",
     "virtual_alias_domains",
@@ -109,8 +113,9 @@ def referenced_tables(main, services):
     return paths
 
 
-def collect(run, read_file, postconf="postconf", config_dir=None):
-    """Run the commands and read the tables. ``run(argv) -> (rc, out, err)``; ``read_file(path) -> str|None``."""
+def collect(run, read_file, postconf="postconf", config_dir=None, stat_file=None):
+    """Run the commands and read the tables. ``run(argv) -> (rc, out, err)``; ``read_file(path) -> str|None``;
+    ``stat_file(path) -> {owner, group, mode}|None`` (the smarthost credentials file, when given)."""
     raw = {}
     for key, argv in commands(postconf, config_dir).items():
         rc, out, err = run(argv)
@@ -120,6 +125,10 @@ def collect(run, read_file, postconf="postconf", config_dir=None):
     main = parse_postconf_n(raw["x"])
     services = parse_postconf_P(raw["P"], parse_postconf_M(raw["M"]))
     raw["tables"] = dict((path, read_file(path)) for path in referenced_tables(main, services) + domain_tables(main))
+    paths = _file_tables(main.get("smtp_sasl_password_maps"))
+    if stat_file is not None and paths:
+        # Only the user name and the file's owner and mode are kept: the password never enters raw.
+        raw["smarthost_credentials"] = credentials_file(paths[0], read_file, stat_file, key=main.get("relayhost") or None)
     return raw
 
 
@@ -482,7 +491,14 @@ def interpret(raw):
     }
     finish_policy(policy)
     policy["client_limits"] = client_limits(main)
-    policy["smarthost_tls"] = "encrypt" if (main.get("smtp_tls_security_level") or "").strip() in ("encrypt", "verify", "secure", "dane-only") else "none"
+    level = (main.get("smtp_tls_security_level") or "").strip()
+    policy["smarthost_tls"] = "verify" if level in ("verify", "secure", "dane-only") else "encrypt" if level == "encrypt" else "none"
+    if policy["smarthost_tls"] == "verify":
+        policy["smarthost_tls_ca_file"] = main.get("smtp_tls_CAfile") or None
+    policy["smarthost_auth"] = None
+    if _yes(main.get("smtp_sasl_auth_enable")) and main.get("smtp_sasl_password_maps"):
+        credentials = raw.get("smarthost_credentials")
+        policy["smarthost_auth"] = {"username": (credentials or {}).get("username"), "file": credentials}
     policy.update(hosted_domains(main, services, tables, notes))
     client_allow, client_deny = connect_lists(main.get("smtpd_client_restrictions"), tables, [])
     policy["connect_allow"] = client_allow.cidrs()

@@ -59,3 +59,26 @@ def smarthost_text(parsed):
     host, port, mx = parsed
     text = host if mx else "[%s]" % host
     return text + (":%d" % port if port else "")
+
+
+def credentials_file(path, read_file, stat_file, key=None, key_separator=" "):
+    """Presence, owner, group, mode and user name of a smarthost credentials file (Postfix: lines
+    ``key user:password``, ``key`` the relayhost; Exim's passwd.client: ``host:user:password``). The
+    password is read by the caller's process only: it never enters the result."""
+    info = stat_file(path) if stat_file else None
+    if not info:
+        return {"path": path, "exists": False}
+    username = None
+    for line in (read_file(path) or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if key is not None:
+            parts = line.split(None, 1) if key_separator == " " else [line[: len(key)], line[len(key) + len(key_separator) :]]
+            if parts[0] != key or (key_separator != " " and not line.startswith(key + key_separator)):
+                continue
+            line = parts[1] if len(parts) > 1 else ""
+        if ":" in line:
+            username = line.strip().split(":", 1)[0]
+        break
+    return dict(info, path=path, exists=True, username=username)

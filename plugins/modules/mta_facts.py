@@ -94,6 +94,12 @@ ansible_facts:
           relay_networks: [198.51.100.48/28]
           listeners:
             - {name: smtp, address: '*', port: 25, role: mx, tls: starttls, auth: false}
+          smarthost: '[smarthost.example.test]:587'
+          smarthost_tls: verify
+          # The credentials file: user name, owner, group and mode; the password is never read back.
+          smarthost_auth:
+            username: app1@example.test
+            file: {path: /etc/postfix/sasl/mailsec_smarthost_passwd, exists: true, owner: root, group: root, mode: '0600', username: app1@example.test}
         notes: []
 findings:
   description: Drift findings C({host, check, verdict, expected, actual, detail}), one per setting.
@@ -115,7 +121,10 @@ drifted:
   type: bool
 """
 
+import grp
 import os
+import pwd
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -130,6 +139,23 @@ def _read_file(path):
             return handle.read()
     except (IOError, OSError):
         return None
+
+
+def _stat_file(path):
+    """Owner, group and mode of a file (the smarthost credentials), or None when it is missing."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    try:
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        owner = str(info.st_uid)
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = str(info.st_gid)
+    return {"owner": owner, "group": group, "mode": "%04o" % stat.S_IMODE(info.st_mode)}
 
 
 def _pid_alive(paths):
@@ -181,13 +207,13 @@ def main():
         if mta == "postfix":
             if not postconf:
                 module.fail_json(msg="mta=postfix but postconf was not found on this host")
-            raw = postfix_readback.collect(run, _read_file, postconf, params["postfix_config_dir"])
+            raw = postfix_readback.collect(run, _read_file, postconf, params["postfix_config_dir"], stat_file=_stat_file)
             readback = postfix_readback.interpret(raw)
             readback["running"] = postfix_running
         elif mta == "exim":
             if not exim:
                 module.fail_json(msg="mta=exim but neither exim4 nor exim was found on this host")
-            raw = exim_readback.collect(run, exim, desired=params["policy"], run_spot_checks=params["spot_checks"])
+            raw = exim_readback.collect(run, exim, desired=params["policy"], run_spot_checks=params["spot_checks"], read_file=_read_file, stat_file=_stat_file)
             readback = exim_readback.interpret(raw, params["policy"])
             readback["running"] = exim_running
         else:
