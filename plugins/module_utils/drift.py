@@ -156,6 +156,9 @@ def compare(desired, actual, host="localhost"):
     if "smarthost_tls" in actual:
         want, have = desired.get("smarthost_tls") or "none", actual["smarthost_tls"]
         add(finding(host, "smarthost_tls", want == have, want, have, "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
+    if actual.get("smarthost_tls") == "verify" and desired.get("smarthost_tls") == "verify":
+        want, have = desired.get("smarthost_tls_ca_file"), actual.get("smarthost_tls_ca_file")
+        add(finding(host, "smarthost_tls_ca_file", want == have, want, have, "" if want == have else "smarthost CA file from %s to %s" % (want, have)))
     out.extend(compare_smarthost_auth(desired, actual, host))
     return out
 

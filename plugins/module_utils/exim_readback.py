@@ -481,6 +481,12 @@ def interpret(raw, desired=None):
     if "mailsec_smarthost" in routers:
         # Options (byname) follow the host list after white space.
         smarthost = smarthost_text(normalize_smarthost(_route_hosts(routers["mailsec_smarthost"].get("route_data"))))
+        # Our router writes '[name]:port' and 'name:port' alike (manualroute has no brackets): the
+        # same host and port as the policy's smarthost is that smarthost.
+        wanted = normalize_smarthost((desired or {}).get("smarthost"))
+        have = normalize_smarthost(smarthost)
+        if wanted and have and wanted[:2] == have[:2]:
+            smarthost = smarthost_text(wanted)
     elif "smarthost" in routers and routers["smarthost"].get("route_list"):
         hosts = routers["smarthost"]["route_list"].split()[1:2]
         smarthost = smarthost_text(normalize_smarthost(hosts[0].replace("::", ":"))) if hosts else None
