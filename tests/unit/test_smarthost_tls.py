@@ -43,7 +43,7 @@ def test_encrypt_is_rendered_for_both_mtas():
     "values, words",
     [
         ({"mailsec_relay_smarthost_tls": "encrpyt"}, "did you mean encrypt"),
-        ({"mailsec_relay_smarthost_tls": "verify"}, "unknown mode"),
+        ({"mailsec_relay_smarthost_tls": "verfy"}, "did you mean verify"),
         ({"mailsec_relay_smarthost_tls": "encrypt", "mailsec_relay_smarthost": None}, "no smarthost is set"),
     ],
 )

@@ -22,7 +22,7 @@ One module per concern; each declares its variables (``VARIABLES``) and reads th
     tls.py             certificate and key
     sasl.py            authenticated relay and SASL users
     senders.py         sender_login_match and sender aliases
-    smarthost.py       outbound: smarthost and TLS towards it
+    smarthost.py       outbound: smarthost, TLS towards it and its credentials
     limits.py          per-client connection and AUTH brakes
     hosted.py          virtual mailbox/alias, blocked domains, relay recipient validation
     filters.py         postscreen, content filter, milters
@@ -58,7 +58,7 @@ from .names import EFFECTIVE_FACT, OUTPUT_VARIABLES, PREFIX, VARIABLES, is_near_
 from .profiles import PROFILES, profile_listeners
 from .sasl import SASL_BACKENDS, SASL_USER_KEYS
 from .senders import SENDER_ALIAS_KEYS
-from .smarthost import SMARTHOST_TLS_MODES
+from .smarthost import SMARTHOST_TLS_MODES, SYSTEM_CA_FILE
 from .tls import SELFSIGNED_CERT, SELFSIGNED_KEY
 
 if IPV4_NOT_GLOBALLY_REACHABLE is not None:  # the IANA registries, for tests that cross-check is_public
@@ -96,6 +96,7 @@ __all__ = [
     "SELFSIGNED_KEY",
     "SENDER_ALIAS_KEYS",
     "SMARTHOST_TLS_MODES",
+    "SYSTEM_CA_FILE",
     "TLS_MODES",
     "VARIABLES",
     "build_policy",

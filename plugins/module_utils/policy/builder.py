@@ -44,6 +44,8 @@ EFFECTIVE_KEYS = (
     "sender_logins",
     "client_limits",
     "smarthost_tls",
+    "smarthost_tls_ca_file",
+    "smarthost_auth",
     "postscreen",
     "postscreen_pregreet",
     "virtual_mailbox_domains",
@@ -95,6 +97,8 @@ class PolicyBuilder(NamesMixin, ProfilesMixin, ListenersMixin, TlsMixin, SaslMix
             "content_filter": self.content_filter(),
             "milters": self.milters(),
         }
+        later["smarthost_tls_ca_file"] = self.smarthost_tls_ca_file(later["smarthost_tls"])
+        later["smarthost_auth"] = self.smarthost_auth(smarthost, later["smarthost_tls"])
         if self.errors:
             raise PolicyErrors(self.errors)
 
