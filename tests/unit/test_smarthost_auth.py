@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ansible_collections.mailsec.relay.plugins.module_utils import drift, exim, policy, postfix
+from ansible_collections.mailsec.relay.plugins.module_utils import drift, exim, policy, postfix, readback_common
 from ansible_collections.mailsec.relay.plugins.module_utils import exim_readback as er
 from ansible_collections.mailsec.relay.plugins.module_utils import postfix_readback as pr
 
@@ -156,9 +156,9 @@ def postfix_raw(main_text, credentials=None):
 
 def test_credentials_file_reads_the_user_never_the_password():
     read, stat = fake_files("[smarthost.example.test]:587 app1@example.test:%s\n" % PASSWORD)
-    info = drift.credentials_file("/etc/postfix/sasl/mailsec_smarthost_passwd", read, stat, key="[smarthost.example.test]:587")
+    info = readback_common.credentials_file("/etc/postfix/sasl/mailsec_smarthost_passwd", read, stat, key="[smarthost.example.test]:587")
     assert info["username"] == "app1@example.test" and info["mode"] == "0600" and PASSWORD not in json.dumps(info)
-    assert drift.credentials_file("/x", read, lambda path: None) == {"path": "/x", "exists": False}
+    assert readback_common.credentials_file("/x", read, lambda path: None) == {"path": "/x", "exists": False}
 
 
 MAIN = (
@@ -171,7 +171,7 @@ MAIN = (
 def test_postfix_readback_and_drift():
     desired = build()
     read, stat = fake_files("[smarthost.example.test]:587 app1@example.test:%s\n" % PASSWORD)
-    credentials = drift.credentials_file("/etc/postfix/sasl/mailsec_smarthost_passwd", read, stat, key="[smarthost.example.test]:587")
+    credentials = readback_common.credentials_file("/etc/postfix/sasl/mailsec_smarthost_passwd", read, stat, key="[smarthost.example.test]:587")
     actual = pr.interpret(postfix_raw(MAIN, credentials))["policy"]
     assert actual["smarthost_tls"] == "verify" and actual["smarthost_auth"]["username"] == "app1@example.test"
     verdicts = {f["check"]: f["verdict"] for f in drift.compare(desired, actual, "app1")}
@@ -184,7 +184,7 @@ def test_postfix_readback_and_drift():
     found = {f["check"]: f for f in drift.compare(desired, off, "app1")}
     assert found["smarthost_auth"]["verdict"] == "FAIL" and "to off" in found["smarthost_auth"]["detail"]
     read, stat = fake_files("[smarthost.example.test]:587 app1@example.test:%s\n" % PASSWORD, mode="0644")
-    loose = dict(actual, smarthost_auth={"username": "app1@example.test", "file": drift.credentials_file("/p", read, stat)})
+    loose = dict(actual, smarthost_auth={"username": "app1@example.test", "file": readback_common.credentials_file("/p", read, stat)})
     found = {f["check"]: f for f in drift.compare(desired, loose, "app1")}
     assert found["smarthost credentials file"]["verdict"] == "FAIL" and "other users may read it" in found["smarthost credentials file"]["detail"]
     # Encrypt only on the host where the policy wants verification.
@@ -216,9 +216,9 @@ tls_verify_hosts = *
 def test_exim_smarthost_settings_readback():
     text = "# Debian's comment\nother.example.test:someone:x\nsmarthost.example.test:app1@example.test:%s\n" % PASSWORD
     read, stat = fake_files(text, mode="0640", group="Debian-exim")
-    credentials = drift.credentials_file(exim.SMARTHOST_PASSWD_FILE, read, stat, key="smarthost.example.test", key_separator=":")
+    credentials = readback_common.credentials_file(exim.SMARTHOST_PASSWD_FILE, read, stat, key="smarthost.example.test", key_separator=":")
     assert credentials["username"] == "app1@example.test"
-    quoted = drift.credentials_file("/p", lambda path: '"2001:db8::25":u@example.test:pw\n', stat, key='"2001:db8::25"', key_separator=":")
+    quoted = readback_common.credentials_file("/p", lambda path: '"2001:db8::25":u@example.test:pw\n', stat, key='"2001:db8::25"', key_separator=":")
     assert quoted["username"] == "u@example.test"
     router = {"transport": "mailsec_smarthost_smtp"}
     authenticators = {exim.SMARTHOST_AUTHENTICATOR: {"driver": "plaintext"}}
