@@ -304,6 +304,30 @@ def client_limits(options):
     return {}
 
 
+def sender_rate_limits(config_text, options):
+    """Per-login limits (issue 14) in the predata ACL Exim uses: {messages, recipients, window}.
+
+    Only ratelimit conditions keyed on $authenticated_id under our keys count (0 = not in force).
+    """
+    limits = {"messages": 0, "recipients": 0}
+    acl = (options.get("acl_smtp_predata") or "").strip()
+    keys = dict((value, key) for key, value in exim_backend.SENDER_RATE_KEYS.items())
+    current = None
+    for line in (config_text or "").splitlines():
+        text = line.strip()
+        block = re.match(r"^(\S+):$", text)
+        if block:
+            current = block.group(1)
+            continue
+        if re.match(r"^begin\s", text):
+            current = None
+        match = re.match(r"^ratelimit\s*=\s*(\d+)\s*/\s*(\d+)s\s*/\s*per_(?:mail|rcpt)\s*/\s*(\w+):\$authenticated_id$", text)
+        if acl and current == acl and match and match.group(3) in keys:
+            limits[keys[match.group(3)]] = int(match.group(1))
+            limits["window"] = int(match.group(2))
+    return limits
+
+
 def collect(run, exim="exim4", desired=None, run_spot_checks=True):
     """Run the read-only commands; returns the raw texts ``interpret`` takes.
 
@@ -461,6 +485,7 @@ def interpret(raw, desired=None):
     if ours:
         policy["never_relay_networks"] = never.cidrs()
     policy["client_limits"] = client_limits(options)
+    policy["sender_rate_limits"] = sender_rate_limits(raw.get("config"), options)
     return {
         "mta": "exim",
         "version": parse_version(raw.get("bV")),
