@@ -49,8 +49,8 @@ options = {
             "listeners": [
                 {"port": 587, "role": "submission", "tls": "required", "relay": "refused", "auth_relay": True, "sender_login_match": True},
             ],
-            "sender_rate_limit": {"limit": spec["messages"], "ceiling": spec["ceiling"], "username": stolen["name"], "password": stolen["password"]},
-            "auth_attempt_limit": {"limit": spec["auth_attempts"], "ceiling": spec["ceiling"]},
+            "sender_rate_limit": {"limit": int(spec["messages"]), "ceiling": int(spec["ceiling"]), "username": stolen["name"], "password": stolen["password"]},
+            "auth_attempt_limit": {"limit": int(spec["auth_attempts"]), "ceiling": int(spec["ceiling"])},
         }
     ],
     "source_address": spec["source"],
@@ -61,6 +61,8 @@ options = {
 facts = {"identity": as_another_user()}
 outcome = asyncio.run(engine.run_async(options))
 facts["probes"] = dict(
-    (r["probe"], {"verdict": r["verdict"], "reason": r["reason"], "finding": r.get("finding")}) for r in outcome["results"] if r["probe"] in ("T10", "T24", "T25")
+    (r["probe"], {"verdict": r["verdict"], "reason": r["reason"], "finding": r.get("finding")})
+    for r in outcome["results"]
+    if r["probe"] in ("T10", "T24", "T25")
 )
 print(json.dumps(facts))
