@@ -123,7 +123,9 @@ def test_exim_readback_finds_the_limits_in_the_predata_acl_in_use():
     config = _exim_config(build(**LIMITED))
     assert er.sender_rate_limits(config, {"acl_smtp_predata": "acl_mailsec_predata"}) == {"messages": 3, "recipients": 5, "window": 7200}
     # another predata ACL in force: ours is not what Exim runs
-    assert er.sender_rate_limits(config, {"acl_smtp_predata": "acl_other"}) == {"messages": 0, "recipients": 0}
+    other = config + "\n  acl_other:\n    accept\n"
+    assert er.sender_rate_limits(other, {"acl_smtp_predata": "acl_other"}) == {"messages": 0, "recipients": 0}
+    assert er.sender_rate_limits(other, {"acl_smtp_predata": ""}) == {"messages": 0, "recipients": 0}
     assert er.sender_rate_limits(_exim_config(build()), {"acl_smtp_predata": "acl_mailsec_predata"}) == {"messages": 0, "recipients": 0}
 
 
@@ -187,3 +189,24 @@ def test_drift_names_each_change():
     longer = drift.compare_sender_rate_limits(desired, {"sender_rate_limits": {"messages": 3, "recipients": 5, "window": 86400}}, HOST)
     assert [f["detail"] for f in longer if f["verdict"] == "FAIL"] == ["window from 7200s to 86400s"]
     assert drift.compare_sender_rate_limits(desired, {}, HOST) == []
+
+
+def test_exim_readback_of_the_auth_and_connection_brakes():
+    effective = build(mailsec_relay_client_auth_rate_limit=12, mailsec_relay_client_connection_rate_limit=40)
+    config = _exim_config(effective)
+    options = {"acl_smtp_auth": "acl_mailsec_auth", "acl_smtp_connect": "acl_mailsec_connect"}
+    assert er.brake_limits(config, options) == {"auth_rate": 12, "connection_rate": 40}
+    # brakes removed behind Ansible's back: the AUTH ACL unset, the connect ACL without its ratelimit
+    assert er.brake_limits(_exim_config(build(mailsec_relay_client_auth_rate_limit=12)), {"acl_smtp_connect": "acl_mailsec_connect"}) == {
+        "auth_rate": 0,
+        "connection_rate": 0,
+    }
+    # another connect ACL: its connection rate is unknown, so it is not reported
+    assert er.brake_limits(config, {"acl_smtp_auth": "acl_mailsec_auth", "acl_smtp_connect": "acl_check_connect"}) == {"auth_rate": 12}
+    findings = drift.compare_client_limits(effective, {"client_limits": {"auth_rate": 0, "connection_rate": 40}}, HOST)
+    assert [f["detail"] for f in findings if f["verdict"] == "FAIL"] == ["client limit auth_rate from 12 to 0 (off)"]
+
+
+def test_exim_readback_reads_nothing_from_a_config_without_the_acl_text():
+    assert er.brake_limits("begin acl\n", {"acl_smtp_auth": "acl_mailsec_auth", "acl_smtp_connect": "acl_mailsec_connect"}) == {}
+    assert er.sender_rate_limits("begin acl\n", {"acl_smtp_predata": "acl_mailsec_predata"}) is None
