@@ -66,6 +66,7 @@ class Behaviour:
     smuggle_alone_only: bool = False  # OpenSMTPD 6.8: a bare ending ends the data only when nothing follows it in the segment
     message_limit: int = 0  # issue 14: 451 at DATA once a login has sent this many messages (0: no limit)
     auth_command_limit: int = 0  # issue 14: 454 to AUTH once this many AUTH commands came in (0: no limit)
+    auth_drop_per_connection: int = 0  # drop the connection, no reply, at this many AUTH commands on one connection
 
 
 class ConnectionLimit:
@@ -321,6 +322,9 @@ class _Session:
         words = line.split()
         mech = words[1].upper() if len(words) > 1 else ""
         self.srv.auth_commands += 1
+        self.auth_commands = getattr(self, "auth_commands", 0) + 1
+        if self.b.auth_drop_per_connection and self.auth_commands >= self.b.auth_drop_per_connection:
+            return "close"
         if self.b.auth_command_limit and self.srv.auth_commands > self.b.auth_command_limit:
             await self.send(454, "4.7.0 Too many AUTH attempts from your address, try later")
             return

@@ -109,3 +109,13 @@ def test_bad_limit_specs_are_config_errors(spec):
 
 def test_the_engine_knows_t24_and_t25():
     assert {"T24", "T25"} <= set(engine.ALL_PROBES)
+
+
+def test_t25_a_dropped_connection_is_no_throttle(scenario):
+    # a server that drops every connection at its 4th AUTH (an error limit, not a rate): no PASS
+    outcome, host = scenario(submission=dict(auth_drop_per_connection=4), probes=["T25"], target={"auth_attempt_limit": {"limit": 7}})
+    row = _result(outcome, "T25")
+    assert (row["verdict"], row["finding"]) == ("FAIL", "auth_guessing_unthrottled"), row
+    # ... and with a real rate brake behind the drops it still finds the throttle
+    outcome, host = scenario(submission=dict(auth_drop_per_connection=4, auth_command_limit=7), probes=["T25"], target={"auth_attempt_limit": {"limit": 7}})
+    assert _result(outcome, "T25")["verdict"] == "PASS"
