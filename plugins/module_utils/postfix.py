@@ -238,8 +238,8 @@ def _client_limit_settings(limits):
 
 # Sender rate limits (issue 14): postfwd (Debian package) counts per SASL login. Fail closed: while
 # the service does not answer, authenticated mail is deferred (451), so a stolen login gets no
-# unlimited sending because the limiter died; legitimate clients retry. No comma in the reply:
-# inside { } a comma separates attributes.
+# unlimited sending because the limiter died; legitimate clients retry. A value with spaces needs
+# braces of its own (smtpd refuses "default_action=451 4.3.5 ..." at startup), and no comma.
 SENDER_RATE_PARAM = "mailsec_sender_rate_check"
 SENDER_RATE_DEFAULT_ACTION = "451 4.3.5 Sender rate limit service unavailable"
 SENDER_RATE_RULES = "sender_rate_limits.postfwd"
@@ -447,7 +447,7 @@ def render_postfix(effective, **options):
             }
         )
     main[SENDER_RATE_PARAM] = (
-        "check_policy_service { %s, default_action=%s }" % (opts["sender_rate_service"], SENDER_RATE_DEFAULT_ACTION) if rate_limited else None
+        "check_policy_service { %s, { default_action = %s } }" % (opts["sender_rate_service"], SENDER_RATE_DEFAULT_ACTION) if rate_limited else None
     )
     main.update(opts.get("extra_main") or {})
 

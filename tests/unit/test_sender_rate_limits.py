@@ -66,7 +66,7 @@ def test_postfix_asks_postfwd_at_data_on_auth_listeners_only():
     rendered = postfix.render_postfix(build(**LIMITED))
     main = rendered["main"]
     assert main["mailsec_sender_rate_check"] == (
-        "check_policy_service { inet:127.0.0.1:10040, default_action=451 4.3.5 Sender rate limit service unavailable }"
+        "check_policy_service { inet:127.0.0.1:10040, { default_action = 451 4.3.5 Sender rate limit service unavailable } }"
     )
     data = dict((m["name"], m["overrides"].get("smtpd_data_restrictions")) for m in rendered["master"])
     assert data == {
@@ -169,7 +169,7 @@ def test_postfix_readback_reads_the_rules_postfwd_loads():
     assert postfix.parse_sender_rate_rules(service["rules"]) == {"messages": 9, "recipients": 0, "window": 600}
     assert pr.read_sender_rate_service({}.get) is None
     assert (
-        pr.sender_rate_check({"smtpd_data_restrictions": "reject_unauth_pipelining, check_policy_service { inet:127.0.0.1:10040, default_action=451 4.3.5 x }"})
+        pr.sender_rate_check({"smtpd_data_restrictions": "reject_unauth_pipelining, check_policy_service { inet:127.0.0.1:10040, { default_action = 451 4.3.5 x } }"})
         == "127.0.0.1:10040"
     )
     assert pr.sender_rate_check({"smtpd_data_restrictions": "reject_unauth_pipelining"}) is None
