@@ -219,7 +219,9 @@ options:
         description: A name for reports.
         type: str
   probes:
-    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T25) (T24/T25 only where a target names the limit). C(T00) (listener reachable) always runs.
+    description:
+      - C(all) (T10 only when listed) or probe IDs C(T01) ... C(T25) (T24/T25 only where a target names the limit).
+      - C(T00) (listener reachable) always runs.
     type: list
     elements: str
     default: [all]

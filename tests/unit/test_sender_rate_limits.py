@@ -169,7 +169,9 @@ def test_postfix_readback_reads_the_rules_postfwd_loads():
     assert postfix.parse_sender_rate_rules(service["rules"]) == {"messages": 9, "recipients": 0, "window": 600}
     assert pr.read_sender_rate_service({}.get) is None
     assert (
-        pr.sender_rate_check({"smtpd_data_restrictions": "reject_unauth_pipelining, check_policy_service { inet:127.0.0.1:10040, { default_action = 451 4.3.5 x } }"})
+        pr.sender_rate_check(
+            {"smtpd_data_restrictions": "reject_unauth_pipelining, check_policy_service { inet:127.0.0.1:10040, { default_action = 451 4.3.5 x } }"}
+        )
         == "127.0.0.1:10040"
     )
     assert pr.sender_rate_check({"smtpd_data_restrictions": "reject_unauth_pipelining"}) is None
