@@ -154,8 +154,8 @@ options:
             required: true
       auth_attempt_limit:
         description:
-          - T25 (issue 14), on the first submission listener with TLS, after every case with real credentials:
-            one wrong password, then cancelled AUTH exchanges, up to limit + 1 + limit/10; one must get a 4xx.
+          - T25 (issue 14), on the first submission listener with TLS, after every case with real credentials;
+            one wrong password, then cancelled AUTH exchanges, up to limit + 1 + limit/10 (one must get a 4xx).
         type: dict
         suboptions:
           limit:
