@@ -64,6 +64,9 @@ class Behaviour:
     quit_hold: float = 0.0  # plaintext: hold the 221 this long unless the client half-closed (Exim 4.96)
     connection_limit: object = None  # a ConnectionLimit shared by the listeners of a host (Sendmail's ClientRate)
     smuggle_alone_only: bool = False  # OpenSMTPD 6.8: a bare ending ends the data only when nothing follows it in the segment
+    message_limit: int = 0  # issue 14: 451 at DATA once a login has sent this many messages (0: no limit)
+    auth_command_limit: int = 0  # issue 14: 454 to AUTH once this many AUTH commands came in (0: no limit)
+    auth_drop_per_connection: int = 0  # drop the connection, no reply, at this many AUTH commands on one connection
 
 
 class ConnectionLimit:
@@ -126,6 +129,8 @@ class FakeSMTP:
         self.tls_handshakes = 0
         self.tls_resumed = 0  # handshakes that resumed an earlier TLS session
         self.auth_log = []  # (monotonic time the AUTH came in, succeeded, wrong password) per AUTH
+        self.sent_by_login = {}  # login -> messages accepted (message_limit)
+        self.auth_commands = 0  # AUTH commands seen (auth_command_limit)
         self.quit_holds = 0  # QUITs whose 221 was held (quit_hold)
         self.quit_half_closed = 0  # ... and released early because the client had half-closed
         self.server = None
@@ -316,6 +321,13 @@ class _Session:
             return
         words = line.split()
         mech = words[1].upper() if len(words) > 1 else ""
+        self.srv.auth_commands += 1
+        self.auth_commands = getattr(self, "auth_commands", 0) + 1
+        if self.b.auth_drop_per_connection and self.auth_commands >= self.b.auth_drop_per_connection:
+            return "close"
+        if self.b.auth_command_limit and self.srv.auth_commands > self.b.auth_command_limit:
+            await self.send(454, "4.7.0 Too many AUTH attempts from your address, try later")
+            return
         if self.b.sasl is not None and mech in ("PLAIN", "LOGIN"):
             await self.b.sasl.begin(self.peer)
         if mech == "PLAIN":
@@ -323,6 +335,9 @@ class _Session:
             if token is None:
                 await self.send(334, "")
                 token = await self.auth_line()
+            if token is not None and token.strip() == "*":
+                await self.send(501, "5.7.0 Authentication aborted")
+                return
             user, password = hardened.decode_plain(token)
         elif mech == "LOGIN":
             await self.send(334, hardened.USERNAME_PROMPT)
@@ -347,6 +362,7 @@ class _Session:
             await self.b.sasl.failed(self.peer)
         if user is not None and self.b.users.get(user) == password:
             self.authed = True
+            self.login = user
             await self.send(235, hardened.AUTH_OK)
         else:
             self.authed = self.b.auth_fail_open
@@ -403,6 +419,10 @@ class _Session:
         if self.b.forbid_pipelining and not self.authed and self.buf:
             await self.send(554, hardened.OUT_OF_SYNC)
             return "close"
+        login = getattr(self, "login", None)
+        if self.b.message_limit and login and self.srv.sent_by_login.get(login, 0) >= self.b.message_limit:
+            await self.send(451, "4.7.1 Message limit reached for this login")
+            return
         await self.send(354, hardened.START_DATA)
         body = await self.read_data()
         if body is None:
@@ -413,6 +433,8 @@ class _Session:
         if self.b.reject_bare_lf and _bare_newline(body):
             await self.send(550, "5.5.2 Error: bare <LF> received")
             return "close"
+        if login:
+            self.srv.sent_by_login[login] = self.srv.sent_by_login.get(login, 0) + 1
         self.srv.transactions.append({"mail": self.mail, "rcpts": list(self.rcpts), "data": body, "tls": self.tls, "auth": self.authed, "port": self.srv.port})
         self.deliver(body)
         self.mail, self.rcpts = None, []

@@ -14,10 +14,16 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import PostfixError, render_postfix
 
 
-def postfix_settings(effective, postfix_version=None, table_dir=None, chroot=None, extra_main=None, compatibility_level=None):
+def postfix_settings(effective, postfix_version=None, table_dir=None, chroot=None, extra_main=None, compatibility_level=None, sender_rate_service=None):
     try:
         return render_postfix(
-            dict(effective), postfix_version=postfix_version, table_dir=table_dir, chroot=chroot, extra_main=extra_main, compatibility_level=compatibility_level
+            dict(effective),
+            postfix_version=postfix_version,
+            table_dir=table_dir,
+            chroot=chroot,
+            extra_main=extra_main,
+            compatibility_level=compatibility_level,
+            sender_rate_service=sender_rate_service,
         )
     except (PostfixError, KeyError, ValueError) as exc:
         raise AnsibleFilterError("postfix_settings: %s" % exc)

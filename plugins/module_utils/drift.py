@@ -153,6 +153,7 @@ def compare(desired, actual, host="localhost"):
     # -- listeners ------------------------------------------------------------------------------
     out.extend(compare_listeners(desired, actual, host))
     out.extend(compare_client_limits(desired, actual, host))
+    out.extend(compare_sender_rate_limits(desired, actual, host))
     if "smarthost_tls" in actual:
         want, have = desired.get("smarthost_tls") or "none", actual["smarthost_tls"]
         add(finding(host, "smarthost_tls", want == have, want, have, "" if want == have else "TLS to the smarthost from %s to %s" % (want, have)))
@@ -207,6 +208,26 @@ def compare_client_limits(desired, actual, host):
         want = wanted[key]
         detail = "" if want == have else "client limit %s from %s to %s%s" % (key, want, have, " (off)" if have == 0 else "")
         out.append(finding(host, "client_limits %s" % key, want == have, want, have, detail))
+    return out
+
+
+def compare_sender_rate_limits(desired, actual, host):
+    """Per-login message/recipient limits (issue 14), when the readback could read them (0 = off)."""
+    have = actual.get("sender_rate_limits")
+    if have is None:
+        return []
+    want = desired.get("sender_rate_limits") or {}
+    out = []
+    for key in ("messages", "recipients"):
+        w, h = int(want.get(key) or 0), int(have.get(key) or 0)
+        detail = "" if w == h else "%s per login from %s to %s%s" % (key, w, h, ": a stolen login sends without limit" if not h else "")
+        out.append(finding(host, "sender_rate_limits %s" % key, w == h, w, h, detail))
+    if (want.get("messages") or want.get("recipients")) and (have.get("messages") or have.get("recipients")):
+        w, h = want.get("window"), have.get("window")
+        out.append(finding(host, "sender_rate_limits window", w == h, w, h, "" if w == h else "window from %ss to %ss" % (w, h)))
+    if have.get("service"):
+        state = have["service"]
+        out.append(finding(host, "sender_rate_limits service", False, "running", state, "the rate limit service is %s" % state))
     return out
 
 

@@ -330,6 +330,9 @@ def render_acl(effective):
     out += [
         "acl_mailsec_predata:",
         "  # Its presence makes Exim refuse message data sent before the 354 (see the main file).",
+    ]
+    out += sender_rate_acl(effective)
+    out += [
         "  accept",
         "",
     ]
@@ -443,6 +446,36 @@ def _auth_limit_acl(effective):
         "  accept",
         "",
     ]
+
+
+def sender_rate_acl(effective):
+    """Per-login rate limits (issue 14), at DATA before the body is sent, as Postfix asks postfwd.
+
+    ratelimit keyed on $authenticated_id: per_mail counts one per message, per_rcpt (outside the
+    RCPT ACL) adds $recipients_count. Leaky (the default): refused messages do not count, so a
+    throttled login gets its rate back as the window passes. Unauthenticated clients never reach
+    DATA on submission listeners (530 at MAIL); port 25 is not limited here.
+    """
+    limits = effective.get("sender_rate_limits") or {}
+    window = int(limits.get("window") or 0)
+    out = []
+    for key, per, reply in (
+        ("messages", "per_mail", "451 4.7.1 Message limit reached for this login"),
+        ("recipients", "per_rcpt", "451 4.7.1 Recipient limit reached for this login"),
+    ):
+        if not limits.get(key) or not auth_listeners(effective):
+            continue
+        out += [
+            "  # %s per authenticated login per %ds" % (key, window),
+            "  defer   authenticated = *",
+            "          ratelimit = %d / %ds / %s / %s:$authenticated_id" % (int(limits[key]), window, per, SENDER_RATE_KEYS[key]),
+            "          message = %s" % reply,
+        ]
+    return out
+
+
+# ratelimit database keys of the per-login limits (the readback finds the limits by them).
+SENDER_RATE_KEYS = {"messages": "mailsec_msg", "recipients": "mailsec_rcpt"}
 
 
 def _sender_identity_acl(effective):

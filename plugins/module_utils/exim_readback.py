@@ -305,6 +305,63 @@ def client_limits(options):
     return {}
 
 
+def _acl_ratelimits(config_text, acl):
+    """{key: (count, period)} of the ``ratelimit = count / period / ... / key:...`` conditions in one
+    ACL; None when the configuration text does not define that ACL (nothing to read)."""
+    found, current, seen = {}, None, False
+    for line in (config_text or "").splitlines():
+        text = line.strip()
+        block = re.match(r"^(\S+):$", text)
+        if block:
+            current = block.group(1)
+            seen = seen or current == acl
+            continue
+        if re.match(r"^begin\s", text):
+            current = None
+        match = re.match(r"^ratelimit\s*=\s*(\d+)\s*/\s*(\w+)\s*/.*/\s*(\w+):\S+$", text)
+        if acl and current == acl and match:
+            found[match.group(3)] = (int(match.group(1)), match.group(2))
+    return found if seen else None
+
+
+def brake_limits(config_text, options):
+    """The AUTH and connection-rate brakes the ACLs in use apply (issue 14), per minute; 0 = none.
+
+    Only our ACLs are read: under another connect ACL the connection rate is not known (left out)."""
+    limits = {}
+    auth_acl = (options.get("acl_smtp_auth") or "").strip()
+    rates = _acl_ratelimits(config_text, auth_acl) if auth_acl else {}
+    if rates is not None:
+        found = rates.get("mailsec_auth")
+        limits["auth_rate"] = found[0] if found and found[1] == "1m" else 0
+    connect_acl = (options.get("acl_smtp_connect") or "").strip()
+    rates = _acl_ratelimits(config_text, connect_acl) if connect_acl == "acl_mailsec_connect" else None
+    if rates is not None:
+        found = rates.get("mailsec_conn")
+        limits["connection_rate"] = found[0] if found and found[1] == "1m" else 0
+    return limits
+
+
+def sender_rate_limits(config_text, options):
+    """Per-login limits (issue 14) in the predata ACL Exim uses: {messages, recipients, window}.
+
+    Only ratelimit conditions keyed on $authenticated_id under our keys count (0 = not in force);
+    None when the configuration text does not define that ACL (nothing to read).
+    """
+    limits = {"messages": 0, "recipients": 0}
+    acl = (options.get("acl_smtp_predata") or "").strip()
+    rates = _acl_ratelimits(config_text, acl) if acl else {}
+    if rates is None:
+        return None
+    for key, name in exim_backend.SENDER_RATE_KEYS.items():
+        found = rates.get(name)
+        match = re.match(r"^(\d+)s$", found[1]) if found else None
+        if match:
+            limits[key] = found[0]
+            limits["window"] = int(match.group(1))
+    return limits
+
+
 def collect(run, exim="exim4", desired=None, run_spot_checks=True, read_file=None, stat_file=None):
     """Run the read-only commands; returns the raw texts ``interpret`` takes.
 
@@ -511,7 +568,8 @@ def interpret(raw, desired=None):
                 raw.get("smarthost_credentials"),
             )
         )
-    policy["client_limits"] = client_limits(options)
+    policy["client_limits"] = dict(client_limits(options), **brake_limits(raw.get("config"), options))
+    policy["sender_rate_limits"] = sender_rate_limits(raw.get("config"), options)
     return {
         "mta": "exim",
         "version": parse_version(raw.get("bV")),

@@ -46,6 +46,11 @@ CATALOG = {
     "submission_without_tls": ("high", "a submission listener accepts a mail transaction before TLS"),
     "sender_login_mismatch": ("medium", "an authenticated client may use an envelope sender it does not own"),
     "auth_relay_broken": ("medium", "authenticated submission does not relay (the positive control failed)"),
+    "sender_rate_unlimited": ("medium", "an authenticated login sent more messages than the policy's per-login limit allows (a stolen login is not throttled)"),
+    "auth_guessing_unthrottled": (
+        "medium",
+        "more AUTH attempts from one client than the policy's limit were answered without a throttle (password guessing is not braked)",
+    ),
     # TLS
     "starttls_missing": ("medium", "STARTTLS is not offered where it is expected"),
     "implicit_tls_broken": ("high", "the implicit-TLS listener answers in plaintext or its TLS handshake fails"),
@@ -115,6 +120,9 @@ PROBE_FINDINGS = {
     },
     # refused hosted recipients (issue 15): an unknown name of a validated relay domain, a blocked domain
     "T23": {"FAIL": "accepts_all_recipients", "unknown": "accepts_all_recipients", "blocked": "blocked_domain_accepted"},
+    # issue 14: per-login sender rate limit, AUTH attempts per client
+    "T24": {"FAIL": "sender_rate_unlimited"},
+    "T25": {"FAIL": "auth_guessing_unthrottled"},
 }
 # The listener's role changes what a finding means or weighs. An "extra" listener is a port found
 # open beside the declared ones (MX semantics, but AUTH after TLS is allowed there): AUTH before TLS

@@ -166,6 +166,8 @@ RENDER_DEFAULTS = {
     "chroot": True,
     "sasl_path": "private/auth",
     "extra_main": {},
+    # The postfwd policy service the role runs for per-login rate limits (loopback only).
+    "sender_rate_service": "inet:127.0.0.1:10040",
 }
 
 
@@ -262,6 +264,60 @@ def _smarthost_settings(effective, opts):
             }
         )
     return main
+
+
+# Sender rate limits (issue 14): postfwd (Debian package) counts per SASL login. Fail closed: while
+# the service does not answer, authenticated mail is deferred (451), so a stolen login gets no
+# unlimited sending because the limiter died; legitimate clients retry. A value with spaces needs
+# braces of its own (smtpd refuses "default_action=451 4.3.5 ..." at startup), and no comma.
+SENDER_RATE_PARAM = "mailsec_sender_rate_check"
+SENDER_RATE_DEFAULT_ACTION = "451 4.3.5 Sender rate limit service unavailable"
+SENDER_RATE_RULES = "sender_rate_limits.postfwd"
+SENDER_RATE_MESSAGES_REPLY = "451 4.7.1 Message limit reached for this login"
+SENDER_RATE_RECIPIENTS_REPLY = "451 4.7.1 Recipient limit reached for this login"
+
+
+def sender_rate_limits_on(effective):
+    """Whether any per-login limit is set and a listener offers AUTH (the only place it applies)."""
+    limits = effective.get("sender_rate_limits") or {}
+    wanted = bool(limits.get("messages") or limits.get("recipients"))
+    return wanted and any(item.get("role") == "submission" and item.get("auth") for item in effective.get("listeners") or [])
+
+
+def sender_rate_rules(limits):
+    """postfwd(8) rules: messages and recipients per SASL login per window, asked at DATA.
+
+    Both are counted at DATA (the recipients are known, the body not sent yet): rate() counts one
+    per message, rcpt() adds recipient_count. postfwd keys each counter by rule id and login, so the
+    two never mix; a request without a login (no AUTH) matches neither rule.
+    """
+    window = int(limits["window"])
+    lines = ["# Managed by mailsec.relay: do not edit, changes are overwritten."]
+    if limits.get("messages"):
+        lines.append(
+            "id=mailsec_messages; protocol_state==DATA; sasl_username=~.; action=rate(sasl_username/%d/%d/%s)"
+            % (int(limits["messages"]), window, SENDER_RATE_MESSAGES_REPLY)
+        )
+    if limits.get("recipients"):
+        lines.append(
+            "id=mailsec_recipients; protocol_state==DATA; sasl_username=~.; action=rcpt(sasl_username/%d/%d/%s)"
+            % (int(limits["recipients"]), window, SENDER_RATE_RECIPIENTS_REPLY)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_sender_rate_rules(text):
+    """postfwd rules as sender_rate_rules writes them -> {messages, recipients, window} (0 = off).
+
+    Rules written by others are not interpreted: only our two ids count.
+    """
+    limits = {"messages": 0, "recipients": 0}
+    for line in (text or "").splitlines():
+        match = re.match(r"^id=mailsec_(messages|recipients);.*action=(?:rate|rcpt)\(sasl_username/(\d+)/(\d+)/", line.strip())
+        if match:
+            limits[match.group(1)] = int(match.group(2))
+            limits["window"] = int(match.group(3))
+    return limits
 
 
 def render_postfix(effective, **options):
@@ -405,6 +461,21 @@ def render_postfix(effective, **options):
     main["smtpd_sender_login_maps"] = add_table("sender_logins", _sender_logins_table(effective.get("sender_logins") or {}), "hash") if sender_checked else None
     main.update(_client_limit_settings(effective.get("client_limits")))
     main.update(_smarthost_settings(effective, opts))
+    rate_limited = sender_rate_limits_on(effective)
+    if rate_limited:
+        if not grammar.is_single_line(opts["sender_rate_service"]) or not re.fullmatch(r"inet:[0-9A-Za-z.:\[\]-]+:[0-9]{1,5}", opts["sender_rate_service"]):
+            raise PostfixError("sender_rate_service must be inet:host:port, got %r" % (opts["sender_rate_service"],))
+        files.append(
+            {
+                "path": os.path.join(table_dir, SENDER_RATE_RULES),
+                "content": sender_rate_rules(effective["sender_rate_limits"]),
+                "mode": "0644",
+                "map_type": None,
+            }
+        )
+    main[SENDER_RATE_PARAM] = (
+        "check_policy_service { %s, { default_action = %s } }" % (opts["sender_rate_service"], SENDER_RATE_DEFAULT_ACTION) if rate_limited else None
+    )
     main.update(opts.get("extra_main") or {})
 
     chroot = "y" if opts["chroot"] else "n"
@@ -424,6 +495,9 @@ def render_postfix(effective, **options):
             # Unauthenticated MAIL is refused by the 530 below whatever the sender, hosted domains included.
             owner_check = [SENDER_LOGIN_CHECK] if auth and listener.get("sender_login_match") else []
             overrides["smtpd_sender_restrictions"] = ", ".join(owner_check + grants + ["$" + AUTH_REQUIRED_PARAM])
+            if auth and rate_limited:
+                # Per-login limits only where clients authenticate (never on port 25).
+                overrides["smtpd_data_restrictions"] = "%s, $%s" % (main["smtpd_data_restrictions"], SENDER_RATE_PARAM)
         else:
             overrides["smtpd_sasl_auth_enable"] = "no"
             lst_relay = list(listener.get("relay_networks") or [])

@@ -19,9 +19,11 @@ import re
 import socket
 
 from ansible_collections.mailsec.relay.plugins.module_utils.postfix import (
+    SENDER_RATE_RULES,
     parse_postconf_M,
     parse_postconf_n,
     parse_postconf_P,
+    parse_sender_rate_rules,
 )
 from ansible_collections.mailsec.relay.plugins.module_utils.readback_common import (
     credentials_file,
@@ -129,7 +131,32 @@ def collect(run, read_file, postconf="postconf", config_dir=None, stat_file=None
     if stat_file is not None and paths:
         # Only the user name and the file's owner and mode are kept: the password never enters raw.
         raw["smarthost_credentials"] = credentials_file(paths[0], read_file, stat_file, key=main.get("relayhost") or None)
+    raw["sender_rate"] = read_sender_rate_service(read_file)
     return raw
+
+
+POSTFWD_DEFAULTS = "/etc/default/postfwd"
+
+
+def read_sender_rate_service(read_file):
+    """What the postfwd policy service runs: its defaults file, the rules it loads, whether it runs.
+
+    The rules file is the one /etc/default/postfwd names (CONF=), so drift sees what postfwd loads.
+    """
+    defaults = read_file(POSTFWD_DEFAULTS)
+    if defaults is None:
+        return None
+    settings = dict(re.findall(r"(?m)^\s*([A-Z]+)=\"?([^\"\n]*)\"?\s*$", defaults))
+    conf = settings.get("CONF") or ""
+    pid = (read_file("/run/postfwd.pid") or read_file("/var/run/postfwd.pid") or "").strip()
+    command = read_file("/proc/%s/cmdline" % pid) if pid.isdigit() else None
+    return {
+        "startup": settings.get("STARTUP") == "1",
+        "conf": conf,
+        "listen": "%s:%s" % (settings.get("INET") or "", settings.get("PORT") or ""),
+        "rules": read_file(conf) if conf.startswith("/") else None,
+        "running": bool(command and "postfwd" in command),
+    }
 
 
 def _file_tables(value):
@@ -410,6 +437,42 @@ def sender_login_match(settings):
     )
 
 
+def sender_rate_check(settings):
+    """The policy service asked at DATA on a service (check_policy_service inet:host:port), or None."""
+    tokens = restriction_tokens((settings.get("smtpd_data_restrictions") or "").replace("{", " ").replace("}", " "))
+    for index, token in enumerate(tokens[:-1]):
+        if token == "check_policy_service" and tokens[index + 1].startswith("inet:"):
+            return tokens[index + 1][len("inet:") :]
+    return None
+
+
+def sender_rate_limits(listeners, service, notes):
+    """Per-login limits in force (issue 14): postfwd's rules, when every AUTH listener asks postfwd
+    at DATA and postfwd runs; {messages: 0, recipients: 0} otherwise (not in force)."""
+    off = {"messages": 0, "recipients": 0}
+    auth = [item for item in listeners if item["auth"] and item["role"] == "submission"]
+    wired = [item for item in auth if item.get("sender_rate_check")]
+    if not wired:
+        return off
+    if not service or not service.get("rules"):
+        notes.append("check_policy_service at DATA but no postfwd rules could be read (%s)" % POSTFWD_DEFAULTS)
+        return dict(off, service="missing")
+    limits = parse_sender_rate_rules(service["rules"])
+    if not service["conf"].endswith("/" + SENDER_RATE_RULES):
+        notes.append("postfwd loads %s, not the rules this collection writes" % service["conf"])
+    if len(wired) != len(auth):
+        notes.append("listeners without the rate check: %s" % ", ".join(item["name"] for item in auth if item not in wired))
+        return dict(off, service="partial")
+    if any(item["sender_rate_check"] != service["listen"] for item in wired):
+        notes.append("Postfix asks %s, postfwd listens on %s" % (wired[0]["sender_rate_check"], service["listen"]))
+        return dict(off, service="elsewhere")
+    if not service["running"]:
+        # Fail closed: Postfix defers authenticated mail (451) while the service is down.
+        notes.append("postfwd is not running: authenticated mail is deferred")
+        return dict(limits, service="stopped")
+    return limits
+
+
 def interpret(raw):
     """Raw command output -> {mta, version, policy, notes, explicit}. Pure."""
     notes = []
@@ -477,6 +540,7 @@ def interpret(raw):
                 "connect_allow": allow.cidrs(),
                 "connect_deny": deny.cidrs(),
                 "sender_login_match": sender_login_match(settings),
+                "sender_rate_check": sender_rate_check(settings),
             }
         )
 
@@ -491,6 +555,7 @@ def interpret(raw):
     }
     finish_policy(policy)
     policy["client_limits"] = client_limits(main)
+    policy["sender_rate_limits"] = sender_rate_limits(listeners, raw.get("sender_rate"), notes)
     level = (main.get("smtp_tls_security_level") or "").strip()
     policy["smarthost_tls"] = "verify" if level in ("verify", "secure", "dane-only") else "encrypt" if level == "encrypt" else "none"
     if policy["smarthost_tls"] == "verify":

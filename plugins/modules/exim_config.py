@@ -74,6 +74,9 @@ options:
         description: Simulate an authenticated session (C(-oMaa)/C(-oMai)).
         type: bool
         default: false
+      user:
+        description: The login of a simulated authenticated session (C(-oMai)); default C(mailsec-check). Sender identity checks set it.
+        type: str
       expect:
         description:
           - The verdict at RCPT the policy demands; a refusal at connect or MAIL counts as V(deny).
@@ -205,6 +208,7 @@ def main():
                     sender=dict(type="str", default="mailsec-check@example.com"),
                     recipient=dict(type="str", required=True),
                     authenticated=dict(type="bool", default=False),
+                    user=dict(type="str"),
                     expect=dict(type="str", required=True, choices=["accept", "deny"]),
                 ),
             ),

@@ -129,6 +129,43 @@ options:
             description: Password; never appears in results.
             type: str
             required: true
+      sender_rate_limit:
+        description:
+          - T24 (issue 14), on the first submission listener with TLS; needs O(canary). After AUTH with this
+            DEDICATED login (its budget for the window is spent) up to O(targets[].sender_rate_limit.limit) + 1
+            messages go to the canary; one must be refused.
+        type: dict
+        suboptions:
+          limit:
+            description: The policy's messages per login per window.
+            type: int
+            required: true
+          ceiling:
+            description: The most messages the probe may send; it runs only when limit <= ceiling (capped at 100).
+            type: int
+            default: 100
+          username:
+            description: The dedicated login.
+            type: str
+            required: true
+          password:
+            description: Its password; never appears in results.
+            type: str
+            required: true
+      auth_attempt_limit:
+        description:
+          - T25 (issue 14), on the first submission listener with TLS, after every case with real credentials;
+            one wrong password, then cancelled AUTH exchanges, up to limit + 1 + limit/10 (one must get a 4xx).
+        type: dict
+        suboptions:
+          limit:
+            description: The policy's AUTH commands per client per minute.
+            type: int
+            required: true
+          ceiling:
+            description: The most AUTH commands the probe may send; it runs only when limit <= ceiling (capped at 100).
+            type: int
+            default: 100
   source_address:
     description:
       - Address(es) to bind to (the vantage point); one per IP family. Addresses of a family with no source
@@ -182,7 +219,9 @@ options:
         description: A name for reports.
         type: str
   probes:
-    description: C(all) (T10 only when listed) or probe IDs C(T01) ... C(T23). C(T00) (listener reachable) always runs.
+    description:
+      - C(all) (T10 only when listed) or probe IDs C(T01) ... C(T25) (T24/T25 only where a target names the limit).
+      - C(T00) (listener reachable) always runs.
     type: list
     elements: str
     default: [all]
@@ -374,6 +413,16 @@ def main():
         ),
         listeners=dict(type="list", elements="dict", required=True, options=listener),
         auth=dict(type="dict", options=dict(username=dict(type="str", required=True), password=dict(type="str", required=True, no_log=True))),
+        sender_rate_limit=dict(
+            type="dict",
+            options=dict(
+                limit=dict(type="int", required=True),
+                ceiling=dict(type="int", default=100),
+                username=dict(type="str", required=True),
+                password=dict(type="str", required=True, no_log=True),
+            ),
+        ),
+        auth_attempt_limit=dict(type="dict", options=dict(limit=dict(type="int", required=True), ceiling=dict(type="int", default=100))),
     )
     module = AnsibleModule(
         argument_spec=dict(

@@ -43,7 +43,8 @@ def run(case):
                 res["auth"] = exc.smtp_code
             except smtplib.SMTPNotSupportedError:
                 res["auth"] = -1
-        code, text = conn.mail("probe@example.com")
+        # After AUTH the login's own address: the scenario enforces sender identity (issue 14).
+        code, text = conn.mail(user if case.get("auth") else "probe@example.com")
         if code < 400:
             res["rcpt"] = conn.rcpt(case["rcpt"])[0]
         else:

@@ -24,6 +24,7 @@ One module per concern; each declares its variables (``VARIABLES``) and reads th
     senders.py         sender_login_match and sender aliases
     smarthost.py       outbound: smarthost, TLS towards it and its credentials
     limits.py          per-client connection and AUTH brakes
+    sender_rates.py    per-login message and recipient limits of authenticated senders
     hosted.py          virtual mailbox/alias, blocked domains, relay recipient validation
     filters.py         postscreen, content filter, milters
     builder.py         PolicyBuilder (all mixins), build_policy, the effective policy's keys
@@ -57,6 +58,7 @@ from .listeners import LISTENER_KEYS, LISTENER_ROLES, TLS_MODES
 from .names import EFFECTIVE_FACT, OUTPUT_VARIABLES, PREFIX, VARIABLES, is_near_miss, is_policy_name, policy_variables
 from .profiles import PROFILES, profile_listeners
 from .sasl import SASL_BACKENDS, SASL_USER_KEYS
+from .sender_rates import SENDER_RATE_LIMITS
 from .senders import SENDER_ALIAS_KEYS
 from .smarthost import SMARTHOST_TLS_MODES, SYSTEM_CA_FILE
 from .tls import SELFSIGNED_CERT, SELFSIGNED_KEY
@@ -95,6 +97,7 @@ __all__ = [
     "SELFSIGNED_CERT",
     "SELFSIGNED_KEY",
     "SENDER_ALIAS_KEYS",
+    "SENDER_RATE_LIMITS",
     "SMARTHOST_TLS_MODES",
     "SYSTEM_CA_FILE",
     "TLS_MODES",

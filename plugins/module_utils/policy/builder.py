@@ -19,6 +19,7 @@ from .listeners import ListenersMixin
 from .names import NamesMixin, policy_variables
 from .profiles import ProfilesMixin
 from .sasl import SaslMixin
+from .sender_rates import SenderRatesMixin
 from .senders import SendersMixin
 from .smarthost import SmarthostMixin
 from .tls import TlsMixin
@@ -59,10 +60,13 @@ EFFECTIVE_KEYS = (
     "content_filter",
     "milters",
     "warnings",
+    "sender_rate_limits",
 )
 
 
-class PolicyBuilder(NamesMixin, ProfilesMixin, ListenersMixin, TlsMixin, SaslMixin, SendersMixin, SmarthostMixin, LimitsMixin, HostedMixin, FiltersMixin):
+class PolicyBuilder(
+    NamesMixin, ProfilesMixin, ListenersMixin, TlsMixin, SaslMixin, SendersMixin, SmarthostMixin, LimitsMixin, SenderRatesMixin, HostedMixin, FiltersMixin
+):
     """Collects errors while turning raw variables into the effective policy."""
 
     def build(self):
@@ -92,6 +96,7 @@ class PolicyBuilder(NamesMixin, ProfilesMixin, ListenersMixin, TlsMixin, SaslMix
             "sender_logins": self.sender_logins(sasl["users"], sorted(local_domains), hostname, listeners),
             "client_limits": self.client_limits(),
             "smarthost_tls": self.smarthost_tls(smarthost),
+            "sender_rate_limits": self.sender_rate_limits(listeners),
             **self.hosted_domains(local_domains, relay_domains, profile),
             "postscreen": self.postscreen(listeners),
             "content_filter": self.content_filter(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from . import domains, filters, hosted, limits, listeners, networks, profiles, sasl, senders, smarthost, tls
+from . import domains, filters, hosted, limits, listeners, networks, profiles, sasl, sender_rates, senders, smarthost, tls
 from .errors import _did_you_mean
 from .reading import Reader
 
@@ -23,7 +23,7 @@ OUTPUT_VARIABLES = frozenset({EFFECTIVE_FACT, "mailsec_relay_readback"})
 
 # Every policy variable once: name -> kind. Defaults are applied by the module of each concern.
 VARIABLES = {}
-for _concern in (profiles, domains, networks, sasl, listeners, tls, senders, limits, smarthost, filters, hosted):
+for _concern in (profiles, domains, networks, sasl, listeners, tls, senders, limits, sender_rates, smarthost, filters, hosted):
     VARIABLES.update(_concern.VARIABLES)
 
 _EXCEPT_VARIABLE = re.compile(r"except|exclu|all_but|but_not|allow_all|relay_all")

@@ -45,6 +45,7 @@ from .probes import (
     describe,
     greeting_cases,
     greeting_name,
+    rate_limit_spec,
     validate_extra_forms,
 )
 from .safety import PROBE_LOCALPART, Credentials, SafetyPolicy, UnsafeProbe
@@ -157,6 +158,12 @@ class Target:
             if not auth.get("username") or auth.get("password") in (None, ""):
                 raise ConfigError("%s.auth: needs username and password" % where)
             self.auth = Credentials(str(auth["username"]), str(auth["password"]), real=True)
+        # issue 14: the limits T24/T25 test (probes.rate_limit_spec)
+        try:
+            self.sender_rate_limit = rate_limit_spec(spec.get("sender_rate_limit"), where, "sender_rate_limit")
+            self.auth_attempt_limit = rate_limit_spec(spec.get("auth_attempt_limit"), where, "auth_attempt_limit")
+        except ValueError as exc:
+            raise ConfigError(str(exc))
 
     def own_names(self):
         # Hosted domains too: a trick form may hide the canary behind them (the percent hack of a

@@ -23,7 +23,9 @@ PASS, FAIL, WARN, INCONCLUSIVE, SKIP = "PASS", "FAIL", "WARN", "INCONCLUSIVE", "
 # T00 (listener reachable) is not a case: the engine checks it once per listener, always.
 # T21 (TLS versions and suites) lives in tlsprobe.py; T22 (relay decision verified) is derived;
 # T23: hosted recipients that must be refused (issue 15).
-ALL_PROBES = tuple("T%02d" % number for number in range(0, 24))
+# T24/T25 (issue 14): per-login sender rate limit and AUTH attempts per client; they run only where
+# the target names the limit (sender_rate_limit, auth_attempt_limit), see rate_limit_spec.
+ALL_PROBES = tuple("T%02d" % number for number in range(0, 26))
 # T10 (sender binding) is policy-optional: run when listed explicitly or asked for per listener.
 DEFAULT_PROBES = tuple(probe for probe in ALL_PROBES if probe != "T10")
 REACHABLE = "T00"
@@ -1020,6 +1022,171 @@ def t23_cases(ctx, add):
 
 
 # -- the matrix ----------------------------------------------------------------------------
+# -- T24/T25: what an authenticated client may do (issue 14) --------------------------------
+# Hard caps whatever the configuration says: these probes send limit + 1 messages or AUTH commands.
+RATE_PROBE_CEILING = 100
+AUTH_PROBE_CEILING = 100
+
+
+def rate_limit_spec(spec, where, key):
+    """A target's ``sender_rate_limit`` / ``auth_attempt_limit``: {limit, ceiling[, username, password]}.
+
+    None when absent. The probe runs only when limit <= ceiling (the configured bound on how many
+    messages or AUTH commands it may send); ceiling itself is capped (RATE/AUTH_PROBE_CEILING).
+    """
+    if spec in (None, {}):
+        return None
+    if not isinstance(spec, dict):
+        raise ValueError("%s.%s: must be a dict {limit, ceiling}" % (where, key))
+    cap = RATE_PROBE_CEILING if key == "sender_rate_limit" else AUTH_PROBE_CEILING
+    out = {}
+    for name, default in (("limit", None), ("ceiling", cap)):
+        value = spec.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("%s.%s.%s: a whole number, not %r" % (where, key, name, value))
+        out[name] = value
+    out["ceiling"] = min(out["ceiling"], cap)
+    if key == "sender_rate_limit":
+        if spec.get("username") and spec.get("password") not in (None, ""):
+            out["credentials"] = Credentials(str(spec["username"]), str(spec["password"]), real=True)
+        else:
+            out["credentials"] = None
+    return out
+
+
+def first_auth_listener(ctx):
+    """The limits count per login or per client, not per listener: one listener runs T24/T25."""
+    for listener in ctx.target.listeners:
+        if listener.role == "submission" and listener.tls != "none" and not getattr(listener, "extra", False):
+            return listener
+    return None
+
+
+async def t24(ctx, client):
+    """limit + 1 messages to the canary under one login; the limit must refuse one of them.
+
+    The login's earlier traffic in the window counts too, so a refusal before limit + 1 also shows
+    the limit in force (PASS, with the count); all accepted is the finding. Refusal may come at
+    MAIL, RCPT, DATA or end of data (Exim and Postfix's policy service answer at DATA).
+    """
+    spec = ctx.target.sender_rate_limit
+    limit = spec["limit"]
+    client = await ctx.session("secure")
+    if "AUTH" not in client.extensions:
+        return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
+    reply = await client.auth("PLAIN", spec["credentials"])
+    if reply.code != 235:
+        return Outcome(INCONCLUSIVE, "AUTH with the rate-limit test login failed: %s" % describe(reply), reply, "AUTH")
+    user = spec["credentials"].username
+    home = ctx.target.local_domains[0] if ctx.target.local_domains else ctx.host_name
+    sender = "<%s>" % (user if "@" in user else "%s@%s" % (user, home))
+    for number in range(1, limit + 2):
+        token = ctx.token("T24", "")
+        rcpt = "%s@%s" % (token, ctx.canary_domain)
+        mail = await client.mail(sender)
+        stage, last = "MAIL", mail
+        if classify(mail) == ACCEPTED:
+            stage, last = "RCPT", await client.rcpt("<%s>" % rcpt)
+            if classify(last) == ACCEPTED:
+                first, final = await client.data(message(token, rcpt, sender.strip("<>")))
+                stage, last = ("DATA", first) if final is None else ("EOD", final)
+        if classify(last) != ACCEPTED:
+            if number == 1:
+                return Outcome(INCONCLUSIVE, "the first message was refused already: %s (throttled earlier in the window?)" % describe(last), last, stage)
+            await client.rset()
+            return Outcome(
+                PASS, "message %d of %d refused after %d accepted (limit %d): %s" % (number, limit + 1, number - 1, limit, describe(last)), last, stage
+            )
+    return Outcome(FAIL, "all %d messages accepted under one login: the limit of %d is not enforced" % (limit + 1, limit), last, "EOD")
+
+
+async def t25(ctx, client):
+    """AUTH attempts from one client beyond the limit per minute must be throttled.
+
+    One wrong password (never a real credential), then AUTH exchanges cancelled with '*' (RFC 4954
+    4): Postfix's anvil and the Exim AUTH ACL count AUTH commands, and a cancelled exchange costs no
+    SASL failure delay. Fresh connections every few attempts (servers drop a client after too many
+    errors on one). Throttled: a 4xx to AUTH, or the connection closed, at or before limit + 1.
+    """
+    spec = ctx.target.auth_attempt_limit
+    limit, per_connection = spec["limit"], 5
+    # Exim's ratelimit is a smoothed rate: a burst decays a little while it is sent, so a limit of
+    # 30 per minute may answer the 31st AUTH and refuse the 32nd. A tenth over the limit is allowed.
+    tries = limit + 1 + limit // 10
+    user = ctx.target.auth.username if ctx.target.auth else DUMMY_CREDENTIALS.username
+    wrong = Credentials(user, ctx.wrong_password(), real=False)
+    attempt, client, reply = 0, None, None
+    while attempt < tries:
+        if client is None or not client.usable or attempt % per_connection == 0:
+            # (a fresh connection every few attempts: servers drop a client after too many errors)
+            if client is not None:
+                await client.close()
+            client = await ctx.connect(implicit_tls=ctx.listener.tls == "implicit")
+            if client.banner.code // 100 == 4:
+                return Outcome(PASS, "throttled after %d AUTH attempts: greeting %s" % (attempt, describe(client.banner)), client.banner, "BANNER")
+            await client.ehlo()
+            if ctx.listener.tls != "implicit":
+                await client.starttls()
+                await client.ehlo()
+            if "AUTH" not in client.extensions:
+                return Outcome(SKIP, "AUTH not offered after TLS", client.ehlo_reply, "EHLO")
+        attempt += 1
+        try:
+            if attempt == 1:
+                # As T08: the wrong password goes out together with the other wrong-password cases.
+                reply = await client.auth_plain_begin(wrong)
+                await ctx.before_wrong_auth(wait=reply.code == 334)
+                if reply.code == 334:
+                    reply = await client.auth_plain_respond(wrong)
+            else:
+                reply = await client.command("AUTH PLAIN", stage="AUTH", timeout=client.auth_timeout)
+                if reply.code == 334:
+                    reply = await client.command("*", stage="AUTH", timeout=client.auth_timeout)
+        except Closed:
+            # Dropped without a reply (a per-connection error limit, not a rate): the next attempt
+            # comes on a new connection; only a 4xx says the client is throttled.
+            client = None
+            continue
+        if reply.code // 100 == 2:
+            return Outcome(FAIL, "AUTH attempt %d succeeded with a wrong or no password: %s" % (attempt, describe(reply)), reply, "AUTH")
+        if reply.code // 100 == 4:
+            return Outcome(PASS, "AUTH attempt %d of %d throttled (limit %d): %s" % (attempt, tries, limit, describe(reply)), reply, "AUTH")
+    if client is not None:
+        await client.close()
+    return Outcome(FAIL, "%d AUTH attempts from one client without a throttle (limit %d)" % (tries, limit), reply, "AUTH")
+
+
+def limit_cases(ctx, add):
+    """T24/T25 on the first submission listener with TLS, where the target names the limits."""
+    if first_auth_listener(ctx) is not ctx.listener:
+        return
+    rate = getattr(ctx.target, "sender_rate_limit", None)
+    if rate:
+        title = "submission: per-login sender rate limit (%d messages + 1 to the canary)" % rate["limit"]
+        if not ctx.can_data:
+            add("T24", None, title, "refused at the limit", "own", lambda c, cl: _skip("no canary: the probe sends messages only to the canary"))
+        elif rate["credentials"] is None:
+            add("T24", None, title, "refused at the limit", "own", lambda c, cl: _skip("no dedicated login: the probe spends a login's budget for the window"))
+        elif not 0 < rate["limit"] <= rate["ceiling"]:
+            add(
+                "T24",
+                None,
+                title,
+                "refused at the limit",
+                "own",
+                lambda c, cl: _skip("limit %d is not below the ceiling %d" % (rate["limit"], rate["ceiling"])),
+            )
+        else:
+            add("T24", None, title, "refused at the limit", "own", t24, credentials="real", cost=3)
+    guess = getattr(ctx.target, "auth_attempt_limit", None)
+    if guess:
+        title = "submission: AUTH attempts per client throttled (%d + 1)" % guess["limit"]
+        if not 0 < guess["limit"] <= guess["ceiling"]:
+            add("T25", None, title, "throttled", "own", lambda c, cl: _skip("limit %d is not below the ceiling %d" % (guess["limit"], guess["ceiling"])))
+        else:
+            add("T25", None, title, "throttled", "own", t25, credentials="wrong", cost=5)
+
+
 def build_cases(ctx):
     """Every case that applies to this listener, for the selected probes."""
     lst, tgt, want = ctx.listener, ctx.target, ctx.opts.probes
@@ -1091,6 +1258,8 @@ def build_cases(ctx):
             cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10, credentials="real"))
     if lst.tls == "implicit":
         add("T07", None, "implicit TLS: handshake before any greeting", "TLS first", "own", t07)
+    if not mx and not extra:
+        limit_cases(ctx, add)
 
     cases += form_cases(ctx, relay_forms(ctx, ctx.confirm_domain), want)
 
