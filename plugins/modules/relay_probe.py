@@ -230,7 +230,9 @@ options:
     type: int
     default: 64
   per_host:
-    description: Most connections open at once to one address (stay under MTA per-client limits).
+    description:
+      - Most connections open at once to one host (stay under MTA per-client and total limits).
+      - A target's addresses share it (IPv4 and IPv6 of a dual-stack host split it evenly, at least 2 each).
     type: int
     default: 10
   max_connections_per_host:

@@ -661,6 +661,14 @@ class Runner:
         self.tls_context = make_tls_context(opts.tls_verify)
         self._global = None
         self._per_host = {}
+        # per_host is per host: the addresses of one target (IPv4 and IPv6 of a dual-stack MX) share
+        # it, since the server counts them together (Exim's smtp_accept_max, 20 on Debian, refused
+        # the 21st connection of a dual-stack run with 421 and left smuggling cases unprobed)
+        self._address_share = {}
+        for target in targets:
+            for address in target.addresses:
+                share = max(2, self.opts.per_host // max(1, len(target.addresses)))
+                self._address_share[address] = min(share, self._address_share.get(address, share))
         self._listener_jobs = 0
         self._closed = 0  # connections closed so far (see COLLECT_EVERY)
         self._collect_after = 0.0
@@ -674,7 +682,8 @@ class Runner:
     def plan(self, address):
         plan = self._per_host.get(address)
         if plan is None:
-            plan = self._per_host[address] = HostPlan(self.opts.per_host, self.opts.max_connections, self._global)
+            share = self._address_share.get(address, self.opts.per_host)
+            plan = self._per_host[address] = HostPlan(share, self.opts.max_connections, self._global)
         return plan
 
     def connection_closed(self, plan):

@@ -72,3 +72,15 @@ def test_no_pause_after_the_fake_end_where_pipelining_is_offered(scenario):
     outcome, host = scenario(probes=["T17"], smuggle_wait=5)
     assert outcome["summary"]["seconds"] < 4
     assert all(v == "PASS" for v in verdicts(outcome, "T17", port=host.mx.port).values())
+
+
+def test_addresses_of_one_host_share_its_connection_budget():
+    """per_host counts per host: a dual-stack target's IPv4 and IPv6 addresses split it (Exim's
+    smtp_accept_max counts both), a single-address target keeps all of it."""
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
+    dual = engine.Target({"name": "dual", "addresses": ["198.51.100.144", "2001:db8:27::144"], "listeners": [{"port": 25}]}, 0)
+    single = engine.Target({"name": "single", "addresses": ["198.51.100.145"], "listeners": [{"port": 25}]}, 1)
+    runner = engine.Runner([dual, single], engine.Options({"per_host": 10}))
+    assert [runner.plan(address).free for address in dual.addresses] == [5, 5]
+    assert runner.plan("198.51.100.145").free == 10
