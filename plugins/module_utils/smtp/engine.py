@@ -574,6 +574,8 @@ class HostPlan:
         # slots kept free for the shared sessions' fresh connections (one each): a session is let
         # go only once its successor is open, so a host that refuses the next one does not cost it
         self.reserve = 0
+        self.hold_timer = None  # see RESERVE_HOLD
+        self.hold_expired = False
 
     def spent(self):
         return self.refusal is not None or (self.cap and self.opened >= self.cap)
@@ -607,12 +609,25 @@ class HostPlan:
     def _dispatch(self):
         self.dispatching = False
         while self.free > 0 and self.waiters:
-            if self.waiters[0][0] >= 1 and self.free <= self.reserve:
-                break  # the rest waits: these slots are the shared sessions' to renew
+            if self.waiters[0][0] >= 1 and self.free <= self.reserve and not self.hold_expired:
+                # the rest waits: these slots are the shared sessions' to renew, but only for a
+                # while (a shared session may itself wait on an own case, e.g. the TLS session
+                # the first handshake of the address is to leave for resumption)
+                if self.hold_timer is None:
+                    self.hold_timer = asyncio.get_running_loop().call_later(RESERVE_HOLD, self._hold_over)
+                break
             unused_priority, unused_order, future = heapq.heappop(self.waiters)
             if not future.done():
                 self.free -= 1
                 future.set_result(None)
+
+    def _hold_over(self):
+        self.hold_timer = None
+        self.hold_expired = True
+        try:
+            self._dispatch()
+        finally:
+            self.hold_expired = False
 
     def release(self):
         self.free += 1
@@ -636,6 +651,11 @@ class HostPlan:
 # Own cases by weight when connections are scarce: what a finding rests on first.
 OWN_RANK = {"T09": 1, "T08": 2, "T17": 3, "T21": 4, "T18": 5, "T19": 6, "T07": 7, "T10": 8}
 
+
+# Seconds the slots kept for the shared sessions' renewals hold other cases back while nobody takes
+# them (a held-back case may be what a shared session waits for: without a bound, a run with few
+# connections per host could stop for good).
+RESERVE_HOLD = 1.0
 
 EXTRA_WORKER_RANK = 0.5  # a shared queue's second and later workers: after the first ones, before own cases
 

@@ -84,3 +84,22 @@ def test_addresses_of_one_host_share_its_connection_budget():
     runner = engine.Runner([dual, single], engine.Options({"per_host": 10}))
     assert [runner.plan(address).free for address in dual.addresses] == [5, 5]
     assert runner.plan("198.51.100.145").free == 10
+
+
+def test_slots_kept_for_shared_sessions_do_not_hold_other_cases_for_good():
+    """A shared session may wait on an own case (the address's first TLS handshake, left for
+    resumption): the slots kept for its renewal go to the waiting cases after RESERVE_HOLD, so a run
+    with few connections per host cannot stop (the drift scenario's per_host 3 hung forever)."""
+    import asyncio
+
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
+    async def scenario():
+        plan = engine.HostPlan(1, 0, asyncio.Semaphore(10))
+        plan.reserve = 1  # a shared session keeps the only slot for its renewal, and asks for none
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(plan.acquire(4), 5)  # an own case (priority 4)
+        return asyncio.get_running_loop().time() - started
+
+    waited = asyncio.run(scenario())
+    assert engine.RESERVE_HOLD - 0.1 <= waited < engine.RESERVE_HOLD + 1.0
