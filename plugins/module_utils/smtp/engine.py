@@ -107,6 +107,14 @@ class ConnectionLimit(SMTPError):
 # ("Connection rate limit exceeded", "Too many open connections"), Postfix anvil ("too many
 # connections from ..."), Exim smtp_accept_max_per_host ("Too many concurrent SMTP connections").
 LIMIT_GREETING = re.compile(r"rate limit|too many|connection limit|concurrent|connections from|max(imum)? connections", re.I)
+# Of those, the limits on connections over time (Sendmail ClientRate, Postfix anvil's "connection
+# requests"): waiting does not help within the run. The others limit connections open at once
+# (Exim smtp_accept_max, Sendmail ClientConn, Postfix's count limit): fewer at once does.
+RATE_GREETING = re.compile(r"rate|connection requests", re.I)
+
+
+class HostBusy(ConnectFailed):
+    """421 for too many connections open at once: the case is retried with one connection fewer."""
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -398,6 +406,11 @@ class ProbeContext:
             await client.close()
             raise
         banner = client.banner
+        if banner is not None and banner.code == 421 and LIMIT_GREETING.search(banner.text or "") and not RATE_GREETING.search(banner.text or ""):
+            plan.shrink()
+            client.log("*** the host has too many connections open at once: one fewer to %s from now on" % self.address)
+            await client.close()
+            raise HostBusy("the host has too many connections open (%d %s): retried with fewer at once" % (banner.code, banner.text))
         if banner is not None and banner.code == 421 and LIMIT_GREETING.search(banner.text or ""):
             plan.refusal = banner
             client.log("*** the host refuses further connections from this client: no more are opened to %s" % self.address)
@@ -563,6 +576,7 @@ class HostPlan:
 
     def __init__(self, concurrent, cap, global_slots):
         self.free = concurrent
+        self.capacity = concurrent  # connections at once; shrinks when the host says it has too many
         self.cap = cap
         self.global_slots = global_slots
         self.waiters = []  # heap of (priority, order, future)
@@ -576,6 +590,12 @@ class HostPlan:
         self.reserve = 0
         self.hold_timer = None  # see RESERVE_HOLD
         self.hold_expired = False
+
+    def shrink(self):
+        """One connection fewer at once from now on (at least one): the slot in hand is not given back."""
+        if self.capacity > 1:
+            self.capacity -= 1
+            self.free -= 1
 
     def spent(self):
         return self.refusal is not None or (self.cap and self.opened >= self.cap)

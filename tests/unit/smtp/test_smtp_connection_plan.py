@@ -103,3 +103,29 @@ def test_slots_kept_for_shared_sessions_do_not_hold_other_cases_for_good():
 
     waited = asyncio.run(scenario())
     assert engine.RESERVE_HOLD - 0.1 <= waited < engine.RESERVE_HOLD + 1.0
+
+
+def test_too_many_open_connections_means_fewer_at_once_not_none():
+    """A 421 for connections open at once (Exim smtp_accept_max, Sendmail ClientConn) shrinks the
+    plan by one and the case is retried; only a rate limit (Sendmail ClientRate) stops new ones."""
+    import asyncio
+
+    from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+
+    busy = ["Too many concurrent SMTP connections; please try again later.", "4.3.2 Too many open connections."]
+    rate = ["4.3.2 Connection rate limit exceeded.", "4.7.0 Error: too many connection requests from 198.51.100.9"]
+    assert all(engine.LIMIT_GREETING.search(text) and not engine.RATE_GREETING.search(text) for text in busy)
+    assert all(engine.LIMIT_GREETING.search(text) and engine.RATE_GREETING.search(text) for text in rate)
+    assert issubclass(engine.HostBusy, engine.ConnectFailed) and engine.HostBusy.transient
+
+    async def scenario():
+        plan = engine.HostPlan(3, 0, asyncio.Semaphore(10))
+        await plan.acquire(0)
+        plan.shrink()  # the host said busy on this connection
+        plan.release()
+        assert (plan.capacity, plan.free, plan.spent()) == (2, 2, False)
+        for _ in range(3):
+            plan.shrink()
+        assert plan.capacity == 1 and plan.free == 1  # never below one
+
+    asyncio.run(scenario())
