@@ -124,7 +124,7 @@ def test_too_many_open_connections_means_fewer_at_once_not_none():
         plan.shrink()  # the host said busy on this connection
         plan.release()
         assert (plan.capacity, plan.free, plan.spent()) == (2, 2, False)
-        for _ in range(3):
+        for unused_round in range(3):
             plan.shrink()
         assert plan.capacity == 1 and plan.free == 1  # never below one
 
