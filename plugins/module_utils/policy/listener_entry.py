@@ -83,20 +83,17 @@ class ListenerEntryMixin(NetworksMixin):
             self.error(variable + ".tls", "unknown TLS mode %r%s" % (tls, _did_you_mean(str(tls), TLS_MODES)), "use one of: %s" % ", ".join(TLS_MODES))
             ok = False
 
-        auth_given = entry.get("auth")
-        auth = None
-        if auth_given is not None:
-            auth = self.get_bool(variable + ".auth", None, value=auth_given, given=True)
-            if auth is None:
-                ok = False
+        auth, auth_ok = self._optional_bool(entry, variable, "auth")
+        sender_match, sender_ok = self._optional_bool(entry, variable, "sender_login_match")
+        return ok and auth_ok and sender_ok, tls, auth, sender_match
 
-        sender_match_given = entry.get("sender_login_match")
-        sender_match = None
-        if sender_match_given is not None:
-            sender_match = self.get_bool(variable + ".sender_login_match", None, value=sender_match_given, given=True)
-            if sender_match is None:
-                ok = False
-        return ok, tls, auth, sender_match
+    def _optional_bool(self, entry, variable, key):
+        """(value or None when not given, whether it was valid); an invalid value is reported."""
+        given = entry.get(key)
+        if given is None:
+            return None, True
+        value = self.get_bool(variable + "." + key, None, value=given, given=True)
+        return value, value is not None
 
     def listener_networks(self, variable, entry, profile, ok):
         """relay_networks as parsed (None: unset) and connect_allow/deny merged (None: unset)."""

@@ -406,17 +406,18 @@ class ProbeContext:
             await client.close()
             raise
         banner = client.banner
-        if banner is not None and banner.code == 421 and LIMIT_GREETING.search(banner.text or "") and not RATE_GREETING.search(banner.text or ""):
+        text = (banner.text or "") if banner is not None else ""
+        if banner is None or banner.code != 421 or not LIMIT_GREETING.search(text):
+            return client
+        if not RATE_GREETING.search(text):
             plan.shrink()
             client.log("*** the host has too many connections open at once: one fewer to %s from now on" % self.address)
             await client.close()
             raise HostBusy("the host has too many connections open (%d %s): retried with fewer at once" % (banner.code, banner.text))
-        if banner is not None and banner.code == 421 and LIMIT_GREETING.search(banner.text or ""):
-            plan.refusal = banner
-            client.log("*** the host refuses further connections from this client: no more are opened to %s" % self.address)
-            await client.close()
-            raise ConnectionLimit(plan.why(), banner)
-        return client
+        plan.refusal = banner
+        client.log("*** the host refuses further connections from this client: no more are opened to %s" % self.address)
+        await client.close()
+        raise ConnectionLimit(plan.why(), banner)
 
     async def session(self, kind, allow_local_mailbox=False):
         known = self.state.session_errors.get(kind)
