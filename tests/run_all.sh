@@ -66,9 +66,45 @@ summary_integration() { summary_unit "$@"; }
 
 summary_unit() { grep -E '^=*.*(passed|failed|error|no tests ran).* in [0-9.]+s' "$1" | tail -1 | tr -d '='; }
 
+# One Molecule run: scenario $1 on suite $2, output in its own log. Runs in other checkouts are kept
+# apart by locks in /run/lock: every run holds mailsec-molecule.lock shared (an exclusive holder
+# removes the network only when no run is left) and its group's lock exclusively (scenarios of one
+# group share addresses, see tests/molecule_lanes.py). The network is made inside the locks.
+molecule_run() {
+  local scenario=$1 suite=$2 lock=$3 log=$4 start=$SECONDS
+  # shellcheck disable=SC2016  # $1 and $2 are the inner sh's arguments
+  if MOLECULE_SUITE=$suite flock -s -w 3600 /run/lock/mailsec-molecule.lock \
+    flock -w 3600 "/run/lock/mailsec-molecule-$lock.lock" \
+    sh -c '"$1" net molecule && exec molecule test -s "$2"' sh "$ROOT/tests/lab/lab.sh" "$scenario" >"$log" 2>&1; then
+    printf '%s\t%s\t%d\tPASSED\n' "$scenario" "$suite" $((SECONDS - start))
+  else
+    printf '%s\t%s\t%d\tFAILED\n' "$scenario" "$suite" $((SECONDS - start))
+  fi
+}
+
+# One lane: its groups one after the other, each scenario on each suite; one result line per run.
+molecule_lane() {
+  local entry lock names scenario suite
+  local -a group scenario_suites
+  for entry in "$@"; do
+    lock=${entry%%:*} names=${entry#*:}
+    IFS=, read -r -a group <<<"$names"
+    for scenario in "${group[@]}"; do
+      # A scenario whose images do not follow MOLECULE_SUITE (the brownfield host is built for one
+      # release) runs once, on the first suite asked for.
+      scenario_suites=("${suites[@]}")
+      grep -q 'MOLECULE_SUITE' "molecule/$scenario/molecule.yml" || scenario_suites=("${suites[0]}")
+      for suite in "${scenario_suites[@]}"; do
+        echo "=== molecule scenario: $scenario on $suite (log $MOLECULE_LOGS/$scenario-$suite.log)" >&2
+        molecule_run "$scenario" "$suite" "$lock" "$MOLECULE_LOGS/$scenario-$suite.log"
+      done
+    done
+  done
+}
+
 stage_molecule() {
-  local file scenario suite rc=0 passed=0 failed=0 start
-  local -a scenarios=() suites=() timings=()
+  local file scenario suite rc=0 passed=0 failed=0 lane seconds result i
+  local -a scenarios=() suites=() lane_lines=() pids=()
   for file in molecule/*/molecule.yml; do
     [[ -e $file ]] && scenarios+=("$(basename "$(dirname "$file")")")
   done
@@ -89,36 +125,38 @@ stage_molecule() {
         { echo "molecule: image localhost/mailsec-$image:$suite missing: run tests/lab/lab.sh images $suite"; return 1; }
     done
   done
-  local -a scenario_suites
-  for scenario in "${scenarios[@]}"; do
-    # A scenario whose images do not follow MOLECULE_SUITE (the brownfield host is built for one
-    # release) runs once, on the first suite asked for.
-    scenario_suites=("${suites[@]}")
-    grep -q 'MOLECULE_SUITE' "molecule/$scenario/molecule.yml" || scenario_suites=("${suites[0]}")
-    for suite in "${scenario_suites[@]}"; do
-      echo "=== molecule scenario: $scenario on $suite"
-      start=$SECONDS
-      # Scenarios share the mailsec-molecule network and fixed addresses: one at a time per machine,
-      # also across checkouts (a developer's run and a CI clone), hence a machine-wide lock. The
-      # network is made inside the lock: another checkout's run removes it when it ends.
-      # shellcheck disable=SC2016  # $1 and $2 are the inner sh's arguments
-      if MOLECULE_SUITE=$suite flock -w 3600 /run/lock/mailsec-molecule.lock \
-        sh -c '"$1" net molecule && exec molecule test -s "$2"' sh "$ROOT/tests/lab/lab.sh" "$scenario"; then
-        echo "molecule: scenario $scenario on $suite PASSED in $((SECONDS - start)) s"
-        timings+=("$(printf '  %-24s %-9s PASSED %4d s' "$scenario" "$suite" $((SECONDS - start)))")
-        passed=$((passed + 1))
-      else
-        echo "molecule: scenario $scenario on $suite FAILED in $((SECONDS - start)) s"
-        timings+=("$(printf '  %-24s %-9s FAILED %4d s' "$scenario" "$suite" $((SECONDS - start)))")
-        failed=$((failed + 1))
-        rc=1
-      fi
-    done
+  # Lanes run at the same time (MOLECULE_LANES, default 2: a scenario keeps about one core busy);
+  # scenarios that share addresses are in one lane.
+  MOLECULE_LOGS=$LOGS/molecule
+  mkdir -p "$MOLECULE_LOGS"
+  rm -f "$MOLECULE_LOGS"/lane-*.tsv
+  mapfile -t lane_lines < <(python tests/molecule_lanes.py --lanes "${MOLECULE_LANES:-2}" "${scenarios[@]}")
+  for i in "${!lane_lines[@]}"; do
+    echo "molecule: lane $((i + 1)): ${lane_lines[$i]}"
+    read -r -a lane <<<"${lane_lines[$i]}"
+    molecule_lane "${lane[@]}" >"$MOLECULE_LOGS/lane-$i.tsv" &
+    pids+=($!)
   done
-  # Leave no network behind (scenarios keep it between them; the next run creates it again).
-  flock -w 3600 /run/lock/mailsec-molecule.lock "$ROOT/tests/lab/lab.sh" down molecule >/dev/null 2>&1 ||
-    echo "molecule: could not remove the mailsec-molecule network"
-  echo "molecule: time per scenario and suite"
+  wait "${pids[@]}"
+  # Results, and the end of every failed run's log (CI shows only this stage's output).
+  local -a timings=()
+  while IFS=$'\t' read -r scenario suite seconds result; do
+    timings+=("$(printf '  %-24s %-9s %s %4d s' "$scenario" "$suite" "$result" "$seconds")")
+    if [[ $result == PASSED ]]; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      rc=1
+      echo "molecule: scenario $scenario on $suite FAILED in $seconds s; the end of its log:"
+      tail -n 80 "$MOLECULE_LOGS/$scenario-$suite.log" | sed 's/^/    /'
+    fi
+  done < <(cat "$MOLECULE_LOGS"/lane-*.tsv)
+  # The weights of the next run's lanes.
+  cat "$MOLECULE_LOGS"/lane-*.tsv >"$LOGS/molecule-times.tsv"
+  # Leave no network behind, unless a run in another checkout still uses it (it holds the shared lock).
+  flock -x -n /run/lock/mailsec-molecule.lock "$ROOT/tests/lab/lab.sh" down molecule >/dev/null 2>&1 ||
+    echo "molecule: the mailsec-molecule network stays (another run uses it, or it could not be removed)"
+  echo "molecule: time per scenario and suite (lanes in parallel)"
   printf '%s\n' "${timings[@]}"
   echo "molecule: ${#scenarios[@]} scenarios x ${#suites[@]} suites (${suites[*]}), $passed passed, $failed failed"
   return "$rc"

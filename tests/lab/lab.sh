@@ -203,8 +203,13 @@ cmd_net() {
   fi
   # --internal: no default route and no NAT in the containers, so nothing can leave the machine.
   # --disable-dns: no aardvark-dns, which would forward lookups to the host's resolver.
-  podman network create --internal --disable-dns --ipv6 \
-    --subnet "${NET_V4[$which]}" --subnet "${NET_V6[$which]}" "$name" >/dev/null
+  # Two Molecule lanes may ask at the same moment: losing that race to the other lane is fine.
+  if ! podman network create --internal --disable-dns --ipv6 \
+    --subnet "${NET_V4[$which]}" --subnet "${NET_V6[$which]}" "$name" >/dev/null; then
+    podman network exists "$name" || die "could not create network $name"
+    log "network $name: created by a concurrent run"
+    return
+  fi
   log "network $name: created (${NET_V4[$which]}, ${NET_V6[$which]}, internal)"
 }
 
