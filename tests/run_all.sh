@@ -151,8 +151,12 @@ stage_molecule() {
       tail -n 80 "$MOLECULE_LOGS/$scenario-$suite.log" | sed 's/^/    /'
     fi
   done < <(cat "$MOLECULE_LOGS"/lane-*.tsv)
-  # The weights of the next run's lanes.
-  cat "$MOLECULE_LOGS"/lane-*.tsv >"$LOGS/molecule-times.tsv"
+  # The weights of the next run's lanes: this run's times, and earlier ones of runs not made now.
+  local times=$LOGS/molecule-times.tsv
+  cat "$MOLECULE_LOGS"/lane-*.tsv >"$times.now"
+  touch "$times"
+  awk -F '\t' 'NR == FNR { done[$1 FS $2] = 1; next } !($1 FS $2 in done)' "$times.now" "$times" >"$times.kept"
+  cat "$times.now" "$times.kept" >"$times" && rm -f "$times.now" "$times.kept"
   # Leave no network behind, unless a run in another checkout still uses it (it holds the shared lock).
   flock -x -n /run/lock/mailsec-molecule.lock "$ROOT/tests/lab/lab.sh" down molecule >/dev/null 2>&1 ||
     echo "molecule: the mailsec-molecule network stays (another run uses it, or it could not be removed)"
