@@ -689,10 +689,10 @@ class HostPlan:
         return True
 
     def grant(self):
-        priority, unused_order, future = heapq.heappop(self.waiters)
-        if priority >= 1 and self.free <= self.reserve:
-            self.hold_expired = False  # a held slot is taken: the next hold starts afresh
+        unused_priority, unused_order, future = heapq.heappop(self.waiters)
         self.free -= 1
+        if self.free <= 0:
+            self.hold_expired = False  # every slot is out: the next hold starts afresh
         future.set_result(None)
 
     async def acquire(self, priority):

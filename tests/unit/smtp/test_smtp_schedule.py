@@ -106,6 +106,21 @@ def test_a_shared_session_overtakes_the_own_cases_queued_before_it():
     assert asyncio.run(scenario()) == (False, False, True)
 
 
+def test_when_the_hold_for_shared_sessions_ends_every_free_slot_goes_out():
+    """Slots kept for the shared sessions' renewals (reserve) hold own cases back for RESERVE_HOLD;
+    then every free slot goes to them at once, not one per RESERVE_HOLD (exim-submission: six shared
+    sessions on three listeners kept its five slots for the whole relay queue)."""
+
+    async def scenario():
+        plan = engine.HostPlan(3, 0, engine.SlotPool(10))
+        plan.reserve = 3
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(asyncio.gather(*[plan.acquire(4) for unused in range(3)]), 5)
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(scenario()) < engine.RESERVE_HOLD + 0.5
+
+
 # -- widening the relay forms of a listener that takes them ----------------------------------------
 def _peak_connections(server):
     """Count the connections ``server`` has open at once (its peak)."""
