@@ -95,7 +95,7 @@ def test_slots_kept_for_shared_sessions_do_not_hold_other_cases_for_good():
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
 
     async def scenario():
-        plan = engine.HostPlan(1, 0, asyncio.Semaphore(10))
+        plan = engine.HostPlan(1, 0, engine.SlotPool(10))
         plan.reserve = 1  # a shared session keeps the only slot for its renewal, and asks for none
         started = asyncio.get_running_loop().time()
         await asyncio.wait_for(plan.acquire(4), 5)  # an own case (priority 4)
@@ -119,7 +119,7 @@ def test_too_many_open_connections_means_fewer_at_once_not_none():
     assert issubclass(engine.HostBusy, engine.ConnectFailed) and engine.HostBusy.transient
 
     async def scenario():
-        plan = engine.HostPlan(3, 0, asyncio.Semaphore(10))
+        plan = engine.HostPlan(3, 0, engine.SlotPool(10))
         await plan.acquire(0)
         plan.shrink()  # the host said busy on this connection
         plan.release()
