@@ -429,8 +429,14 @@ class SMTPClient:
                 conn.handshaking = False
                 conn.transport.abort()
                 raise ConnectionAbortedError("SSL handshake is taking longer than %s seconds: aborting the connection" % self.timeout) from None
-        if conn.handshake_error is not None:
-            raise conn.handshake_error
+        error, conn.handshake_error = conn.handshake_error, None
+        if error is not None:
+            # Raised, its traceback holds this frame: neither the connection nor this frame's local
+            # may keep it (a cycle that kept every failed handshake's TLS state until a full gc).
+            try:
+                raise error
+            finally:
+                del error
 
     def _tls_established(self) -> None:
         self.tls_active = True
@@ -467,6 +473,10 @@ class SMTPClient:
                     conn.transport.close()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
                 pass
+        if conn is not None:
+            # A read raised it, so its traceback holds a frame that holds this client: kept here it
+            # would keep the connection (TLS state, buffers) in a cycle until a full collection.
+            conn.error = None
         if self.on_close is not None:
             callback, self.on_close = self.on_close, None
             callback()
