@@ -302,11 +302,13 @@ PLAYBOOK = """\
     - name: Print the summary
       ansible.builtin.debug:
         msg: "BENCH_SUMMARY={{ bench_probe.summary | to_json }}"
+    # (only with --mixed-lab: templating every result is the bench's own work, not relay_probe's)
     - name: Print the verdicts of the real MTAs
       ansible.builtin.debug:
         msg: "BENCH_REAL={{ bench_probe.results | selectattr('target', 'in', bench_real) | map(attribute='verdict')
           | zip(bench_probe.results | selectattr('target', 'in', bench_real) | map(attribute='count', default=1))
           | list | to_json }}"
+      when: bench_real | length > 0
 """
 
 
