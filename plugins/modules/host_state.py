@@ -48,6 +48,13 @@ options:
     elements: str
     choices: [postfix, exim, dovecot]
     default: []
+  records:
+    description:
+      - Apply records of M(mailsec.relay.postconf) and M(mailsec.relay.exim_config) (their O(mailsec.relay.postconf#module:record)
+        option) by name, each a path. Per name, RV(records) reports the digest the record holds and whether every
+        file it fingerprints is still exactly as recorded.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
@@ -115,6 +122,13 @@ versions:
   returned: always
   type: dict
   sample: {"postfix": "3.10.5", "dovecot": "2.4.1"}
+records:
+  description:
+    - Per name of O(records), C(digest) (null without a readable record) and C(intact) (every recorded file
+      unchanged: same mode, owner, size, mtime and content, or still absent).
+  returned: always
+  type: dict
+  sample: {"postconf": {"digest": "0beec7b5ea3f0fdbc95d0dd47f3c5bc275da8a33", "intact": true}}
 default_ipv4:
   description: The IPv4 address of the interface holding the default route; null when there is none.
   returned: always
@@ -134,6 +148,7 @@ def main():
             files=dict(type="list", elements="path", default=[]),
             commands=dict(type="dict", default={}),
             versions=dict(type="list", elements="str", default=[], choices=["postfix", "exim", "dovecot"]),
+            records=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
