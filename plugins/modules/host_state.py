@@ -19,7 +19,8 @@ description:
     output of read-only commands, the operating system (from C(/etc/os-release)) and the IPv4 address of the
     default route's interface.
   - The C(mailsec.relay) roles read everything they need with one call of this module and skip every task
-    whose work is already done, so a no-op run costs one round trip plus the configuration transaction.
+    whose work is already done; with O(records) the read also tells whether the configuration transaction
+    would find nothing to do, so a no-op run costs this one round trip.
   - The action plugin sends the reader's source inline and runs it with one remote command, like
     M(ansible.builtin.raw), instead of transferring a module; no temporary directory is created on the host.
   - Read-only; never changes anything.
