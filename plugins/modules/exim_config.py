@@ -115,8 +115,8 @@ options:
   record:
     description:
       - Path of the apply record, a root-only JSON file outside O(root). Written (outside check mode) when the
-        host is in sync with this call's input: when nothing differed, or after a change that a fresh plan finds
-        complete. It holds O(record_digest) and a fingerprint (mode, owner, size, mtime, SHA-1) of every managed
+        host is in sync with this call's input (nothing differed, or a change went live that a fresh plan finds
+        complete). It holds O(record_digest) and a fingerprint (mode, owner, size, mtime, SHA-1) of every managed
         file and of C(exim4.conf).
       - M(mailsec.relay.host_state) reports whether the record is still intact (option C(records)); a role whose
         input has the same digest on an intact record skips this call, since the plan would find nothing to do.

@@ -126,7 +126,7 @@ versions:
 records:
   description:
     - Per name of O(records), C(digest) (null without a readable record) and C(intact) (every recorded file
-      unchanged: same mode, owner, size, mtime and content, or still absent).
+      unchanged, with the same mode, owner, size, mtime and content, or still absent).
   returned: always
   type: dict
   sample: {"postconf": {"digest": "0beec7b5ea3f0fdbc95d0dd47f3c5bc275da8a33", "intact": true}}
