@@ -21,7 +21,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.mailsec.relay.plugins.module_utils import host_state
 
-_SPEC_KEYS = ("packages", "files", "commands", "versions")
+_SPEC_KEYS = ("packages", "files", "commands", "versions", "records")
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +41,7 @@ class ActionModule(ActionBase):
         del tmp
 
         spec = {}
-        for key, kind in zip(_SPEC_KEYS, (list, list, dict, list)):
+        for key, kind in zip(_SPEC_KEYS, (list, list, dict, list, dict)):
             value = self._task.args.get(key) or kind()
             if not isinstance(value, kind):
                 raise AnsibleActionFail("%s: expected a %s, got %s" % (key, kind.__name__, type(value).__name__))
@@ -49,6 +49,9 @@ class ActionModule(ActionBase):
         unknown = sorted(set(spec["versions"]) - set(host_state.VERSION_COMMANDS))
         if unknown:
             raise AnsibleActionFail("versions: unknown daemon(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(host_state.VERSION_COMMANDS))))
+        for name, path in spec["records"].items():
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise AnsibleActionFail("records.%s: expected an absolute path, got %r" % (name, path))
         for name, argv in spec["commands"].items():
             if not isinstance(argv, list) or not argv:
                 raise AnsibleActionFail("commands.%s: expected an argv list, got %r" % (name, argv))

@@ -42,6 +42,13 @@ class EximTransaction(Transaction):
         # the live configuration still holds the policy is the readback's question (mta_facts, drift).
         return result
 
+    def read_paths(self):
+        # plan() reads every managed file (content, mode, presence); exim4.conf would override them all.
+        return sorted(set(self.config.files) | {os.path.join(self.config.root, "exim4.conf")})
+
+    def settled(self):
+        return not self.config.live_override() and not self.config.plan()[0]
+
     def prepare(self, check_mode, result):
         exim_path, update_path = self.find_binary(self.config.exim), self.find_binary("update-exim4.conf")
         if not exim_path or not update_path or not os.path.isdir(self.config.root):

@@ -11,11 +11,17 @@ module transfer, no temporary directory); the module of the same name imports it
 The file is also a script: ``python3 host_state.py '<spec as JSON>'`` prints the state as JSON.
 Standard library only, Python 3.6+.
 
-spec: {"packages": [...], "files": [...], "commands": {name: argv}, "versions": [...]}. The answer has
-the same keys plus ``os`` (from os-release, so that no fact gathering is needed to pick platform
-variables) and ``default_ipv4`` (the address of the default route's interface, or None).
+spec: {"packages": [...], "files": [...], "commands": {name: argv}, "versions": [...],
+"records": {name: path}}. The answer has the same keys plus ``os`` (from os-release, so that no fact
+gathering is needed to pick platform variables) and ``default_ipv4`` (the address of the default route's interface, or None).
 ``versions`` names daemons (postfix, exim, dovecot) whose upstream version the renderers gate on:
 each is asked with its own cheap version command, never inferred from the OS release.
+
+``records`` names apply records: what a configuration transaction (postconf, exim_config) wrote after
+it left the host in sync with its input (``write_record``): the digest of that input and a fingerprint
+of every file its plan reads. The answer per record is its ``digest`` and whether every one of those
+files is still exactly as recorded (``intact``); a role whose input has the same digest on an intact
+record knows the transaction would find nothing to do, and skips its call.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +33,7 @@ import os
 import pwd
 import re
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -124,6 +131,64 @@ def default_ipv4(route_table="/proc/net/route"):
         sock.close()
 
 
+RECORD_VERSION = 1
+
+
+def fingerprint(path):
+    """What a record keeps of one path: None when absent, else mode, owner, size, mtime and SHA-1 of the content.
+
+    The mtime makes it strict: a file rewritten with the same bytes no longer matches (the transaction then
+    runs and decides itself); it never makes a changed file look unchanged.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ["dangling"] if os.path.lexists(path) else None
+    digest = None
+    if stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as handle:
+            digest = hashlib.sha1(handle.read()).hexdigest()
+    return [st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, digest]
+
+
+def write_record(path, digest, paths):
+    """Record ``digest`` and the fingerprints of ``paths`` (root only, replaced atomically)."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o700)
+    content = json.dumps({"version": RECORD_VERSION, "digest": digest, "files": dict((p, fingerprint(p)) for p in paths)}, sort_keys=True)
+    temp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content + "\n")
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def remove_record(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def check_record(path):
+    """``digest`` of an apply record and whether every file it names is unchanged since (``intact``)."""
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+        files = record["files"]
+        if record.get("version") != RECORD_VERSION or not isinstance(files, dict) or not files:
+            raise ValueError("unknown record")
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return {"digest": None, "intact": False}
+    return {"digest": record.get("digest"), "intact": all(fingerprint(p) == fp for p, fp in files.items())}
+
+
 def read(spec):
     out = {"packages": {}, "files": {}, "commands": {}, "os": os_release(), "default_ipv4": default_ipv4()}
     if spec.get("packages"):
@@ -165,6 +230,7 @@ def read(spec):
     if unknown:
         raise ValueError("versions: unknown daemon(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(VERSION_COMMANDS))))
     out["versions"] = dict((name, daemon_version(name)) for name in spec.get("versions", []))
+    out["records"] = dict((name, check_record(path)) for name, path in (spec.get("records") or {}).items())
     return out
 
 

@@ -16,6 +16,8 @@ changes (it speaks SMTP). Standard library only, no Ansible imports.
 
 from __future__ import annotations
 
+from ansible_collections.mailsec.relay.plugins.module_utils.host_state import check_record, remove_record, write_record
+
 
 class TransactionError(Exception):
     """The transaction stopped: ``msg`` for the user, ``result`` the module's result so far."""
@@ -54,14 +56,50 @@ class Transaction(object):
         """Go live (commit, reload, confirm), rolling back on failure; updates ``result``."""
         raise NotImplementedError
 
-    def run(self, check_mode, diff=False):
+    def read_paths(self):
+        """Every file whose content, mode or presence the plan depends on (for the apply record)."""
+        raise NotImplementedError
+
+    def settled(self):
+        """A fresh plan against what is live now finds nothing to change."""
+        raise NotImplementedError
+
+    def run(self, check_mode, diff=False, record=None):
+        """``record``: (path, digest of the caller's input) of the apply record, or None.
+
+        The record (host_state.write_record) says "with exactly these files, input ``digest`` needs no
+        change": written only outside check mode, when the plan found nothing to do or when a fresh plan
+        after going live finds nothing left (so a change that does not hold is reported again next time,
+        never hidden). It is removed before anything goes live; a role reads it with host_state and skips
+        this call while its digest matches and every recorded file is untouched.
+        """
         result = self.plan(check_mode, diff)
         if not result["changed"] or not self.prepare(check_mode, result):
+            if record and not check_mode and not result["changed"]:
+                self._record(record)
             return result
+        if record and not check_mode:
+            remove_record(record[0])
         self.validate(check_mode, result)
         if not check_mode:
             self.install(result)
+            if record:
+                if self.settled():
+                    self._record(record)
+                else:
+                    self.warnings.append("a fresh plan after the change still finds differences: no apply record written, the next run plans again")
         return result
+
+    def _record(self, record):
+        path, digest = record
+        current = check_record(path)
+        if current["intact"] and current["digest"] == digest:
+            return  # nothing to rewrite
+        try:
+            write_record(path, digest, self.read_paths())
+        except (IOError, OSError) as exc:  # only an optimisation: the next run plans in full
+            remove_record(path)
+            self.warnings.append("apply record %s not written: %s" % (path, exc))
 
 
 class MTABackend(object):

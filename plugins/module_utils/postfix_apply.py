@@ -8,10 +8,11 @@ PostfixApplier's (plan, stage + validate, apply with rollback), unchanged.
 
 from __future__ import annotations
 
+import os
 import shutil
 
 from ansible_collections.mailsec.relay.plugins.module_utils.mta_backend import Transaction, TransactionError
-from ansible_collections.mailsec.relay.plugins.module_utils.postfix import PostfixApplier, PostfixError
+from ansible_collections.mailsec.relay.plugins.module_utils.postfix import HASHED_MAP_TYPES, PostfixApplier, PostfixError
 
 
 class PostfixTransaction(Transaction):
@@ -21,6 +22,7 @@ class PostfixTransaction(Transaction):
         super().__init__()
         self.applier = PostfixApplier(run, **applier_options)
         self.desired = desired
+        self.files_in = [dict(spec) for spec in desired["files"]]  # plan() appends the ownership record to desired's
         self.reload = reload
         self.backup = backup
         self.changes = None
@@ -40,6 +42,28 @@ class PostfixTransaction(Transaction):
         if diff:
             result["diff"] = changes.diff()
         return result
+
+    def read_paths(self):
+        # plan() reads main.cf and master.cf (postconf -n, -M, -P), every managed file (content, mode; the .db's
+        # mtime for hashed maps) and the ownership record (among desired["files"] once plan() ran).
+        applier = self.applier
+        paths = [os.path.join(applier.config_dir, "main.cf"), os.path.join(applier.config_dir, "master.cf")]
+        for spec in self.desired["files"]:
+            path = applier._abs(spec["path"])
+            paths.append(path)
+            if spec.get("map_type") in HASHED_MAP_TYPES:
+                paths.append(path + ".db")
+        return sorted(set(paths))
+
+    def settled(self):
+        d = self.desired
+        try:
+            again = self.applier.plan(
+                d["main"], d["master"], [dict(spec) for spec in self.files_in], d["master_purge_commands"], adopt=d["adopt"], ownership_file=d["ownership_file"]
+            )
+        except PostfixError:
+            return False
+        return not again.changed
 
     def validate(self, check_mode, result):
         if not check_mode:

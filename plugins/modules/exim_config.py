@@ -112,6 +112,19 @@ options:
     description: PID file of the Exim daemon.
     type: path
     default: /run/exim4/exim.pid
+  record:
+    description:
+      - Path of the apply record, a root-only JSON file outside O(root). Written (outside check mode) when the
+        host is in sync with this call's input (nothing differed, or a change went live that a fresh plan finds
+        complete). It holds O(record_digest) and a fingerprint (mode, owner, size, mtime, SHA-1) of every managed
+        file and of C(exim4.conf).
+      - M(mailsec.relay.host_state) reports whether the record is still intact (option C(records)); a role whose
+        input has the same digest on an intact record skips this call, since the plan would find nothing to do.
+      - Removed before a change goes live. Unset, no record is kept.
+    type: path
+  record_digest:
+    description: The caller's digest of this call's input, stored in O(record). Required with O(record).
+    type: str
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -219,7 +232,10 @@ def main():
             root=dict(type="path", default="/etc/exim4"),
             exim_binary=dict(type="str", default="exim4"),
             pid_file=dict(type="path", default="/run/exim4/exim.pid"),
+            record=dict(type="path"),
+            record_digest=dict(type="str"),
         ),
+        required_together=[("record", "record_digest")],
         supports_check_mode=True,
     )
     params = module.params
@@ -240,7 +256,8 @@ def main():
             pid_file=params["pid_file"],
             confirm=(params["confirm_address"], params["confirm_port"]),
         )
-        result = transaction.run(module.check_mode, diff=module._diff)
+        record = (params["record"], params["record_digest"]) if params["record"] else None
+        result = transaction.run(module.check_mode, diff=module._diff, record=record)
     except TransactionError as exc:
         module.fail_json(msg=exc.msg, **exc.result)
     for warning in transaction.warnings:

@@ -19,7 +19,8 @@ description:
     output of read-only commands, the operating system (from C(/etc/os-release)) and the IPv4 address of the
     default route's interface.
   - The C(mailsec.relay) roles read everything they need with one call of this module and skip every task
-    whose work is already done, so a no-op run costs one round trip plus the configuration transaction.
+    whose work is already done; with O(records) the read also tells whether the configuration transaction
+    would find nothing to do, so a no-op run costs this one round trip.
   - The action plugin sends the reader's source inline and runs it with one remote command, like
     M(ansible.builtin.raw), instead of transferring a module; no temporary directory is created on the host.
   - Read-only; never changes anything.
@@ -48,6 +49,13 @@ options:
     elements: str
     choices: [postfix, exim, dovecot]
     default: []
+  records:
+    description:
+      - Apply records of M(mailsec.relay.postconf) and M(mailsec.relay.exim_config) (their O(mailsec.relay.postconf#module:record)
+        option) by name, each a path. Per name, RV(records) reports the digest the record holds and whether every
+        file it fingerprints is still exactly as recorded.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
@@ -115,6 +123,13 @@ versions:
   returned: always
   type: dict
   sample: {"postfix": "3.10.5", "dovecot": "2.4.1"}
+records:
+  description:
+    - Per name of O(records), C(digest) (null without a readable record) and C(intact) (every recorded file
+      unchanged, with the same mode, owner, size, mtime and content, or still absent).
+  returned: always
+  type: dict
+  sample: {"postconf": {"digest": "0beec7b5ea3f0fdbc95d0dd47f3c5bc275da8a33", "intact": true}}
 default_ipv4:
   description: The IPv4 address of the interface holding the default route; null when there is none.
   returned: always
@@ -134,6 +149,7 @@ def main():
             files=dict(type="list", elements="path", default=[]),
             commands=dict(type="dict", default={}),
             versions=dict(type="list", elements="str", default=[], choices=["postfix", "exim", "dovecot"]),
+            records=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )

@@ -155,6 +155,19 @@ options:
     description: Seconds to wait for every listener to greet after a reload.
     type: float
     default: 15
+  record:
+    description:
+      - Path of the apply record, a root-only JSON file outside O(config_dir). Written (outside check mode) when
+        the host is in sync with this call's input (nothing differed, or a change went live that a fresh plan
+        finds complete). It holds O(record_digest) and a fingerprint (mode, owner, size, mtime, SHA-1) of every
+        file the plan reads (main.cf, master.cf, the O(files), hashed maps' C(.db), the ownership record).
+      - M(mailsec.relay.host_state) reports whether the record is still intact (option C(records)); a role whose
+        input has the same digest on an intact record skips this call, since the plan would find nothing to do.
+      - Removed before a change goes live. Unset, no record is kept.
+    type: path
+  record_digest:
+    description: The caller's digest of this call's input, stored in O(record). Required with O(record).
+    type: str
 notes:
   - Supports check mode and diff mode. In check mode the configuration is still staged and validated in a
     temporary directory, but nothing under O(config_dir) is written.
@@ -287,7 +300,10 @@ def main():
             backup_dir=dict(type="path", default="/var/backups/postfix"),
             reload=dict(type="bool", default=True),
             confirm_timeout=dict(type="float", default=15.0),
+            record=dict(type="path"),
+            record_digest=dict(type="str"),
         ),
+        required_together=[("record", "record_digest")],
         supports_check_mode=True,
     )
     params = module.params
@@ -318,7 +334,8 @@ def main():
         confirm_timeout=params["confirm_timeout"],
     )
     try:
-        result = transaction.run(module.check_mode, diff=module._diff)
+        record = (params["record"], params["record_digest"]) if params["record"] else None
+        result = transaction.run(module.check_mode, diff=module._diff, record=record)
     except TransactionError as exc:  # the applier cleaned up its staging and rolled back
         module.fail_json(msg=exc.msg, **dict((k, v) for k, v in exc.result.items() if k != "msg"))
     for warning in transaction.warnings:

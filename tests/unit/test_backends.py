@@ -4,6 +4,7 @@ Transaction sequence for both appliers, and the backends registry (backends.py).
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -39,9 +40,17 @@ def test_backends_parse_with_the_readbacks():
 
 
 class Recorder(mta_backend.Transaction):
-    def __init__(self, changed=True, ready=True):
+    def __init__(self, changed=True, ready=True, paths=(), settles=True):
         super().__init__()
         self.changed, self.ready, self.steps = changed, ready, []
+        self.paths, self.settles = list(paths), settles
+
+    def read_paths(self):
+        return self.paths
+
+    def settled(self):
+        self.steps.append("settled")
+        return self.settles
 
     def plan(self, check_mode, diff):
         self.steps.append("plan")
@@ -71,6 +80,42 @@ def test_transaction_sequence(changed, ready, check_mode, steps):
     transaction = Recorder(changed, ready)
     transaction.run(check_mode)
     assert transaction.steps == steps
+
+
+@pytest.mark.parametrize(
+    "changed,check_mode,settles,written",
+    [
+        (False, False, True, True),  # in sync: recorded
+        (False, True, True, False),  # check mode writes nothing
+        (True, True, True, False),
+        (True, False, True, True),  # gone live, and a fresh plan finds nothing left
+        (True, False, False, False),  # gone live, but the change does not hold: reported again next run
+    ],
+)
+def test_transaction_apply_record(tmp_path, changed, check_mode, settles, written):
+    from ansible_collections.mailsec.relay.plugins.module_utils import host_state
+
+    conf = tmp_path / "main.cf"
+    conf.write_text("x\n")
+    record = str(tmp_path / "lib" / "record.json")
+    transaction = Recorder(changed, paths=[str(conf)], settles=settles)
+    transaction.run(check_mode, record=(record, "digest-1"))
+    assert host_state.check_record(record) == ({"digest": "digest-1", "intact": True} if written else {"digest": None, "intact": False})
+    assert bool(transaction.warnings) == (changed and not check_mode and not settles)
+
+
+def test_transaction_removes_the_record_before_going_live(tmp_path):
+    from ansible_collections.mailsec.relay.plugins.module_utils import host_state
+
+    conf = tmp_path / "main.cf"
+    conf.write_text("x\n")
+    record = str(tmp_path / "record.json")
+    host_state.write_record(record, "old", [str(conf)])
+    transaction = Recorder(True, paths=[str(conf)])
+    transaction.install = lambda result: (_ for _ in ()).throw(mta_backend.TransactionError("reload failed"))
+    with pytest.raises(mta_backend.TransactionError):
+        transaction.run(False, record=(record, "new"))
+    assert not os.path.exists(record)
 
 
 def desired_of(config):
@@ -112,3 +157,31 @@ def test_postfix_transaction_goes_live_and_rolls_back_on_failure(postfix_tree, p
     result = transaction.run(check_mode=False)
     assert result["changed"] and result["reloaded"] and result["msg"].startswith("changed")
     assert open(os.path.join(config, "mailsec", "relay_never.cidr")).read().startswith("198.51.100.51/32")
+
+
+def test_postfix_transaction_records_what_its_plan_reads(postfix_tree, private_tmp, tmp_path):  # noqa: F811
+    from ansible_collections.mailsec.relay.plugins.module_utils import host_state
+
+    config, backups = postfix_tree
+    record = str(tmp_path / "postconf.json")
+
+    def transaction(desired):
+        fake = FakePostfix(None)  # its postconf -e changes nothing: main.cf edits never land
+        made = PostfixTransaction(fake, desired, config_dir=config, backup_dir=backups, run_tty=fake.tty)
+        made.applier.confirm = lambda: True
+        return made
+
+    # main.cf edits that a fresh plan still finds missing: no record, and a warning saying so.
+    unsettled = transaction(desired_of(config))
+    assert unsettled.run(check_mode=False, record=(record, "d"))["changed"]
+    assert not os.path.exists(record) and unsettled.warnings
+    # Only tables (written for real): a fresh plan finds nothing left, so the record is written.
+    tables_only = dict(desired_of(config), main={}, master=[])
+    assert transaction(dict(tables_only, files=[dict(f) for f in tables_only["files"]])).run(check_mode=False, record=(record, "d"))
+    assert host_state.check_record(record) == {"digest": "d", "intact": True}
+    recorded = json.load(open(record))["files"]
+    assert {os.path.join(config, "main.cf"), os.path.join(config, "master.cf"), os.path.join(config, "mailsec", "relay_never.cidr")} <= set(recorded)
+    assert not transaction(dict(tables_only, files=[dict(f) for f in tables_only["files"]])).run(check_mode=False, record=(record, "d"))["changed"]
+    with open(os.path.join(config, "main.cf"), "a") as handle:
+        handle.write("# drift\n")
+    assert host_state.check_record(record)["intact"] is False

@@ -115,7 +115,7 @@ def test_default_ipv4_takes_the_lowest_metric_default_route(tmp_path):
 
 def test_read_reports_os_and_default_address():
     state = read_state({})
-    assert set(state) == {"packages", "files", "commands", "os", "default_ipv4", "versions"}
+    assert set(state) == {"packages", "files", "commands", "os", "default_ipv4", "versions", "records"}
     assert state["os"]["family"]  # this machine has an /etc/os-release
 
 
@@ -146,7 +146,7 @@ def test_action_sends_the_reader_inline_in_one_command(monkeypatch):
     result = plugin.run(task_vars={"ansible_python_interpreter": "/usr/bin/python3"})
     assert len(sent) == 1
     argv = shlex.split(sent[0])
-    assert argv[:2] == ["/usr/bin/python3", "-c"] and json.loads(argv[3]) == dict(Task.args, versions=[])
+    assert argv[:2] == ["/usr/bin/python3", "-c"] and json.loads(argv[3]) == dict(Task.args, versions=[], records={})
     assert result["changed"] is False
     assert result["files"]["/etc/postfix/main.cf"]["exists"] == os.path.exists("/etc/postfix/main.cf")
     assert result["commands"]["status"]["rc"] in (0, 1, 127) and "os" in result
@@ -207,3 +207,50 @@ def test_versions_of_missing_daemons_are_none(tmp_path, monkeypatch):
 def test_versions_refuse_an_unknown_daemon():
     with pytest.raises(ValueError, match="sendmail"):
         _load().read({"versions": ["sendmail"]})
+
+
+def test_apply_record_is_intact_until_any_recorded_file_changes(tmp_path):
+    """write_record/check_record: the digest comes back; content, mode, presence or a rewrite break it."""
+    state = _load()
+    main_cf, table, absent = tmp_path / "main.cf", tmp_path / "t.cidr", tmp_path / "exim4.conf"
+    main_cf.write_text("a = b\n")
+    table.write_text("203.0.113.1 REJECT\n")
+    record = str(tmp_path / "lib" / "postconf.json")
+    state.write_record(record, "d1", [str(main_cf), str(table), str(absent)])
+    assert oct(os.stat(record).st_mode & 0o777) == "0o600"
+    assert state.check_record(record) == {"digest": "d1", "intact": True}
+    assert read_state({"records": {"postconf": record}})["records"] == {"postconf": {"digest": "d1", "intact": True}}
+    table.chmod(0o600)
+    assert state.check_record(record)["intact"] is False
+    table.chmod(0o644)
+    state.write_record(record, "d1", [str(main_cf), str(table), str(absent)])
+    absent.write_text("")  # a file the plan reads appears
+    assert state.check_record(record)["intact"] is False
+    absent.unlink()
+    assert state.check_record(record)["intact"] is True
+    stat = os.stat(str(main_cf))
+    main_cf.write_text("a = c\n")  # same size, other content, mtime put back
+    os.utime(str(main_cf), ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert state.check_record(record)["intact"] is False
+    main_cf.write_text("a = b\n")  # same bytes again, but rewritten: strict, never a false "unchanged"
+    assert state.check_record(record)["intact"] is False
+    state.remove_record(record)
+    assert state.check_record(record) == {"digest": None, "intact": False}
+    with open(record, "w") as handle:
+        handle.write("{not json")
+    assert state.check_record(record) == {"digest": None, "intact": False}
+
+
+def test_action_refuses_a_relative_record_path():
+    from ansible.errors import AnsibleActionFail
+
+    class Task:
+        args = {"records": {"postconf": "postconf.json"}}
+        check_mode = False
+        async_val = 0
+
+    plugin = action.ActionModule.__new__(action.ActionModule)
+    plugin._task = Task()
+    with mock.patch.object(action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {}):
+        with pytest.raises(AnsibleActionFail, match="records.postconf"):
+            plugin.run(task_vars={})
