@@ -753,5 +753,6 @@ def test_quit_half_closes_on_plaintext(scenario):
     write their QUIT as part of the probe and are left out here.)"""
     outcome, host = scenario(mx=dict(quit_hold=0.5), probes=["T01", "T02", "T11", "T12", "T13", "T14", "T15", "T16"])
     assert by_verdict(outcome, "FAIL") == [] and by_verdict(outcome, "INCONCLUSIVE") == []
+    # The server counts the half-closes it saw while holding its 221: that is the evidence (a wall
+    # time bound said the same and failed at load 30 on 2 cores).
     assert host.mx.quit_holds > 0 and host.mx.quit_half_closed == host.mx.quit_holds
-    assert outcome["summary"]["seconds"] < 1.5
