@@ -650,9 +650,9 @@ VANTAGES = [
 ]
 
 
-def _limit_plan(effective, vantages=VANTAGES, limits=None, **host):
+def _limit_plan(effective, vantages=None, limits=None, **host):
     entry = dict({"name": "mx1", "effective": effective, "addresses": ["198.51.100.11"], "sasl_users": RATE_USERS}, **host)
-    plan = verify_plan.build_plan([entry], vantages, limits)
+    plan = verify_plan.build_plan([entry], vantages or VANTAGES, limits)
     return dict((run["vantage"]["name"], run["targets"][0]) for run in plan), plan
 
 
@@ -690,10 +690,10 @@ def test_limit_probes_say_why_they_do_not_run():
 
 
 def test_t24_limit_is_the_lower_of_messages_and_recipients():
-    both = dict(LIMITED, sender_rate_limits={"messages": 80, "recipients": 20, "window": 3600})
+    both = {**LIMITED, "sender_rate_limits": {"messages": 80, "recipients": 20, "window": 3600}}
     targets, unused = _limit_plan(mx_submission(**both), rate_probe_login="ratecheck@example.test")
     assert targets["trusted"]["sender_rate_limit"]["limit"] == 20
-    recipients_only = dict(LIMITED, sender_rate_limits={"messages": 0, "recipients": 25, "window": 3600})
+    recipients_only = {**LIMITED, "sender_rate_limits": {"messages": 0, "recipients": 25, "window": 3600}}
     targets, unused = _limit_plan(mx_submission(**recipients_only), rate_probe_login="ratecheck@example.test")
     assert targets["trusted"]["sender_rate_limit"]["limit"] == 25
 
