@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.mailsec.relay.plugins.module_utils import policy, verify_plan
+from ansible_collections.mailsec.relay.plugins.module_utils import outbound, policy, verify_plan
 
 
 def _plain(value):
@@ -42,6 +42,7 @@ def _host_entry(name, hostvars):
         "addresses": _plain(addresses),
         "test_mailbox": _plain(hv.get("verify_test_mailbox")),
         "auth": _plain(hv.get("verify_auth")),
+        "rate_probe_login": _plain(hv.get("verify_rate_probe_login")),
         "extra_ports": _plain(hv.get("verify_extra_ports")),
     }
     if hv.get("verify_listeners") is not None:
@@ -70,9 +71,10 @@ def _vantage_name(run):
     return str(((item or {}).get("vantage") or {}).get("name", "?"))
 
 
-def probe_targets(hosts, vantages=None, hostvars=None):
+def probe_targets(hosts, vantages=None, hostvars=None, limits=None):
     """Hosts (inventory names + hostvars, or ready ``{name, effective, addresses, sasl_users}``
-    entries) and vantages -> one relay_probe run per vantage."""
+    entries) and vantages -> one relay_probe run per vantage. ``limits``: the ceilings of the limit
+    probes T24/T25 (``{sender_rate_ceiling, auth_rate_ceiling}``, roles/verify's variables)."""
     if not verify_plan.HAS_NETADDR:
         raise AnsibleFilterError("probe_targets: " + verify_plan.policy.MISSING_LIBRARY_MESSAGE)
     entries = []
@@ -82,7 +84,7 @@ def probe_targets(hosts, vantages=None, hostvars=None):
         else:
             entries.append(_host_entry(str(host), hostvars))
     try:
-        return verify_plan.build_plan(entries, _plain(vantages))
+        return verify_plan.build_plan(entries, _plain(vantages), _plain(limits))
     except verify_plan.VerifyPlanError as exc:
         raise AnsibleFilterError("probe_targets: %s" % exc)
 
@@ -166,6 +168,21 @@ def verify_table(before, after, mta_by_host=None):
     return verify_plan.comparison_table(_plain(before), _plain(after), _plain(mta_by_host))
 
 
+def outbound_delivered(text, smarthost_addresses, client_addresses, log_lines=None, log_patterns=None):
+    """The outbound probe's delivered verdict from the canary's copy (and the smarthost's log)."""
+    return outbound.judge_delivered(_plain(text), _plain(smarthost_addresses), _plain(client_addresses), _plain(log_lines), _plain(log_patterns))
+
+
+def outbound_queue(output, rcpt):
+    """The client's queue entry for the probe's recipient: ``{queued, deferred, reason}``."""
+    return outbound.queue_state(_plain(output), str(rcpt))
+
+
+def outbound_queued(queue, canary_files, queued_reason, client_addresses, log_lines=None, log_patterns=None):
+    """The outbound probe's queued (fail closed) verdict."""
+    return outbound.judge_queued(_plain(queue), _plain(canary_files), str(queued_reason), _plain(client_addresses), _plain(log_lines), _plain(log_patterns))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -178,4 +195,7 @@ class FilterModule(object):
             "verify_probe_errors": verify_probe_errors,
             "verify_failure": verify_failure,
             "verify_table": verify_table,
+            "outbound_delivered": outbound_delivered,
+            "outbound_queue": outbound_queue,
+            "outbound_queued": outbound_queued,
         }

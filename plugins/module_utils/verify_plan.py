@@ -393,7 +393,150 @@ def _vantages(vantages):
     return result
 
 
-def build_plan(hosts, vantages):
+# Defaults of roles/verify's verify_sender_rate_ceiling / verify_auth_rate_ceiling: the most messages
+# (T24) or AUTH commands (T25) a limit probe may send to one host; the engine caps both at 100.
+LIMIT_CEILINGS = {"sender_rate_ceiling": 100, "auth_rate_ceiling": 100}
+_CEILING_VARIABLES = {"sender_rate_ceiling": "verify_sender_rate_ceiling", "auth_rate_ceiling": "verify_auth_rate_ceiling"}
+
+
+def _ceilings(limits):
+    """The limit probes' ceilings (ints >= 0; 0 turns the probe off) from the role's variables."""
+    out = dict(LIMIT_CEILINGS)
+    for key, value in (limits or {}).items():
+        if key not in out:
+            raise VerifyPlanError("limit probes: unknown setting %r (known: %s)" % (key, ", ".join(sorted(out))))
+        if value in (None, ""):
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = -1
+        if isinstance(value, bool) or number < 0 or str(value).strip() != str(number):
+            raise VerifyPlanError("%s: expected a whole number >= 0 (0 turns the probe off), got %r" % (_CEILING_VARIABLES[key], value))
+        out[key] = number
+    return out
+
+
+def policy_sender_rate(effective):
+    """The per-login limit T24 tests: the lower non-zero of messages and recipients per window (each
+    probe message has one recipient, so either brake refuses message limit + 1); 0 = none; None when
+    the policy predates sender rate limits."""
+    limits = effective.get("sender_rate_limits") if isinstance(effective, dict) else None
+    if not isinstance(limits, dict):
+        return None
+    values = [int(limits.get(key) or 0) for key in ("messages", "recipients")]
+    return min([value for value in values if value > 0] or [0])
+
+
+def policy_auth_rate(effective):
+    """AUTH commands per client and minute (client_limits.auth_rate); 0 = none; None when absent."""
+    limits = effective.get("client_limits") if isinstance(effective, dict) else None
+    if not isinstance(limits, dict):
+        return None
+    return int(limits.get("auth_rate") or 0)
+
+
+def rate_probe_login(host, auth):
+    """``{username, password}`` of the host's ``verify_rate_probe_login`` (an entry of its SASL
+    users), or None when unset. It must not be the login the other probes use (``auth``)."""
+    login = host.get("rate_probe_login")
+    if login in (None, ""):
+        return None
+    name = host["name"]
+    if not isinstance(login, str):
+        raise VerifyPlanError("%s: verify_rate_probe_login: expected a login name, got %s" % (name, type(login).__name__))
+    for user in host.get("sasl_users") or []:
+        if isinstance(user, dict) and str(user.get("name", "")).lower() == login.strip().lower() and user.get("password") not in (None, ""):
+            if auth and str(auth.get("username", "")).lower() == login.strip().lower():
+                raise VerifyPlanError(
+                    "%s: verify_rate_probe_login: %s is the login T09/T10 use (verify_auth or mailsec_relay_sasl_users[0]); "
+                    "T24 spends its budget for the window: name a user kept for this probe" % (name, login)
+                )
+            return {"username": str(user["name"]), "password": str(user["password"])}
+    # The message names the variable and the login, never a password.
+    raise VerifyPlanError(
+        "%s: verify_rate_probe_login: %s is not a login of mailsec_relay_sasl_users with a password; "
+        "add a user kept for the rate-limit probe there and name it" % (name, login)
+    )
+
+
+def _limit_listener(target):
+    """The listener T24/T25 run on (the engine's first_auth_listener): first submission with TLS."""
+    for entry in target["listeners"]:
+        if entry.get("role") == "submission" and entry.get("tls", "none") != "none":
+            return entry
+    return None
+
+
+def _exempt(effective, source):
+    """Relay networks and trusted loopback are exempt from the per-client AUTH brake (Postfix
+    smtpd_client_event_limit_exceptions = $mynetworks; the Exim ACL skips +relay_from_hosts)."""
+    networks = list(effective.get("relay_networks") or []) + list(effective.get("loopback_networks") or [])
+    return _inside(source, networks)
+
+
+def assign_limit_probes(placed, hosts, limits=None):
+    """Issue 14: give each host's T24 (per-login sender rate) and T25 (AUTH attempts per client) to
+    ONE of its targets, and a reason wherever they cannot run (a SKIP in the report, never a silent
+    PASS). ``placed`` lists ``(host name, vantage name, source IPAddress or None, target)``.
+
+    Once per host, not per vantage: T24 spends the dedicated login's budget for the window (a second
+    run would find it spent), T25 leaves the prober's address throttled for a minute. The first
+    target (vantage order) whose limit listener may relay after AUTH takes them; for T25 its source
+    must also be outside the relay networks, which the brake exempts.
+    """
+    ceilings = _ceilings(limits)
+    for host in hosts:
+        effective = host.get("effective")
+        if host.get("invalid") or host.get("verify") or not isinstance(effective, dict):
+            continue  # verify-only hosts: no policy limits to test
+        mine = [(vantage, source, target) for name, vantage, source, target in placed if name == host["name"] and _limit_listener(target)]
+        if not mine:
+            continue  # no submission listener with TLS: neither has a place to run
+        sender_rate, auth_rate = policy_sender_rate(effective), policy_auth_rate(effective)
+        if sender_rate is not None:
+            _assign_t24(host, mine, sender_rate, ceilings["sender_rate_ceiling"])
+        if auth_rate is not None:
+            _assign_t25(effective, mine, auth_rate, ceilings["auth_rate_ceiling"])
+
+
+def _assign_t24(host, mine, limit, ceiling):
+    chosen = next(((vantage, target) for vantage, source, target in mine if _limit_listener(target).get("auth_relay")), None)
+    spec = {"limit": limit, "ceiling": ceiling}
+    target = (chosen or (None, mine[0][2]))[1]
+    login = rate_probe_login(host, target.get("auth"))
+    if not limit:
+        spec["skip"] = "the policy sets no per-login sender rate limit (mailsec_relay_sender_rate_limit_messages/_recipients)"
+    elif chosen is None:
+        spec["skip"] = "no vantage may relay after AUTH on port %d: nowhere to spend the login's budget" % _limit_listener(target)["port"]
+    elif login is None:
+        spec["skip"] = (
+            "no dedicated login: set verify_rate_probe_login to a user of mailsec_relay_sasl_users kept for this probe "
+            "(it spends the login's budget for the window)"
+        )
+    else:
+        spec.update(login)
+    target["sender_rate_limit"] = spec
+
+
+def _assign_t25(effective, mine, limit, ceiling):
+    chosen = next(
+        ((vantage, target) for vantage, source, target in mine if _limit_listener(target).get("auth_relay") and not _exempt(effective, source)),
+        None,
+    )
+    spec = {"limit": limit, "ceiling": ceiling}
+    target = (chosen or (None, mine[0][2]))[1]
+    if not limit:
+        spec["skip"] = "the policy sets no AUTH rate limit per client (mailsec_relay_client_auth_rate_limit: 0)"
+    elif chosen is None:
+        spec["skip"] = (
+            "no vantage outside the relay networks may AUTH on port %d (the brake exempts the relay networks, as Postfix's "
+            "smtpd_client_event_limit_exceptions does)" % _limit_listener(target)["port"]
+        )
+    target["auth_attempt_limit"] = spec
+
+
+def build_plan(hosts, vantages, limits=None):
     """One probe run per vantage: ``[{vantage: {name, source_address}, targets: [...], skipped: [...]}]``.
 
     ``hosts`` is a list of ``{name, effective, addresses, sasl_users, test_mailbox}`` plus optional
@@ -403,9 +546,10 @@ def build_plan(hosts, vantages):
     different verdicts. A host with ``invalid`` (its policy's errors) is listed under ``skipped``
     with ``invalid: true`` and never probed. Each run lists ``undeclared``: ``{name, ports}`` of readback listeners
     probed although the policy does not declare them. All hosts in one pass: the verify-only
-    policies are built once, not per vantage.
+    policies are built once, not per vantage. ``limits`` holds the limit probes' ceilings
+    (:data:`LIMIT_CEILINGS`); hosts may name ``rate_probe_login`` (:func:`assign_limit_probes`).
     """
-    plan = []
+    plan, placed = [], []
     hosts = list(hosts or [])
     for index, host in enumerate(hosts):
         if host.get("verify"):
@@ -439,12 +583,14 @@ def build_plan(hosts, vantages):
                 )
                 if target is not None:
                     targets.append(target)
+                    placed.append((host["name"], vantage["name"], _ip(source, "vantage source_address") if source else None, target))
                     found = True
                     if ports:
                         undeclared.append({"name": host["name"], "ports": ports})
             if not found:
                 skipped.append({"name": host["name"], "reason": "no address of the vantage's IP family"})
         plan.append({"vantage": vantage, "targets": targets, "skipped": skipped, "undeclared": undeclared})
+    assign_limit_probes(placed, hosts, limits)
     return plan
 
 
@@ -457,6 +603,8 @@ def redact_plan(plan):
             target = dict(target)
             if "auth" in target:
                 target["auth"] = {"username": target["auth"]["username"], "password": "********"}
+            if "password" in (target.get("sender_rate_limit") or {}):
+                target["sender_rate_limit"] = dict(target["sender_rate_limit"], password="********")
             targets.append(target)
         redacted.append(dict(run, targets=targets))
     return redacted

@@ -107,7 +107,9 @@ options:
             description: Authenticated clients may relay here (submission listeners).
             type: bool
           sender_login_match:
-            description: The policy binds the envelope sender to the login (T10 FAIL instead of WARN).
+            description:
+              - The policy binds the envelope sender to the login; with O(probes=all) T10 runs here (FAIL instead of WARN
+                when the sender is not bound).
             type: bool
             default: false
       extra_ports:
@@ -134,10 +136,12 @@ options:
           - T24 (issue 14), on the first submission listener with TLS; needs O(canary). After AUTH with this
             DEDICATED login (its budget for the window is spent) up to O(targets[].sender_rate_limit.limit) + 1
             messages go to the canary; one must be refused.
+          - Without a login or a canary, with limit 0 or above the ceiling, or with O(targets[].sender_rate_limit.skip),
+            it sends nothing and is a SKIP that says why.
         type: dict
         suboptions:
           limit:
-            description: The policy's messages per login per window.
+            description: The policy's messages per login per window (0 - none).
             type: int
             required: true
           ceiling:
@@ -147,25 +151,30 @@ options:
           username:
             description: The dedicated login.
             type: str
-            required: true
           password:
             description: Its password; never appears in results.
             type: str
-            required: true
+          skip:
+            description: Do not run; a SKIP with this reason (the caller's, e.g. "no dedicated login").
+            type: str
       auth_attempt_limit:
         description:
           - T25 (issue 14), on the first submission listener with TLS, after every case with real credentials;
             one wrong password, then cancelled AUTH exchanges, up to limit + 1 + limit/10 (one must get a 4xx).
+          - With limit 0, above the ceiling, or with O(targets[].auth_attempt_limit.skip), a SKIP that says why.
         type: dict
         suboptions:
           limit:
-            description: The policy's AUTH commands per client per minute.
+            description: The policy's AUTH commands per client per minute (0 - none).
             type: int
             required: true
           ceiling:
             description: The most AUTH commands the probe may send; it runs only when limit <= ceiling (capped at 100).
             type: int
             default: 100
+          skip:
+            description: Do not run; a SKIP with this reason.
+            type: str
   source_address:
     description:
       - Address(es) to bind to (the vantage point); one per IP family. Addresses of a family with no source
@@ -220,7 +229,8 @@ options:
         type: str
   probes:
     description:
-      - C(all) (T10 only when listed) or probe IDs C(T01) ... C(T25) (T24/T25 only where a target names the limit).
+      - C(all) or probe IDs C(T01) ... C(T25). C(all) runs T10 only on listeners with
+        O(targets[].listeners[].sender_login_match); T24/T25 run only where a target names the limit.
       - C(T00) (listener reachable) always runs.
     type: list
     elements: str
@@ -420,11 +430,12 @@ def main():
             options=dict(
                 limit=dict(type="int", required=True),
                 ceiling=dict(type="int", default=100),
-                username=dict(type="str", required=True),
-                password=dict(type="str", required=True, no_log=True),
+                username=dict(type="str"),
+                password=dict(type="str", no_log=True),
+                skip=dict(type="str"),
             ),
         ),
-        auth_attempt_limit=dict(type="dict", options=dict(limit=dict(type="int", required=True), ceiling=dict(type="int", default=100))),
+        auth_attempt_limit=dict(type="dict", options=dict(limit=dict(type="int", required=True), ceiling=dict(type="int", default=100), skip=dict(type="str"))),
     )
     module = AnsibleModule(
         argument_spec=dict(

@@ -635,3 +635,97 @@ def test_findings_status_and_gate():
     assert "finding open_relay (critical)" in failing["mx1"][1] and "canary arrived" in failing["mx1"][1]
     assert sorted(verify_plan.gate(summary, ["FAIL"], "warn")) == ["mx1", "mx2"]  # mx2: the engine's own FAIL
     assert verify_plan.gate(summary, [], "warn") == {}
+
+
+# --- issue 14: T24/T25 from the policy's limits, once per host ----------------------------------
+
+RATE_USERS = USERS + [{"name": "ratecheck@example.test", "password": "rate-only-secret"}]
+LIMITED = dict(
+    sender_rate_limits={"messages": 40, "recipients": 0, "window": 3600}, client_limits={"connection_count": 50, "connection_rate": 0, "auth_rate": 30}
+)
+VANTAGES = [
+    {"name": "trusted", "source_address": "198.51.100.50"},
+    {"name": "external", "source_address": "198.51.100.100"},
+    {"name": "never", "source_address": "198.51.100.51"},
+]
+
+
+def _limit_plan(effective, vantages=None, limits=None, **host):
+    entry = dict({"name": "mx1", "effective": effective, "addresses": ["198.51.100.11"], "sasl_users": RATE_USERS}, **host)
+    plan = verify_plan.build_plan([entry], vantages or VANTAGES, limits)
+    return dict((run["vantage"]["name"], run["targets"][0]) for run in plan), plan
+
+
+def test_limit_probes_run_once_per_host_where_they_can():
+    targets, plan = _limit_plan(mx_submission(**LIMITED), rate_probe_login="ratecheck@example.test")
+    # T24: the first vantage that may relay after AUTH (trusted), with the dedicated login
+    assert targets["trusted"]["sender_rate_limit"] == {"limit": 40, "ceiling": 100, "username": "ratecheck@example.test", "password": "rate-only-secret"}
+    # T25: the first one outside the relay networks (the brake exempts them)
+    assert "auth_attempt_limit" not in targets["trusted"]
+    assert targets["external"]["auth_attempt_limit"] == {"limit": 30, "ceiling": 100}
+    assert "sender_rate_limit" not in targets["external"] and "auth_attempt_limit" not in targets["never"]
+    # the password never in what is shown
+    assert "rate-only-secret" not in repr(verify_plan.redact_plan(plan))
+    assert plan[0]["targets"][0]["sender_rate_limit"]["password"] == "rate-only-secret"
+
+
+def test_limit_probes_say_why_they_do_not_run():
+    # no dedicated login: T24 is a SKIP that names the variable
+    targets, unused = _limit_plan(mx_submission(**LIMITED))
+    assert "verify_rate_probe_login" in targets["trusted"]["sender_rate_limit"]["skip"]
+    assert "password" not in targets["trusted"]["sender_rate_limit"]
+    # no limits in the policy
+    off = dict(
+        sender_rate_limits={"messages": 0, "recipients": 0, "window": 3600}, client_limits={"connection_count": 50, "connection_rate": 0, "auth_rate": 0}
+    )
+    targets, unused = _limit_plan(mx_submission(**off), rate_probe_login="ratecheck@example.test")
+    assert "no per-login sender rate limit" in targets["trusted"]["sender_rate_limit"]["skip"]
+    assert "no AUTH rate limit" in targets["external"]["auth_attempt_limit"]["skip"]
+    # only vantages inside the relay networks: T25 cannot show the brake
+    targets, unused = _limit_plan(mx_submission(**LIMITED), vantages=VANTAGES[:1])
+    assert "relay networks" in targets["trusted"]["auth_attempt_limit"]["skip"]
+    # a policy without the issue-14 keys (verify-only, older): nothing added
+    targets, unused = _limit_plan(mx_submission())
+    assert not set(targets["trusted"]) & {"sender_rate_limit", "auth_attempt_limit"}
+
+
+def test_t24_limit_is_the_lower_of_messages_and_recipients():
+    both = {**LIMITED, "sender_rate_limits": {"messages": 80, "recipients": 20, "window": 3600}}
+    targets, unused = _limit_plan(mx_submission(**both), rate_probe_login="ratecheck@example.test")
+    assert targets["trusted"]["sender_rate_limit"]["limit"] == 20
+    recipients_only = {**LIMITED, "sender_rate_limits": {"messages": 0, "recipients": 25, "window": 3600}}
+    targets, unused = _limit_plan(mx_submission(**recipients_only), rate_probe_login="ratecheck@example.test")
+    assert targets["trusted"]["sender_rate_limit"]["limit"] == 25
+
+
+def test_limit_ceilings_are_passed_and_validated():
+    targets, unused = _limit_plan(
+        mx_submission(**LIMITED), limits={"sender_rate_ceiling": 20, "auth_rate_ceiling": 0}, rate_probe_login="ratecheck@example.test"
+    )
+    assert targets["trusted"]["sender_rate_limit"]["ceiling"] == 20  # the engine SKIPs limit 40 > 20, saying so
+    assert targets["external"]["auth_attempt_limit"]["ceiling"] == 0
+    for bad in (-1, "ten", True, 1.5):
+        with pytest.raises(verify_plan.VerifyPlanError, match="verify_sender_rate_ceiling"):
+            _limit_plan(mx_submission(**LIMITED), limits={"sender_rate_ceiling": bad})
+
+
+@pytest.mark.parametrize(
+    "login, message",
+    [
+        ("nobody@example.test", "is not a login of mailsec_relay_sasl_users"),
+        ("alice@example.test", "is the login T09/T10 use"),
+        (["ratecheck@example.test"], "expected a login name"),
+    ],
+)
+def test_rate_probe_login_must_be_a_dedicated_sasl_user(login, message):
+    with pytest.raises(verify_plan.VerifyPlanError, match="verify_rate_probe_login") as caught:
+        _limit_plan(mx_submission(**LIMITED), rate_probe_login=login)
+    assert message in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_t10_expected_where_the_policy_binds_the_sender():
+    effective = mx_submission()
+    effective["listeners"][1]["sender_login_match"] = True
+    ports = by_port(verify_plan.build_target("mx1", effective, "198.51.100.100", ADDRS, USERS))
+    assert ports[587]["sender_login_match"] is True and "sender_login_match" not in ports[465]

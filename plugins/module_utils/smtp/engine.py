@@ -202,7 +202,8 @@ class Options:
         unknown = self.explicit - set(ALL_PROBES)
         if unknown:
             raise ConfigError("probes: unknown %s (known: all, T00 ... %s)" % (", ".join(sorted(unknown)), ALL_PROBES[-1]))
-        self.probes = set(DEFAULT_PROBES) | self.explicit if "ALL" in wanted else set(self.explicit)
+        self.everything = "ALL" in wanted
+        self.probes = set(DEFAULT_PROBES) | self.explicit if self.everything else set(self.explicit)
         self.concurrency = max(1, int(params.get("concurrency") or 64))
         self.per_host = max(1, int(params.get("per_host") or 10))
         self.timeout = float(params.get("timeout") or 5)

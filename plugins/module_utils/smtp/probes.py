@@ -1031,15 +1031,20 @@ AUTH_PROBE_CEILING = 100
 def rate_limit_spec(spec, where, key):
     """A target's ``sender_rate_limit`` / ``auth_attempt_limit``: {limit, ceiling[, username, password]}.
 
-    None when absent. The probe runs only when limit <= ceiling (the configured bound on how many
-    messages or AUTH commands it may send); ceiling itself is capped (RATE/AUTH_PROBE_CEILING).
+    None when absent. The probe runs only when 0 < limit <= ceiling (the configured bound on how
+    many messages or AUTH commands it may send); ceiling itself is capped (RATE/AUTH_PROBE_CEILING).
+    ``skip`` (a reason) makes it a SKIP that says why, without sending anything.
     """
     if spec in (None, {}):
         return None
     if not isinstance(spec, dict):
         raise ValueError("%s.%s: must be a dict {limit, ceiling}" % (where, key))
     cap = RATE_PROBE_CEILING if key == "sender_rate_limit" else AUTH_PROBE_CEILING
-    out = {}
+    out = {"skip": None}
+    if spec.get("skip") not in (None, ""):
+        # The caller (roles/verify) decided not to run it and says why: a SKIP with that reason.
+        out["skip"] = str(spec["skip"])
+        spec = dict(spec, limit=spec.get("limit") or 0)
     for name, default in (("limit", None), ("ceiling", cap)):
         value = spec.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -1156,33 +1161,43 @@ async def t25(ctx, client):
     return Outcome(FAIL, "%d AUTH attempts from one client without a throttle (limit %d)" % (tries, limit), reply, "AUTH")
 
 
+def _limit_skip(spec):
+    """Why T24/T25 send nothing for this spec, or None when they may run."""
+    if spec.get("skip"):
+        return spec["skip"]
+    if spec["limit"] <= 0:
+        return "no limit given (0): nothing to probe"
+    if spec["limit"] > spec["ceiling"]:
+        return "limit %d is above the ceiling %d: the probe sends at most the ceiling" % (spec["limit"], spec["ceiling"])
+    return None
+
+
 def limit_cases(ctx, add):
-    """T24/T25 on the first submission listener with TLS, where the target names the limits."""
+    """T24/T25 on the first submission listener with TLS, where the target names the limits.
+
+    Where one cannot run (no canary, no dedicated login, the limit above the ceiling, or the
+    caller's ``skip``) it is a SKIP that says why, never a silent absence or a PASS.
+    """
     if first_auth_listener(ctx) is not ctx.listener:
         return
     rate = getattr(ctx.target, "sender_rate_limit", None)
     if rate:
-        title = "submission: per-login sender rate limit (%d messages + 1 to the canary)" % rate["limit"]
-        if not ctx.can_data:
-            add("T24", None, title, "refused at the limit", "own", lambda c, cl: _skip("no canary: the probe sends messages only to the canary"))
-        elif rate["credentials"] is None:
-            add("T24", None, title, "refused at the limit", "own", lambda c, cl: _skip("no dedicated login: the probe spends a login's budget for the window"))
-        elif not 0 < rate["limit"] <= rate["ceiling"]:
-            add(
-                "T24",
-                None,
-                title,
-                "refused at the limit",
-                "own",
-                lambda c, cl: _skip("limit %d is not below the ceiling %d" % (rate["limit"], rate["ceiling"])),
-            )
+        title = "submission: per-login sender rate limit" + (" (%d messages + 1 to the canary)" % rate["limit"] if rate["limit"] else "")
+        why = _limit_skip(rate)
+        if why is None and not ctx.can_data:
+            why = "no canary: the probe sends messages only to the canary"
+        if why is None and rate["credentials"] is None:
+            why = "no dedicated login: the probe spends a login's budget for the window"
+        if why is not None:
+            add("T24", None, title, "refused at the limit", "own", lambda c, cl, w=why: _skip(w))
         else:
             add("T24", None, title, "refused at the limit", "own", t24, credentials="real", cost=3)
     guess = getattr(ctx.target, "auth_attempt_limit", None)
     if guess:
-        title = "submission: AUTH attempts per client throttled (%d + 1)" % guess["limit"]
-        if not 0 < guess["limit"] <= guess["ceiling"]:
-            add("T25", None, title, "throttled", "own", lambda c, cl: _skip("limit %d is not below the ceiling %d" % (guess["limit"], guess["ceiling"])))
+        title = "submission: AUTH attempts per client throttled" + (" (%d + 1)" % guess["limit"] if guess["limit"] else "")
+        why = _limit_skip(guess)
+        if why is not None:
+            add("T25", None, title, "throttled", "own", lambda c, cl, w=why: _skip(w))
         else:
             add("T25", None, title, "throttled", "own", t25, credentials="wrong", cost=5)
 
@@ -1254,8 +1269,15 @@ def build_cases(ctx):
                 greeting_refused=FAIL,
                 credentials="real",
             )
-        if tgt.auth is not None and has_tls and ("T10" in ctx.opts.explicit or lst.sender_login_match):
-            cases.append(Case("T10", None, "submission: sender must match the login", "refused", "own", t10, credentials="real"))
+        # T10: listed explicitly, or with "all" where the policy binds the sender to the login.
+        if "T10" in ctx.opts.explicit or (lst.sender_login_match and ctx.opts.everything):
+            title = "submission: sender must match the login"
+            if tgt.auth is None:
+                cases.append(Case("T10", None, title, "refused", "own", lambda c, cl: _skip("no test credentials given")))
+            elif not has_tls:
+                cases.append(Case("T10", None, title, "refused", "own", lambda c, cl: _skip("listener has no TLS: credentials are never sent in cleartext")))
+            else:
+                cases.append(Case("T10", None, title, "refused", "own", t10, credentials="real"))
     if lst.tls == "implicit":
         add("T07", None, "implicit TLS: handshake before any greeting", "TLS first", "own", t07)
     if not mx and not extra:

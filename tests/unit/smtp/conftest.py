@@ -39,7 +39,7 @@ def scenario(tls_context, spool):
             await host.start()
             try:
                 spec = host.target()
-                spec.update(target or {})
+                spec.update(target(spec) if callable(target) else target or {})  # a callable sees the ports
                 options = {"targets": [spec], "timeout": 2, "greeting_timeout": 2, "retry_delay": 0.05, "smuggle_wait": 0.2}
                 if canary:
                     options["canary"] = {"domain": "canary.test", "spool": spool, "wait": 0.5}

@@ -51,7 +51,7 @@ def test_t24_earlier_use_of_the_window_still_shows_the_limit(scenario):
 @pytest.mark.parametrize(
     "spec, canary, reason",
     [
-        (dict(RATE_USER, limit=30, ceiling=10), True, "not below the ceiling"),
+        (dict(RATE_USER, limit=30, ceiling=10), True, "above the ceiling"),
         (dict(RATE_USER, limit=3, ceiling=10), False, "no canary"),
         ({"limit": 3, "ceiling": 10}, True, "no dedicated login"),
     ],
@@ -96,7 +96,7 @@ def test_t25_fails_where_the_throttle_comes_too_late(scenario):
 def test_t25_above_the_ceiling_sends_nothing(scenario):
     outcome, host = scenario(probes=["T25"], target={"auth_attempt_limit": {"limit": 500, "ceiling": 1000}})
     row = _result(outcome, "T25")
-    assert row["verdict"] == "SKIP" and "not below the ceiling 100" in row["reason"]
+    assert row["verdict"] == "SKIP" and "above the ceiling 100" in row["reason"]
     assert host.submission.auth_commands == 0
 
 
@@ -119,3 +119,49 @@ def test_t25_a_dropped_connection_is_no_throttle(scenario):
     # ... and with a real rate brake behind the drops it still finds the throttle
     outcome, host = scenario(submission=dict(auth_drop_per_connection=4, auth_command_limit=7), probes=["T25"], target={"auth_attempt_limit": {"limit": 7}})
     assert _result(outcome, "T25")["verdict"] == "PASS"
+
+
+@pytest.mark.parametrize("probe, key", [("T24", "sender_rate_limit"), ("T25", "auth_attempt_limit")])
+def test_a_reason_from_the_caller_is_a_skip_that_says_why(scenario, probe, key):
+    # roles/verify names why it does not run a limit probe (no policy limit, no dedicated login, ...)
+    outcome, host = scenario(probes=[probe], target={key: {"limit": 3, "skip": "the policy sets no limit"}})
+    row = _result(outcome, probe)
+    assert (row["verdict"], row["reason"]) == ("SKIP", "the policy sets no limit"), row
+    assert host.transactions == [] and host.submission.auth_commands == 0
+
+
+@pytest.mark.parametrize("probe, key", [("T24", "sender_rate_limit"), ("T25", "auth_attempt_limit")])
+def test_limit_zero_sends_nothing_and_says_so(scenario, probe, key):
+    outcome, host = scenario(probes=[probe], target={key: dict(RATE_USER, limit=0)})
+    row = _result(outcome, probe)
+    assert row["verdict"] == "SKIP" and "no limit given" in row["reason"], row
+    assert host.transactions == [] and host.submission.auth_commands == 0
+
+
+def _587(binds, **more):
+    """Only the fake's 587 listener, with or without sender_login_match (its port is known at start)."""
+    return lambda spec: dict(more, listeners=[dict(spec["listeners"][1], sender_login_match=binds)])
+
+
+@pytest.mark.parametrize(
+    "refuse, verdict, finding",
+    [("other-", "PASS", None), (None, "FAIL", "sender_login_mismatch")],
+)
+def test_t10_runs_with_all_where_the_listener_binds_the_sender(scenario, refuse, verdict, finding):
+    outcome, host = scenario(submission=dict(refuse_sender=refuse), probes=["all"], target=_587(True))
+    rows = [r for r in outcome["results"] if r["probe"] == "T10"]
+    assert [(r["verdict"], r["finding"]) for r in rows] == [(verdict, finding)], rows
+
+
+def test_t10_without_credentials_is_a_skip_that_says_why(scenario):
+    outcome, unused = scenario(probes=["all"], target=_587(True, auth=None))
+    rows = [r for r in outcome["results"] if r["probe"] == "T10"]
+    assert [(r["verdict"], r["reason"]) for r in rows] == [("SKIP", "no test credentials given")]
+
+
+def test_t10_not_run_for_a_selection_without_it(scenario):
+    # sender_login_match turns T10 on with "all"; a list of other probes leaves it out
+    outcome, unused = scenario(probes=["T09"], target=_587(True))
+    assert [r for r in outcome["results"] if r["probe"] == "T10"] == []
+    outcome, unused = scenario(probes=["all"], target=_587(False))
+    assert [r for r in outcome["results"] if r["probe"] == "T10"] == []
