@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Split the Molecule scenarios into lanes that can run at the same time.
 
@@ -16,7 +15,7 @@ checkout waits for the group it shares addresses with.
 Prints one line per lane, each group of the lane as "<lock name>:<scenario>,<scenario>", only the
 scenarios asked for.
 
-    tests/molecule_lanes.py [--lanes N] [--times FILE] scenario...
+    python tests/molecule_lanes.py [--lanes N] [--times FILE] scenario...
 """
 
 from __future__ import annotations
@@ -96,7 +95,7 @@ def lanes(scenarios: list[str], count: int, weight: dict[str, float]) -> list[li
     group first onto the lightest lane."""
     asked = [(group[0], [name for name in group if name in scenarios]) for group in groups(sorted(set(all_scenarios()) | set(scenarios)))]
     asked = [(lock, names) for lock, names in asked if names]
-    packed: list[list[tuple[str, list[str]]]] = [[] for _ in range(max(1, count))]
+    packed: list[list[tuple[str, list[str]]]] = [[] for unused in range(max(1, count))]
     load = [0.0] * len(packed)
     for lock, group in sorted(asked, key=lambda g: -sum(weight[s] for s in g[1])):
         lightest = load.index(min(load))

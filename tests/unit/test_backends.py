@@ -112,7 +112,11 @@ def test_transaction_removes_the_record_before_going_live(tmp_path):
     record = str(tmp_path / "record.json")
     host_state.write_record(record, "old", [str(conf)])
     transaction = Recorder(True, paths=[str(conf)])
-    transaction.install = lambda result: (_ for _ in ()).throw(mta_backend.TransactionError("reload failed"))
+
+    def failing_install(result):
+        raise mta_backend.TransactionError("reload failed")
+
+    transaction.install = failing_install
     with pytest.raises(mta_backend.TransactionError):
         transaction.run(False, record=(record, "new"))
     assert not os.path.exists(record)

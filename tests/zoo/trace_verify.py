@@ -32,7 +32,7 @@ def zoo_cpu():
     import subprocess
 
     rows = subprocess.run(
-        ["podman", "ps", "--no-trunc", "--filter", "label=io.mailsec.zoo=1", "--format", "{{.ID}} {{.Names}}"], capture_output=True, text=True
+        ["podman", "ps", "--no-trunc", "--filter", "label=io.mailsec.zoo=1", "--format", "{{.ID}} {{.Names}}"], capture_output=True, text=True, check=False
     ).stdout.split("\n")
     per = {}
     for row in rows:
