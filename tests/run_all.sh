@@ -85,16 +85,12 @@ molecule_run() {
 # One lane: its groups one after the other, each scenario on each suite; one result line per run.
 molecule_lane() {
   local entry lock names scenario suite
-  local -a group scenario_suites
+  local -a group
   for entry in "$@"; do
     lock=${entry%%:*} names=${entry#*:}
     IFS=, read -r -a group <<<"$names"
     for scenario in "${group[@]}"; do
-      # A scenario whose images do not follow MOLECULE_SUITE (the brownfield host is built for one
-      # release) runs once, on the first suite asked for.
-      scenario_suites=("${suites[@]}")
-      grep -q 'MOLECULE_SUITE' "molecule/$scenario/molecule.yml" || scenario_suites=("${suites[0]}")
-      for suite in "${scenario_suites[@]}"; do
+      for suite in "${suites[@]}"; do
         echo "=== molecule scenario: $scenario on $suite (log $MOLECULE_LOGS/$scenario-$suite.log)" >&2
         molecule_run "$scenario" "$suite" "$lock" "$MOLECULE_LOGS/$scenario-$suite.log"
       done

@@ -54,3 +54,17 @@ def test_repository_scenarios_form_more_than_one_group():
     # A new scenario that reuses another group's address would silently serialise the stage.
     groups = molecule_lanes.groups(molecule_lanes.all_scenarios())
     assert len(groups) >= 3, groups
+
+
+def test_every_real_scenario_runs_on_every_suite():
+    """The platform matrix (issue 13): every platform of every scenario takes its image from the
+    suite run_all.sh passes in MOLECULE_SUITE, so no scenario is tied to one Debian release."""
+    import yaml
+
+    scenarios = sorted(p for p in os.listdir(os.path.join(ROOT, "molecule")) if os.path.isfile(os.path.join(ROOT, "molecule", p, "molecule.yml")))
+    assert "postfix_brownfield" in scenarios
+    for name in scenarios:
+        with open(os.path.join(ROOT, "molecule", name, "molecule.yml"), encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+        for platform in config["platforms"]:
+            assert platform["image"].endswith(":${MOLECULE_SUITE:-trixie}"), (name, platform["name"], platform["image"])
