@@ -5,6 +5,9 @@
 # like tests/lab/lab.sh does for the lab images.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The lab's Molecule network first (documentation ranges, internal): the podman driver would make a
+# missing one on podman's default, private subnet.
+"$HERE/../../tests/lab/lab.sh" net molecule
 SUITE=${MOLECULE_SUITE:-trixie}
 IMAGE=localhost/mailsec-brownfield:$SUITE
 BASE=localhost/mailsec-base:$SUITE
