@@ -205,7 +205,7 @@ async def _group_result(ctx, group):
     if future is not None:
         return await asyncio.shield(future), None
     future = offers[group] = asyncio.get_running_loop().create_future()
-    result, outcome = None, None
+    result, outcome, client = None, None, None
     try:
         context = group_context(group)[0]
         if context is not None:
@@ -214,12 +214,13 @@ async def _group_result(ctx, group):
             if outcome is None:
                 version, unused, cipher = (client.tls_info or "? ?").partition(" ")
                 result = {"accepted": client.tls_info, "version": version, "cipher": cipher, "banner": client.banner, "transcript": list(client.transcript)}
-                await client.quit()
             elif outcome.verdict == PASS:  # refused: the evidence line says how
                 result = {"refused": outcome.evidence}
                 outcome = None
     finally:
-        future.set_result(result)
+        future.set_result(result)  # (before this connection's QUIT: the others need not wait for its 221)
+    if client is not None:
+        await client.quit()  # (its slot is free for this case's own handshake, if it needs one)
     return result, outcome
 
 
@@ -274,7 +275,7 @@ def _accepted(ctx, case, info, banner, evidence=None, how=""):
     what = "%s cipher suites" % case if case not in TLS_VERSIONS else case
     below = _below_minimum(case, ctx.opts.tls_min_version)
     if not below:
-        return Outcome(PASS, "%s accepted (%s); the minimum is %s" % (what, info, ctx.opts.tls_min_version), banner, "TLS", evidence=evidence)
+        return Outcome(PASS, "%s accepted (%s%s); the minimum is %s" % (what, info, how, ctx.opts.tls_min_version), banner, "TLS", evidence=evidence)
     submission = ctx.listener.role == "submission"
     if case == ANON:
         # No server authentication, but strong encryption; only a client that offers anonymous
@@ -317,10 +318,27 @@ async def t21(ctx, unused_client, case):
             outcome = _from_group(ctx, case, group, result, own=len(ctx.clients) > opened)
             if outcome is not None:
                 return outcome
+    seen = _negotiated_here(ctx, case)
+    if seen is not None:
+        return seen
     outcome, client = await _handshake(ctx, context, what)
     if outcome is not None:
         return outcome
     return _accepted(ctx, case, client.tls_info or "?", client.banner)
+
+
+def _negotiated_here(ctx, case):
+    """A version one of this listener's own sessions (the engine's default client context, this
+    run) already negotiated is proven accepted by that handshake: its outcome, with that
+    connection's transcript as evidence; None when no session negotiated it (yet)."""
+    slot = ctx.state.tls_slot
+    if case not in TLS_VERSIONS or slot is None or ctx.state.tls_offers is None:
+        return None
+    for version, (info, banner, transcript) in slot.negotiated.items():
+        if _OPENSSL_VERSION.get(version, version) == case:
+            evidence = transcript + ["*** (T21 %s: this listener's own session above negotiated it; no handshake of T21's own)" % case]
+            return _accepted(ctx, case, info, banner, evidence, "; negotiated by a session of the other probes")
+    return None
 
 
 def build_tls_cases(ctx):

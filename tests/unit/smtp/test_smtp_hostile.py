@@ -149,6 +149,7 @@ def _grouped_and_reference(make_servers, listeners, **params):
         outcome = _run(servers, listeners, probes=["T21"], transcripts="all", reuse=reuse, **params)
         for r in outcome["results"]:
             r["server"] = [server.port for server in servers].index(r["port"])
+            r["reuse"] = reuse
         runs.append((outcome, [server.connections for server in servers]))
     (grouped, opened), (reference, reference_opened) = runs
     return grouped, reference, opened, reference_opened
@@ -179,6 +180,12 @@ def test_t21_hardened_server_refuses_each_group_in_one_handshake(tls_context):
             assert result["verdict"] == "PASS" and "one ClientHello for" in result["reason"], result
             # the case that waited for the other's handshake carries that handshake's evidence line
             assert any(line.startswith("*** handshake offering only") for line in result["transcript"]), (result["case"], result["transcript"])
+    # TLS 1.3 on the implicit-TLS listener: the reachability check's own handshake negotiated it,
+    # and that handshake is the evidence (no T21 handshake of its own); the reference mode offers it
+    tls13 = {r["reuse"]: r for r in grouped["results"] + reference["results"] if r["probe"] == "T21" and r["case"] == "TLSv1.3" and r["server"] == 1}
+    assert "negotiated by a session of the other probes" in tls13[True]["reason"], tls13[True]
+    assert any(line.startswith("*** TLS established: TLSv1.3") for line in tls13[True]["transcript"]), tls13[True]["transcript"]
+    assert "negotiated by" not in tls13[False]["reason"] and tls13[True]["verdict"] == tls13[False]["verdict"] == "PASS"
 
 
 def test_t21_an_accepted_group_offer_drills_down(tmp_path):
