@@ -78,14 +78,10 @@ def escape_bytes(data: bytes, limit: int = 200) -> str:
 class TLSSessionSlot:
     """The last resumable TLS session of one listener: later handshakes there resume it."""
 
-    __slots__ = ("session", "negotiated")
+    __slots__ = ("session",)
 
     def __init__(self) -> None:
         self.session = None
-        # protocol version -> (tls_info, banner, transcript up to the handshake) of the first
-        # handshake through this slot that negotiated it: what T21 may rest a version's
-        # "accepted" on without a handshake of its own (tlsprobe.t21)
-        self.negotiated = {}
 
     def keep(self, sslobj) -> None:
         session = getattr(sslobj, "session", None) if sslobj is not None else None
@@ -461,10 +457,6 @@ class SMTPClient:
             self.tls_info = "%s %s" % (sslobj.version(), (sslobj.cipher() or ("?",))[0])
             self.tls_resumed = bool(getattr(sslobj, "session_reused", False))
         self.log("*** TLS established: %s%s" % (self.tls_info, ", session resumed" if self.tls_resumed else ""))
-        if sslobj is not None and self.tls_slot is not None:
-            version = sslobj.version()
-            if version not in self.tls_slot.negotiated:
-                self.tls_slot.negotiated[version] = (self.tls_info, self.banner, list(self.transcript))
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None

@@ -328,17 +328,19 @@ async def t21(ctx, unused_client, case):
 
 
 def _negotiated_here(ctx, case):
-    """A version one of this listener's own sessions (the engine's default client context, this
-    run) already negotiated is proven accepted by that handshake: its outcome, with that
-    connection's transcript as evidence; None when no session negotiated it (yet)."""
-    slot = ctx.state.tls_slot
-    if case not in TLS_VERSIONS or slot is None or ctx.state.tls_offers is None:
+    """On an implicit-TLS listener the reachability check (T00) greeted inside a handshake made with
+    the engine's own client context (TLS 1.2-1.3) before any T21 case starts: the version that
+    handshake negotiated is proven accepted by it. Its outcome, with that connection's transcript
+    as evidence; None for every other case (or in the reference mode, where T00 keeps no record)."""
+    first = ctx.state.tls_first
+    if case not in TLS_VERSIONS or first is None or ctx.state.unreachable or ctx.state.tls_offers is None:
         return None
-    for version, (info, banner, transcript) in slot.negotiated.items():
-        if _OPENSSL_VERSION.get(version, version) == case:
-            evidence = transcript + ["*** (T21 %s: this listener's own session above negotiated it; no handshake of T21's own)" % case]
-            return _accepted(ctx, case, info, banner, evidence, "; negotiated by a session of the other probes")
-    return None
+    info, banner, transcript = first
+    version = (info or "").split(" ", 1)[0]
+    if _OPENSSL_VERSION.get(version, version) != case:
+        return None
+    evidence = list(transcript) + ["*** (T21 %s: the reachability check's handshake above negotiated it; no handshake of T21's own)" % case]
+    return _accepted(ctx, case, info, banner, evidence, "; negotiated by the reachability check's handshake")
 
 
 def build_tls_cases(ctx):
