@@ -208,7 +208,7 @@ def test_t21_an_accepted_group_offer_drills_down(tmp_path):
         # (STARTTLS for the TLS 1.0 server: its greeting needs no handshake the engine would refuse)
         return [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), old), fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), anon, implicit=True)]
 
-    grouped, reference, unused, unused = _grouped_and_reference(servers, [MX, SUBMISSIONS])
+    grouped, reference, unused_opened, unused_reference_opened = _grouped_and_reference(servers, [MX, SUBMISSIONS])
     table = _t21_table(grouped)
     assert table == _t21_table(reference)
     assert table[(0, "TLSv1.0")] == "WARN" and table[(0, "TLSv1.1")] == table[(0, "TLSv1.2")] == "PASS"
