@@ -6,7 +6,8 @@
 
 Each endpoint is a hardened MTA on its own 127.77.x.y address: port 25 (mx, STARTTLS, foreign
 RCPT 554 5.7.1, local domain accepted), 587 (STARTTLS required, AUTH only after TLS) and 465
-(implicit TLS), self-signed EC cert. --endpoint lean (default) emulates it with bench/lean_smtp.py
+(implicit TLS), self-signed ECDSA P-256 cert (smtp_fakes/hardened_host.make_cert; certbot's default key
+type; an RSA-2048 key would cost each full handshake a much dearer signature). --endpoint lean (default) emulates it with bench/lean_smtp.py
 (one asyncio.Protocol per connection; replies as smtp_fakes/fakesmtp.FakeHost's defaults, from the
 same smtp_fakes/hardened_host.py, checked case by case by tests/unit/smtp/test_lean_smtp.py); --endpoint fake uses FakeHost itself.
 One or two server processes hold all endpoints; every measured probe run is a fresh process,

@@ -94,7 +94,10 @@ PEER_RERUNS = (
 )
 
 ENDPOINTS = {
-    "lean": "smtp_fakes/lean_smtp.py: FakeHost's replies and real TLS, one buffered asyncio protocol per connection with TLS on memory BIOs",
+    "lean": (
+        "smtp_fakes/lean_smtp.py: FakeHost's replies and real TLS (self-signed ECDSA P-256 certificate, the key type certbot issues by default), "
+        "one buffered asyncio protocol per connection with TLS on memory BIOs"
+    ),
     "fake": "smtp_fakes/fakesmtp.FakeHost",
 }
 

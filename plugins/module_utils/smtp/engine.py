@@ -292,6 +292,9 @@ class ListenerState:
         self.greeting_name = None  # the host name the greeting starts with (more trick forms)
         self.ehlo_name = None  # ... and the one the first EHLO reply starts with
         self.greeting_failures = 0  # cases that gave up at CONNECT/BANNER after their retries
+        # T21's grouped offers on this listener (tlsprobe._group_result); None in the reference
+        # mode (reuse: false), where every T21 case offers one thing on its own connection
+        self.tls_offers = {} if reuse else None
 
 
 class ProbeContext:

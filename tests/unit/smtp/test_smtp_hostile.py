@@ -140,6 +140,86 @@ def test_t21_what_the_local_openssl_cannot_offer_is_skip_never_pass(tls_context,
     assert tlsprobe.offer_context("TLSv1.0") == (None, "%s has no TLSv1.0" % ssl.OPENSSL_VERSION)
 
 
+def _grouped_and_reference(make_servers, listeners, **params):
+    """T21 with grouped offers (the default) and in the reference mode (reuse: false, one offer per
+    connection) against fresh servers each: (grouped, reference, connections of each)."""
+    runs = []
+    for reuse in (True, False):
+        servers = make_servers()
+        outcome = _run(servers, listeners, probes=["T21"], transcripts="all", reuse=reuse, **params)
+        for r in outcome["results"]:
+            r["server"] = [server.port for server in servers].index(r["port"])
+            r["reuse"] = reuse
+        runs.append((outcome, [server.connections for server in servers]))
+    (grouped, opened), (reference, reference_opened) = runs
+    return grouped, reference, opened, reference_opened
+
+
+def _t21_table(outcome):
+    return {(r["server"], r["case"]): r["verdict"] for r in outcome["results"] if r["probe"] == "T21"}
+
+
+def test_t21_hardened_server_refuses_each_group_in_one_handshake(tls_context):
+    """A hardened server refuses the band below the minimum (TLS 1.0-1.1) and the weak suite classes
+    in one handshake each: 2 connections fewer per TLS listener, the same verdicts as one offer per
+    connection, and each case's evidence is the handshake that proved it."""
+
+    def servers():
+        mx = fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), tls_context)
+        return [mx, fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), tls_context, implicit=True)]
+
+    grouped, reference, opened, reference_opened = _grouped_and_reference(servers, [MX, SUBMISSIONS])
+    assert _t21_table(grouped) == _t21_table(reference)
+    saved = (len(tlsprobe.version_group("TLSv1.2")) - 1 if tlsprobe.version_group("TLSv1.2") else 0) + (
+        len(tlsprobe.suite_group()) - 1 if tlsprobe.suite_group() else 0
+    )
+    assert reference_opened[0] - opened[0] == saved  # (the STARTTLS server counts refused handshakes; implicit TLS ones never reach it)
+    by_case = {(r["port"], r["case"]): r for r in grouped["results"] if r["probe"] == "T21"}
+    for (unused, case), result in by_case.items():
+        if case in tlsprobe.version_group("TLSv1.2") or case in tlsprobe.suite_group():
+            assert result["verdict"] == "PASS" and "one ClientHello for" in result["reason"], result
+            # the case that waited for the other's handshake carries that handshake's evidence line
+            assert any(line.startswith("*** handshake offering only") for line in result["transcript"]), (result["case"], result["transcript"])
+    # TLS 1.3 on the implicit-TLS listener: the reachability check's own handshake negotiated it,
+    # and that handshake is the evidence (no T21 handshake of its own); the reference mode offers it
+    tls13 = {r["reuse"]: r for r in grouped["results"] + reference["results"] if r["probe"] == "T21" and r["case"] == "TLSv1.3" and r["server"] == 1}
+    assert "negotiated by the reachability check" in tls13[True]["reason"], tls13[True]
+    assert any(line.startswith("*** TLS established: TLSv1.3") for line in tls13[True]["transcript"]), tls13[True]["transcript"]
+    assert "negotiated by" not in tls13[False]["reason"] and tls13[True]["verdict"] == tls13[False]["verdict"] == "PASS"
+
+
+def test_t21_an_accepted_group_offer_drills_down(tmp_path):
+    """A server that takes TLS 1.0 only: the band offer negotiates TLS 1.0 (proven accepted by that
+    handshake), TLS 1.1 gets its own refused handshake; an anonymous-only weak class: the suite
+    offer proves anon, NULL gets its own. Verdicts as with one offer per connection."""
+    certfile, keyfile = fakesmtp.make_cert(str(tmp_path))
+    try:
+        old = _weak_context(certfile, keyfile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.maximum_version = ssl.TLSVersion.TLSv1
+        anon = _weak_context(certfile, keyfile, ciphers="aNULL:!eNULL:HIGH:@SECLEVEL=0")
+    except ssl.SSLError as exc:
+        pytest.skip("the local OpenSSL cannot build these server contexts: %s" % exc)
+    if not tlsprobe.version_group("TLSv1.2") or "anon" not in tlsprobe.suite_group():
+        pytest.skip("the local OpenSSL offers no TLS 1.0-1.1 band or no anonymous suites")
+
+    def servers():
+        # (STARTTLS for the TLS 1.0 server: its greeting needs no handshake the engine would refuse)
+        return [fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="mx"), old), fakesmtp.FakeSMTP(fakesmtp.Behaviour(role="submission"), anon, implicit=True)]
+
+    grouped, reference, unused_opened, unused_reference_opened = _grouped_and_reference(servers, [MX, SUBMISSIONS])
+    table = _t21_table(grouped)
+    assert table == _t21_table(reference)
+    assert table[(0, "TLSv1.0")] == "WARN" and table[(0, "TLSv1.1")] == table[(0, "TLSv1.2")] == "PASS"
+    assert table[(1, "anon")] == "WARN" and table[(1, "NULL")] == "PASS"
+    reasons = {(r["server"], r["case"]): r["reason"] for r in grouped["results"] if r["probe"] == "T21"}
+    assert "offered together with TLSv1.0 and TLSv1.1" in reasons[(0, "TLSv1.0")], reasons
+    assert "one ClientHello" not in reasons[(0, "TLSv1.1")]  # refused in a handshake of its own
+    assert "offered together with %s cipher suites" % "+".join(tlsprobe.suite_group()) in reasons[(1, "anon")], reasons
+    assert "one ClientHello" not in reasons[(1, "NULL")]
+
+
 def test_tls_min_version_is_checked():
     with pytest.raises(engine.ConfigError, match="tls_min_version"):
         engine.Options({"tls_min_version": "SSLv3"})
