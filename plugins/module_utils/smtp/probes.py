@@ -383,31 +383,45 @@ def _note_clean_sender(ctx, sender, mail, verdict, authenticated):
         ctx.state.clean_sender_refused = mail
 
 
+def _goes_on_with_clean_sender(verdict, mail):
+    """A refusal at MAIL after which a case tries the clean sender (not a temporary one, not 530)."""
+    return verdict is not None and not verdict.transient and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)
+
+
 async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None, pipeline=False, authenticated=False):
     """MAIL, RCPT; ``pipeline`` sends both in one write where the server pipelines. Only for
     senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
-    503, a protocol error to Exim), so the first one ends pipelining on this listener."""
-    mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
-    verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
-    _note_clean_sender(ctx, sender, mail, verdict, authenticated)
-    if (
-        verdict is not None
-        and retry_sender
-        and retry_sender != sender
-        and not verdict.transient
-        and not is_auth_required(mail)
-        and verdict.verdict in (PASS, INCONCLUSIVE)
-    ):
+    503, a protocol error to Exim), so the first one ends pipelining on this listener.
+
+    A form's sender this listener refused before (for good, before AUTH) and whose case went on
+    with ``retry_sender`` is not sent again: the case goes to ``retry_sender`` at once, its verdict
+    resting on that sender's answer as it would after a fresh refusal (one error reply less per
+    form: Exim counts it towards smtp_max_synprot_errors, so each trick form cost a connection)."""
+    memo = ctx.state.refused_senders if retry_sender and retry_sender != sender and not authenticated else None
+    earlier = memo.get(sender) if memo is not None else None
+    if earlier is not None and _goes_on_with_clean_sender(judge_mail_refusal(ctx, earlier, expected, authenticated), earlier):
+        mail, rcpt_reply = earlier, None
+        verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
+        first = "%s, refused before on this listener" % describe(mail)
+    else:
+        mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
+        verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
+        _note_clean_sender(ctx, sender, mail, verdict, authenticated)
+        first = None
+    if retry_sender and retry_sender != sender and _goes_on_with_clean_sender(verdict, mail):
+        if memo is not None and first is None:
+            memo.setdefault(sender, mail)
         known = ctx.state.clean_sender_refused
         if known is not None:
             # Refused before on this listener: judge that answer (asking again would only cost an
             # error reply); the verdict must not depend on which case asked first.
             verdict = judge_mail_refusal(ctx, known, expected, authenticated)
-            verdict.text += " (the clean sender %s, refused before on this listener; the form's own sender: %s)" % (retry_sender, describe(mail))
+            verdict.text += " (the clean sender %s, refused before on this listener; the form's own sender: %s)" % (retry_sender, first or describe(mail))
         else:
             # The sender may have masked the relay decision: try once more with a clean one (reference c.13).
-            await client.rset()
-            first = describe(mail)
+            if first is None:
+                first = describe(mail)
+                await client.rset()
             mail, rcpt_reply = await client.mail(retry_sender), None
             verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
             _note_clean_sender(ctx, retry_sender, mail, verdict, authenticated)
