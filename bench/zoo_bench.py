@@ -282,6 +282,8 @@ def main():
         "loadavg_1m": [r["loadavg_1m"] for r in runs],
         "loadavg_1m_end": [r["loadavg_1m_end"] for r in runs],
         "tree_rss_mib": last.get("tree_rss_mib"),
+        # CPU of ansible-playbook and everything it reaped (controller, module, engine processes)
+        "tree_cpu_s": [round(r["tree_cpu_s"], 2) if r.get("tree_cpu_s") is not None else None for r in runs],
         "overhead": [(name, round(seconds, 2)) for name, seconds in overhead(last)],
         "verdicts": last["verdicts"],
         "findings": last["findings"],
@@ -301,6 +303,7 @@ def main():
         "  ENGINE wall (relay_probe's own seconds in that run): %s; controller %s; playbook / engine %sx"
         % (f(engine, 2, " s"), f(figures["controller_s"], 2, " s"), f(figures["ratio_playbook_over_engine"], 2))
     )
+    print("  CPU of ansible-playbook's whole tree (controller, relay_probe, engine): %s s per run" % figures["tree_cpu_s"])
     for name, seconds in figures["overhead"]:
         print("    %6.2f s  %s" % (seconds, name))
     if direct:
