@@ -383,6 +383,12 @@ def _note_clean_sender(ctx, sender, mail, verdict, authenticated):
         ctx.state.clean_sender_refused = mail
 
 
+# Refusals at MAIL that are about the sender address itself (RFC 5321 4.2.3: 501 syntax error in
+# parameters or arguments, 553 mailbox name not allowed): the ones a listener repeats for that sender
+# whatever came before in the session (a 503 bad sequence or a 554/550 policy answer may not be).
+SENDER_REFUSALS = (501, 553)
+
+
 def _goes_on_with_clean_sender(verdict, mail):
     """A refusal at MAIL after which a case tries the clean sender (not a temporary one, not 530)."""
     return verdict is not None and not verdict.transient and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)
@@ -393,7 +399,7 @@ async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, 
     senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
     503, a protocol error to Exim), so the first one ends pipelining on this listener.
 
-    A form's sender this listener refused before (for good, before AUTH) and whose case went on
+    A form's sender this listener refused before (501/553, before AUTH) and whose case went on
     with ``retry_sender`` is not sent again: the case goes to ``retry_sender`` at once, its verdict
     resting on that sender's answer as it would after a fresh refusal (one error reply less per
     form: Exim counts it towards smtp_max_synprot_errors, so each trick form cost a connection)."""
@@ -409,7 +415,7 @@ async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, 
         _note_clean_sender(ctx, sender, mail, verdict, authenticated)
         first = None
     if retry_sender and retry_sender != sender and _goes_on_with_clean_sender(verdict, mail):
-        if memo is not None and first is None:
+        if memo is not None and first is None and mail.code in SENDER_REFUSALS:
             memo.setdefault(sender, mail)
         known = ctx.state.clean_sender_refused
         if known is not None:
