@@ -2,7 +2,7 @@
 """Run the verifier's probe engine against zoo targets; meant to run INSIDE the zoo prober's
 network namespace (tests/zoo/zoolib.py starts it with nsenter).
 
-stdin: {"targets": [...], "params": {...}, "spool": "<canary spool on this machine>"}
+stdin: {"targets": [...], "params": {...}, "spool": "<canary spool on this machine>", "wait": <canary wait, s>}
 stdout: the engine's {results, summary} as JSON. Before any probe, every target address passes the
 route guard of bench/benchlib.py: a documentation-range address reached from an address on the
 zoo network, never through a gateway off the machine.
@@ -32,7 +32,7 @@ def main():
     benchlib.import_paths()
     from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
 
-    params = {"vantage": "zoo", "transcripts": "failures", "canary": {"domain": "canary.test", "spool": request["spool"], "wait": 10}}
+    params = {"vantage": "zoo", "transcripts": "failures", "canary": {"domain": "canary.test", "spool": request["spool"], "wait": request.get("wait", 10)}}
     params.update(request.get("params") or {})
     params["targets"] = request["targets"]
     outcome = engine.run(params)

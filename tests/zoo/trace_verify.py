@@ -68,7 +68,7 @@ def main():
     parser.add_argument("--only", default="")
     parser.add_argument("--json")
     parser.add_argument("--spool", required=True)
-    parser.add_argument("--wait", type=float, default=10)
+    parser.add_argument("--wait", type=float, default=zoolib.CANARY_WAIT)
     parser.add_argument("--params", default="{}")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -194,7 +194,11 @@ def main():
     for e in sorted(results, key=lambda e: -(e[7] - e[6]))[: args.top]:
         print("  %5.2f s [%5.2f-%5.2f] %-24s %-20s %5s %s/%s %s %s" % (e[7] - e[6], e[6], e[7], e[1], e[2], e[3], e[4], e[5] or "-", e[8], e[9]))
     waits = [e for e in events if e[0] == "canary"]
-    print("\ncanary waits: %d; latest ends:" % len(waits))
+    found = [e[3] - e[2] for e in waits if e[4]]
+    print(
+        "\ncanary waits: %d, %d found (longest from the wait's start to arrival %.3f s: the zoo's wait is %s s), %d never came; latest ends:"
+        % (len(waits), len(found), max(found or [0.0]), args.wait, len(waits) - len(found))
+    )
     for e in sorted(waits, key=lambda e: -e[3])[:10]:
         print("  %-28s %5.2f -> %5.2f found=%s" % (e[1], e[2], e[3], e[4]))
     conns = [e for e in events if e[0] == "connect"]

@@ -286,6 +286,10 @@ class ListenerState:
         self.tls_slot = TLSSessionSlot() if reuse else None  # later handshakes here resume the session
         self.pipeline_rcpt = reuse  # MAIL+RCPT in one write, until this listener refuses a MAIL
         self.clean_sender_refused = None  # the Reply when an unauthenticated clean MAIL was refused
+        # form sender -> the Reply that refused it at MAIL (unauthenticated, for good) where the case
+        # went on with the clean sender: later forms with that sender go to the clean one at once
+        # (Exim: 501 to probe@[IP], an error that cost every trick form a connection of its own)
+        self.refused_senders = {} if reuse else None
         self.refused = False  # the reachability check found no one listening (not just no greeting)
         self.spare = None  # the greeted connection of the reachability check, for the first session
         self.tls_first = None  # (tls_info, greeting, transcript) when T00 greeted inside implicit TLS

@@ -13,6 +13,7 @@ from conftest import PASSWORD, check_findings, verdicts
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine, probes
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import Reply
 from smtp_fakes import fakesmtp
 
 
@@ -349,3 +350,45 @@ def test_extra_ports_are_validated(ports, words):
     with pytest.raises(engine.ConfigError) as error:
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"], "extra_ports": ports}]})
     assert words in str(error.value)
+
+
+class _ScriptedClient:
+    """MAIL/RCPT/RSET answered from a table: {sender: (code, text)}; records what was sent."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.sent = []
+
+    async def mail(self, sender):
+        self.sent.append("MAIL " + sender)
+        code, text = self.answers.get(sender, (250, "OK"))
+        return Reply(code=code, lines=(text,), enhanced=None)
+
+    async def rcpt(self, rcpt):
+        self.sent.append("RCPT " + rcpt)
+        return Reply(code=550, lines=("relay not permitted",), enhanced=None)
+
+    async def rset(self):
+        self.sent.append("RSET")
+
+
+@pytest.mark.parametrize("code, memoised", [(501, True), (553, True), (503, False), (550, False)])
+def test_only_an_address_refusal_of_a_form_sender_is_remembered(code, memoised):
+    """A form sender refused with 501/553 (about the address: Exim's "domain literals not allowed")
+    goes straight to the clean sender on the listener's later forms; a 503 (bad sequence) or a
+    550 policy answer may depend on the session, so the next form asks with its own sender again.
+    The verdict is the clean sender's either way."""
+    from types import SimpleNamespace
+
+    state = engine.ListenerState(reuse=True)
+    ctx = SimpleNamespace(state=state, listener=SimpleNamespace(role="mx", relay="denied"), clean_sender="probe@canary.test")
+    trick, clean = "<probe@[198.51.100.144]>", "<probe@canary.test>"
+    verdicts_seen = []
+    for index in range(2):
+        client = _ScriptedClient({trick: (code, "%s: domain literals not allowed" % trick)})
+        outcome, mail, rcpt = asyncio.run(probes._transaction(ctx, client, trick, "<t%d%%canary.test@[198.51.100.144]>" % index, retry_sender=clean))
+        verdicts_seen.append((outcome.verdict, mail.code))
+        asked = "MAIL " + trick in client.sent
+        assert asked if index == 0 else asked != memoised, (index, client.sent)
+        assert client.sent[-2:] == ["MAIL " + clean, "RCPT <t%d%%canary.test@[198.51.100.144]>" % index]
+    assert verdicts_seen[0] == verdicts_seen[1] == ("PASS", 250)  # the clean sender taken, the relay refused at RCPT

@@ -166,7 +166,11 @@ def test_auth_before_tls_fails(scenario):
     sub = verdicts(outcome, port=host.submission.port)
     assert sub[("T03", None)] == "FAIL" and sub[("T04", "PLAIN")] == "FAIL" and sub[("T04", "LOGIN")] == "FAIL"
     t04 = next(r for r in outcome["results"] if r["probe"] == "T04" and r["case"] == "PLAIN")
-    assert "C: AUTH PLAIN ****" in t04["transcript"]
+    assert "C: AUTH PLAIN" in t04["transcript"] and "C: *" in t04["transcript"]
+    # no credentials before TLS, not even dummy ones: nothing for a SASL backend to check (and penalize)
+    plain = [line for over_tls, line in host.submission.command_log if not over_tls]
+    auths = [index for index, line in enumerate(plain) if line.upper().startswith("AUTH")]
+    assert len(auths) == 2 and all(len(plain[index].split()) == 2 for index in auths) and plain.count("*") == 2, plain
 
 
 def test_starttls_injection_fails(scenario):
@@ -696,6 +700,36 @@ def test_exim_sender_syntax_refusals(scenario):
             p05 = next(r for r in results if r["case"] == "P05")
             # the verdict rests on the clean sender's 530; the reason names the form's own 501
             assert p05["reply"]["code"] == 530 and "clean sender" in p05["reason"] and "501" in p05["reason"]
+
+
+def test_a_refused_form_sender_is_not_sent_again(scenario):
+    """Exim answers 501 to the trick forms' sender probe@[IP] every time, and counts each 501
+    towards smtp_max_synprot_errors: once a listener refused that sender (for good, before AUTH) and
+    the case went on with the clean sender, the listener's later forms go to the clean sender at
+    once. Same verdicts and replies as the reference mode (which asks every time), one error reply
+    less per form, fewer connections."""
+    exim = dict(exim_sender_syntax=True)
+    runs = {}
+    for reuse in (True, False):
+        outcome, host = scenario(mx=exim, submission=exim, submissions=exim, reuse=reuse, probes=["T12"])
+        literal_mails = {
+            name: sum(1 for unused_tls, line in server.command_log if line.upper().startswith("MAIL FROM:") and "@[" in line)
+            for name, server in (("mx", host.mx), ("submission", host.submission), ("submissions", host.submissions))
+        }
+        place = {server.port: name for name, server in (("mx", host.mx), ("submission", host.submission), ("submissions", host.submissions))}
+        shape = sorted(
+            (place[r["port"]], r["probe"], r["case"], r["verdict"], r.get("finding"), (r.get("reply") or {}).get("code")) for r in outcome["results"]
+        )
+        connections = sum(server.connections for server in (host.mx, host.submission, host.submissions))
+        runs[reuse] = (shape, literal_mails, connections, outcome)
+    fast, slow = runs[True], runs[False]
+    assert fast[0] == slow[0]
+    assert min(slow[1].values()) >= 10, slow[1]  # the reference mode asks on every form with that sender
+    # here only the listener's first few sessions (up to SHARED_WORKERS at once) ask before one learnt
+    assert max(fast[1].values()) <= engine.SHARED_WORKERS, fast[1]
+    assert fast[2] < slow[2]
+    reasons = [r["reason"] for r in fast[3]["results"] if "refused before on this listener" in r["reason"]]
+    assert reasons and all("501" in reason and "clean sender" in reason for reason in reasons), reasons[:3]
 
 
 @pytest.mark.parametrize("probes", [["T07"], ["T19"], ["T09", "T17"]])
