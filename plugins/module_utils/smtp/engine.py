@@ -790,6 +790,9 @@ class Runner:
                 share = max(2, self.opts.per_host // max(1, len(target.addresses)))
                 self._address_share[address] = min(share, self._address_share.get(address, share))
         self._listener_jobs = 0
+        # a worker process exits after its run: what it froze (and what it inherited frozen, see
+        # _run_sharded) stays frozen, so no late full collection touches the inherited pages
+        self.keep_frozen = False
         self._closed = 0  # connections closed so far (see COLLECT_EVERY)
         self._collect_after = 0.0
         self._admit = None  # listeners in progress at once (see _admitted)
@@ -843,7 +846,8 @@ class Runner:
         try:
             await asyncio.gather(*jobs)
         finally:
-            gc.unfreeze()
+            if not self.keep_frozen:
+                gc.unfreeze()
         for result, task in self._pending:
             found = await task
             verdict, text, seen = found[:3]
@@ -1483,7 +1487,9 @@ _SHARDS = []  # set before the worker processes fork; each child reads its own s
 
 def _run_shard(index):
     targets, opts = _SHARDS[index]
-    return asyncio.run(Runner(targets, opts).run())
+    runner = Runner(targets, opts)
+    runner.keep_frozen = True
+    return asyncio.run(runner.run())
 
 
 async def _run_sharded(shards, opts):
@@ -1496,11 +1502,18 @@ async def _run_sharded(shards, opts):
     _SHARDS = [(shard, share) for shard in shards]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("fork")
+    # Everything the parent holds (for relay_probe: ansible's module_utils, the module's arguments,
+    # the plan) is frozen before the workers fork: a collection in a worker then never writes to
+    # those objects' headers, and their pages stay shared with the parent instead of being copied
+    # into every worker (copy-on-write).
+    gc.collect()
+    gc.freeze()
     try:
         with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context) as pool:
             outcomes = await asyncio.gather(*[loop.run_in_executor(pool, _run_shard, index) for index in range(len(shards))])
     finally:
         _SHARDS = []
+        gc.unfreeze()
     results = [result for outcome in outcomes for result in outcome["results"]]
     results.sort(key=result_order)
     summary = {"targets": sum(outcome["summary"]["targets"] for outcome in outcomes)}

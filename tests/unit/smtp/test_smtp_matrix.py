@@ -790,3 +790,42 @@ def test_quit_half_closes_on_plaintext(scenario):
     # The server counts the half-closes it saw while holding its 221: that is the evidence (a wall
     # time bound said the same and failed at load 30 on 2 cores).
     assert host.mx.quit_holds > 0 and host.mx.quit_half_closed == host.mx.quit_holds
+
+
+def test_worker_processes_inherit_the_parent_frozen(monkeypatch):
+    """The parent freezes its objects (gc.freeze) before the workers fork, so a collection in a
+    worker never writes to the inherited objects and their pages stay shared (copy-on-write);
+    a worker keeps them frozen to its end, and the parent unfreezes once the workers are done."""
+    import gc
+
+    async def fake_run(self):
+        # runs in the worker process; the result is pickled back to the parent
+        names = [t.name for t in self.targets]
+        return {
+            "results": [
+                {
+                    "target": names[0],
+                    "address": self.targets[0].addresses[0],
+                    "port": 25,
+                    "probe": "T00",
+                    "case": None,
+                    "frozen": gc.get_freeze_count(),
+                    "keep_frozen": self.keep_frozen,
+                }
+            ],
+            "summary": {"targets": len(names), "results": 1},
+        }
+
+    monkeypatch.setattr(engine.Runner, "run", fake_run)
+    monkeypatch.setattr(engine, "LISTENERS_PER_PROCESS", 1)
+    targets = [{"name": "host%d" % i, "addresses": ["127.0.%d.1" % (i + 10)]} for i in range(4)]
+    assert gc.get_freeze_count() == 0
+    outcome = asyncio.run(engine.run_async({"targets": targets, "workers": 2}))
+    assert outcome["summary"]["workers"] == 2
+    assert len(outcome["results"]) == 2
+    for result in outcome["results"]:
+        assert result["keep_frozen"] is True
+        assert result["frozen"] > 1000  # the parent's objects (modules, plan) came frozen
+    assert gc.get_freeze_count() == 0
+    # in-process (one worker): the runner unfreezes what it froze
+    assert engine.Runner(*engine.normalize({"targets": targets[:1]})).keep_frozen is False
