@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import ssl
 import time
 
 from smtp_fakes import hardened_host as hardened
 from smtp_fakes.hardened_host import make_cert, reply, server_context
+
+_MESSAGE_NUMBERS = itertools.count(1)
 
 __all__ = ["Behaviour", "FakeHost", "FakeSASL", "FakeSMTP", "make_cert", "server_context"]
 
@@ -464,7 +467,9 @@ class _Session:
             return
         if not any(canary in rcpt.lower() and not self.is_local(rcpt) for rcpt in self.rcpts):
             return
-        name = os.path.join(self.b.spool, "msg-%d-%d.eml" % (os.getpid(), id(body)))
+        # A name never used before in this process: id(body) came back for a later message once the
+        # first was freed, and the rename overwrote a message the canary reader had already read.
+        name = os.path.join(self.b.spool, "msg-%d-%d.eml" % (os.getpid(), next(_MESSAGE_NUMBERS)))
         with open(name + ".tmp", "wb") as handle:
             handle.write(
                 b"X-Canary-Peer: 127.0.0.1\r\nReceived: from prober.mailsec.test (unknown [" + self.peer.encode() + b"])\r\n"

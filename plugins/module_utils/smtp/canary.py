@@ -47,10 +47,11 @@ class CanaryWatcher:
     def usable(self) -> bool:
         return bool(self.spool) and os.path.isdir(self.spool) and os.access(self.spool, os.R_OK | os.X_OK)
 
-    def _scan(self) -> None:
-        """Read the messages that arrived since the last look (at most one look per ``poll / 2``)."""
+    def _scan(self, force: bool = False) -> None:
+        """Read the messages that arrived since the last look (at most one look per ``poll / 2``
+        unless ``force``)."""
         now = time.monotonic()
-        if now - self._last_scan < self.poll / 2:
+        if not force and now - self._last_scan < self.poll / 2:
             return
         self._last_scan = now
         try:
@@ -100,7 +101,10 @@ class CanaryWatcher:
         try:
             return await asyncio.wait_for(entry[2], seconds)
         except asyncio.TimeoutError:
-            return self.find(token, unless)  # a last look at the deadline
+            # a last look at the deadline, even just after the poller's: a message that came in
+            # between is still in time
+            self._scan(force=True)
+            return self._lookup(token, unless)
         finally:
             self._waiters.remove(entry)
 

@@ -270,3 +270,25 @@ def test_canary_find_by_token_and_unless(spool):
     # a token without a nonce of ours is still looked for in every message
     assert watcher.find("probe t17lflf") is not None
     assert watcher.find("t17lflf-0123456788") is None
+
+
+def test_the_last_look_at_the_deadline_reads_the_spool(tmp_path):
+    """A message that came after the latest scan but before the deadline is in time: the last look
+    reads the spool even when a scan was made a moment ago (it used to be skipped then, and a relay
+    that delivered in time became accept-then-drop)."""
+    spool = str(tmp_path)
+    watcher = canary.CanaryWatcher(spool, poll=10.0)  # the poller does not look again within the wait
+    token = "t11p03-%010x" % 0xC0FFEE
+
+    async def scenario():
+        async def arrive():
+            await asyncio.sleep(0.1)
+            _deliver(spool, "late", token)
+
+        sender = asyncio.ensure_future(arrive())
+        text = await watcher.wait(token, 0.3)
+        await sender
+        return text
+
+    text = asyncio.run(scenario())
+    assert text is not None and token in text
