@@ -152,7 +152,10 @@ def fingerprint(path):
 
 
 def write_record(path, digest, paths):
-    """Record ``digest`` and the fingerprints of ``paths`` (root only, replaced atomically)."""
+    """Record ``digest`` and the fingerprints of ``paths`` (root only, replaced atomically).
+
+    Its own atomic write rather than exim.py's: this file is shipped and run alone (standard
+    library only), so it imports nothing of the collection."""
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         os.makedirs(folder, 0o700)

@@ -188,6 +188,11 @@ def _proves(case, version, cipher):
     return cipher in _suite_names(case)
 
 
+def _what(case):
+    """How a case names what it offers: the version, or the suite class."""
+    return case if case in TLS_VERSIONS else "%s cipher suites" % case
+
+
 def _group_what(group):
     if group[0] in TLS_VERSIONS:
         return "%s-%s" % (group[0], group[-1]) if len(group) > 2 else " and ".join(group)
@@ -255,7 +260,7 @@ async def _handshake(ctx, context, what):
 
 def _from_group(ctx, case, group, result, own):
     """This case's outcome from the group's handshake, or None when it needs its own."""
-    what = "%s cipher suites" % case if case not in TLS_VERSIONS else case
+    what = _what(case)
     offered = _group_what(group)
     if "refused" in result:
         evidence = None if own else result["refused"]
@@ -272,7 +277,7 @@ def _from_group(ctx, case, group, result, own):
 
 
 def _accepted(ctx, case, info, banner, evidence=None, how=""):
-    what = "%s cipher suites" % case if case not in TLS_VERSIONS else case
+    what = _what(case)
     below = _below_minimum(case, ctx.opts.tls_min_version)
     if not below:
         return Outcome(PASS, "%s accepted (%s%s); the minimum is %s" % (what, info, how, ctx.opts.tls_min_version), banner, "TLS", evidence=evidence)
@@ -307,7 +312,7 @@ async def t21(ctx, unused_client, case):
     context, why = offer_context(case)
     if context is None:
         return Outcome(SKIP, "not testable here: %s" % why)
-    what = "%s cipher suites" % case if case not in TLS_VERSIONS else case
+    what = _what(case)
     group = version_group(ctx.opts.tls_min_version) if case in TLS_VERSIONS else suite_group()
     if case in group and ctx.state.tls_offers is not None:
         opened = len(ctx.clients)
@@ -336,8 +341,7 @@ def _negotiated_here(ctx, case):
     if case not in TLS_VERSIONS or first is None or ctx.state.unreachable or ctx.state.tls_offers is None:
         return None
     info, banner, transcript = first
-    version = (info or "").split(" ", 1)[0]
-    if _OPENSSL_VERSION.get(version, version) != case:
+    if not _proves(case, (info or "").split(" ", 1)[0], None):
         return None
     evidence = list(transcript) + ["*** (T21 %s: the reachability check's handshake above negotiated it; no handshake of T21's own)" % case]
     return _accepted(ctx, case, info, banner, evidence, "; negotiated by the reachability check's handshake")
