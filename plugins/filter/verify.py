@@ -100,33 +100,40 @@ def verify_summary(probe_runs, hosts):
 
 
 def _runs(probe_runs):
+    """``[{vantage, results}]`` of the runs that returned results. Each result is copied one level
+    deep only (summarize adds keys to the copy and reads its top-level fields and reply): its
+    transcript and the rest stay as Ansible passed them, to be made plain once, when Ansible
+    finalizes the filter's output, instead of twice."""
     runs = []
-    for run in _plain(probe_runs) or []:
-        if "item" in run:
-            runs.append({"vantage": _vantage_name(run), "results": run.get("results") or []})
-        else:
-            runs.append(run)
+    for run in probe_runs or []:
+        if "results" not in run:
+            continue
+        vantage = _vantage_name(run) if "item" in run else str(run.get("vantage"))
+        runs.append({"vantage": vantage, "results": [dict(result) for result in run.get("results") or []]})
     return runs
 
 
-def verify_digest(probe_runs, hosts, verdicts=("FAIL",), unverified="fail", plan=None):
+def verify_digest(probe_runs, hosts, verdicts=("FAIL",), unverified="fail", plan=None, summary=None):
     """Everything the role needs after the probes, in one pass over the results: ``{summary, brief,
     runs, errors, gate}`` (``gate``: ``{host: message lines}`` of the hosts that fail, those with an
-    invalid policy in ``plan`` included)."""
-    runs = _plain(probe_runs) or []
-    summary = verify_plan.summarize(_runs([run for run in runs if "results" in run]), [str(h) for h in hosts])
+    invalid policy in ``plan`` included).
+
+    With ``summary`` (verify_summary of the same runs, already a fact) the summary is not built again
+    and is left out of the digest. Only what the brief and the gate read is then taken from it and
+    from the runs (counts, verdicts, finding ids): a fleet's results and transcripts are not copied
+    once more."""
+    if summary is None:
+        summary = verify_plan.summarize(_runs(probe_runs), [str(h) for h in hosts])
+        digest = {"summary": summary}
+    else:
+        digest = {}
     gate = verify_plan.gate(summary, tuple(_plain(verdicts) or ()), str(unverified))
     for run in _plain(plan) or []:
         for skipped in run.get("skipped") or []:
             if skipped.get("invalid"):
                 gate[skipped["name"]] = str(skipped["reason"]).splitlines()
-    return {
-        "summary": summary,
-        "brief": verify_plan.brief(summary),
-        "runs": verify_runs(runs),
-        "errors": verify_probe_errors(runs),
-        "gate": gate,
-    }
+    digest.update(brief=_plain(verify_plan.brief(summary)), runs=verify_runs(probe_runs), errors=verify_probe_errors(probe_runs), gate=_plain(gate))
+    return digest
 
 
 def verify_probe_errors(probe_runs):
@@ -149,8 +156,13 @@ def verify_probe_errors(probe_runs):
 
 def verify_runs(probe_runs):
     """Registered relay_probe loop results -> one sanitized line per vantage (counts, seconds)."""
-    runs = [{"vantage": _vantage_name(run), "summary": run.get("summary")} for run in _plain(probe_runs) or [] if "results" in run]
+    runs = [{"vantage": _vantage_name(run), "summary": _plain(run.get("summary"))} for run in probe_runs or [] if "results" in run]
     return verify_plan.run_lines(runs)
+
+
+def verify_results(summary):
+    """Every result of a summary, host after host (what the reports are written from)."""
+    return [result for data in (summary or {}).values() for result in data["results"]]
 
 
 def verify_brief(summary):
@@ -190,6 +202,7 @@ class FilterModule(object):
             "verify_redact": verify_redact,
             "verify_summary": verify_summary,
             "verify_digest": verify_digest,
+            "verify_results": verify_results,
             "verify_brief": verify_brief,
             "verify_runs": verify_runs,
             "verify_probe_errors": verify_probe_errors,

@@ -22,6 +22,9 @@ description:
     credentials only after TLS.
   - Run it where the vantage is (C(delegate_to) the prober) and once per vantage, passing that vantage's
     O(source_address) and O(vantage).
+  - On a local connection (the prober is the controller) without become or async, its action plugin validates the
+    arguments against this module's spec and runs the probe engine in the controller's process instead of shipping
+    the module; the result is the same. A remote prober, become or async runs the module.
 author:
   - mailsec.relay developers (@mailsec)
 requirements:
@@ -398,74 +401,11 @@ import sys
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.probe_args import ARGUMENT_SPEC, engine_params
 
 
 def main():
-    listener = dict(
-        port=dict(type="int", required=True),
-        role=dict(type="str", choices=["mx", "submission"], default="mx"),
-        tls=dict(type="str", choices=["none", "starttls", "required", "implicit"], default="none"),
-        relay=dict(type="str", choices=["refused", "allowed"], default="refused"),
-        auth_relay=dict(type="bool"),
-        sender_login_match=dict(type="bool", default=False),
-    )
-    target = dict(
-        name=dict(type="str", required=True),
-        addresses=dict(type="list", elements="str", required=True),
-        hostname=dict(type="str"),
-        local_domains=dict(type="list", elements="str", default=[]),
-        relay_domains=dict(type="list", elements="str", default=[]),
-        test_mailbox=dict(type="str"),
-        extra_ports=dict(type="list", elements="int", default=[]),
-        refused_recipients=dict(
-            type="list",
-            elements="dict",
-            default=[],
-            options=dict(address=dict(type="str", required=True), kind=dict(type="str", required=True, choices=["unknown", "blocked"])),
-        ),
-        listeners=dict(type="list", elements="dict", required=True, options=listener),
-        auth=dict(type="dict", options=dict(username=dict(type="str", required=True), password=dict(type="str", required=True, no_log=True))),
-        sender_rate_limit=dict(
-            type="dict",
-            options=dict(
-                limit=dict(type="int", required=True),
-                ceiling=dict(type="int", default=100),
-                username=dict(type="str"),
-                password=dict(type="str", no_log=True),
-                skip=dict(type="str"),
-            ),
-        ),
-        auth_attempt_limit=dict(type="dict", options=dict(limit=dict(type="int", required=True), ceiling=dict(type="int", default=100), skip=dict(type="str"))),
-    )
-    module = AnsibleModule(
-        argument_spec=dict(
-            targets=dict(type="list", elements="dict", required=True, options=target),
-            source_address=dict(type="list", elements="str"),
-            vantage=dict(type="str"),
-            ehlo_name=dict(type="str", default="prober.mailsec.test"),
-            canary=dict(type="dict", options=dict(domain=dict(type="str", required=True), spool=dict(type="path"), wait=dict(type="float", default=10))),
-            extra_forms=dict(
-                type="list", elements="dict", options=dict(sender=dict(type="str", required=True), rcpt=dict(type="str", required=True), name=dict(type="str"))
-            ),
-            probes=dict(type="list", elements="str", default=["all"]),
-            concurrency=dict(type="int", default=64),
-            per_host=dict(type="int", default=10),
-            max_connections_per_host=dict(type="int", default=0),
-            timeout=dict(type="float", default=5),
-            connect_timeout=dict(type="float", default=10),
-            greeting_timeout=dict(type="float"),
-            tls_min_version=dict(type="str", choices=["TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"], default="TLSv1.2"),
-            unverified=dict(type="str", choices=["fail", "warn"], default="fail"),
-            results=dict(type="str", choices=["compact", "full"], default="compact"),
-            retries=dict(type="int", default=1),
-            retry_delay=dict(type="float", default=2),
-            error_budget=dict(type="int", default=8),
-            tls_verify=dict(type="bool", default=False),
-            transcripts=dict(type="str", choices=["failures", "all", "none"], default="failures"),
-            workers=dict(type="int", default=0),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if sys.version_info < (3, 11):
         module.fail_json(
             msg="mailsec.relay.relay_probe needs Python 3.11 or later where it runs (this is %d.%d): "
@@ -473,14 +413,8 @@ def main():
         )
     # results=compact: the engine folds each PASS into its listener's aggregate as it is recorded
     # (and in each worker process), so neither the engine nor this module ever holds every result.
-    params = dict(module.params)
-    # auth_relay unset means "the role's default" (submission: true); the engine decides.
-    for spec in params["targets"]:
-        for item in spec["listeners"]:
-            if item.get("auth_relay") is None:
-                item.pop("auth_relay", None)
     try:
-        outcome = run(params)
+        outcome = run(engine_params(module.params))
     except ConfigError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, results=outcome["results"], summary=outcome["summary"])

@@ -23,6 +23,9 @@ description:
   - Compact results (an aggregate with C(count)) count as that many checks; JUnit shows each as one testcase.
   - Reports contain no timestamps, so a file is rewritten (and the task C(changed)) only when its content changes.
   - A C(FAIL) verdict does not fail this module; callers decide (for example with C(failed_when) on RV(totals)).
+  - On a local connection without become or async, with a numeric O(mode), its action plugin renders and writes the
+    reports in the controller's process with the same code; otherwise (a remote host, become, a symbolic O(mode))
+    the module runs.
 version_added: "0.1.0"
 options:
   results:
@@ -145,86 +148,28 @@ hosts:
                  findings: {open_relay: 1, weak_tls: 2}, severities: {critical: 1, high: 2}}}
 """
 
-import json
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.mailsec.relay.plugins.module_utils import report
-
-
-def _current(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
+from ansible_collections.mailsec.relay.plugins.module_utils import report_files
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            results=dict(type="list", elements="dict", default=[]),
-            findings=dict(type="list", elements="dict", default=[]),
-            hosts=dict(type="list", elements="str", default=[]),
-            dest_dir=dict(type="path", required=True),
-            name=dict(type="str", default="mailsec-relay"),
-            formats=dict(type="list", elements="str", choices=["json", "junit", "markdown"], default=["json", "junit", "markdown"]),
-            title=dict(type="str", default="mailsec.relay report"),
-            plan=dict(type="dict"),
-            mode=dict(type="raw", default="0644"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=report_files.ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    if not params["name"] or os.sep in params["name"]:
-        module.fail_json(msg="name must be a plain file name without '%s'" % os.sep)
+    error = report_files.name_error(params)
+    if error:
+        module.fail_json(msg=error)
+    files, per_host, totals = report_files.plan_files(params)
 
-    rows = report.collect(params["results"], params["findings"])
-    per_host, totals = report.summarize(rows, params["hosts"])
-    rendered = report.render(rows, params["title"], formats=list(dict.fromkeys(params["formats"])), hosts=params["hosts"])
+    def set_mode(path, changed):
+        return module.set_fs_attributes_if_different(module.load_file_common_arguments(dict(path=path, mode=params["mode"])), changed)
 
-    if params["plan"] is not None:
-        rendered["plan"] = ("-plan.json", json.dumps(params["plan"], indent=4, sort_keys=True) + "\n")
-    dest_dir = params["dest_dir"]
-    files, changed_files, diffs = {}, [], []
-    changed = False
-    if not os.path.isdir(dest_dir):
-        changed = True
-        if not module.check_mode:
-            try:
-                os.makedirs(dest_dir)
-            except OSError as exc:
-                module.fail_json(msg="cannot create %s: %s" % (dest_dir, to_text(exc)))
-    for fmt, (suffix, content) in rendered.items():
-        path = os.path.join(dest_dir, params["name"] + suffix)
-        files[fmt] = path
-        data = to_bytes(content)
-        before = _current(path)
-        if before != data:
-            changed = True
-            changed_files.append(path)
-            if module._diff:
-                diffs.append(
-                    {
-                        "before_header": path,
-                        "after_header": path,
-                        "before": to_text(before) if before is not None else "",
-                        "after": content,
-                    }
-                )
-            if not module.check_mode:
-                handle, temp = tempfile.mkstemp(prefix=".%s." % params["name"], dir=dest_dir)
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(data)
-                module.atomic_move(temp, path)
-        if os.path.exists(path) or not module.check_mode:
-            file_args = module.load_file_common_arguments(dict(path=path, mode=params["mode"]))
-            changed = module.set_fs_attributes_if_different(file_args, changed)
-
-    result = dict(changed=changed, files=files, changed_files=changed_files, totals=totals, hosts=per_host)
+    try:
+        changed, changed_files, diffs = report_files.sync_files(files, params["dest_dir"], module.check_mode, module._diff, module.atomic_move, set_mode)
+    except OSError as exc:
+        module.fail_json(msg="cannot write the reports in %s: %s" % (params["dest_dir"], to_text(exc)))
+    result = dict(changed=changed, files=dict((fmt, path) for fmt, (path, _content) in files.items()), changed_files=changed_files, totals=totals, hosts=per_host)
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

@@ -28,6 +28,7 @@ LAYERS = [
     {"postfix_readback", "exim_readback", "postfix_apply", "exim_apply"},  # readback: effective MTA config -> policy; apply: Transaction
     {"backends", "drift", "verify_plan"},  # backends: the MTAs by name
     {"report"},
+    {"report_files"},  # relay_report's arguments and file writing (module and action plugin)
 ]
 LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}
 

@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""relay_probe: where the prober is the controller itself, run the engine in this process.
+
+On a local connection (``delegate_to: localhost``, the role's default prober) shipping the module
+buys nothing: the probes leave from this machine either way. The module path costs an AnsiballZ
+build, a second Python, the collection's imports and the whole result encoded to JSON and decoded
+again; for a fleet that result is megabytes (issue 17). So on a local connection without become
+and without async, the arguments are validated against the module's own spec
+(module_utils/smtp/probe_args.py) and the same engine runs here, returning the same result, no_log
+values masked as AnsibleModule masks them. Any other case (a remote prober, become, async) runs the
+module as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action.normal import ActionModule as NormalAction
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import probe_args
+
+
+class ActionModule(NormalAction):
+    def _runs_here(self):
+        """True when the module would run on this machine, as this user, in the foreground."""
+        return (
+            getattr(self._connection, "transport", None) == "local"
+            and not self._play_context.become
+            and not self._task.async_val
+            and sys.version_info >= (3, 11)
+        )
+
+    def run(self, tmp=None, task_vars=None):
+        if not self._runs_here():
+            return super(ActionModule, self).run(tmp, task_vars)
+        result = super(NormalAction, self).run(tmp, task_vars)  # ActionBase's checks, no module
+        # Imported here: the module path never needs the engine in this process.
+        from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
+
+        validated = ArgumentSpecValidator(copy.deepcopy(probe_args.ARGUMENT_SPEC)).validate(dict(self._task.args))
+        no_log_values = validated._no_log_values
+        if validated.error_messages:
+            result.update(failed=True, msg=remove_values("; ".join(validated.error_messages), no_log_values))
+            return result
+        params = validated.validated_parameters
+        invocation = {"module_args": remove_values(params, no_log_values)}
+        try:
+            outcome = run(probe_args.engine_params(params))
+        except ConfigError as exc:
+            result.update(failed=True, msg=remove_values(str(exc), no_log_values), invocation=invocation)
+            return result
+        found = {"changed": False, "results": outcome["results"], "summary": outcome["summary"]}
+        if no_log_values:  # as AnsibleModule.exit_json: a secret never leaves in a result
+            found = remove_values(found, no_log_values)
+        result.update(found, invocation=invocation)
+        return result

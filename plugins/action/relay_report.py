@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsec.relay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""relay_report: where the report directory is on the controller itself, write it from here.
+
+Reports are written on the controller (``delegate_to: localhost``) from every result of a run. The
+module path would encode those results to JSON for a second Python that only renders them and
+writes files here anyway. On a local connection without become and without async, with a numeric
+``mode``, the same renderers and the same file logic (module_utils/report_files.py) run in this
+process; anything else (a remote host, become, a symbolic mode) runs the module as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action.normal import ActionModule as NormalAction
+
+from ansible_collections.mailsec.relay.plugins.module_utils import report_files
+
+
+class ActionModule(NormalAction):
+    def _runs_here(self):
+        """True when the module would run on this machine, as this user, in the foreground."""
+        return getattr(self._connection, "transport", None) == "local" and not self._play_context.become and not self._task.async_val
+
+    def run(self, tmp=None, task_vars=None):
+        mode = report_files.octal_mode(self._task.args.get("mode", report_files.ARGUMENT_SPEC["mode"]["default"]))
+        if mode is None or not self._runs_here():
+            return super(ActionModule, self).run(tmp, task_vars)
+        result = super(NormalAction, self).run(tmp, task_vars)  # ActionBase's checks, no module
+        validated = ArgumentSpecValidator(copy.deepcopy(report_files.ARGUMENT_SPEC)).validate(dict(self._task.args))
+        if validated.error_messages:
+            result.update(failed=True, msg="; ".join(validated.error_messages))
+            return result
+        params = validated.validated_parameters
+        error = report_files.name_error(params)
+        if error:
+            result.update(failed=True, msg=error)
+            return result
+        files, per_host, totals = report_files.plan_files(params)
+        check_mode = bool(self._task.check_mode)
+        try:
+            changed, changed_files, diffs = report_files.sync_files(
+                files, params["dest_dir"], check_mode, bool(self._task.diff), report_files.os_replace, report_files.os_set_mode(mode, check_mode)
+            )
+        except OSError as exc:
+            result.update(failed=True, msg="cannot write the reports in %s: %s" % (params["dest_dir"], to_text(exc)))
+            return result
+        result.update(
+            changed=changed,
+            files=dict((fmt, path) for fmt, (path, _content) in files.items()),
+            changed_files=changed_files,
+            totals=totals,
+            hosts=per_host,
+        )
+        if diffs:
+            result["diff"] = diffs
+        return result
