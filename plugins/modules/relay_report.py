@@ -169,7 +169,8 @@ def main():
         changed, changed_files, diffs = report_files.sync_files(files, params["dest_dir"], module.check_mode, module._diff, module.atomic_move, set_mode)
     except OSError as exc:
         module.fail_json(msg="cannot write the reports in %s: %s" % (params["dest_dir"], to_text(exc)))
-    result = dict(changed=changed, files=dict((fmt, path) for fmt, (path, _content) in files.items()), changed_files=changed_files, totals=totals, hosts=per_host)
+    paths = dict((fmt, path) for fmt, (path, _content) in files.items())
+    result = dict(changed=changed, files=paths, changed_files=changed_files, totals=totals, hosts=per_host)
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

@@ -114,7 +114,11 @@ def test_in_process_and_module_paths_agree(tmp_path, open_relay):
     (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook(open_relay, out), sort_keys=False))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable, str(tmp_path / "play.yml")],
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            *("-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable),
+            str(tmp_path / "play.yml"),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
