@@ -19,6 +19,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action.normal import ActionModule as NormalAction
 
 from ansible_collections.mailsec.relay.plugins.module_utils import report_files
+from ansible_collections.mailsec.relay.plugins.module_utils.plain import plain
 
 
 class ActionModule(NormalAction):
@@ -31,7 +32,7 @@ class ActionModule(NormalAction):
         if mode is None or not self._runs_here():
             return super(ActionModule, self).run(tmp, task_vars)
         result = super(NormalAction, self).run(tmp, task_vars)  # ActionBase's checks, no module
-        validated = ArgumentSpecValidator(copy.deepcopy(report_files.ARGUMENT_SPEC)).validate(dict(self._task.args))
+        validated = ArgumentSpecValidator(copy.deepcopy(report_files.ARGUMENT_SPEC)).validate(plain(self._task.args))  # plain types, as the module gets them
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result

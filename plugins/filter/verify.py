@@ -14,17 +14,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailsec.relay.plugins.module_utils import outbound, policy, verify_plan
-
-
-def _plain(value):
-    """Deep-copy Ansible's lazy/tagged containers into plain dict/list/str for the pure-Python side."""
-    if isinstance(value, Mapping):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.mailsec.relay.plugins.module_utils.plain import plain as _plain
 
 
 def _host_entry(name, hostvars):

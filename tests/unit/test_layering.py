@@ -21,7 +21,7 @@ PREFIX = "ansible_collections.mailsec.relay.plugins.module_utils"
 
 # Lowest first. README.md "Layout" draws the same order.
 LAYERS = [
-    {"grammar", "findings", "relay_rules", "compact", "host_state", "outbound"},  # vocabulary and rules, no collection imports
+    {"grammar", "findings", "relay_rules", "compact", "host_state", "outbound", "plain"},  # vocabulary and rules, no collection imports
     {"policy"},
     {"mta_common", "readback_common", "mta_backend"},  # shared by the MTAs; mta_backend: the backend contract
     {"postfix", "exim"},  # renderers and appliers
