@@ -43,8 +43,9 @@ class ActionModule(NormalAction):
         # Imported here: the module path never needs the engine in this process.
         from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
 
-        # Plain Python types, as the module gets them from JSON: the engine works on every string of
-        # the targets many times, and Ansible's tagged str subclasses cost it a quarter more CPU.
+        # Plain Python types, as the module gets them from JSON: the engine works on the targets'
+        # strings many times, and str subclasses miss CPython's exact-str fast paths (at N=1000 the
+        # in-process run took 51.6 s with Ansible's tagged values and 49.4 s with plain ones).
         validated = ArgumentSpecValidator(copy.deepcopy(probe_args.ARGUMENT_SPEC)).validate(plain(self._task.args))
         no_log_values = validated._no_log_values
         if validated.error_messages:
