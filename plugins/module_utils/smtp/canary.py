@@ -41,6 +41,7 @@ class CanaryWatcher:
         self._texts = []
         self._by_nonce = {}  # nonce -> indexes into _texts, in arrival order
         self._last_scan = 0.0
+        self._listed_mtime, self._listed_settled = None, False
         self._waiters = []  # (token, unless, future) of the waits in progress
         self._poller = None
 
@@ -54,10 +55,23 @@ class CanaryWatcher:
         if not force and now - self._last_scan < self.poll / 2:
             return
         self._last_scan = now
+        # A spool that has not changed since the last listing is not listed again (a long-lived sink
+        # holds many thousands of files, and listing them 20 times a second cost the event loop more
+        # than the probes). A rename in the same timestamp tick as that listing would leave the
+        # directory's mtime as it was, so an unchanged mtime counts only when it was already 0.1 s
+        # old at the listing; a forced scan (every wait's deadline) always lists.
+        try:
+            mtime = os.stat(self.spool).st_mtime_ns
+        except OSError:
+            return
+        if not force and mtime == self._listed_mtime and self._listed_settled:
+            return
+        listed_at = time.time_ns()
         try:
             names = os.listdir(self.spool)
         except OSError:
             return
+        self._listed_mtime, self._listed_settled = mtime, listed_at - mtime > 100_000_000
         for name in names:
             if name.startswith(".") or name in self._seen:
                 continue

@@ -292,3 +292,44 @@ def test_the_last_look_at_the_deadline_reads_the_spool(tmp_path):
 
     text = asyncio.run(scenario())
     assert text is not None and token in text
+
+
+def test_an_unchanged_spool_is_not_listed_again_but_a_new_message_is_seen_at_once(spool, monkeypatch):
+    """A long-lived sink's spool holds thousands of files: it is listed again only when the directory
+    changed (its mtime), and a message renamed into it is still found within a poll."""
+    for index in range(50):
+        _deliver(spool, "old%d" % index, "t12p01-%010x" % index)
+    settled = time.time_ns() - 10 * 1_000_000_000
+    os.utime(spool, ns=(settled, settled))
+    listed = []
+    real_listdir = os.listdir
+
+    def listdir(path):
+        listed.append(time.monotonic())
+        return real_listdir(path)
+
+    monkeypatch.setattr(canary.os, "listdir", listdir)
+    watcher = canary.CanaryWatcher(spool)
+    token = "t11p02-%010x" % 0xABCDEF
+
+    async def quiet():
+        return await watcher.wait(token, 0.6)
+
+    assert asyncio.run(quiet()) is None
+    # the first look and the forced look at the deadline; not one per poll (about 12)
+    assert len(listed) <= 3, len(listed)
+
+    async def arriving():
+        async def arrive():
+            await asyncio.sleep(0.2)
+            _deliver(spool, "new", token)
+
+        started = time.monotonic()
+        sender = asyncio.ensure_future(arrive())
+        text = await watcher.wait(token, 2.0)
+        await sender
+        return text, time.monotonic() - started
+
+    text, took = asyncio.run(arriving())
+    assert text is not None and token in text
+    assert took < 0.5, took  # seen within a poll or two of its arrival, not at the deadline
