@@ -15,7 +15,9 @@ so its ru_maxrss is that run's peak.
 
 Paths measured for N in --sizes (median of --repeat runs each):
   engine    plugins/module_utils/smtp engine.run in a fresh Python process
-  module    ansible-playbook, one mailsec.relay.relay_probe task on localhost (module overhead)
+  module    ansible-playbook, one mailsec.relay.relay_probe task on localhost (the playbook's overhead: on
+            this local connection relay_probe's action plugin runs the engine in ansible-playbook's
+            worker, as for the verify role's default prober; a remote prober would run the module)
   lab       (--with-lab) the real lab MTAs, probed from the lab's prober container (a separate run)
 
 --mixed-lab puts the real lab MTAs (mx1, hub1, legacy1 Postfix, exim1 Exim: listeners and

@@ -115,7 +115,9 @@ def fleet_section(fleet):
         "(%s; the load column gives the 1-minute load average at the start and end of each run.) "
         "N emulated hardened MTAs (%s STARTTLS, %s TLS-required + AUTH after TLS, %s implicit TLS) on "
         "127.77.x.y, %d endpoint processes (%s), concurrency %d; median of %d engine runs and %d module runs "
-        "per N."
+        "per N. The module path is ansible-playbook with one relay_probe task on localhost: on that local "
+        "connection relay_probe's action plugin runs the engine in ansible-playbook's worker, as for the "
+        "verify role's default prober (a remote prober runs the module)."
         % (
             _when(fleet),
             ports[0],

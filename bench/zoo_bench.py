@@ -183,7 +183,7 @@ def overhead(run):
     for task in run["tasks"]:
         seconds = task["seconds"]
         if task["action"] == "mailsec.relay.relay_probe" and run["engine_s"] is not None:
-            parts.append(("relay_probe beyond the engine (module start, AnsiballZ, results back)", max(0.0, seconds - run["engine_s"])))
+            parts.append(("relay_probe beyond the engine (arguments, start, results back)", max(0.0, seconds - run["engine_s"])))
         else:
             parts.append(("%s (%s)" % (task["task"], task["action"]), seconds))
         accounted += seconds
