@@ -20,26 +20,17 @@ import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible.plugins.action.normal import ActionModule as NormalAction
 
 from ansible_collections.mailsec.relay.plugins.module_utils.plain import plain
 from ansible_collections.mailsec.relay.plugins.module_utils.smtp import probe_args
+from ansible_collections.mailsec.relay.plugins.plugin_utils.local_first import LocalFirstAction
 
 
-class ActionModule(NormalAction):
-    def _runs_here(self):
-        """True when the module would run on this machine, as this user, in the foreground."""
-        return (
-            getattr(self._connection, "transport", None) == "local"
-            and not self._play_context.become
-            and not self._task.async_val
-            and sys.version_info >= (3, 11)
-        )
-
+class ActionModule(LocalFirstAction):
     def run(self, tmp=None, task_vars=None):
-        if not self._runs_here():
-            return super(ActionModule, self).run(tmp, task_vars)
-        result = super(NormalAction, self).run(tmp, task_vars)  # ActionBase's checks, no module
+        if not self.runs_here() or sys.version_info < (3, 11):
+            return self.run_module(tmp, task_vars)  # the module says what Python it needs
+        result = self.start_here(tmp, task_vars)
         # Imported here: the module path never needs the engine in this process.
         from ansible_collections.mailsec.relay.plugins.module_utils.smtp.engine import ConfigError, run
 

@@ -16,22 +16,18 @@ import copy
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.action.normal import ActionModule as NormalAction
 
 from ansible_collections.mailsec.relay.plugins.module_utils import report_files
 from ansible_collections.mailsec.relay.plugins.module_utils.plain import plain
+from ansible_collections.mailsec.relay.plugins.plugin_utils.local_first import LocalFirstAction
 
 
-class ActionModule(NormalAction):
-    def _runs_here(self):
-        """True when the module would run on this machine, as this user, in the foreground."""
-        return getattr(self._connection, "transport", None) == "local" and not self._play_context.become and not self._task.async_val
-
+class ActionModule(LocalFirstAction):
     def run(self, tmp=None, task_vars=None):
         mode = report_files.octal_mode(self._task.args.get("mode", report_files.ARGUMENT_SPEC["mode"]["default"]))
-        if mode is None or not self._runs_here():
-            return super(ActionModule, self).run(tmp, task_vars)
-        result = super(NormalAction, self).run(tmp, task_vars)  # ActionBase's checks, no module
+        if mode is None or not self.runs_here():
+            return self.run_module(tmp, task_vars)
+        result = self.start_here(tmp, task_vars)
         validated = ArgumentSpecValidator(copy.deepcopy(report_files.ARGUMENT_SPEC)).validate(plain(self._task.args))  # plain types, as the module gets them
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))

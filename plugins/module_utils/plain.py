@@ -17,7 +17,7 @@ from collections.abc import Mapping
 def plain(value):
     """A deep copy of ``value`` with plain containers and scalars (str() of a vaulted string decrypts it)."""
     if isinstance(value, str):
-        return value if type(value) is str else str(value)
+        return str(value)  # an exact str comes back as it is, a subclass as a plain copy
     if isinstance(value, Mapping):
         return dict((plain(k), plain(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
