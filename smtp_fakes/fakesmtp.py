@@ -13,10 +13,12 @@ lean_smtp.py (the fleet bench's fast endpoint).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import os
 import ssl
+import threading
 import time
 
 from smtp_fakes import hardened_host as hardened
@@ -479,6 +481,23 @@ class _Session:
 
     def reset(self):
         self.mail, self.rcpts = None, []
+
+
+@contextlib.contextmanager
+def in_background(server, host="127.0.0.1"):
+    """Serve ``server`` (a FakeSMTP) from an event loop in a daemon thread; yields its port.
+
+    For tests that drive it from another process (ansible-playbook) while pytest waits."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield asyncio.run_coroutine_threadsafe(server.start(host), loop).result(10)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def _bare_newline(body):

@@ -12,17 +12,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailsec.relay.plugins.module_utils import exim
-
-
-def _plain(value):
-    """Plain dict/list/str copies of Ansible's lazy or tagged containers."""
-    if isinstance(value, Mapping):
-        return dict((str(key), _plain(item)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.mailsec.relay.plugins.module_utils.plain import plain as _plain
 
 
 def exim_settings(effective, interface_address="127.0.0.1"):

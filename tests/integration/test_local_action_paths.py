@@ -7,13 +7,11 @@ way in one playbook on localhost (``async`` sends relay_probe through the module
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 
 import pytest
 import yaml
@@ -29,18 +27,8 @@ SECRET = "never-in-a-result-7f3a"
 def open_relay(tmp_path):
     """An MX listener on 127.0.0.1 that accepts every recipient (findings to compare); yields its port."""
     context = fakesmtp.server_context(*fakesmtp.make_cert(str(tmp_path)))
-    server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(local_domains=("example.test",), relay="accept"), context)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1"), loop).result(10)
-    try:
-        yield server.port
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with fakesmtp.in_background(fakesmtp.FakeSMTP(fakesmtp.Behaviour(local_domains=("example.test",), relay="accept"), context)) as port:
+        yield port
 
 
 def playbook(port, out):

@@ -8,12 +8,10 @@ tests' fake server refusing foreign recipients (the role must pass) and acceptin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 import yaml
@@ -33,17 +31,8 @@ def fake_smtp(request, tmp_path):
     context = fakesmtp.server_context(*fakesmtp.make_cert(str(tmp_path)))
     behaviour = request.param if isinstance(request.param, dict) else {"relay": request.param}
     server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(local_domains=("example.test",), **behaviour), context)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1"), loop).result(10)
-    try:
-        yield server.port
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with fakesmtp.in_background(server) as port:
+        yield port
 
 
 def managed_host(port):
