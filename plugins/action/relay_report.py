@@ -32,27 +32,10 @@ class ActionModule(LocalFirstAction):
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result
-        params = validated.validated_parameters
-        error = report_files.name_error(params)
-        if error:
-            result.update(failed=True, msg=error)
-            return result
-        files, per_host, totals = report_files.plan_files(params)
         check_mode = bool(self._task.check_mode)
+        set_mode = report_files.os_set_mode(mode, check_mode)
         try:
-            changed, changed_files, diffs = report_files.sync_files(
-                files, params["dest_dir"], check_mode, bool(self._task.diff), report_files.os_replace, report_files.os_set_mode(mode, check_mode)
-            )
-        except OSError as exc:
-            result.update(failed=True, msg="cannot write the reports in %s: %s" % (params["dest_dir"], to_text(exc)))
-            return result
-        result.update(
-            changed=changed,
-            files=dict((fmt, path) for fmt, (path, _content) in files.items()),
-            changed_files=changed_files,
-            totals=totals,
-            hosts=per_host,
-        )
-        if diffs:
-            result["diff"] = diffs
+            result.update(report_files.write_reports(validated.validated_parameters, check_mode, bool(self._task.diff), report_files.os_replace, set_mode))
+        except report_files.ReportError as exc:
+            result.update(failed=True, msg=to_text(exc))
         return result

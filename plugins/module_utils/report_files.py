@@ -32,11 +32,26 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def name_error(params):
-    """The message for a ``name`` that is not a plain file name, else None."""
+class ReportError(Exception):
+    """Why the reports could not be written: the task's failure message."""
+
+
+def write_reports(params, check_mode, want_diff, replace, set_mode):
+    """Render the reports of validated arguments and bring each file to its content (see
+    :func:`sync_files` for ``replace`` and ``set_mode``); returns relay_report's result.
+    Raises ReportError for a name that is not a plain file name or a file that cannot be written."""
     if not params["name"] or os.sep in params["name"]:
-        return "name must be a plain file name without '%s'" % os.sep
-    return None
+        raise ReportError("name must be a plain file name without '%s'" % os.sep)
+    files, per_host, totals = plan_files(params)
+    try:
+        changed, changed_files, diffs = sync_files(files, params["dest_dir"], check_mode, want_diff, replace, set_mode)
+    except OSError as exc:
+        raise ReportError("cannot write the reports in %s: %s" % (params["dest_dir"], exc)) from None
+    paths = dict((fmt, path) for fmt, (path, _content) in files.items())
+    result = dict(changed=changed, files=paths, changed_files=changed_files, totals=totals, hosts=per_host)
+    if diffs:
+        result["diff"] = diffs
+    return result
 
 
 def plan_files(params):

@@ -157,22 +157,14 @@ from ansible_collections.mailsec.relay.plugins.module_utils import report_files
 def main():
     module = AnsibleModule(argument_spec=report_files.ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    error = report_files.name_error(params)
-    if error:
-        module.fail_json(msg=error)
-    files, per_host, totals = report_files.plan_files(params)
 
     def set_mode(path, changed):
         return module.set_fs_attributes_if_different(module.load_file_common_arguments(dict(path=path, mode=params["mode"])), changed)
 
     try:
-        changed, changed_files, diffs = report_files.sync_files(files, params["dest_dir"], module.check_mode, module._diff, module.atomic_move, set_mode)
-    except OSError as exc:
-        module.fail_json(msg="cannot write the reports in %s: %s" % (params["dest_dir"], to_text(exc)))
-    paths = dict((fmt, path) for fmt, (path, _content) in files.items())
-    result = dict(changed=changed, files=paths, changed_files=changed_files, totals=totals, hosts=per_host)
-    if diffs:
-        result["diff"] = diffs
+        result = report_files.write_reports(params, module.check_mode, module._diff, module.atomic_move, set_mode)
+    except report_files.ReportError as exc:
+        module.fail_json(msg=to_text(exc))
     module.exit_json(**result)
 
 
