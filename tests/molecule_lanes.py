@@ -15,13 +15,20 @@ checkout waits for the group it shares addresses with.
 Prints one line per lane, each group of the lane as "<lock name>:<scenario>,<scenario>", only the
 scenarios asked for.
 
+With --clear-stale SCENARIO it removes instead the containers an interrupted run of SCENARIO's group
+left on the Molecule network (a run killed during its destroy leaves them holding the group's
+addresses, and the group's next scenario then fails to create). Call it only while holding the
+group's lock: then no live run owns a container of the group.
+
     python tests/molecule_lanes.py [--lanes N] [--times FILE] scenario...
+    python tests/molecule_lanes.py --clear-stale scenario
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,12 +111,41 @@ def lanes(scenarios: list[str], count: int, weight: dict[str, float]) -> list[li
     return [lane for lane in packed if lane]
 
 
+def group_container_names(scenario: str) -> list[str]:
+    """Container names of every scenario in `scenario`'s group."""
+    group = next(g for g in groups(sorted(set(all_scenarios()) | {scenario})) if scenario in g)
+    return sorted({name.removeprefix("name:") for member in group for name in resources(member) if name.startswith("name:")})
+
+
+def clear_stale(scenario: str, network: str = "mailsec-molecule") -> list[str]:
+    """Remove the group's containers found on the Molecule network; only exact names, only there."""
+    removed = []
+    for name in group_container_names(scenario):
+        found = subprocess.run(
+            ["podman", "ps", "-a", "--filter", f"name=^{name}$", "--filter", f"network={network}", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if name in found:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=True)
+            removed.append(name)
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--times", type=Path, default=ROOT / ".cache" / "test-logs" / "molecule-times.tsv")
-    parser.add_argument("scenarios", nargs="+")
+    parser.add_argument("--clear-stale", metavar="SCENARIO")
+    parser.add_argument("scenarios", nargs="*")
     args = parser.parse_args(argv)
+    if args.clear_stale:
+        for name in clear_stale(args.clear_stale):
+            print(f"molecule: removed container {name}, left on the network by an interrupted run", file=sys.stderr)
+        return 0
+    if not args.scenarios:
+        parser.error("name the scenarios to split into lanes")
     weight = weights(args.scenarios, args.times)
     for lane in lanes(args.scenarios, args.lanes, weight):
         # One lock per group: a lane of several groups takes each group's lock in turn.

@@ -69,13 +69,15 @@ summary_unit() { grep -E '^=*.*(passed|failed|error|no tests ran).* in [0-9.]+s'
 # One Molecule run: scenario $1 on suite $2, output in its own log. Runs in other checkouts are kept
 # apart by locks in /run/lock: every run holds mailsec-molecule.lock shared (an exclusive holder
 # removes the network only when no run is left) and its group's lock exclusively (scenarios of one
-# group share addresses, see tests/molecule_lanes.py). The network is made inside the locks.
+# group share addresses, see tests/molecule_lanes.py). The network is made inside the locks, and
+# containers of the group that a killed run left there are removed (the lock says none is in use).
 molecule_run() {
   local scenario=$1 suite=$2 lock=$3 log=$4 start=$SECONDS
-  # shellcheck disable=SC2016  # $1 and $2 are the inner sh's arguments
+  # shellcheck disable=SC2016  # $1 to $3 are the inner sh's arguments
   if MOLECULE_SUITE=$suite flock -s -w 3600 /run/lock/mailsec-molecule.lock \
     flock -w 3600 "/run/lock/mailsec-molecule-$lock.lock" \
-    sh -c '"$1" net molecule && exec molecule test -s "$2"' sh "$ROOT/tests/lab/lab.sh" "$scenario" >"$log" 2>&1; then
+    sh -c '"$1" net molecule && python "$2" --clear-stale "$3" && exec molecule test -s "$3"' \
+    sh "$ROOT/tests/lab/lab.sh" "$ROOT/tests/molecule_lanes.py" "$scenario" >"$log" 2>&1; then
     printf '%s\t%s\t%d\tPASSED\n' "$scenario" "$suite" $((SECONDS - start))
   else
     printf '%s\t%s\t%d\tFAILED\n' "$scenario" "$suite" $((SECONDS - start))

@@ -50,6 +50,31 @@ def test_subset_keeps_the_full_groups_lock_name(fake_tree):
     assert molecule_lanes.lanes(["c"], 2, {"c": 1}) == [[("a", ["c"])]]
 
 
+def test_group_container_names_cover_the_whole_group(fake_tree):
+    # c's group is a, b, c: a run killed in b's destroy leaves b's containers on c's addresses.
+    assert molecule_lanes.group_container_names("c") == ["a-mta", "a-prober", "b-mta", "b-prober", "c-mta", "c-prober"]
+
+
+def test_clear_stale_removes_only_the_groups_names_found_on_the_molecule_network(fake_tree, monkeypatch):
+    calls = []
+
+    class Done:
+        def __init__(self, stdout=""):
+            self.stdout = stdout
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        if argv[:3] == ["podman", "ps", "-a"]:
+            name = argv[argv.index("--filter") + 1].removeprefix("name=^").removesuffix("$")
+            assert "network=mailsec-molecule" in argv
+            return Done("b-mta\n" if name == "b-mta" else "")
+        return Done()
+
+    monkeypatch.setattr(molecule_lanes.subprocess, "run", fake_run)
+    assert molecule_lanes.clear_stale("a") == ["b-mta"]
+    assert [argv for argv in calls if argv[1] == "rm"] == [["podman", "rm", "-f", "-t", "0", "b-mta"]]
+
+
 def test_repository_scenarios_form_more_than_one_group():
     # A new scenario that reuses another group's address would silently serialise the stage.
     groups = molecule_lanes.groups(molecule_lanes.all_scenarios())
