@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 
 # Absolute paths: a conservative character set. No '$', '{', '}' (Exim expansion, Postfix $name),
 # no whitespace or control characters (line injection), no ',' or ':' (list separators in Postfix
@@ -28,6 +29,13 @@ ABS_PATH = re.compile(r"\A(?:/[A-Za-z0-9_.+@=-]{1,%d})+\Z" % PATH_SEGMENT_MAX)
 # Host and domain names in A-label (ASCII) form: LDH labels of 1-63 characters, at most 253 in all.
 LABEL = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 DOMAIN_MAX = 253
+# Unicode names that do not say plainly which domain they are, refused before IDNA encoding:
+# - one label mixing alphabets whose letters look alike (a Cyrillic 'а' is a Latin 'a' on screen),
+#   by typo, paste or intent (UTS #39);
+# - characters Python's idna codec (IDNA 2003) maps away (straße -> strasse) and IDNA 2008, what
+#   registries and current MTAs use, keeps (xn--strae-oqa): the two forms are different domains.
+CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN"})
+IDNA_DEVIATIONS = {"\u00df": "sharp s", "\u03c2": "final sigma", "\u200c": "zero width non-joiner", "\u200d": "zero width joiner"}
 # Listener names, SASL backends, profiles, roles, TLS modes: short lower-case words.
 NAME = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
 CONFIG_KEY = re.compile(r"\A[a-z][a-z0-9_]{0,99}\Z")
@@ -73,6 +81,43 @@ def is_abs_path(value):
     )
 
 
+def mixed_script_label(text):
+    """``(label, alphabets)`` for the first label of ``text`` whose letters come from two of the
+    look-alike alphabets, else None."""
+    for label in text.split("."):
+        if label.isascii():
+            continue
+        scripts = set()
+        for char in label:
+            if char.isalpha():
+                script = unicodedata.name(char, "").split(" ", 1)[0]
+                if script in CONFUSABLE_SCRIPTS:
+                    scripts.add(script)
+        if len(scripts) > 1:
+            return label, sorted(scripts)
+    return None
+
+
+def idna_deviations(text):
+    """Names of the characters in ``text`` that IDNA 2003 and 2008 encode differently."""
+    return sorted(name for char, name in IDNA_DEVIATIONS.items() if char in text)
+
+
+def unclear_unicode_name(text):
+    """Why the Unicode domain ``text`` does not say plainly which domain it is, else None."""
+    mixed = mixed_script_label(text)
+    if mixed is not None:
+        label, alphabets = mixed
+        return "the label %s mixes the look-alike %s alphabets, so it names another domain than it appears to" % (
+            ascii(label),
+            " and ".join(name.capitalize() for name in alphabets),
+        )
+    deviations = idna_deviations(text)
+    if deviations:
+        return "it has a character IDNA 2003 and IDNA 2008 encode differently (%s), so which domain it names is unclear" % ", ".join(deviations)
+    return None
+
+
 def to_a_labels(text):
     """A domain name (Unicode or ASCII) -> its lower-case A-label form; GrammarError when it has none.
 
@@ -81,6 +126,9 @@ def to_a_labels(text):
     if not isinstance(text, str):
         raise GrammarError("domain name", text)
     if not text.isascii():
+        unclear = unclear_unicode_name(text)
+        if unclear:
+            raise GrammarError("domain name", text, reason=unclear)
         try:
             text = text.encode("idna").decode("ascii")
         except (UnicodeError, ValueError):

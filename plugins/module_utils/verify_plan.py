@@ -19,7 +19,7 @@ unit tests.  Three steps:
 from __future__ import annotations
 
 from ansible_collections.mailsec.relay.plugins.module_utils import findings as finding_ids
-from ansible_collections.mailsec.relay.plugins.module_utils import policy, relay_rules, report
+from ansible_collections.mailsec.relay.plugins.module_utils import grammar, policy, relay_rules, report
 
 try:
     import netaddr
@@ -282,6 +282,16 @@ def _networks(value, what):
     return networks
 
 
+def _domain(value, what):
+    """One domain name of a verify-only server, as the probes send it (A-labels, lower case):
+    the same grammar as the policy's domains (module_utils/grammar.py)."""
+    text = value.strip().lower().rstrip(".") if isinstance(value, str) else value
+    try:
+        return grammar.to_a_labels(text)
+    except grammar.GrammarError as exc:
+        raise VerifyPlanError("%s: %r is not a domain name (%s); write e.g. example.test" % (what, value, exc.reason))
+
+
 def _domains(value, what):
     if value in (None, ""):
         return []
@@ -289,7 +299,7 @@ def _domains(value, what):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in value):
         raise VerifyPlanError("%s: expected a list of domain names, got %r" % (what, value))
-    return [item.strip().lower() for item in value]
+    return [_domain(item, "%s[%d]" % (what, index)) for index, item in enumerate(value)]
 
 
 def verify_only_policy(name, spec):
@@ -337,10 +347,16 @@ def verify_only_policy(name, spec):
         for flag in ("auth", "sender_login_match"):
             if item.get(flag) is not None and not isinstance(item[flag], bool):
                 raise VerifyPlanError("%s.%s: expected true or false, got %r" % (what, flag, item[flag]))
+        label = item.get("name") or "port%d" % port
+        if not isinstance(label, str) or len(label) > 64 or not grammar.is_single_line(label):
+            raise VerifyPlanError("%s.name: %r is not a listener name; use one line of at most 64 characters, e.g. Default Frontend" % (what, label))
+        address = item.get("address") or "*"
+        if not grammar.is_listen_address(address):
+            raise VerifyPlanError("%s.address: %r is not '*' or one IP address; e.g. 198.51.100.10" % (what, address))
         listeners.append(
             {
-                "name": str(item.get("name") or "port%d" % port),
-                "address": str(item.get("address") or "*"),
+                "name": label,
+                "address": address,
                 "port": port,
                 "role": role,
                 "tls": tls,
@@ -353,7 +369,8 @@ def verify_only_policy(name, spec):
         )
     return {
         "verify_only": True,
-        "hostname": str(spec.get("hostname") or name),
+        # (the inventory name when none is given, as for managed hosts: it may be an address)
+        "hostname": _domain(spec["hostname"], "%s: verify_hostname" % name) if spec.get("hostname") else str(name),
         "local_domains": _domains(spec.get("local_domains"), "%s: verify_local_domains" % name),
         "relay_domains": _domains(spec.get("relay_domains"), "%s: verify_relay_domains" % name),
         "relay_networks": trusted,

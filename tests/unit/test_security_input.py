@@ -115,6 +115,35 @@ def test_domain_grammar_refuses(text):
 
 
 @pytest.mark.parametrize(
+    "text, why",
+    [
+        ("ex\u0430mple.test", "Cyrillic and Latin"),  # a Cyrillic 'a' in a Latin label
+        ("\u0440aypal.example", "Cyrillic and Latin"),
+        ("g\u03bfogle.example", "Greek and Latin"),
+        ("stra\u00dfe.example", "sharp s"),  # IDNA 2003: strasse, IDNA 2008: xn--strae-oqa
+        ("\u03b5\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03cc\u03c2.example", "final sigma"),
+        ("a\u200db.example", "zero width joiner"),
+    ],
+    ids=repr,
+)
+def test_unclear_unicode_names_are_refused_not_guessed(text, why):
+    with pytest.raises(grammar.GrammarError) as error:
+        grammar.to_a_labels(text)
+    assert why in str(error.value)
+    # the same rule in the policy, naming the variable
+    with pytest.raises(policy.PolicyErrors) as policy_error:
+        policy.build_policy({"mailsec_relay_profile": "mx", "mailsec_relay_hostname": "mx.example.test", "mailsec_relay_local_domains": [text]}, "mx")
+    assert "mailsec_relay_local_domains[0]" in str(policy_error.value) and why in str(policy_error.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["m\u00fcnchen.example", "\u043f\u0440\u0438\u043c\u0435\u0440.example", "\u4f8b\u3048.example", "xn--strae-oqa.example"], ids=repr
+)
+def test_single_alphabet_and_punycode_names_still_pass(text):
+    assert grammar.to_a_labels(text).startswith("xn--")
+
+
+@pytest.mark.parametrize(
     "value, ok",
     [
         ("[198.51.100.100]:25", True),

@@ -558,12 +558,32 @@ def test_verify_only_policy_gives_targets_without_hardening_variables():
         ({"listeners": [{"port": 25, "tsl": "none"}]}, "unknown key(s) tsl"),
         ({"listeners": [{"port": 25}], "trusted_networks": ["not-a-net"]}, "verify_trusted_networks"),
         ({"listeners": [{"port": 25, "auth": "yes"}]}, "verify_listeners[0].auth"),
+        # hostile or unclear names never reach a probe's envelope, SNI or report
+        ({"listeners": [{"port": 25}], "local_domains": ["example.test>\r\nRSET"]}, "verify_local_domains[0]"),
+        ({"listeners": [{"port": 25}], "relay_domains": ["ok.test", "ex\u0430mple.test"]}, "verify_relay_domains[1]"),
+        ({"listeners": [{"port": 25}], "local_domains": ["stra\u00dfe.test"]}, "IDNA 2003 and IDNA 2008"),
+        ({"listeners": [{"port": 25}], "hostname": "mx.example.test\nX"}, "verify_hostname"),
+        ({"listeners": [{"port": 25, "address": "0.0.0.0 -o x"}]}, "verify_listeners[0].address"),
+        ({"listeners": [{"port": 25, "name": "front\nend"}]}, "verify_listeners[0].name"),
     ],
 )
 def test_verify_only_errors_name_the_variable(spec, message):
     with pytest.raises(verify_plan.VerifyPlanError) as error:
         verify_plan.verify_only_policy("ex1", spec)
     assert message in str(error.value) and str(error.value).startswith("ex1: ")
+
+
+def test_verify_only_names_are_sent_as_a_labels():
+    policy = verify_plan.verify_only_policy(
+        "192.0.2.25",  # an inventory keyed by address: the default host name is taken as it is
+        {"listeners": [{"port": 25, "name": "Default Frontend EX01"}], "local_domains": ["M\u00fcnchen.Test."], "relay_domains": "Example.TEST"},
+    )
+    assert policy["local_domains"] == ["xn--mnchen-3ya.test"]
+    assert policy["relay_domains"] == ["example.test"]
+    assert policy["hostname"] == "192.0.2.25"
+    assert policy["listeners"][0]["name"] == "Default Frontend EX01"
+    named = verify_plan.verify_only_policy("ex1", {"listeners": [{"port": 25}], "hostname": "MX.Example.test."})
+    assert named["hostname"] == "mx.example.test"
 
 
 def test_verify_only_defaults_by_port():

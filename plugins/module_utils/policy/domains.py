@@ -96,6 +96,14 @@ class DomainsMixin(Reader):
                 self.error(variable, "'%s' starts with a dot" % value, "remove the leading dot")
                 return None
             subtree, text = True, text[1:]
+        unclear = grammar.unclear_unicode_name(text) if not text.isascii() else None
+        if unclear:
+            self.error(
+                variable,
+                "'%s': %s" % (value, unclear),
+                "write the punycode (xn--) form its registry shows (a label mixed by mistake: type it again in one alphabet)",
+            )
+            return None
         try:
             ascii_text = text.encode("idna").decode("ascii").lower() if not text.isascii() else text
         except (UnicodeError, ValueError):
