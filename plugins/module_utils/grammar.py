@@ -29,6 +29,7 @@ ABS_PATH = re.compile(r"\A(?:/[A-Za-z0-9_.+@=-]{1,%d})+\Z" % PATH_SEGMENT_MAX)
 # Host and domain names in A-label (ASCII) form: LDH labels of 1-63 characters, at most 253 in all.
 LABEL = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 DOMAIN_MAX = 253
+HOST_TOKEN = re.compile(r"\A[a-z0-9][a-z0-9._:-]{0,252}\Z")
 # Unicode names that do not say plainly which domain they are, refused before IDNA encoding:
 # - one label mixing alphabets whose letters look alike (a Cyrillic 'а' is a Latin 'a' on screen),
 #   by typo, paste or intent (UTS #39);
@@ -147,6 +148,12 @@ def is_domain(value, fqdn=False):
     if not all(LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         return False
     return len(labels) >= 2 or not fqdn
+
+
+def is_host_token(value):
+    """What a prober may take as a server's own name when none is given: its inventory name, which
+    may be a domain, an address or a word with '_' (lower case, no spaces, nothing else)."""
+    return isinstance(value, str) and HOST_TOKEN.fullmatch(value) is not None
 
 
 def is_client_name(value):

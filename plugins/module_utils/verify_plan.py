@@ -292,6 +292,18 @@ def _domain(value, what):
         raise VerifyPlanError("%s: %r is not a domain name (%s); write e.g. example.test" % (what, value, exc.reason))
 
 
+def _inventory_host_name(name):
+    """The inventory name as the server's own name when verify_hostname is not given (it may be an
+    address or hold '_', as the engine takes it)."""
+    text = str(name).strip().lower().rstrip(".")
+    if grammar.is_host_token(text):
+        return text
+    try:
+        return grammar.to_a_labels(text)
+    except grammar.GrammarError as exc:
+        raise VerifyPlanError("%s: the inventory name is no host name (%s); set verify_hostname to the server's own name" % (name, exc.reason))
+
+
 def _domains(value, what):
     if value in (None, ""):
         return []
@@ -369,8 +381,7 @@ def verify_only_policy(name, spec):
         )
     return {
         "verify_only": True,
-        # (the inventory name when none is given, as for managed hosts: it may be an address)
-        "hostname": _domain(spec["hostname"], "%s: verify_hostname" % name) if spec.get("hostname") else str(name),
+        "hostname": _domain(spec["hostname"], "%s: verify_hostname" % name) if spec.get("hostname") else _inventory_host_name(name),
         "local_domains": _domains(spec.get("local_domains"), "%s: verify_local_domains" % name),
         "relay_domains": _domains(spec.get("relay_domains"), "%s: verify_relay_domains" % name),
         "relay_networks": trusted,

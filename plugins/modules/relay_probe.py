@@ -46,22 +46,31 @@ options:
         elements: str
         required: true
       hostname:
-        description: The server's own name, used in the hostname trick forms. Defaults to O(targets[].name).
+        description:
+          - The server's own name, used in the hostname trick forms. Defaults to O(targets[].name) (then letters, digits,
+            C(.), C(_), C(:) and C(-) as they are).
+          - A domain name; a Unicode name is sent in A-labels (C(xn--)). A name mixing look-alike alphabets, with a character
+            IDNA 2003 and 2008 encode differently, or with a line break is refused before anything connects.
         type: str
       local_domains:
-        description: Hosted domains; inbound mail for them must be accepted on MX listeners (T13/T14).
+        description:
+          - Hosted domains; inbound mail for them must be accepted on MX listeners (T13/T14).
+          - Domain names, checked and converted as O(targets[].hostname).
         type: list
         elements: str
         default: []
       relay_domains:
-        description: Domains accepted and forwarded (backup MX); inbound must be accepted.
+        description:
+          - Domains accepted and forwarded (backup MX); inbound must be accepted.
+          - Domain names, checked and converted as O(targets[].hostname).
         type: list
         elements: str
         default: []
       test_mailbox:
         description:
-          - A real local mailbox (C(user@domain)). Used for T13, as spoofed sender (T15), and as the only
-            non-canary recipient allowed for DATA (smuggling probes T17/T18 on MX listeners).
+          - A real local mailbox (C(user@domain), a plain dot-atom local part and an A-label domain). Used for T13, as
+            spoofed sender (T15), and as the only non-canary recipient allowed for DATA (smuggling probes T17/T18 on MX
+            listeners).
         type: str
       refused_recipients:
         description:
@@ -188,7 +197,8 @@ options:
     description: Name of the vantage point, copied into every result and used as the case of T20.
     type: str
   ehlo_name:
-    description: EHLO name (a name the verifier owns).
+    description:
+      - EHLO name (a name the verifier owns), a host name or an address literal such as C([198.51.100.7]).
     type: str
     default: prober.mailsec.test
   canary:

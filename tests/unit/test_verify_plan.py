@@ -573,6 +573,12 @@ def test_verify_only_errors_name_the_variable(spec, message):
     assert message in str(error.value) and str(error.value).startswith("ex1: ")
 
 
+def test_verify_only_inventory_name_that_is_no_host_name_asks_for_verify_hostname():
+    with pytest.raises(verify_plan.VerifyPlanError, match="set verify_hostname"):
+        verify_plan.verify_only_policy("mail server 1", {"listeners": [{"port": 25}]})
+    assert verify_plan.verify_only_policy("mail server 1", {"listeners": [{"port": 25}], "hostname": "mx.example.test"})["hostname"] == "mx.example.test"
+
+
 def test_verify_only_names_are_sent_as_a_labels():
     policy = verify_plan.verify_only_policy(
         "192.0.2.25",  # an inventory keyed by address: the default host name is taken as it is

@@ -17,9 +17,12 @@ import ssl
 import threading
 
 from .reply import MAX_LINE, MAX_LINES, Reply, ReplyError, is_last_line, parse_ehlo, parse_reply
-from .safety import b64
+from .safety import UnsafeProbe, b64
 
 _CLIENT_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
+# What a command line may hold (printable ASCII and space; no SMTPUTF8): a CR, LF or NUL taken from a
+# caller's value would end the command and start another on the server (command injection).
+_COMMAND_LINE = re.compile(r"\A[\x20-\x7e]+\Z")
 # Extra seconds an AUTH reply may take: Dovecot answers a failed AUTH after auth_failure_delay (2 s)
 # and, for half a minute after failures from this client, starts every AUTH late (auth penalty, up to 15 s).
 AUTH_DELAY_ALLOWANCE = 17.0
@@ -633,6 +636,10 @@ class SMTPClient:
         line; ``stage`` names the last. Callers pass several lines only where the server advertised
         PIPELINING and RFC 2920 allows the group (nothing after a command that changes the session)."""
         lines = [(line, shown if shown is not None else line) for line, shown in lines]
+        for line, shown in lines:
+            if not _COMMAND_LINE.match(line):
+                # (the raw bytes T16/T17 send on purpose go through send_raw and starttls, not here)
+                raise UnsafeProbe("refused to send a command with a line break, control or non-ASCII character: %s" % escape_bytes(shown.encode("utf-8")))
         if self.pending_rset:
             lines.insert(0, ("RSET", "RSET"))
             self.pending_rset = False

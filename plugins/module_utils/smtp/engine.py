@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 
+from .. import grammar
 from ..compact import PassAggregates, is_aggregate, verdict_counts
 from ..findings import finding_for
 from .canary import CanaryWatcher, received_client
@@ -142,6 +143,24 @@ class Listener:
                 raise ConfigError("%s: %s must be one of %s, not %r" % (where, name, ", ".join(allowed), value))
 
 
+_PRINTABLE_TOKEN = re.compile(r"\A[\x21-\x7e]{1,320}\Z")
+
+
+def _domain(value, where):
+    text = value.strip().lower().rstrip(".") if isinstance(value, str) else value
+    try:
+        return grammar.to_a_labels(text)
+    except grammar.GrammarError as exc:
+        raise ConfigError("%s: %r is not a domain name (%s)" % (where, value, exc.reason))
+
+
+def _host_name(value, where):
+    text = str(value).strip().lower().rstrip(".")
+    if grammar.is_host_token(text):  # (an inventory name may be an address or carry '_')
+        return text
+    return _domain(text, where)  # a Unicode name in A-labels, anything else refused
+
+
 class Target:
     def __init__(self, spec, index):
         where = "targets[%d]" % index
@@ -151,14 +170,19 @@ class Target:
         self.addresses = [str(a).strip("[]") for a in (spec.get("addresses") or [])]
         if not self.addresses:
             raise ConfigError("%s (%s): no addresses" % (where, self.name))
-        self.hostname = str(spec.get("hostname") or self.name).lower()
-        self.local_domains = [str(d).lower() for d in (spec.get("local_domains") or [])]
-        self.relay_domains = [str(d).lower() for d in (spec.get("relay_domains") or [])]
+        # Names and addresses go into commands (address tricks, RCPT, EHLO's server name): each is
+        # checked against its grammar here, so the run stops naming the field (the client refuses a
+        # line break in any command as well).
+        self.hostname = _host_name(spec.get("hostname") or self.name, where + ".hostname")
+        self.local_domains = [_domain(d, "%s.local_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("local_domains") or [])]
+        self.relay_domains = [_domain(d, "%s.relay_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("relay_domains") or [])]
         self.test_mailbox = spec.get("test_mailbox") or None
+        if self.test_mailbox is not None and not grammar.is_email(self.test_mailbox):
+            raise ConfigError("%s.test_mailbox: %r is not a plain address local@domain (A-labels)" % (where, self.test_mailbox))
         # Addresses the host must refuse at RCPT (T23): unknown recipients where validation is on, blocked domains.
         self.refused_recipients = []
         for i, item in enumerate(spec.get("refused_recipients") or []):
-            if not isinstance(item, dict) or "@" not in str(item.get("address") or "") or item.get("kind") not in ("unknown", "blocked"):
+            if not isinstance(item, dict) or not grammar.is_email(item.get("address")) or item.get("kind") not in ("unknown", "blocked"):
                 raise ConfigError("%s.refused_recipients[%d]: needs an address and a kind (unknown or blocked)" % (where, i))
             self.refused_recipients.append({"address": str(item["address"]), "kind": item["kind"]})
         listeners = spec.get("listeners") or [{"port": 25, "role": "mx", "tls": "starttls"}]
@@ -169,6 +193,8 @@ class Target:
         if auth:
             if not auth.get("username") or auth.get("password") in (None, ""):
                 raise ConfigError("%s.auth: needs username and password" % where)
+            if not _PRINTABLE_TOKEN.match(str(auth["username"])):
+                raise ConfigError("%s.auth.username: printable ASCII without spaces only (it may become the MAIL FROM address)" % where)
             self.auth = Credentials(str(auth["username"]), str(auth["password"]), real=True)
         # issue 14: the limits T24/T25 test (probes.rate_limit_spec)
         try:
@@ -193,6 +219,8 @@ class Options:
         self.sources = [str(s) for s in (source if isinstance(source, list) else [source] if source else [])]
         self.vantage = params.get("vantage")
         self.ehlo_name = params.get("ehlo_name") or "prober.mailsec.test"
+        if not (grammar.is_domain(str(self.ehlo_name).lower()) or re.match(r"\A\[(?:IPv6:)?[0-9A-Fa-f:.]{1,45}\]\Z", str(self.ehlo_name))):
+            raise ConfigError("ehlo_name: %r is not a host name or an address literal such as [198.51.100.7]" % (self.ehlo_name,))
         canary = params.get("canary") or {}
         self.canary_domain = (canary.get("domain") or "").lower() or None
         self.canary_spool = canary.get("spool")

@@ -227,6 +227,37 @@ def test_tls_min_version_is_checked():
         engine.Options({"unverified": "ignore"})
 
 
+@pytest.mark.parametrize(
+    "field, value, where",
+    [
+        ("hostname", "mx.example.test\r\nVRFY root", "targets[0].hostname"),
+        ("local_domains", ["example.test>\r\nRSET"], "targets[0].local_domains[0]"),
+        ("relay_domains", ["ok.test", "ex\u0430mple.test"], "targets[0].relay_domains[1]"),
+        ("test_mailbox", "postmaster@example.test\nVRFY x", "targets[0].test_mailbox"),
+        ("refused_recipients", [{"address": "a@b.test>\r\nRSET", "kind": "unknown"}], "targets[0].refused_recipients[0]"),
+        ("auth", {"username": "alice\r\nVRFY root", "password": "x"}, "targets[0].auth.username"),
+    ],
+)
+def test_target_values_that_would_reach_a_command_follow_their_grammar(field, value, where):
+    """relay_probe is a public module: its targets are checked before anything connects (the verify
+    role checks them too, and the client refuses a line break in any command besides)."""
+    target = {"name": "mx", "addresses": ["127.0.0.1"], "hostname": "mx.example.test", field: value}
+    with pytest.raises(engine.ConfigError) as error:
+        engine.normalize({"targets": [target]})
+    assert str(error.value).startswith(where), str(error.value)
+
+
+def test_target_names_in_unicode_are_probed_as_a_labels():
+    targets, opts = engine.normalize(
+        {"targets": [{"name": "mx_1", "addresses": ["127.0.0.1"], "local_domains": ["M\u00fcnchen.Test."], "relay_domains": ["Example.TEST"]}]}
+    )
+    assert targets[0].hostname == "mx_1"  # an inventory name as it is (it may hold '_' or be an address)
+    assert targets[0].local_domains == ["xn--mnchen-3ya.test"] and targets[0].relay_domains == ["example.test"]
+    with pytest.raises(engine.ConfigError, match="ehlo_name"):
+        engine.Options({"ehlo_name": "prober.example.test\r\nVRFY root"})
+    assert engine.Options({"ehlo_name": "[198.51.100.7]"}).ehlo_name == "[198.51.100.7]"
+
+
 # -- timeouts and greetings ----------------------------------------------------------------
 def test_slow_multiline_greeting_is_waited_for(tls_context):
     """A greeting after 1.5 s (reverse DNS, postscreen) with reply timeout 0.5 s: greeting_timeout waits."""

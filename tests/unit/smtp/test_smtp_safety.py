@@ -206,3 +206,30 @@ def test_without_canary_the_matrix_sends_no_data(scenario):
     assert host.transactions == []
     assert not any(c.upper().startswith("DATA") for s in host.servers for c in s.commands)
     assert verdicts(outcome, "T17")[("T17", None)] == "SKIP"
+
+
+def test_client_never_sends_a_command_with_a_line_break(tls_context):
+    """A CR, LF or NUL inside a command (from any caller's value) would start a second command on the
+    server: the client refuses the whole write, and the server's record shows nothing of it."""
+
+    async def go():
+        server = fakesmtp.FakeSMTP(fakesmtp.Behaviour(relay="accept"), tls_context)
+        port = await server.start()
+        client = C.SMTPClient("127.0.0.1", port, guard=policy().guard(), timeout=2)
+        await client.connect()
+        await client.ehlo()
+        for line in (
+            "MAIL FROM:<probe@canary.test>\r\nVRFY root",
+            "RCPT TO:<a@example.test>\nRSET",
+            "NOOP\x00VRFY root",
+            "MAIL FROM:<probe@ex\u0430mple.test>",
+        ):
+            with pytest.raises(S.UnsafeProbe, match="line break"):
+                await client.command(line)
+        assert (await client.command("NOOP")).code == 250  # the session goes on, nothing half-sent
+        await client.quit()
+        await server.stop()
+        return server
+
+    server = asyncio.run(go())
+    assert server.commands == ["EHLO prober.mailsec.test", "NOOP", "QUIT"]
