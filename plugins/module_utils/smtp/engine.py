@@ -222,7 +222,7 @@ class Options:
         if not (grammar.is_domain(str(self.ehlo_name).lower()) or re.match(r"\A\[(?:IPv6:)?[0-9A-Fa-f:.]{1,45}\]\Z", str(self.ehlo_name))):
             raise ConfigError("ehlo_name: %r is not a host name or an address literal such as [198.51.100.7]" % (self.ehlo_name,))
         canary = params.get("canary") or {}
-        self.canary_domain = (canary.get("domain") or "").lower() or None
+        self.canary_domain = _domain(canary["domain"], "canary.domain") if canary.get("domain") else None
         self.canary_spool = canary.get("spool")
         self.canary_wait = float(canary.get("wait", 10) if canary.get("wait") is not None else 10)
         wanted = [str(p).upper() for p in (params.get("probes") or ["all"])]

@@ -256,6 +256,9 @@ def test_target_names_in_unicode_are_probed_as_a_labels():
     with pytest.raises(engine.ConfigError, match="ehlo_name"):
         engine.Options({"ehlo_name": "prober.example.test\r\nVRFY root"})
     assert engine.Options({"ehlo_name": "[198.51.100.7]"}).ehlo_name == "[198.51.100.7]"
+    with pytest.raises(engine.ConfigError, match="canary.domain"):
+        engine.Options({"canary": {"domain": "canary.test>\r\nRSET", "spool": "/tmp"}})
+    assert engine.Options({"canary": {"domain": "Canary.Test", "spool": "/tmp"}}).canary_domain == "canary.test"
 
 
 # -- timeouts and greetings ----------------------------------------------------------------
