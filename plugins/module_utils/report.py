@@ -361,11 +361,22 @@ def _seconds(rows):
     return "%.3f" % sum(row.get("duration") or 0.0 for row in rows)
 
 
+# Markdown and inline HTML a viewer would act on, in text a server wrote (a banner, a reply): '<' and
+# '&' start tags and entities (an <img> would make every reader's browser fetch the server's URL),
+# '[' and ']' links and images (![](https://...)), '`' code spans. Escaped, the text reads as sent.
+_MARKDOWN_ACTIVE = {"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "\\[", "]": "\\]", "`": "\\`"}
+_MARKDOWN_ACTIVE_RE = re.compile("[%s]" % re.escape("".join(_MARKDOWN_ACTIVE)))
+
+
+def _markdown_text(text):
+    return _MARKDOWN_ACTIVE_RE.sub(lambda match: _MARKDOWN_ACTIVE[match.group(0)], text)
+
+
 def _cell(value, limit=160):
     text = " ".join(_text(value).split())  # one line per table row
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    return text.replace("\\", "\\\\").replace("|", "\\|") or " "
+    return _markdown_text(text) or " "
 
 
 def to_markdown(rows, title, hosts=None):
@@ -373,7 +384,7 @@ def to_markdown(rows, title, hosts=None):
     result per host with its finding, severity, probe, listener, vantage, reply and reason."""
     per_host, totals = summarize(rows, hosts)
     counted = [verdict for verdict in VERDICTS if verdict != "ERROR" or totals["ERROR"]]
-    lines = ["# %s" % title, ""]
+    lines = ["# %s" % _cell(title, 300), ""]
     lines.append(
         "**%s**: %d host(s), %d check(s): %s."
         % (totals["status"], totals["hosts"], totals["checks"], ", ".join("%d %s" % (totals[verdict], verdict) for verdict in counted))
@@ -413,7 +424,7 @@ def to_markdown(rows, title, hosts=None):
         if not host_rows:
             continue
         lines += [
-            "### %s" % host,
+            "### %s" % _cell(host),
             "",
             "| verdict | finding | severity | check | listener | vantage | expected | reply | reason |",
             "|---|---|---|---|---|---|---|---|---|",

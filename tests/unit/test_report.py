@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -182,6 +183,19 @@ def test_markdown_summary(rows):
     assert all(line.count("|") - line.count("\\|") == 10 for line in lines if line.startswith("| ") and "host |" in line)
     # PASS rows are counted, not listed.
     assert not [line for line in lines if line.startswith("| PASS")]
+
+
+def test_markdown_neutralises_what_a_server_wrote():
+    """A banner or reply is the server's text: in the Markdown report it must not become an image
+    a reader's browser fetches, a link, or HTML."""
+    hostile = "<img src=https://evil.example/x.png> ![t](https://evil.example/t.png) [click](https://evil.example/) `x` & <script>alert(1)</script>"
+    rows = report.collect([probe("mx[1](https://evil.example)", "T11", "FAIL", text=hostile, reason=hostile, finding="open_relay", severity="critical")])
+    text = report.to_markdown(rows, "t")
+    for active in ("<img", "<script", "![t](", "[click]("):
+        assert active not in text, (active, text)
+    assert not re.search(r"(?<!\\)\]\(", text), text  # no unescaped link target
+    assert "&lt;img src=https://evil.example/x.png&gt;" in text and "\\[click\\](https://evil.example/)" in text
+    assert "### mx\\[1\\](https://evil.example)" in text  # the heading too (an inventory name)
 
 
 def test_markdown_all_clean():
