@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 
-from .reply import MAX_LINE, MAX_LINES, Reply, ReplyError, is_last_line, parse_ehlo, parse_reply
+from .reply import MAX_LINE, MAX_LINES, Reply, ReplyError, is_last_line, parse_ehlo, parse_reply, printable
 from .safety import UnsafeProbe, b64
 
 _CLIENT_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
@@ -74,7 +74,7 @@ def _verb(line: str) -> str:
 
 def escape_bytes(data: bytes, limit: int = 200) -> str:
     text = data.decode("utf-8", "backslashreplace")
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
+    text = printable(text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0"))
     return text if len(text) <= limit else "%s...(%d bytes)" % (text[:limit], len(data))
 
 
@@ -593,7 +593,7 @@ class SMTPClient:
         finally:
             conn.consumed(start)
         if secret:
-            self.log("S: %s %s" % (lines[0][:3].decode("ascii", "replace"), AUTH_REPLY_SUMMARY))
+            self.log("S: %s %s" % (printable(lines[0][:3].decode("ascii", "replace")), AUTH_REPLY_SUMMARY))
         if dropped:
             self.log("*** %d more reply lines not kept (reply bounded to %d lines)" % (dropped, MAX_LINES))
         try:

@@ -29,6 +29,21 @@ NON_RELAY = "non_relay"  # 5.1.x / 5.5.x / 500-504: address, DNS or syntax troub
 
 _SYNTAX_CODES = (500, 501, 502, 503, 504)
 
+# What a server wrote is shown in results, terminals and reports: its C0/C1 control characters
+# (terminal escape sequences among them: ESC [2J clears a screen, ESC ]8 makes a link) and the
+# bidirectional overrides that reorder what a reader sees are written as \xNN / \uNNNN instead.
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match):
+    code = ord(match.group(0))
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (tab aside) and bidirectional override escaped."""
+    return _UNSHOWABLE.sub(_escape_char, text) if _UNSHOWABLE.search(text) else text
+
 
 class ReplyError(ValueError):
     """The server sent something that is not an SMTP reply."""
@@ -70,7 +85,7 @@ def split_line(raw) -> tuple:
     code, sep, text = match.groups()
     if sep == "" and text:
         raise ReplyError("no separator after the reply code: %r" % line[:80])
-    return int(code), sep != "-", text
+    return int(code), sep != "-", printable(text)
 
 
 def is_last_line(raw: bytes) -> bool:
@@ -92,7 +107,7 @@ def _split_plain(raw):
     last = _SEPARATORS.get(raw[3])
     if last is None or raw[0] not in _FIRST_DIGITS or raw[1] not in _DIGITS or raw[2] not in _DIGITS:
         return None
-    return int(raw[:3]), last, raw[4:-2].decode("utf-8", "replace")
+    return int(raw[:3]), last, printable(raw[4:-2].decode("utf-8", "replace"))
 
 
 def parse_reply(raw_lines) -> Reply:

@@ -402,3 +402,20 @@ def test_ehlo_reply_beyond_every_bound_falls_back_to_helo():
     assert got[("T11", "P02")] == "FAIL" and got[("T20", "default")] == "FAIL"
     lines = [line for r in outcome["results"] for line in r["transcript"]]
     assert any("HELO instead" in line for line in lines) and "C: HELO prober.mailsec.test" in lines
+
+
+def test_terminal_escapes_and_bidi_overrides_in_replies_never_reach_results(scenario):
+    """A banner or reply is shown in terminals and reports: ESC sequences (clear screen, hyperlinks)
+    and bidirectional overrides come out escaped, in reasons, reply texts and transcripts alike."""
+    name = "mx.example.test \x1b[2J\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07 \u202eevil\u202c"
+    outcome, host = scenario(
+        mx=dict(hostname=name, relay="accept"),
+        target={"hostname": "mx.example.test"},
+        canary=False,
+        probes=["T01", "T11"],
+        transcripts="all",
+    )
+    texts = json.dumps(outcome, ensure_ascii=False)
+    for raw in ("\x1b", "\x07", "\u202e", "\u202c"):
+        assert raw not in texts
+    assert "\\x1b[2J" in texts and "\\u202e" in texts  # shown, not dropped: the reader sees what was sent

@@ -101,7 +101,8 @@ def test_fuzz_round_trip(code, texts):
     lines = [line + b"\n" for line in wire.split(b"\n") if line]
     parsed = R.parse_reply(lines)
     assert parsed.code == code
-    assert list(parsed.lines) == [text.rstrip("\r") for text in texts]
+    # (what a server wrote comes back as it may be shown: control characters escaped)
+    assert list(parsed.lines) == [R.printable(text.rstrip("\r")) for text in texts]
     assert all(R.is_last_line(line) == (i == len(lines) - 1) for i, line in enumerate(lines))
 
 
@@ -154,3 +155,9 @@ def test_plain_fast_path_agrees_with_split_line(raw):
     assert fast is None or fast == slow
     if raw.endswith(b"\r\n") and len(raw) >= 6 and raw[3:4] in (b" ", b"-") and raw[:3].isdigit() and raw[:1] in b"12345":
         assert fast == slow  # the usual form takes the fast path
+
+
+def test_reply_text_escapes_control_characters_and_bidi_overrides():
+    reply = R.parse_reply([b"220-mx \x1b[31mred\x1b[0m\r\n", b"220 ok\ttab \xe2\x80\xae txt\r\n"])
+    assert reply.lines == ("mx \\x1b[31mred\\x1b[0m", "ok\ttab \\u202e txt")
+    assert "\x1b" not in reply.text and "\u202e" not in reply.text
