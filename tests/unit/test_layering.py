@@ -14,6 +14,7 @@ import os
 import re
 
 import pytest
+import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
@@ -215,3 +216,24 @@ def test_never_relay_walkthrough_stays_within_six_existing_files():
     files = [re.search(r"`([^`]+)`", row).group(1) for row in rows]
     assert 0 < len(files) <= 6, files
     assert all(os.path.isfile(os.path.join(ROOT, path)) for path in files), files
+
+
+def test_the_stolen_credential_runner_copies_everything_the_engine_imports():
+    """molecule/shared/stolen_credential.yml runs the engine on the prober from a hand-made copy of
+    smtp/ and the modules it imports: an import added to smtp/ must be added to that copy too
+    (CI at 050a63c: grammar.py was missing and the runner died with an ImportError)."""
+    needed = set()
+    for relname, path in module_files():
+        if relname.startswith("smtp."):
+            for name in imported(relname, path):
+                if name.startswith("mu:"):
+                    top = name[3:].lstrip(".").split(".")[0]
+                    if top != "smtp":
+                        needed.add(top + ".py")
+    with open(os.path.join(MODULE_UTILS, "..", "..", "molecule", "shared", "stolen_credential.yml")) as handle:
+        plays = yaml.safe_load(handle)
+    copied = set()
+    for task in plays[0]["tasks"]:
+        if "ansible.builtin.copy" in task and "loop" in task:
+            copied.update(task["loop"])
+    assert needed <= copied, "add to the copy loop of molecule/shared/stolen_credential.yml: %s" % sorted(needed - copied)
