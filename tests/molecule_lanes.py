@@ -119,17 +119,12 @@ def group_container_names(scenario: str) -> list[str]:
 
 def clear_stale(scenario: str, network: str = "mailsec-molecule") -> list[str]:
     """Remove the group's containers found on the Molecule network; only exact names, only there."""
-    removed = []
-    for name in group_container_names(scenario):
-        found = subprocess.run(
-            ["podman", "ps", "-a", "--filter", f"name=^{name}$", "--filter", f"network={network}", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        if name in found:
-            subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=True)
-            removed.append(name)
+    on_network = subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"network={network}", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    removed = [name for name in group_container_names(scenario) if name in on_network]
+    if removed:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *removed], capture_output=True, check=True)
     return removed
 
 

@@ -150,10 +150,17 @@ def is_domain(value, fqdn=False):
     return len(labels) >= 2 or not fqdn
 
 
-def is_host_token(value):
-    """What a prober may take as a server's own name when none is given: its inventory name, which
-    may be a domain, an address or a word with '_' (lower case, no spaces, nothing else)."""
-    return isinstance(value, str) and HOST_TOKEN.fullmatch(value) is not None
+def domain_name(value):
+    """A domain name as a user writes it (any case, a trailing dot, Unicode) -> its A-label form;
+    GrammarError when it has none."""
+    return to_a_labels(value.strip().lower().rstrip(".") if isinstance(value, str) else value)
+
+
+def host_name(value):
+    """A server's own name as a prober takes it: an inventory-style name (a domain, an address, a
+    word with '_'; lower case, no spaces) as it is, anything else as a domain name (A-labels)."""
+    text = str(value).strip().lower().rstrip(".")
+    return text if HOST_TOKEN.fullmatch(text) else to_a_labels(text)
 
 
 def is_client_name(value):

@@ -285,9 +285,8 @@ def _networks(value, what):
 def _domain(value, what):
     """One domain name of a verify-only server, as the probes send it (A-labels, lower case):
     the same grammar as the policy's domains (module_utils/grammar.py)."""
-    text = value.strip().lower().rstrip(".") if isinstance(value, str) else value
     try:
-        return grammar.to_a_labels(text)
+        return grammar.domain_name(value)
     except grammar.GrammarError as exc:
         raise VerifyPlanError("%s: %r is not a domain name (%s); write e.g. example.test" % (what, value, exc.reason))
 
@@ -295,11 +294,8 @@ def _domain(value, what):
 def _inventory_host_name(name):
     """The inventory name as the server's own name when verify_hostname is not given (it may be an
     address or hold '_', as the engine takes it)."""
-    text = str(name).strip().lower().rstrip(".")
-    if grammar.is_host_token(text):
-        return text
     try:
-        return grammar.to_a_labels(text)
+        return grammar.host_name(name)
     except grammar.GrammarError as exc:
         raise VerifyPlanError("%s: the inventory name is no host name (%s); set verify_hostname to the server's own name" % (name, exc.reason))
 

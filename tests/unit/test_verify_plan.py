@@ -581,12 +581,12 @@ def test_verify_only_inventory_name_that_is_no_host_name_asks_for_verify_hostnam
 
 def test_verify_only_names_are_sent_as_a_labels():
     policy = verify_plan.verify_only_policy(
-        "192.0.2.25",  # an inventory keyed by address: the default host name is taken as it is
+        "198.51.100.25",  # an inventory keyed by address: the default host name is taken as it is
         {"listeners": [{"port": 25, "name": "Default Frontend EX01"}], "local_domains": ["M\u00fcnchen.Test."], "relay_domains": "Example.TEST"},
     )
     assert policy["local_domains"] == ["xn--mnchen-3ya.test"]
     assert policy["relay_domains"] == ["example.test"]
-    assert policy["hostname"] == "192.0.2.25"
+    assert policy["hostname"] == "198.51.100.25"
     assert policy["listeners"][0]["name"] == "Default Frontend EX01"
     named = verify_plan.verify_only_policy("ex1", {"listeners": [{"port": 25}], "hostname": "MX.Example.test."})
     assert named["hostname"] == "mx.example.test"

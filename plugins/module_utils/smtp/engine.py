@@ -146,19 +146,12 @@ class Listener:
 _PRINTABLE_TOKEN = re.compile(r"\A[\x21-\x7e]{1,320}\Z")
 
 
-def _domain(value, where):
-    text = value.strip().lower().rstrip(".") if isinstance(value, str) else value
+def _checked(name_of, value, where):
+    """``name_of(value)`` (grammar.domain_name or grammar.host_name), a ConfigError naming the field."""
     try:
-        return grammar.to_a_labels(text)
+        return name_of(value)
     except grammar.GrammarError as exc:
         raise ConfigError("%s: %r is not a domain name (%s)" % (where, value, exc.reason))
-
-
-def _host_name(value, where):
-    text = str(value).strip().lower().rstrip(".")
-    if grammar.is_host_token(text):  # (an inventory name may be an address or carry '_')
-        return text
-    return _domain(text, where)  # a Unicode name in A-labels, anything else refused
 
 
 class Target:
@@ -173,9 +166,9 @@ class Target:
         # Names and addresses go into commands (address tricks, RCPT, EHLO's server name): each is
         # checked against its grammar here, so the run stops naming the field (the client refuses a
         # line break in any command as well).
-        self.hostname = _host_name(spec.get("hostname") or self.name, where + ".hostname")
-        self.local_domains = [_domain(d, "%s.local_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("local_domains") or [])]
-        self.relay_domains = [_domain(d, "%s.relay_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("relay_domains") or [])]
+        self.hostname = _checked(grammar.host_name, spec.get("hostname") or self.name, where + ".hostname")
+        self.local_domains = [_checked(grammar.domain_name, d, "%s.local_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("local_domains") or [])]
+        self.relay_domains = [_checked(grammar.domain_name, d, "%s.relay_domains[%d]" % (where, i)) for i, d in enumerate(spec.get("relay_domains") or [])]
         self.test_mailbox = spec.get("test_mailbox") or None
         if self.test_mailbox is not None and not grammar.is_email(self.test_mailbox):
             raise ConfigError("%s.test_mailbox: %r is not a plain address local@domain (A-labels)" % (where, self.test_mailbox))
@@ -222,7 +215,7 @@ class Options:
         if not (grammar.is_domain(str(self.ehlo_name).lower()) or re.match(r"\A\[(?:IPv6:)?[0-9A-Fa-f:.]{1,45}\]\Z", str(self.ehlo_name))):
             raise ConfigError("ehlo_name: %r is not a host name or an address literal such as [198.51.100.7]" % (self.ehlo_name,))
         canary = params.get("canary") or {}
-        self.canary_domain = _domain(canary["domain"], "canary.domain") if canary.get("domain") else None
+        self.canary_domain = _checked(grammar.domain_name, canary["domain"], "canary.domain") if canary.get("domain") else None
         self.canary_spool = canary.get("spool")
         self.canary_wait = float(canary.get("wait", 10) if canary.get("wait") is not None else 10)
         wanted = [str(p).upper() for p in (params.get("probes") or ["all"])]
