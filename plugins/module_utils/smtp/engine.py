@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import copy
 import gc
 import heapq
 import ipaddress
 import itertools
-import multiprocessing
+import json
 import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 
 from .. import grammar
@@ -58,7 +59,7 @@ RESULT_SHAPES = ("full", "compact")
 # PASS results the engine still reads after they are recorded (T18 escalation, T20 summary): kept
 # whole until the run ends even when results are compacted as they come.
 _READ_LATER = ("T17", "T05", ("T11", "P02"), ("T06", "relay"))
-# Below this many listeners per process a worker process costs more (fork, result transfer)
+# Below this many listeners per process a worker process costs more (start, result transfer)
 # than it saves: one listener's matrix is ~25 ms of prober CPU.
 LISTENERS_PER_PROCESS = 12
 # A closed connection used to linger in reference cycles (exception tracebacks, asyncio's stream
@@ -159,6 +160,7 @@ class Target:
         where = "targets[%d]" % index
         if not isinstance(spec, dict):
             raise ConfigError("%s: must be a dict" % where)
+        self.spec, self.index = spec, index  # what a worker process is given to rebuild it
         self.name = str(spec.get("name") or "target%d" % index)
         self.addresses = [str(a).strip("[]") for a in (spec.get("addresses") or [])]
         if not self.addresses:
@@ -811,9 +813,6 @@ class Runner:
                 share = max(2, self.opts.per_host // max(1, len(target.addresses)))
                 self._address_share[address] = min(share, self._address_share.get(address, share))
         self._listener_jobs = 0
-        # a worker process exits after its run: what it froze (and what it inherited frozen, see
-        # _run_sharded) stays frozen, so no late full collection touches the inherited pages
-        self.keep_frozen = False
         self._closed = 0  # connections closed so far (see COLLECT_EVERY)
         self._collect_after = 0.0
         self._admit = None  # listeners in progress at once (see _admitted)
@@ -867,8 +866,7 @@ class Runner:
         try:
             await asyncio.gather(*jobs)
         finally:
-            if not self.keep_frozen:
-                gc.unfreeze()
+            gc.unfreeze()
         for result, task in self._pending:
             found = await task
             verdict, text, seen = found[:3]
@@ -1503,38 +1501,65 @@ def result_order(result):
     return (result["target"], result["address"], result["port"], rank, result["case"] or "" if rank >= 0 else "")
 
 
-_SHARDS = []  # set before the worker processes fork; each child reads its own share
+def _package_root():
+    """The sys.path entry this engine was imported from: a directory, or the zip AnsiballZ runs
+    the module from (its path still exists while the module runs)."""
+    root = os.path.abspath(__file__)
+    for unused_level in __name__.split("."):
+        root = os.path.dirname(root)
+    return root
 
 
-def _run_shard(index):
-    targets, opts = _SHARDS[index]
-    runner = Runner(targets, opts)
-    runner.keep_frozen = True
-    return asyncio.run(runner.run())
+# A worker is a fresh interpreter that imports the engine alone (standard library only): isolated
+# (-I: no PYTHON* variables, no user site, no script directory) and without site (-S). Forking
+# the caller instead would give every worker a copy-on-write image of it: for relay_probe's
+# action plugin that is ansible-playbook's worker with all of Ansible (~90 MiB RSS each).
+_WORKER_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); import importlib; importlib.import_module(sys.argv[2])._shard_main()"
 
 
-async def _run_sharded(shards, opts):
-    """One process per shard (fork: the children inherit the plan, nothing is re-imported),
-    each with its own event loop and a share of ``concurrency``; results merged in order."""
-    global _SHARDS
-    started = time.monotonic()
-    share = copy.copy(opts)
-    share.concurrency = max(1, opts.concurrency // len(shards))
-    _SHARDS = [(shard, share) for shard in shards]
-    loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("fork")
-    # Everything the parent holds (for relay_probe: ansible's module_utils, the module's arguments,
-    # the plan) is frozen before the workers fork: a collection in a worker then never writes to
-    # those objects' headers, and their pages stay shared with the parent instead of being copied
-    # into every worker (copy-on-write).
-    gc.collect()
-    gc.freeze()
+def _shard_main():
+    """A worker process: its share of the plan on stdin (JSON), the outcome on stdout (JSON)."""
+    job = json.load(sys.stdin)
+    targets = [Target(spec, index) for index, spec in job["targets"]]
+    outcome = asyncio.run(Runner(targets, Options(job["params"])).run())
+    json.dump(outcome, sys.stdout)
+
+
+async def _run_worker(shard, params):
+    job = json.dumps({"targets": [(target.index, target.spec) for target in shard], "params": params}).encode()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        _WORKER_BOOT,
+        _package_root(),
+        __name__,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-            outcomes = await asyncio.gather(*[loop.run_in_executor(pool, _run_shard, index) for index in range(len(shards))])
-    finally:
-        _SHARDS = []
-        gc.unfreeze()
+        out, err = await proc.communicate(job)  # the job (passwords included) goes through a pipe only
+    except BaseException:  # the run failed elsewhere or was cancelled: no worker outlives it
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0:
+        last = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError("engine worker process exited with %s: %s" % (proc.returncode, last[:300]))
+    return json.loads(out)
+
+
+async def _run_sharded(shards, opts, params):
+    """The first shard in this process, every other one in a worker process of its own; each
+    with its own event loop and a share of ``concurrency``; results merged in order."""
+    started = time.monotonic()
+    share = max(1, opts.concurrency // len(shards))
+    worker_params = {key: value for key, value in params.items() if key != "targets"}
+    worker_params.update(concurrency=share, workers=1)
+    outcomes = await asyncio.gather(Runner(shards[0], Options(worker_params)).run(), *[_run_worker(shard, worker_params) for shard in shards[1:]])
     results = [result for outcome in outcomes for result in outcome["results"]]
     results.sort(key=result_order)
     summary = {"targets": sum(outcome["summary"]["targets"] for outcome in outcomes)}
@@ -1552,7 +1577,7 @@ async def run_async(params):
     count = worker_count(targets, opts)
     shards = plan_shards(targets, count) if count > 1 else []
     if len(shards) > 1:
-        return await _run_sharded(shards, opts)
+        return await _run_sharded(shards, opts, params)
     return await Runner(targets, opts).run()
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
+import zipfile
 
 import pytest
 from conftest import PASSWORD, check_findings, verdicts
@@ -792,40 +796,62 @@ def test_quit_half_closes_on_plaintext(scenario):
     assert host.mx.quit_holds > 0 and host.mx.quit_half_closed == host.mx.quit_holds
 
 
-def test_worker_processes_inherit_the_parent_frozen(monkeypatch):
-    """The parent freezes its objects (gc.freeze) before the workers fork, so a collection in a
-    worker never writes to the inherited objects and their pages stay shared (copy-on-write);
-    a worker keeps them frozen to its end, and the parent unfreezes once the workers are done."""
-    import gc
+WORKER_FROM_ZIP = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp import engine
+engine.LISTENERS_PER_PROCESS = 1
+started = []
+spawn = asyncio.create_subprocess_exec
+async def recorded(*argv, **kwargs):
+    started.append(argv)
+    return await spawn(*argv, **kwargs)
+engine.asyncio.create_subprocess_exec = recorded
+targets = [{"name": "host%d" % i, "addresses": ["127.0.0.1"], "listeners": [{"port": int(sys.argv[2])}]} for i in range(2)]
+targets[1]["addresses"] = ["127.0.0.2"]  # another address: the two may be split
+out = asyncio.run(engine.run_async({"targets": targets, "workers": 2, "probes": ["T01"], "retries": 0, "timeout": 2}))
+print(json.dumps({"started": started, "summary": out["summary"], "results": [(r["target"], r["probe"], r["verdict"]) for r in out["results"]],
+                  "ansible": any(m == "ansible" or m.startswith("ansible.") for m in sys.modules)}))
+"""
 
-    async def fake_run(self):
-        # runs in the worker process; the result is pickled back to the parent
-        names = [t.name for t in self.targets]
-        return {
-            "results": [
-                {
-                    "target": names[0],
-                    "address": self.targets[0].addresses[0],
-                    "port": 25,
-                    "probe": "T00",
-                    "case": None,
-                    "frozen": gc.get_freeze_count(),
-                    "keep_frozen": self.keep_frozen,
-                }
-            ],
-            "summary": {"targets": len(names), "results": 1},
-        }
 
-    monkeypatch.setattr(engine.Runner, "run", fake_run)
+def test_worker_processes_are_fresh_interpreters_of_the_engine_alone(tmp_path):
+    """The first shard runs in the caller, every other one in a new interpreter that imports the
+    engine from where the caller did: here a zip with package __init__ files, as AnsiballZ runs a
+    remote module (a directory works the same way). Nothing else of the caller comes along (a fork
+    of relay_probe's action plugin gave every worker a copy-on-write image of ansible-playbook's
+    worker), and the engine needs nothing outside the standard library: neither interpreter here
+    can import Ansible (-I -S, only the zip on the path)."""
+    module_utils = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
+    package = "ansible_collections/mailsec/relay/plugins/module_utils"
+    archive = str(tmp_path / "payload.zip")
+    with zipfile.ZipFile(archive, "w") as payload:
+        for depth in range(1, package.count("/") + 2):
+            payload.writestr("/".join(package.split("/")[:depth]) + "/__init__.py", "")
+        for folder, unused_dirs, files in os.walk(module_utils):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    payload.write(path, package + "/" + os.path.relpath(path, module_utils))
+    with socket.socket() as probe:  # a port nothing listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", WORKER_FROM_ZIP, archive, str(port)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["summary"]["workers"] == 2
+    # one new interpreter, isolated, given the zip as the place to import the engine from
+    assert [argv[:3] + argv[5:] for argv in out["started"]] == [[sys.executable, "-I", "-S", archive, engine.__name__]]
+    # both shards reported: the listener nothing answers on, and the case it left unprobed
+    expected = [[host, probe, verdict] for host in ("host0", "host1") for probe, verdict in (("T00", "FAIL"), ("T01", "INCONCLUSIVE"))]
+    assert sorted(out["results"]) == expected
+    assert out["ansible"] is False
+
+
+def test_a_failed_worker_process_fails_the_run(monkeypatch):
+    """A worker that dies is an error of the run, never a shard silently missing from the results."""
     monkeypatch.setattr(engine, "LISTENERS_PER_PROCESS", 1)
-    targets = [{"name": "host%d" % i, "addresses": ["127.0.%d.1" % (i + 10)]} for i in range(4)]
-    assert gc.get_freeze_count() == 0
-    outcome = asyncio.run(engine.run_async({"targets": targets, "workers": 2}))
-    assert outcome["summary"]["workers"] == 2
-    assert len(outcome["results"]) == 2
-    for result in outcome["results"]:
-        assert result["keep_frozen"] is True
-        assert result["frozen"] > 1000  # the parent's objects (modules, plan) came frozen
-    assert gc.get_freeze_count() == 0
-    # in-process (one worker): the runner unfreezes what it froze
-    assert engine.Runner(*engine.normalize({"targets": targets[:1]})).keep_frozen is False
+    monkeypatch.setattr(engine, "_WORKER_BOOT", "import sys; sys.exit('worker broke')")
+    targets = [{"name": "host%d" % i, "addresses": ["127.0.%d.1" % (i + 10)], "listeners": [{"port": 9}]} for i in range(2)]
+    with pytest.raises(RuntimeError, match="worker broke"):
+        asyncio.run(engine.run_async({"targets": targets, "workers": 2, "probes": ["T01"], "retries": 0}))
