@@ -179,6 +179,10 @@ def build_target(
             entry["auth_relay"] = auth_relay
         if listener.get("sender_login_match"):
             entry["sender_login_match"] = True
+        if not reachable:
+            # bound to loopback or elsewhere, or outside the connect list: closed is what the policy
+            # says; open, it is still probed and must refuse to relay
+            entry["reachable"] = False
         if reachable and entry["role"] == "mx":
             inbound = True
         listeners.append(entry)

@@ -124,6 +124,13 @@ options:
                 when the sender is not bound).
             type: bool
             default: false
+          reachable:
+            description:
+              - V(false) where the policy does not let this vantage reach the listener (bound to loopback or to
+                another address, or the vantage is outside its connect list); a closed port is then what is
+                expected (T00 SKIP, not a finding), and an open one is probed as declared.
+            type: bool
+            default: true
       extra_ports:
         description:
           - More ports to probe when they accept a TCP connection (e.g. C(26), C(2525)), judged with MX semantics

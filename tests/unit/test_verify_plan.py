@@ -192,10 +192,12 @@ def test_null_client_offers_nothing_but_refusals_from_outside():
     for vantage in ("198.51.100.100", "198.51.100.50", "198.51.100.51", None):
         target = verify_plan.build_target("null1", null, vantage, ["198.51.100.20"])
         assert [entry["relay"] for entry in target["listeners"]] == ["refused"]
+        # closed from there is what the policy says (probed only when open): no listener_unreachable
+        assert [entry.get("reachable") for entry in target["listeners"]] == [False]
         assert target["local_domains"] == [] and target["relay_domains"] == []
     # From the host itself (prober on the host, probing its loopback) local delivery and relay work.
     local = verify_plan.build_target("null1", null, "127.0.0.1", ["127.0.0.1"])
-    assert local["listeners"][0]["relay"] == "allowed"
+    assert local["listeners"][0]["relay"] == "allowed" and "reachable" not in local["listeners"][0]
     assert local["local_domains"] == ["example.test"]
 
 

@@ -135,6 +135,12 @@ class Listener:
         self.auth_relay = bool(spec.get("auth_relay", self.role == "submission"))
         self.sender_login_match = bool(spec.get("sender_login_match", False))
         self.extra = bool(spec.get("extra", False))  # from the target's extra_ports: probed when open
+        # reachable: false - the policy keeps this vantage out (loopback, another address, a connect
+        # list): closed is expected, an open one is probed as declared. Both kinds only when open.
+        self.reachable = spec.get("reachable", True)
+        if not isinstance(self.reachable, bool):
+            raise ConfigError("%s: reachable must be true or false, not %r" % (where, self.reachable))
+        self.when_open = self.extra or not self.reachable
         for name, value, allowed in (
             ("role", self.role, ("mx", "submission")),
             ("tls", self.tls, ("none", "starttls", "required", "implicit")),
@@ -142,6 +148,12 @@ class Listener:
         ):
             if value not in allowed:
                 raise ConfigError("%s: %s must be one of %s, not %r" % (where, name, ", ".join(allowed), value))
+
+    def named(self):
+        """How a listener probed only when open is named in its SKIP and INCONCLUSIVE texts."""
+        if self.extra:
+            return "extra port %d" % self.port
+        return "port %d (the policy keeps this vantage out of it)" % self.port
 
 
 _PRINTABLE_TOKEN = re.compile(r"\A[\x21-\x7e]{1,320}\Z")
@@ -931,9 +943,9 @@ class Runner:
             # the greeted connection is kept only for a shared session that will take it at once:
             # held for nobody, it would block a connection slot (per_host) to the end of the listener
             await self._check_reachable(ctx, reach, keep=any(case.kind != "own" for case in cases))
-            if ctx.listener.extra and ctx.state.refused:
+            if ctx.listener.when_open and ctx.state.refused:
                 for case in cases:
-                    self._record(ctx, case, Outcome(SKIP, "extra port %d is closed" % ctx.listener.port), [], 0.0, None)
+                    self._record(ctx, case, Outcome(SKIP, "%s is closed" % ctx.listener.named()), [], 0.0, None)
                 return
             cases = cases + greeting_cases(ctx, ctx.state.greeting_name)
             if ctx.state.unreachable:
@@ -997,16 +1009,14 @@ class Runner:
             outcome.text += " (after %d attempt%s)" % (attempt + 1, "s" if attempt else "")
         if client is not None and client.banner is not None:
             ctx.state.greeting_name = greeting_name(client.banner)
-        if ctx.listener.extra and outcome.verdict == FAIL and outcome.stage == "CONNECT":
-            # an extra port is probed only when it takes a connection: closed is not a finding
+        if ctx.listener.when_open and outcome.verdict == FAIL and outcome.stage == "CONNECT":
+            # probed only when it takes a connection: closed is not a finding
             ctx.state.unreachable = "not probed: %s" % outcome.text
             ctx.state.refused = True
-            outcome = Outcome(SKIP, "extra port %d is closed: %s" % (ctx.listener.port, outcome.text), stage="CONNECT")
-        elif ctx.listener.extra and outcome.verdict == FAIL:
+            outcome = Outcome(SKIP, "%s is closed: %s" % (ctx.listener.named(), outcome.text), stage="CONNECT")
+        elif ctx.listener.when_open and outcome.verdict == FAIL:
             # open, but no SMTP greeting: not shown to be an SMTP listener (no finding of its own)
-            outcome = Outcome(
-                INCONCLUSIVE, "extra port %d takes connections but gives no SMTP greeting: %s" % (ctx.listener.port, outcome.text), stage=outcome.stage
-            )
+            outcome = Outcome(INCONCLUSIVE, "%s takes connections but gives no SMTP greeting: %s" % (ctx.listener.named(), outcome.text), stage=outcome.stage)
         if outcome.verdict == FAIL:
             # the cases need not knock again: they are INCONCLUSIVE with this reason
             ctx.state.unreachable = "not probed: %s" % outcome.text

@@ -14,6 +14,7 @@ _LISTENER = dict(
     relay=dict(type="str", choices=["refused", "allowed"], default="refused"),
     auth_relay=dict(type="bool"),
     sender_login_match=dict(type="bool", default=False),
+    reachable=dict(type="bool", default=True),
 )
 _TARGET = dict(
     name=dict(type="str", required=True),

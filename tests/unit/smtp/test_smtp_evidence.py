@@ -343,6 +343,46 @@ def test_secure_extra_port_passes():
     assert extra and all(r["verdict"] == "PASS" for r in extra), [(r["probe"], r["case"], r["verdict"], r["reason"]) for r in extra if r["verdict"] != "PASS"]
 
 
+def _run_kept_out(behaviour, closed):
+    """One declared submission listener the policy keeps this vantage out of (``reachable: false``:
+    a null client's loopback-only port 25 probed from outside, a connect list)."""
+
+    async def go():
+        server = fakesmtp.FakeSMTP(behaviour, None)
+        port = _closed_port() if closed else await server.start()
+        listener = {"port": port, "role": "mx", "tls": "none", "relay": "refused", "reachable": False}
+        target = {"name": "x", "addresses": ["127.0.0.1"], "hostname": "null.example.test", "listeners": [listener]}
+        try:
+            return await engine.run_async({"targets": [target], "timeout": 1, "retry_delay": 0.05})
+        finally:
+            await server.stop()
+
+    outcome = asyncio.run(go())
+    check_findings(outcome)
+    return outcome
+
+
+def test_a_closed_listener_the_policy_keeps_the_vantage_out_of_is_not_a_finding():
+    """Closed is what the policy says there (before: T00 FAIL listener_unreachable, high, on every
+    correctly configured null client verified from outside)."""
+    outcome = _run_kept_out(fakesmtp.Behaviour(), closed=True)
+    assert outcome["results"] and all(r["verdict"] == "SKIP" and r["finding"] is None for r in outcome["results"])
+    reach = next(r for r in outcome["results"] if r["probe"] == "T00")
+    assert "keeps this vantage out" in reach["reason"] and "closed" in reach["reason"]
+
+
+def test_an_open_listener_the_policy_keeps_the_vantage_out_of_is_probed_as_declared(spool):
+    outcome = _run_kept_out(fakesmtp.Behaviour(relay="accept", spool=spool), closed=False)
+    by = {(r["probe"], r["case"]): r for r in outcome["results"]}
+    assert by[("T00", None)]["verdict"] == "PASS"
+    assert by[("T11", "P02")]["verdict"] == "FAIL"  # open after all, and it relays: that is a finding
+
+
+def test_reachable_is_a_boolean():
+    with pytest.raises(engine.ConfigError, match="reachable must be true or false"):
+        engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"], "listeners": [{"port": 25, "reachable": "no"}]}]})
+
+
 @pytest.mark.parametrize(
     "ports, words", [([0], "1-65535"), (["x"], "not a port"), ([True], "not a port"), (list(range(1, 20)), "at most 16"), ("25", "a list")]
 )
