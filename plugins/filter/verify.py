@@ -185,6 +185,17 @@ def outbound_queued(queue, canary_files, queued_reason, client_addresses, log_li
     return outbound.judge_queued(_plain(queue), _plain(canary_files), str(queued_reason), _plain(client_addresses), _plain(log_lines), _plain(log_patterns))
 
 
+def outbound_findings(hosts, hostvars):
+    """relay_report ``findings`` rows of the outbound verdicts of ``hosts``: each host's
+    ``verify_outbound_result`` fact, set by an outbound probe earlier in this run."""
+    rows = []
+    for host in hosts or []:
+        result = hostvars[host].get("verify_outbound_result")
+        if result:
+            rows.append(outbound.report_finding(str(host), _plain(result)))
+    return rows
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -201,4 +212,5 @@ class FilterModule(object):
             "outbound_delivered": outbound_delivered,
             "outbound_queue": outbound_queue,
             "outbound_queued": outbound_queued,
+            "outbound_findings": outbound_findings,
         }

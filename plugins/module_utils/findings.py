@@ -62,6 +62,15 @@ CATALOG = {
     # Availability of what must work
     "inbound_broken": ("high", "refuses inbound mail for a hosted domain"),
     "listener_unreachable": ("high", "a listener that must answer gives no SMTP greeting"),
+    # Outbound through the smarthost (roles/verify verify_outbound; module_utils/outbound.py)
+    "outbound_not_via_smarthost": (
+        "high",
+        "the outbound probe's message did not reach the canary only through the authenticated, encrypted smarthost (expect delivered)",
+    ),
+    "outbound_fails_open": (
+        "high",
+        "with a refused smarthost login the outbound probe's message was not held in the host's queue, or it reached the canary anyway (expect queued)",
+    ),
     # Evidence
     "unverified": ("high", "a required relay check ended without a verdict (timeouts, temporary errors): the relay state is unknown"),
     "inconclusive": ("info", "the check ended without a verdict; it is not required for the relay decision"),

@@ -14,12 +14,16 @@ evidence (the canary's copy, the client's queue, the smarthost's log); these fun
 * queued: the message is still in the client's queue, deferred for a reason that matches
   ``queued_reason`` (an authentication failure), and the canary has no copy; with a smarthost log,
   one line about the client matches every ``queued`` pattern.
+
+:func:`report_finding` turns a verdict into a row of relay_report's ``findings`` (source outbound).
 """
 
 from __future__ import annotations
 
 import json
 import re
+
+from ansible_collections.mailsec.relay.plugins.module_utils.smtp.reply import printable
 
 # RFC 3848 2: "ESMTPSA" - ESMTP with both STARTTLS and SMTP AUTH. Exim writes it in lower case.
 _ESMTPSA = re.compile(r"\bwith\s+ESMTPSA\b", re.IGNORECASE)
@@ -133,3 +137,37 @@ def _verdict(expect, checks, evidence):
         "failed": failed,
         "evidence": evidence,
     }
+
+
+# A verdict's row in the reports: a check name without the token (stable from run to run) and the
+# finding a FAIL means.
+REPORT_CHECKS = {
+    "delivered": ("outbound through the authenticated smarthost (expect delivered)", "outbound_not_via_smarthost"),
+    "queued": ("outbound held back by a refused smarthost login (expect queued)", "outbound_fails_open"),
+}
+
+
+def report_finding(host, result):
+    """One outbound verdict (:func:`judge_delivered`, :func:`judge_queued`, with its ``token``) as a
+    row of relay_report's ``findings``. The evidence comes from the smarthost and the queue: its
+    control characters are escaped like every server text in the reports."""
+    expect = str(result.get("expect") or "")
+    check, finding = REPORT_CHECKS.get(expect, ("outbound (expect %s)" % printable(expect)[:40], "outbound_not_via_smarthost"))
+    checks = result.get("checks") or {}
+    failed = [str(name) for name in result.get("failed") or []]
+    evidence = "; ".join(
+        "%s: %s" % (key, printable(json.dumps(value) if not isinstance(value, str) else value)[:300])
+        for key, value in sorted((result.get("evidence") or {}).items())
+    )
+    row = {
+        "host": str(host),
+        "check": check,
+        "verdict": str(result.get("verdict") or "ERROR"),
+        "expected": "every check holds: " + ", ".join(sorted(str(name) for name in checks)),
+        "actual": ("failed: " + ", ".join(failed)) if failed else "every check held",
+        "detail": "token %s; %s" % (printable(str(result.get("token") or "")), evidence),
+        "source": "outbound",
+    }
+    if failed:
+        row.update(finding=finding, reason="failed: " + ", ".join(failed))
+    return row

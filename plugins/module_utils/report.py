@@ -6,7 +6,8 @@ Pure functions, no Ansible imports. Two inputs are understood:
 
 * relay_probe ``results`` (docs/probe-contract.md): ``{target, address, port, probe, case, title,
   verdict, expected, reply, transcript, duration, vantage?}``;
-* drift findings: ``{host, check, verdict, expected, actual, detail}``.
+* drift findings: ``{host, check, verdict, expected, actual, detail}`` (with ``source: outbound``
+  and a ``finding``: the verify role's outbound verdicts, module_utils/outbound.py).
 
 Both become rows ``{host, check, verdict, expected, actual, detail, ...}``; every renderer works on rows.
 Every row that is neither PASS nor SKIP carries ``finding`` (a stable id of module_utils/findings.py),
@@ -160,11 +161,15 @@ def rows_from_results(results):
     return rows
 
 
+FINDING_SOURCES = ("drift", "outbound")  # of a findings row (``source``; drift when it names none)
+
+
 def rows_from_findings(findings):
-    """Drift findings -> rows."""
+    """Drift findings (and the verify role's outbound verdicts, ``source: outbound``) -> rows."""
     rows = []
     for finding in findings or []:
         raw_verdict = finding.get("verdict")
+        source = finding.get("source") if finding.get("source") in FINDING_SOURCES else "drift"
         row = {
             "host": _text(finding.get("host")) or "unknown",
             "check": _text(finding.get("check")) or "check",
@@ -172,13 +177,13 @@ def rows_from_findings(findings):
             "expected": _text(finding.get("expected")),
             "actual": _text(finding.get("actual")),
             "detail": _text(finding.get("detail")),
-            "source": "drift",
+            "source": source,
             "count": 1,
         }
         if row["verdict"] == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
             row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
         if row["verdict"] not in ("PASS", "SKIP"):
-            row["finding"], row["severity"], row["reason"] = classify(row["verdict"], finding, "drift")
+            row["finding"], row["severity"], row["reason"] = classify(row["verdict"], finding, source)
         rows.append(row)
     return rows
 

@@ -38,6 +38,9 @@ options:
   findings:
     description:
       - Drift findings, each C({host, check, verdict, expected, actual, detail}).
+      - Optional keys C(finding), C(severity) and C(reason) name the finding of a row that is neither C(PASS) nor
+        C(SKIP) (else C(config_drift)); C(source=outbound) marks the verdicts of role C(mailsec.relay.verify)'s
+        outbound probe (any other source is read as C(drift)).
       - Verdicts are C(PASS), C(FAIL), C(WARN), C(INCONCLUSIVE), C(SKIP) or C(ERROR) (C(OK) and C(DRIFT) are read
         as C(PASS) and C(FAIL)); any other verdict is reported as C(ERROR), never silently as a pass.
     type: list

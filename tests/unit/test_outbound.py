@@ -102,3 +102,50 @@ def test_queued_fails_open_when_the_message_left_or_for_another_reason():
     assert result["failed"] == ["deferred_for_authentication"]
     result = outbound.judge_queued({"queued": False, "deferred": False, "reason": ""}, ["/var/spool/canary/x.eml"], "SASL", [CLIENT])
     assert set(result["failed"]) == {"still_in_client_queue", "deferred_for_authentication", "nothing_at_canary"}
+
+
+def test_a_verdict_becomes_a_report_row_with_its_finding_and_escaped_evidence():
+    """The reports carry the outbound verdict (roles/verify tasks/report.yml): the check name has no
+    token (stable from run to run), a FAIL names its finding, and what the smarthost wrote is
+    escaped like every server text (an ESC or a bidi override never reaches a terminal)."""
+    from ansible_collections.mailsec.relay.plugins.module_utils import findings, report
+
+    good = dict(outbound.judge_delivered(canary_copy(), [SMARTHOST], [CLIENT]), token="outbound-ok-1")
+    row = outbound.report_finding("pf-null", good)
+    assert row["verdict"] == "PASS" and row["source"] == "outbound" and "finding" not in row
+    assert row["check"] == "outbound through the authenticated smarthost (expect delivered)"
+    assert "outbound-ok-1" in row["detail"] and "outbound-ok-1" not in row["check"]
+
+    hostile = canary_copy(peer=CLIENT, received="Received: from x ([203.0.113.31])\r\n\tby evil\x1b[2J\u202e with SMTP\r\n")
+    bad = dict(outbound.judge_delivered(hostile, [SMARTHOST], [CLIENT]), token="outbound-ok-2")
+    row = outbound.report_finding("pf-null", bad)
+    assert row["verdict"] == "FAIL" and row["finding"] == "outbound_not_via_smarthost"
+    assert "canary_client_is_smarthost" in row["reason"] and "smarthost_received_over_tls_with_auth" in row["reason"]
+    assert "\x1b" not in row["detail"] and "\u202e" not in row["detail"] and "\\x1b" in row["detail"]
+    queued = dict(outbound.judge_queued({"queued": False}, ["/var/spool/canary/x.eml"], "SASL", [CLIENT]), token="outbound-queued-1")
+    assert outbound.report_finding("exim-null", queued)["finding"] == "outbound_fails_open"
+    assert all(finding in findings.CATALOG for unused_check, finding in outbound.REPORT_CHECKS.values())
+
+    # through the reporter: a row of its own source, counted, in every format
+    rows = report.collect(findings=[outbound.report_finding("pf-null", good), outbound.report_finding("exim-null", queued)])
+    assert [(r["host"], r["source"], r["verdict"], r.get("finding")) for r in rows] == [
+        ("exim-null", "outbound", "FAIL", "outbound_fails_open"),
+        ("pf-null", "outbound", "PASS", None),
+    ]
+    files = {name: content for name, (unused_suffix, content) in report.render(rows, "outbound", hosts=["pf-null", "exim-null"]).items()}
+    data = json.loads(files["json"])
+    assert data["totals"]["findings"] == {"outbound_fails_open": 1}
+    assert 'type="outbound_fails_open"' in files["junit"]
+    assert "outbound_fails_open" in files["markdown"] and "outbound held back by a refused smarthost login" in files["markdown"]
+    # a drift row stays a drift row; an unknown source is read as drift
+    drift = [{"host": "h", "check": "c", "verdict": "FAIL"}, {"host": "h", "check": "c", "verdict": "FAIL", "source": "x"}]
+    assert [r["source"] for r in report.rows_from_findings(drift)] == ["drift", "drift"]
+
+
+def test_the_report_filter_reads_each_hosts_verdict():
+    from ansible_collections.mailsec.relay.plugins.filter.verify import outbound_findings
+
+    good = dict(outbound.judge_delivered(canary_copy(), [SMARTHOST], [CLIENT]), token="outbound-ok-1")
+    hostvars = {"pf-null": {"verify_outbound_result": good}, "mx1": {}}
+    assert [row["host"] for row in outbound_findings(["mx1", "pf-null"], hostvars)] == ["pf-null"]
+    assert outbound_findings(["mx1"], hostvars) == []
