@@ -692,13 +692,28 @@ async def relay_form(ctx, client, form):
     # Unpipelined: sender tricks (their MAIL may well be refused: that is the trick) and submission
     # listeners (MAIL before AUTH is commonly refused with 530).
     pipeline = not form.sender_trick and ctx.listener.role == "mx"
-    return await relay_attempt(ctx, client, form.sender, form.rcpt, hack=form.hack, retry_sender=retry, pipeline=pipeline)
+    return await relay_attempt(ctx, client, form.sender, form.rcpt, hack=form.hack, retry_sender=retry, pipeline=pipeline, trick_sender=form.sender_trick)
 
 
-async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=None, pipeline=False):
+async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=None, pipeline=False, trick_sender=False):
     """One unauthenticated relay attempt, judged on evidence: a refusal at MAIL, RCPT or DATA is a
-    refusal; an accepted foreign recipient is followed to the canary (confirm_relay)."""
-    outcome, unused_mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack, retry_sender=retry_sender, pipeline=pipeline)
+    refusal; an accepted foreign recipient is followed to the canary (confirm_relay).
+
+    ``trick_sender``: the sender is what the case tries (a spoofed local sender, an address
+    literal, no domain). Where no clean rerun follows (port 25), a permanent refusal of that very
+    sender at MAIL is the evidence that it cannot relay: PASS. (For a clean form the same refusal
+    is about the sender, not relaying, and stays "not exercised".)"""
+    outcome, mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack, retry_sender=retry_sender, pipeline=pipeline)
+    if (
+        trick_sender
+        and not retry_sender
+        and ctx.listener.relay != "allowed"
+        and outcome.verdict == INCONCLUSIVE
+        and outcome.stage == "MAIL"
+        and mail is not None
+        and mail.code // 100 == 5
+    ):
+        return Outcome(PASS, "the trick's own sender is refused at MAIL, so it cannot relay: %s" % describe(mail), mail, "MAIL")
     if rcpt_reply is None or classify(rcpt_reply) != ACCEPTED or ctx.listener.relay == "allowed" or outcome.verdict != FAIL:
         return outcome
     return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, hack=hack)
@@ -785,7 +800,7 @@ async def t13(ctx, client, rcpt):
 
 async def t15(ctx, client, sender):
     rcpt = "<%s@%s>" % (ctx.token("T15", "s"), ctx.rcpt_domain)
-    return await relay_attempt(ctx, client, sender, rcpt)
+    return await relay_attempt(ctx, client, sender, rcpt, trick_sender=True)  # the spoofed sender is the question
 
 
 # -- T16-T19: protocol abuse ---------------------------------------------------------------

@@ -598,13 +598,20 @@ def test_submission_policy_refusal_at_mail_is_a_relay_refusal(scenario):
 
 def test_mx_sender_refusal_at_mail_stays_not_exercised(scenario):
     """The same 5.7.1 refusal at MAIL on port 25 is about the sender, not relaying: INCONCLUSIVE
-    "not exercised" (after one rerun with the clean sender), never a PASS."""
+    "not exercised" (after one rerun with the clean sender), never a PASS. Where the sender is
+    the trick itself (T15's spoofs, P03-P09), its refusal is the evidence that it cannot relay."""
     outcome, host = scenario(mx=dict(refuse_sender="@"), probes=["T11", "T12", "T15"])
     mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
     # <>, <nobody>, <example.net!probe>, <postmaster> have no @: taken, and RCPT decides
     with_at = [r for r in mx if r["case"] not in ("P01", "P07", "P08", "null", "postmaster") and r["probe"] not in ("T00", "T22")]
-    assert with_at and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"] and r["reply"]["stage"] == "MAIL" for r in with_at), [
-        (r["case"], r["verdict"], r["reason"]) for r in with_at
+    tricks = [r for r in with_at if r["probe"] == "T15" or r["case"][:3] in ("P03", "P04", "P05", "P06", "P09")]
+    clean = [r for r in with_at if r not in tricks]
+    assert clean and all(r["verdict"] == "INCONCLUSIVE" and "not exercised" in r["reason"] and r["reply"]["stage"] == "MAIL" for r in clean), [
+        (r["case"], r["verdict"], r["reason"]) for r in clean
+    ]
+    assert {r["case"] for r in tricks} >= {"P03", "P04a", "P05", "P06a", "P06b", "P09", "mailbox", "localhost", "literal"}
+    assert all(r["verdict"] == "PASS" and "cannot relay" in r["reason"] and r["reply"]["stage"] == "MAIL" for r in tricks), [
+        (r["case"], r["verdict"], r["reason"]) for r in tricks
     ]
     assert all(r["verdict"] == "PASS" for r in mx if r not in with_at and r["probe"] != "T22")
     # P02 (the plain relay form) has no verdict: the listener's relay decision is unverified
@@ -684,20 +691,18 @@ def test_slow_auth_replies_are_waited_for(scenario):
 
 def test_exim_sender_syntax_refusals(scenario):
     """Exim 4.96 answers 501 at MAIL to domain-literal and unqualified senders (no enhanced code).
-    On port 25 that is "not exercised"; on submission, where the clean sender draws 530, the relay
-    attempt is refused (PASS) - in both modes, whichever case asked the clean sender first."""
+    On port 25 those senders are the tricks themselves (P05-P08, T15 literal/postmaster): refused,
+    they cannot relay (PASS; before, "not exercised" left six INCONCLUSIVE on every hardened
+    Exim). On submission, where the clean sender draws 530, the relay attempt is refused (PASS) -
+    in both modes, whichever case asked the clean sender first."""
     exim = dict(exim_sender_syntax=True)
     for reuse in (True, False):
         outcome, host = scenario(mx=exim, submission=exim, submissions=exim, reuse=reuse, probes=["T06", "T11", "T12", "T15"])
-        mx = verdicts(outcome, port=host.mx.port)
-        assert {key for key, verdict in mx.items() if verdict != "PASS"} == {
-            ("T11", "P05"),
-            ("T11", "P06b"),
-            ("T11", "P07"),
-            ("T11", "P08"),
-            ("T15", "literal"),
-            ("T15", "postmaster"),
-        }, (reuse, mx)
+        mx = [r for r in outcome["results"] if r["port"] == host.mx.port]
+        assert [(r["probe"], r["case"], r["reason"]) for r in mx if r["verdict"] != "PASS"] == [], reuse
+        refused = {(r["probe"], r["case"]) for r in mx if "cannot relay" in r["reason"]}
+        assert refused == {("T11", "P05"), ("T11", "P06b"), ("T11", "P07"), ("T11", "P08"), ("T15", "literal"), ("T15", "postmaster")}, (reuse, refused)
+        assert all(r["reply"]["code"] == 501 for r in mx if (r["probe"], r["case"]) in refused)
         for server in (host.submission, host.submissions):
             results = [r for r in outcome["results"] if r["port"] == server.port]
             assert [(r["probe"], r["case"], r["reason"]) for r in results if r["verdict"] != "PASS"] == [], reuse
