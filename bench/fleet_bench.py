@@ -13,7 +13,8 @@ same smtp_fakes/hardened_host.py, checked case by case by tests/unit/smtp/test_l
 One or two server processes hold all endpoints; every measured probe run is a fresh process,
 so its ru_maxrss is that run's peak.
 
-Paths measured for N in --sizes (median of --repeat runs each):
+Paths measured for N in --sizes (median of --repeat runs each; at each N the paths alternate run
+by run, so that the shared machine's load weighs on both alike):
   engine    plugins/module_utils/smtp engine.run in a fresh Python process
   module    ansible-playbook, one mailsec.relay.relay_probe task on localhost (the playbook's overhead: on
             this local connection relay_probe's action plugin runs the engine in ansible-playbook's
@@ -565,36 +566,42 @@ def main(argv=None):
             % (len(pool.targets), ADDRESS_BASE, args.ports, args.servers, report["server_start_s"], nofile),
             flush=True,
         )
-        for size in [] if args.no_engine else sizes:
-            runs = []
-            for _ in range(args.repeat):
-                before = pool.stats()
-                run = engine_run(real + pool.first(size), args, workdir, real=real_names)
-                after = pool.stats()
-                run["connections"], run["server_cpu"] = after[0] - before[0], after[1] - before[1]
-                runs.append(run)
-                print("  engine N=%d: %s" % (size, _brief(run)), flush=True)
+        # The two paths alternate run by run at each size (engine, module, engine, ...): what the
+        # shared machine does meanwhile weighs on both alike, so their ratio compares like with like.
+        engine_sizes = [] if args.no_engine else sizes
+        if args.no_module:
+            report["module"] = "skipped (--no-module)"
+            module_sizes = []
+        elif not module_available():
+            report["module"] = "skipped: plugins/modules/relay_probe.py does not exist yet"
+            print(report["module"], flush=True)
+            module_sizes = []
+        engine_runs, module_runs = {}, {}
+        module_repeat = args.module_repeat or args.repeat
+        for size in sorted(set(engine_sizes) | set(module_sizes)):
+            for index in range(max(args.repeat if size in engine_sizes else 0, module_repeat if size in module_sizes else 0)):
+                if size in engine_sizes and index < args.repeat:
+                    before = pool.stats()
+                    run = engine_run(real + pool.first(size), args, workdir, real=real_names)
+                    after = pool.stats()
+                    run["connections"], run["server_cpu"] = after[0] - before[0], after[1] - before[1]
+                    engine_runs.setdefault(size, []).append(run)
+                    print("  engine N=%d: %s" % (size, _brief(run)), flush=True)
+                if size in module_sizes and index < module_repeat:
+                    run = module_run(real + pool.first(size), args, workdir, real=real_names)
+                    module_runs.setdefault(size, []).append(run)
+                    print("  module N=%d: %s" % (size, _brief(run)), flush=True)
+        for size, runs in engine_runs.items():
             report["engine"][size] = summarize(runs)
             report["engine"][size]["connections"] = runs[-1].get("connections")
+        for size, runs in module_runs.items():
+            report["module"][size] = summarize(runs)
         if args.profile:
             path = os.path.join(workdir, "engine.prof")
             engine_run(real + pool.first(max(sizes)), args, workdir, profile=path, real=real_names)
             with open(path + ".txt") as handle:
                 report["profile"] = handle.read()
             print(report["profile"][:6000], flush=True)
-        if args.no_module:
-            report["module"] = "skipped (--no-module)"
-        elif not module_available():
-            report["module"] = "skipped: plugins/modules/relay_probe.py does not exist yet"
-            print(report["module"], flush=True)
-        else:
-            for size in module_sizes:
-                runs = []
-                for _ in range(args.module_repeat or args.repeat):
-                    run = module_run(real + pool.first(size), args, workdir, real=real_names)
-                    runs.append(run)
-                    print("  module N=%d: %s" % (size, _brief(run)), flush=True)
-                report["module"][size] = summarize(runs)
     finally:
         if pool is not None:
             pool.stop()
