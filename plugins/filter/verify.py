@@ -196,6 +196,11 @@ def outbound_findings(hosts, hostvars):
     return rows
 
 
+def outbound_failure(result, log_lines=None):
+    """The failure lines of one outbound verdict (none when it is PASS)."""
+    return outbound.failure_lines(_plain(result), _plain(log_lines))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -213,4 +218,5 @@ class FilterModule(object):
             "outbound_queue": outbound_queue,
             "outbound_queued": outbound_queued,
             "outbound_findings": outbound_findings,
+            "outbound_failure": outbound_failure,
         }

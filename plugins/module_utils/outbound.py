@@ -171,3 +171,24 @@ def report_finding(host, result):
     if failed:
         row.update(finding=finding, reason="failed: " + ", ".join(failed))
     return row
+
+
+def failure_lines(result, log_lines=None):
+    """The lines a host fails with when its outbound verdict is not PASS (none when it is): what
+    was expected, the failed checks, the evidence and the smarthost's last log lines, server text
+    escaped."""
+    if not result or result.get("verdict") == "PASS":
+        return []
+    lines = [
+        "outbound probe %s (expect %s, token %s): failed %s"
+        % (
+            printable(str(result.get("verdict"))),
+            printable(str(result.get("expect"))),
+            printable(str(result.get("token"))),
+            ", ".join(map(str, result.get("failed") or [])),
+        )
+    ]
+    for key, value in sorted((result.get("evidence") or {}).items()):
+        lines.append("evidence %s: %s" % (key, printable(value if isinstance(value, str) else json.dumps(value))[:400]))
+    lines.extend("smarthost log: %s" % printable(str(line))[:400] for line in (log_lines or [])[-5:])
+    return lines

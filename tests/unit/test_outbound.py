@@ -149,3 +149,17 @@ def test_the_report_filter_reads_each_hosts_verdict():
     hostvars = {"pf-null": {"verify_outbound_result": good}, "mx1": {}}
     assert [row["host"] for row in outbound_findings(["mx1", "pf-null"], hostvars)] == ["pf-null"]
     assert outbound_findings(["mx1"], hostvars) == []
+
+
+def test_failure_lines_name_the_checks_and_escape_the_evidence():
+    """What a host fails with (the verify role's gate, and the assert of tasks_from: outbound)."""
+    good = dict(outbound.judge_delivered(canary_copy(), [SMARTHOST], [CLIENT]), token="outbound-ok-1")
+    assert outbound.failure_lines(good) == [] and outbound.failure_lines(None) == []
+    hostile = canary_copy(peer=CLIENT, received="Received: from x ([203.0.113.31])\r\n\tby evil\x1b]8;;http://x\x07 with SMTP\r\n")
+    bad = dict(outbound.judge_delivered(hostile, [SMARTHOST], [CLIENT]), token="outbound-ok-2")
+    lines = outbound.failure_lines(bad, ["line %d" % n for n in range(9)] + ["auth \x1b[2J failed"])
+    assert lines[0].startswith("outbound probe FAIL (expect delivered, token outbound-ok-2): failed ")
+    assert "canary_client_is_smarthost" in lines[0]
+    assert any(line.startswith("evidence received: ") for line in lines)
+    assert [line for line in lines if line.startswith("smarthost log: ")][0] == "smarthost log: line 5"  # the last five
+    assert not any("\x1b" in line or "\x07" in line for line in lines)
