@@ -209,9 +209,13 @@ def _counts(rows):
 
 
 def host_status(rows):
-    """Worst verdict of a host's rows; UNVERIFIED when a required relay check has no verdict (finding
-    ``unverified``) and nothing worse than that was found (a FAIL of another finding stays FAIL)."""
-    status = worst(row["verdict"] for row in rows if row.get("finding") != "unverified")
+    """Worst verdict of a host's rows, SKIP aside: a host whose checks passed and some of which could
+    not run here (no canary, a cipher class this OpenSSL cannot offer, a port closed to the vantage)
+    is PASS, its skips counted; SKIP only when every row is one. UNVERIFIED when a required relay
+    check has no verdict (finding ``unverified``) and nothing worse than that was found (a FAIL of
+    another finding stays FAIL)."""
+    judged = [row for row in rows if row["verdict"] != "SKIP"] or rows
+    status = worst(row["verdict"] for row in judged if row.get("finding") != "unverified")
     if any(row.get("finding") == "unverified" for row in rows) and SEVERITY.index(status if status in SEVERITY else "PASS") > SEVERITY.index(UNVERIFIED):
         return UNVERIFIED
     return status

@@ -144,7 +144,7 @@ totals:
   sample: {hosts: 2, checks: 80, status: FAIL, PASS: 75, FAIL: 1, WARN: 2, INCONCLUSIVE: 2, SKIP: 0, ERROR: 0,
            unverified_hosts: 0, findings: {open_relay: 1, weak_tls: 2, inconclusive: 2}, severities: {critical: 1, high: 2, info: 2}}
 hosts:
-  description: Per-host counts and status (worst verdict, or C(NO CHECKS)).
+  description: Per-host counts and status (worst verdict, SKIP only when every check was skipped, or C(NO CHECKS)).
   returned: always
   type: dict
   sample: {mx1: {checks: 40, status: FAIL, PASS: 37, FAIL: 1, WARN: 2, INCONCLUSIVE: 0, SKIP: 0, ERROR: 0,

@@ -308,6 +308,21 @@ def test_every_non_pass_row_has_finding_severity_reason_and_context():
     assert [row["finding"] for row in rows if row["host"] == "mx3" and row["verdict"] != "PASS"] == ["inconclusive"]
 
 
+def test_skips_do_not_make_a_host_status():
+    """A hardened host whose T17 had no canary and whose OpenSSL cannot offer RC4 passed every
+    check it could run: PASS (its skips counted), not SKIP; SKIP only when nothing else ran."""
+
+    def status(*verdicts):
+        return report.host_status([{"verdict": verdict} for verdict in verdicts])
+
+    assert status("PASS", "SKIP", "SKIP") == "PASS"
+    assert status("SKIP", "SKIP") == "SKIP"
+    assert status("FAIL", "SKIP") == "FAIL" and status("INCONCLUSIVE", "SKIP", "PASS") == "INCONCLUSIVE"
+    assert status() == report.NO_CHECKS
+    per_host, totals = report.summarize(report.collect([dict(RESULTS[0], verdict="PASS"), dict(RESULTS[0], verdict="SKIP", case="x")]))
+    assert [entry["status"] for entry in per_host.values()] == ["PASS"] and totals["status"] == "PASS" and totals["SKIP"] == 1
+
+
 def test_unverified_host_status_and_counts_of_aggregates():
     per_host, totals = report.summarize(report.collect(FINDING_RESULTS))
     # A FAIL of another finding stays FAIL; an unverified relay decision alone is UNVERIFIED.
