@@ -147,6 +147,12 @@ REPORT_CHECKS = {
 }
 
 
+def _evidence(result, limit):
+    """``(key, text)`` of a verdict's evidence, server text escaped and cut at ``limit``."""
+    for key, value in sorted((result.get("evidence") or {}).items()):
+        yield key, printable(value if isinstance(value, str) else json.dumps(value))[:limit]
+
+
 def report_finding(host, result):
     """One outbound verdict (:func:`judge_delivered`, :func:`judge_queued`, with its ``token``) as a
     row of relay_report's ``findings``. The evidence comes from the smarthost and the queue: its
@@ -155,10 +161,7 @@ def report_finding(host, result):
     check, finding = REPORT_CHECKS.get(expect, ("outbound (expect %s)" % printable(expect)[:40], "outbound_not_via_smarthost"))
     checks = result.get("checks") or {}
     failed = [str(name) for name in result.get("failed") or []]
-    evidence = "; ".join(
-        "%s: %s" % (key, printable(json.dumps(value) if not isinstance(value, str) else value)[:300])
-        for key, value in sorted((result.get("evidence") or {}).items())
-    )
+    evidence = "; ".join("%s: %s" % item for item in _evidence(result, 300))
     row = {
         "host": str(host),
         "check": check,
@@ -188,7 +191,6 @@ def failure_lines(result, log_lines=None):
             ", ".join(map(str, result.get("failed") or [])),
         )
     ]
-    for key, value in sorted((result.get("evidence") or {}).items()):
-        lines.append("evidence %s: %s" % (key, printable(value if isinstance(value, str) else json.dumps(value))[:400]))
+    lines.extend("evidence %s: %s" % item for item in _evidence(result, 400))
     lines.extend("smarthost log: %s" % printable(str(line))[:400] for line in (log_lines or [])[-5:])
     return lines

@@ -339,14 +339,16 @@ def judge_rcpt(ctx, reply, *, hack=False, expected=None):
     return Outcome(INCONCLUSIVE, "unexpected reply at RCPT: %s" % describe(reply), reply, "RCPT")
 
 
-def judge_mail_refusal(ctx, reply, expected=None, authenticated=False):
+def judge_mail_refusal(ctx, reply, expected=None, authenticated=False, trick_sender=False):
     """Verdict when MAIL itself was not accepted (None: MAIL accepted, go on).
 
     On a submission listener an unauthenticated MAIL refused by policy (530, or 5xx with 5.7.x:
     Postfix's ``554 5.7.1 Sender address rejected: Access denied``) refuses the relay attempt
     (reference d, T06/T11 on 587/465). On an MX listener a sender refusal at MAIL is about the
-    sender, not relaying: "not exercised". After AUTH (T09) any refusal of the account's own
-    sender is a refusal of authenticated relay."""
+    sender, not relaying: "not exercised" - unless the sender is what the case tries
+    (``trick_sender``: a spoofed local sender, an address literal, no domain), whose permanent
+    refusal is the evidence that it cannot relay. After AUTH (T09) any refusal of the account's
+    own sender is a refusal of authenticated relay."""
     expected = expected or ctx.listener.relay
     klass = classify(reply)
     if klass == ACCEPTED:
@@ -363,6 +365,8 @@ def judge_mail_refusal(ctx, reply, expected=None, authenticated=False):
         return Outcome(PASS, "MAIL refused, authentication required: %s" % describe(reply), reply, "MAIL")
     if is_policy_refusal(reply) and ctx.listener.role == "submission" and expected != "allowed":
         return Outcome(PASS, "unauthenticated MAIL refused by policy on a submission listener: %s" % describe(reply), reply, "MAIL")
+    if trick_sender and expected != "allowed" and reply.code // 100 == 5:
+        return Outcome(PASS, "the trick's own sender is refused at MAIL, so it cannot relay: %s" % describe(reply), reply, "MAIL")
     return Outcome(INCONCLUSIVE, "relay control not exercised: sender refused at MAIL (%s)" % describe(reply), reply, "MAIL")
 
 
@@ -394,7 +398,7 @@ def _goes_on_with_clean_sender(verdict, mail):
     return verdict is not None and not verdict.transient and not is_auth_required(mail) and verdict.verdict in (PASS, INCONCLUSIVE)
 
 
-async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None, pipeline=False, authenticated=False):
+async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, retry_sender=None, pipeline=False, authenticated=False, trick_sender=False):
     """MAIL, RCPT; ``pipeline`` sends both in one write where the server pipelines. Only for
     senders a server has no reason to refuse: a refused MAIL costs one more error (the RCPT's
     503, a protocol error to Exim), so the first one ends pipelining on this listener.
@@ -411,7 +415,8 @@ async def _transaction(ctx, client, sender, rcpt, *, hack=False, expected=None, 
         first = "%s, refused before on this listener" % describe(mail)
     else:
         mail, rcpt_reply = await _mail_rcpt(ctx, client, sender, rcpt, pipeline)
-        verdict = judge_mail_refusal(ctx, mail, expected, authenticated)
+        # the trick sender's own refusal decides only where no clean rerun follows (port 25)
+        verdict = judge_mail_refusal(ctx, mail, expected, authenticated, trick_sender=trick_sender and not retry_sender)
         _note_clean_sender(ctx, sender, mail, verdict, authenticated)
         first = None
     if retry_sender and retry_sender != sender and _goes_on_with_clean_sender(verdict, mail):
@@ -698,22 +703,10 @@ async def relay_form(ctx, client, form):
 async def relay_attempt(ctx, client, sender, rcpt, *, hack=False, retry_sender=None, pipeline=False, trick_sender=False):
     """One unauthenticated relay attempt, judged on evidence: a refusal at MAIL, RCPT or DATA is a
     refusal; an accepted foreign recipient is followed to the canary (confirm_relay).
-
-    ``trick_sender``: the sender is what the case tries (a spoofed local sender, an address
-    literal, no domain). Where no clean rerun follows (port 25), a permanent refusal of that very
-    sender at MAIL is the evidence that it cannot relay: PASS. (For a clean form the same refusal
-    is about the sender, not relaying, and stays "not exercised".)"""
-    outcome, mail, rcpt_reply = await _transaction(ctx, client, sender, rcpt, hack=hack, retry_sender=retry_sender, pipeline=pipeline)
-    if (
-        trick_sender
-        and not retry_sender
-        and ctx.listener.relay != "allowed"
-        and outcome.verdict == INCONCLUSIVE
-        and outcome.stage == "MAIL"
-        and mail is not None
-        and mail.code // 100 == 5
-    ):
-        return Outcome(PASS, "the trick's own sender is refused at MAIL, so it cannot relay: %s" % describe(mail), mail, "MAIL")
+    ``trick_sender``: the sender is what the case tries (judge_mail_refusal)."""
+    outcome, unused_mail, rcpt_reply = await _transaction(
+        ctx, client, sender, rcpt, hack=hack, retry_sender=retry_sender, pipeline=pipeline, trick_sender=trick_sender
+    )
     if rcpt_reply is None or classify(rcpt_reply) != ACCEPTED or ctx.listener.relay == "allowed" or outcome.verdict != FAIL:
         return outcome
     return await confirm_relay(ctx, client, sender, rcpt, rcpt_reply, hack=hack)
