@@ -163,15 +163,27 @@ class ServerPool:
         return [self.targets[i] for i in range(count)]
 
     def stats(self):
-        """Cumulative (connections accepted, CPU seconds) over all endpoint processes."""
-        connections, cpu = 0, 0.0
+        """Cumulative (connections accepted, CPU seconds, TLS handshakes, of which resumed) over all
+        endpoint processes."""
+        connections, cpu, handshakes, resumed = 0, 0.0, 0, 0
         for proc, _ in self.procs:
             proc.stdin.write("stats\n")
             proc.stdin.flush()
             reply = json.loads(proc.stdout.readline())
             connections += reply["connections"]
             cpu += reply["cpu"]
-        return connections, cpu
+            handshakes += reply.get("tls_handshakes") or 0
+            resumed += reply.get("tls_resumed") or 0
+        return connections, cpu, handshakes, resumed
+
+    def measure(self, run_one):
+        """``run_one()``'s run, with what the endpoints saw during it: connections, CPU seconds,
+        TLS handshakes and how many of them resumed a session."""
+        before = self.stats()
+        run = run_one()
+        after = self.stats()
+        run["connections"], run["server_cpu"], run["tls_handshakes"], run["tls_resumed"] = (a - b for a, b in zip(after, before))
+        return run
 
     def stop(self):
         for proc, _ in self.procs:
@@ -459,6 +471,8 @@ def summarize(runs):
         "runs": len(good),
         "wall": wall,
         "walls": [round(r["wall"], 2) for r in good],
+        # the engine's own time inside each run (its summary.seconds): wall minus this is the path's overhead
+        "engine_seconds": [r["summary"].get("seconds") for r in good],
         "maxrss_mib": benchlib.median([r["maxrss_mib"] for r in good]),
         # the whole process tree at once (benchlib.TreeMemory): summed RSS and PSS, peak
         "tree_rss_mib": benchlib.median([r.get("tree_rss_mib") for r in good]),
@@ -581,14 +595,11 @@ def main(argv=None):
         for size in sorted(set(engine_sizes) | set(module_sizes)):
             for index in range(max(args.repeat if size in engine_sizes else 0, module_repeat if size in module_sizes else 0)):
                 if size in engine_sizes and index < args.repeat:
-                    before = pool.stats()
-                    run = engine_run(real + pool.first(size), args, workdir, real=real_names)
-                    after = pool.stats()
-                    run["connections"], run["server_cpu"] = after[0] - before[0], after[1] - before[1]
+                    run = pool.measure(lambda: engine_run(real + pool.first(size), args, workdir, real=real_names))
                     engine_runs.setdefault(size, []).append(run)
                     print("  engine N=%d: %s" % (size, _brief(run)), flush=True)
                 if size in module_sizes and index < module_repeat:
-                    run = module_run(real + pool.first(size), args, workdir, real=real_names)
+                    run = pool.measure(lambda: module_run(real + pool.first(size), args, workdir, real=real_names))
                     module_runs.setdefault(size, []).append(run)
                     print("  module N=%d: %s" % (size, _brief(run)), flush=True)
         for size, runs in engine_runs.items():
@@ -629,10 +640,12 @@ def _brief(run):
     split = run.get("split")
     real = "; real %s / emulated %s" % (_counts(split["real"]), _counts(split["emulated"])) if split else ""
     return (
-        "load %.1f: %.2f s, %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), peak RSS %.0f MiB (largest process), process tree %s MiB RSS / %s MiB PSS%s"
+        "load %.1f: %.2f s (engine inside %.2f s), %d results (%s PASS, %s FAIL, %s INCONCLUSIVE), "
+        "peak RSS %.0f MiB (largest process), process tree %s MiB RSS / %s MiB PSS%s"
         % (
             run.get("loadavg_1m") or 0.0,
             run["wall"],
+            s.get("seconds") or 0.0,
             s["results"],
             s.get("PASS"),
             s.get("FAIL"),
@@ -643,8 +656,9 @@ def _brief(run):
             ", CPU %.1f s prober (%s process%s) / %.1f s endpoints, fds %s (parent), connections %s"
             % (run.get("cpu"), run.get("workers"), "" if run.get("workers") == 1 else "es", run.get("server_cpu"), run.get("fd_peak"), run.get("connections"))
             if "fd_peak" in run
-            else "",
+            else ", CPU %.1f s ansible-playbook tree / %.1f s endpoints" % (run.get("cpu") or 0.0, run.get("server_cpu") or 0.0),
         )
+        + (", TLS handshakes %d (%d resumed)" % (run["tls_handshakes"], run["tls_resumed"]) if run.get("tls_handshakes") else "")
         + real
     )
 
