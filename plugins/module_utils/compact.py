@@ -11,6 +11,20 @@ that is not a PASS exactly as the engine gave it and replaces the PASS results o
     {target, address, port, vantage, source_address, verdict: PASS, probe: passed, count: 37,
      probes: {T01: 1, T11: 14, ...}, title: "37 checks passed: T01, T11 x14, ...", duration: 1.2}
 
+The SKIP results of a group fold the same way, once the run is over (T20 and the unverified check
+read them until then), into one aggregate that keeps each check's probe, case and reason::
+
+    {target, address, port, vantage, source_address, verdict: SKIP, probe: skipped, count: 3,
+     probes: {T17: 1, T21: 2}, checks: [T17, T21/EXPORT, T21/RC4],
+     title: "3 checks skipped: T17, T21/EXPORT, T21/RC4",
+     reason: "T17: no canary (or spool) configured; T21/EXPORT: not testable here: ...; T21/RC4: ..."}
+
+(``reason`` names each distinct reason once, after the checks it skipped.)
+
+A SKIP carries no reply, transcript or finding, so nothing a reader needs is lost; at N=1000 the
+ten SKIPs of every endpoint (no canary, ciphers this OpenSSL cannot offer) were three quarters of
+what relay_probe returned.
+
 Counts per verdict stay what they were (module_utils/report.py and verify_plan.summarize add up
 ``count``). Pure Python, no Ansible imports.
 """
@@ -18,6 +32,8 @@ Counts per verdict stay what they were (module_utils/report.py and verify_plan.s
 from __future__ import annotations
 
 AGGREGATE_PROBE = "passed"
+SKIP_AGGREGATE_PROBE = "skipped"
+_AGGREGATES = (AGGREGATE_PROBE, SKIP_AGGREGATE_PROBE)
 # Keys copied from the first PASS result of a group: they are the same for the whole group.
 _GROUP_KEYS = ("target", "address", "port", "vantage", "source_address", "client_seen")
 
@@ -28,7 +44,8 @@ def group_key(result):
 
 
 def is_aggregate(result):
-    return result.get("probe") == AGGREGATE_PROBE
+    """A compact aggregate (of PASS or of SKIP results) that stands for ``count`` checks."""
+    return result.get("probe") in _AGGREGATES
 
 
 def _title(count, probes):
@@ -70,9 +87,40 @@ class PassAggregates:
         return list(self.groups.values())
 
 
+def fold_skips(results):
+    """``results`` -> a new list: every result that is not a SKIP unchanged (input order), the SKIP
+    results of each target, address, port and vantage merged into one aggregate at the place of
+    the group's first SKIP."""
+    output, groups = [], {}
+    for result in results or []:
+        if result.get("verdict") != "SKIP" or is_aggregate(result):
+            output.append(result)  # an aggregate passed in again stays as it is
+            continue
+        key = group_key(result)
+        group = groups.get(key)
+        if group is None:
+            group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
+            group.update(verdict="SKIP", probe=SKIP_AGGREGATE_PROBE, count=0, probes={}, checks=[], duration=0.0)
+            group["_reasons"] = {}  # reason -> the checks it skipped, in order of first appearance
+            groups[key] = group
+            output.append(group)
+        probe = str(result.get("probe") or "?")
+        check = probe + ("/%s" % result["case"] if result.get("case") else "")
+        group["count"] += 1
+        group["probes"][probe] = group["probes"].get(probe, 0) + 1
+        group["checks"].append(check)
+        group["_reasons"].setdefault(str(result.get("reason") or "no reason given"), []).append(check)
+    for group in groups.values():
+        group["probes"] = dict(sorted(group["probes"].items()))
+        group["title"] = "%d check%s skipped: %s" % (group["count"], "" if group["count"] == 1 else "s", ", ".join(group["checks"]))
+        group["reason"] = "; ".join("%s: %s" % (", ".join(checks), reason) for reason, checks in group.pop("_reasons").items())
+    return output
+
+
 def compact_results(results):
-    """``results`` -> a new list: non-PASS results unchanged (input order), PASS results merged per
-    target, address, port and vantage into one aggregate at the place of the group's first PASS."""
+    """``results`` -> a new list: results that are neither PASS nor SKIP unchanged (input order);
+    PASS results merged per target, address, port and vantage into one aggregate at the place of
+    the group's first PASS, SKIP results likewise (fold_skips)."""
     output = []
     aggregates = PassAggregates()
     for result in results or []:
@@ -83,7 +131,7 @@ def compact_results(results):
         if opened is not None:
             output.append(opened)
     aggregates.finish()
-    return output
+    return fold_skips(output)
 
 
 def verdict_counts(results):

@@ -13,7 +13,7 @@ Both become rows ``{host, check, verdict, expected, actual, detail, ...}``; ever
 Every row that is neither PASS nor SKIP carries ``finding`` (a stable id of module_utils/findings.py),
 ``severity`` and ``reason``: the result's own when the engine named them, else a fallback
 (:func:`classify`), so a CI consumer can match on ids whatever produced the row. A row may stand for
-``count`` checks (a compact PASS aggregate of module_utils/compact.py); counts add them up.
+``count`` checks (a compact PASS or SKIP aggregate of module_utils/compact.py); counts add them up.
 Output is deterministic (no timestamps), so a report file changes only when the findings do.
 """
 
@@ -113,7 +113,7 @@ def classify(verdict, item, source="probe"):
 
 
 def _count(item):
-    """How many checks a result stands for (a compact PASS aggregate stands for many)."""
+    """How many checks a result stands for (a compact PASS or SKIP aggregate stands for many)."""
     try:
         return max(1, int(item.get("count") or 1))
     except (TypeError, ValueError):
@@ -138,7 +138,7 @@ def rows_from_results(results):
         }
         if verdict == "ERROR" and str(raw_verdict or "").upper() != "ERROR":
             row["detail"] = "unknown verdict %r; %s" % (raw_verdict, row["detail"])
-        for key in ("probe", "case", "address", "port", "vantage", "client_seen", "probes"):
+        for key in ("probe", "case", "address", "port", "vantage", "client_seen", "probes", "checks"):
             if result.get(key) not in (None, ""):
                 row[key] = result[key]
         listener = _endpoint(result.get("address"), result.get("port"))
@@ -307,8 +307,9 @@ def _body(row):
 def _set_counts(element, name, counts, rows):
     """JUnit totals of a <testsuites> or <testsuite> from summarize() counts.
 
-    ``tests`` counts testcases (a compact PASS aggregate is one testcase), as JUnit readers recount
-    them; failures, errors and skips are never aggregated, so those counts equal the checks'.
+    ``tests`` and ``skipped`` count testcases (a compact PASS or SKIP aggregate is one testcase), as
+    JUnit readers recount them; failures and errors are never aggregated, so those counts equal the
+    checks'.
     """
     _set(
         element,
@@ -316,7 +317,7 @@ def _set_counts(element, name, counts, rows):
         tests=len(rows),
         failures=counts["FAIL"],
         errors=counts["ERROR"],
-        skipped=counts["INCONCLUSIVE"] + counts["SKIP"],
+        skipped=sum(1 for row in rows if row["verdict"] in ("INCONCLUSIVE", "SKIP")),
         time=_seconds(rows),
     )
 

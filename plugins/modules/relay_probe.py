@@ -305,10 +305,12 @@ options:
     default: fail
   results:
     description:
-      - V(compact) returns every result that is not a PASS in full and, per target, address, port and vantage,
+      - V(compact) returns every result that is neither PASS nor SKIP in full and, per target, address, port and vantage,
         one aggregate of the PASS results (C(probe=passed), C(count), C(probes) as counts per probe ID), the
-        first of that listener's results. The engine folds each PASS into its aggregate as it is recorded, so
-        a large run never holds every result. Counts per verdict are those of V(full), which returns every result.
+        first of that listener's results, and one of the SKIP results (C(probe=skipped), C(count), C(probes),
+        C(checks) as probe/case names, C(reason) naming each distinct reason once after the checks it skipped).
+        The engine folds each PASS into its aggregate as it is recorded, so a large run never holds every
+        result. Counts per verdict are those of V(full), which returns every result.
     type: str
     choices: [compact, full]
     default: compact
@@ -371,7 +373,8 @@ RETURN = r"""
 results:
   description:
     - One entry per probe case (see docs/probe-contract.md); with O(results=compact) the PASS results of each
-      target, address, port and vantage are one aggregate entry (C(probe=passed), C(count), C(probes)).
+      target, address, port and vantage are one aggregate entry (C(probe=passed), C(count), C(probes)), and so
+      are its SKIP results (C(probe=skipped), C(count), C(probes), C(checks), C(reason)).
     - Every result that is neither PASS nor SKIP carries C(finding) (a stable id, docs/verify.md), C(severity) and C(reason).
   returned: always
   type: list

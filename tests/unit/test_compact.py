@@ -42,7 +42,7 @@ FULL = [
 
 def test_non_pass_kept_whole_pass_aggregated_per_listener_and_vantage():
     out = compact.compact_results(FULL)
-    assert [r for r in out if r["verdict"] != "PASS"] == [r for r in FULL if r["verdict"] != "PASS"]
+    assert [r for r in out if r["verdict"] not in ("PASS", "SKIP")] == [r for r in FULL if r["verdict"] not in ("PASS", "SKIP")]
     aggregates = [r for r in out if r["verdict"] == "PASS"]
     assert [(a["address"], a["port"], a["vantage"], a["count"]) for a in aggregates] == [
         ("198.51.100.11", 25, "ext", 3),
@@ -77,3 +77,28 @@ def test_counts_per_verdict_unchanged_in_reports_and_summary():
     runs_compact = verify_plan.summarize([{"vantage": None, "results": compact.compact_results(FULL)}], ["mx1"])
     assert runs_full["mx1"]["counts"] == runs_compact["mx1"]["counts"]
     assert runs_full["mx1"]["counts"]["PASS"] == 6
+
+
+def test_skips_fold_per_listener_and_vantage_keeping_every_check_and_reason():
+    full = FULL + [
+        result("T21", "SKIP", case="EXPORT", reason="not testable here: no EXPORT"),
+        result("T18", "SKIP", reason="no canary"),
+        result("T17", "SKIP", port=587, reason="no canary"),
+    ]
+    out = compact.compact_results(full)
+    skips = [r for r in out if r["verdict"] == "SKIP"]
+    assert [(r["port"], r["count"], r["checks"]) for r in skips] == [(25, 3, ["T02", "T21/EXPORT", "T18"]), (587, 1, ["T17"])]
+    first = skips[0]
+    assert first["probe"] == compact.SKIP_AGGREGATE_PROBE and compact.is_aggregate(first)
+    assert first["probes"] == {"T02": 1, "T18": 1, "T21": 1}
+    # each reason once, after the checks it skipped, in order of first appearance
+    assert first["reason"] == "T02, T18: no canary; T21/EXPORT: not testable here: no EXPORT"
+    assert first["title"] == "3 checks skipped: T02, T21/EXPORT, T18"
+    assert out.index(first) == [r["probe"] for r in full].index("T02") - 2  # where the first SKIP was, after 2 PASS folded
+    assert compact.verdict_counts(out) == compact.verdict_counts(full)
+    # the reports count the checks, and JUnit counts testcases as its readers recount them
+    rows = report.collect(out)
+    assert report.summarize(rows)[1]["SKIP"] == 4 == report.summarize(report.collect(full))[1]["SKIP"]
+    junit = report.to_junit(rows, "t")
+    assert junit.count("<skipped") == 3  # 2 SKIP aggregates and the INCONCLUSIVE
+    assert 'skipped="3"' in junit.split(">", 2)[1]

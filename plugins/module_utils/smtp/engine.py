@@ -27,7 +27,7 @@ import sys
 import time
 
 from .. import grammar
-from ..compact import PassAggregates, is_aggregate, verdict_counts
+from ..compact import AGGREGATE_PROBE, PassAggregates, fold_skips, is_aggregate, verdict_counts
 from ..findings import finding_for
 from .canary import CanaryWatcher, received_client
 from .client import ConnectFailed, ProtocolError, SMTPClient, SMTPError, TLSFailed, TLSSessionSlot, make_tls_context
@@ -904,7 +904,8 @@ class Runner:
             for result in self.results:
                 if result["verdict"] == PASS:
                     self._passed.add(result)
-            self.results = kept + self._passed.finish()
+            # SKIPs fold only now: T20 and the unverified check above read them one by one
+            self.results = fold_skips(sorted(kept, key=result_order)) + self._passed.finish()
         counts = verdict_counts(self.results)
         summary = {"targets": len(self.targets), "results": sum(counts.values())}
         summary.update((verdict, counts.get(verdict, 0)) for verdict in VERDICTS)
@@ -1506,8 +1507,9 @@ _ORDER = {probe: index for index, probe in enumerate(ALL_PROBES)}
 
 
 def result_order(result):
-    """Results by target, address, port, probe and case; a PASS aggregate first of its listener."""
-    rank = -1 if is_aggregate(result) else _ORDER[result["probe"]]
+    """Results by target, address, port, probe and case; a listener's PASS aggregate first, then
+    its SKIP aggregate."""
+    rank = (-2 if result["probe"] == AGGREGATE_PROBE else -1) if is_aggregate(result) else _ORDER[result["probe"]]
     return (result["target"], result["address"], result["port"], rank, result["case"] or "" if rank >= 0 else "")
 
 

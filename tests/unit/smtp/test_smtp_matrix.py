@@ -533,7 +533,11 @@ def test_compact_results_fold_as_they_come_and_keep_every_count(tls_context, spo
         return outcome
 
     def shape(results):
-        kept = sorted((r["target"], r["port"], r["probe"], r["case"] or "", r["verdict"], r.get("finding")) for r in results if r["verdict"] != "PASS")
+        kept = sorted(
+            (r["target"], r["port"], r["probe"], r.get("case") or ",".join(r.get("checks", ())), r["verdict"], r.get("finding"))
+            for r in results
+            if r["verdict"] != "PASS"
+        )
         passed = {(r["target"], r["port"]): (r["count"], r["probes"]) for r in results if r["verdict"] == "PASS"}
         return kept, passed
 
@@ -555,7 +559,9 @@ def test_compact_results_fold_as_they_come_and_keep_every_count(tls_context, spo
         for result in outcome["results"]:
             firsts.setdefault((result["target"], result["port"]), result["probe"])
         assert set(firsts.values()) == {"passed"}
-        check_findings({"results": [r for r in outcome["results"] if r["probe"] != "passed"]})
+        check_findings({"results": [r for r in outcome["results"] if not compact.is_aggregate(r)]})
+        skipped = [r for r in outcome["results"] if r["probe"] == compact.SKIP_AGGREGATE_PROBE]
+        assert skipped and all(r["verdict"] == "SKIP" and r["reason"] and len(r["checks"]) == r["count"] for r in skipped)
     with pytest.raises(engine.ConfigError):
         engine.normalize({"targets": [{"name": "x", "addresses": ["127.0.0.1"]}], "results": "short"})
 
