@@ -164,9 +164,21 @@ def playbook_run(chosen, workdir, pid, canary_wait):
         "start_to_first_task_s": start_offset,
         "tasks": tasks,
         "verdicts": {k: totals.get(k) for k in ("PASS", "FAIL", "WARN", "INCONCLUSIVE", "SKIP")},
+        # which checks could not decide, per server and probe: the count moves with load and timing
+        "inconclusive": _inconclusive(report.get("findings") or []),
         "findings": totals.get("findings"),
         "report_files": sorted(os.listdir(reports)),
     }
+
+
+def _inconclusive(rows):
+    """``{"host probe": count}`` of the INCONCLUSIVE rows of a report."""
+    counts = {}
+    for row in rows:
+        if row.get("verdict") == "INCONCLUSIVE":
+            key = "%s %s" % (row.get("host"), row.get("probe") or row.get("check"))
+            counts[key] = counts.get(key, 0) + int(row.get("count") or 1)
+    return dict(sorted(counts.items()))
 
 
 def describe_mismatches(wrong):
@@ -286,6 +298,7 @@ def main():
         "tree_cpu_s": [round(r["tree_cpu_s"], 2) if r.get("tree_cpu_s") is not None else None for r in runs],
         "overhead": [(name, round(seconds, 2)) for name, seconds in overhead(last)],
         "verdicts": last["verdicts"],
+        "inconclusive": last["inconclusive"],
         "findings": last["findings"],
         "report_files": last["report_files"],
         "direct": direct or None,
@@ -315,6 +328,7 @@ def main():
         print("  nmap smtp-open-relay on the %d MX endpoints (4 at a time): %s wall" % (figures["nmap_endpoints"], f(nmap_wall, 2, " s")))
         print("  ratio nmap / verify playbook: %sx; nmap / engine: %sx" % (f(figures["ratio_nmap_over_playbook"], 2), f(figures["ratio_nmap_over_engine"], 2)))
     print("  verdicts: %s; findings: %s; reports: %s" % (figures["verdicts"], figures["findings"], ", ".join(figures["report_files"])))
+    print("  INCONCLUSIVE per server and probe: %s" % ", ".join("%s %d" % item for item in figures["inconclusive"].items()))
     benchlib.write_json(args.json, figures)
     return 0
 
