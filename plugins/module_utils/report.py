@@ -382,7 +382,10 @@ def _markdown_text(text):
     return _MARKDOWN_ACTIVE_RE.sub(lambda match: _MARKDOWN_ACTIVE[match.group(0)], text)
 
 
-def _cell(value, limit=160):
+REASON_CELL = 160  # characters of a Markdown table cell
+
+
+def _cell(value, limit=REASON_CELL):
     text = " ".join(_text(value).split())  # one line per table row
     if len(text) > limit:
         text = text[: limit - 3] + "..."
@@ -441,6 +444,8 @@ def to_markdown(rows, title, hosts=None):
         ]
         for row in sorted(host_rows, key=lambda row: (SEVERITY.index(row["verdict"]), finding_ids.rank(row.get("severity")))):
             reason = row.get("reason") or row["detail"]
+            # a SKIP aggregate's reason names every reason of its checks: room for each of them
+            reason_limit = min(REASON_CELL * len(row.get("checks") or ()), 1000) or REASON_CELL
             lines.append(
                 "| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
                 % (
@@ -452,7 +457,7 @@ def to_markdown(rows, title, hosts=None):
                     _cell(row.get("vantage") or ""),
                     _cell(row["expected"]),
                     _cell(row["actual"]),
-                    _cell(reason),
+                    _cell(reason, reason_limit),
                 )
             )
         lines.append("")

@@ -99,6 +99,10 @@ def test_skips_fold_per_listener_and_vantage_keeping_every_check_and_reason():
     # the reports count the checks, and JUnit counts testcases as its readers recount them
     rows = report.collect(out)
     assert report.summarize(rows)[1]["SKIP"] == 4 == report.summarize(report.collect(full))[1]["SKIP"]
+    long_reason = "not testable here: " + "this OpenSSL cannot offer it, " * 3 + "end of the reason"
+    wordy = report.collect(compact.compact_results([result("T17", "SKIP", reason=long_reason), result("T21", "SKIP", case="RC4", reason=long_reason + ".")]))
+    markdown = report.to_markdown(wordy, "t")
+    assert "T17: %s; T21/RC4: %s." % (long_reason, long_reason) in markdown  # every reason of the aggregate whole
     junit = report.to_junit(rows, "t")
     assert junit.count("<skipped") == 3  # 2 SKIP aggregates and the INCONCLUSIVE
     assert 'skipped="3"' in junit.split(">", 2)[1]
