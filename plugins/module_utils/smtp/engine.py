@@ -830,9 +830,13 @@ class Runner:
         self._admit = None  # listeners in progress at once (see _admitted)
         self._auth_gates = {}  # address -> AuthGate (wrong passwords wait for the real ones)
         self.secrets = []
+        # what the run names in public anyway: a password piece inside one of these words is no secret
+        self.public = [opts.ehlo_name, opts.canary_domain, FOREIGN_DOMAIN]
         for target in targets:
             if target.auth is not None:
                 self.secrets.extend(target.auth.secret_forms())
+            self.public += [target.name, target.hostname, target.test_mailbox] + target.addresses + target.local_domains + target.relay_domains
+            self.public += [item["address"] for item in target.refused_recipients]
 
     def plan(self, address):
         plan = self._per_host.get(address)
@@ -1413,7 +1417,7 @@ class Runner:
     def _scrub(self):
         """Belt and braces (AUTH replies are not stored at all): no password form, and no piece of
         one a server may have echoed, survives in any result (integrity.mask_secrets)."""
-        mask_secrets(self.results, self.secrets)
+        mask_secrets(self.results, self.secrets, self.public)
 
 
 class _Once:

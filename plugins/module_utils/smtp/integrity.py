@@ -8,10 +8,16 @@
   decision rests on nothing never passes.
 * ``mask_secrets``: belt and braces behind the client, which never stores replies to AUTH. Every
   form of a password, and every piece of one of at least ``PIECE`` characters a server may have
-  echoed (split over lines or replies), is masked in every result.
+  echoed (split over lines or replies), is masked in every result, except a piece inside a word
+  the run names in public anyway (a domain, host name or address of its targets, the canary
+  domain): with the password ``zoo-test-password-1``, ``<probe@canary.zoo.test>`` in a refusal
+  stays evidence instead of becoming ``<probe@canary.zoo.****>``, and tells nothing of the
+  password, as the plan and the report show that domain anyway.
 """
 
 from __future__ import annotations
+
+import re
 
 from .probes import FAIL, INCONCLUSIVE, WARN
 
@@ -22,6 +28,9 @@ UNVERIFIED = "T22"
 REQUIRED = (("T11", "P02"), ("T05", None), ("T06", "relay"))
 PIECE = 4
 MASK = "****"
+# A word of a host name, domain or address: a password piece inside one the run names in public is
+# no secret there.
+_WORD = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 def _required(result):
@@ -67,11 +76,25 @@ def unverified_results(results, opts):
     return added
 
 
+def _public_word(word):
+    return word.strip(".").lower()  # a host name's final dot, a sentence's full stop
+
+
 class _Masker:
-    def __init__(self, secrets):
+    def __init__(self, secrets, public=()):
         self.forms = sorted(set(s for s in secrets if s), key=len, reverse=True)
         self.pieces = set(form[i : i + PIECE] for form in self.forms for i in range(len(form) - PIECE + 1))
+        # whole words only, without case (domains and host names): "test" alone is no public word
+        # where "example.test" is one, so a piece echoed on its own stays masked
+        self.public = set(_public_word(word) for text in public if text for word in _WORD.findall(str(text)))
         self.seen = {}
+
+    def _public_words(self, text, hit):
+        """Clear the hits inside words the run names in public (module docstring)."""
+        for word in _WORD.finditer(text):
+            start, end = word.span()
+            if any(hit[start:end]) and _public_word(word.group()) in self.public:
+                hit[start:end] = [False] * (end - start)
 
     def __call__(self, text, pieces=True):
         if not text or not isinstance(text, str):
@@ -88,6 +111,8 @@ class _Masker:
             for index in range(len(masked) - PIECE + 1):
                 if masked[index : index + PIECE] in self.pieces:
                     hit[index : index + PIECE] = [True] * PIECE
+            if self.public:
+                self._public_words(masked, hit)
             out, index = [], 0
             while index < len(masked):
                 if hit[index]:
@@ -103,9 +128,11 @@ class _Masker:
         return masked
 
 
-def mask_secrets(results, secrets):
-    """Mask every password form and piece (>= PIECE characters) in every text of every result."""
-    mask = _Masker(secrets)
+def mask_secrets(results, secrets, public=()):
+    """Mask every password form and piece (>= PIECE characters) in every text of every result;
+    ``public``: what the run names in public anyway (its targets' names, domains and addresses),
+    inside whose words a piece is left as it is."""
+    mask = _Masker(secrets, public)
     if not mask.forms:
         return
     for result in results:

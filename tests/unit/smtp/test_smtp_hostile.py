@@ -22,7 +22,7 @@ from smtp_fakes import fakesmtp
 USER, SECRET = "alice", "Wm4kT8zQ2vRx9LbJ"  # no 4-character piece is an English word
 
 
-def _run(servers, listeners, users=None, **params):
+def _run(servers, listeners, users=None, password=SECRET, **params):
     """Start ``servers`` (FakeSMTP instances), probe them as one target with ``listeners`` (port filled in)."""
 
     async def go():
@@ -32,7 +32,7 @@ def _run(servers, listeners, users=None, **params):
             specs = [dict(item, port=server.port) for item, server in zip(listeners, servers)]
             target = {"name": "h", "addresses": ["127.0.0.1"], "hostname": "mx.example.test", "local_domains": ["example.test"], "listeners": specs}
             if users:
-                target["auth"] = {"username": USER, "password": SECRET}
+                target["auth"] = {"username": USER, "password": password}
             options = {"targets": [target], "timeout": 1, "greeting_timeout": 1, "retry_delay": 0.05}
             options.update(params)
             return await engine.run_async(options)
@@ -320,8 +320,8 @@ def test_unverified_relay_decision_fails_or_warns():
 
 
 # -- hostile servers (issue 12) ------------------------------------------------------------------
-def _hostile(role="mx", relay="refuse", tls=None, implicit=False, **hostility):
-    behaviour = fakesmtp.Behaviour(role=role, relay=relay, users={USER: SECRET})
+def _hostile(role="mx", relay="refuse", tls=None, implicit=False, password=SECRET, **hostility):
+    behaviour = fakesmtp.Behaviour(role=role, relay=relay, users={USER: password})
     return hostilesmtp.HostileSMTP(behaviour, tls, implicit, hostilesmtp.Hostility(**hostility))
 
 
@@ -393,6 +393,27 @@ def test_auth_echoed_in_pieces_never_reaches_a_result(tls_context):
     assert auth_lines and all(line == "S: 235 (reply text to AUTH not stored)" for line in auth_lines)
     t09 = [r for r in outcome["results"] if r["probe"] == "T09"]
     assert t09 and all(r["verdict"] == "PASS" for r in t09)
+
+
+def test_password_pieces_in_public_words_stay_but_echoed_pieces_do_not(tls_context):
+    """A test account's password often shares words with the host's names ("test", "example"):
+    masking every 4-character piece turned mx.example.test into mx.****.**** in transcripts and
+    reasons. A piece inside a word the run names in public (its targets' names, domains and
+    addresses) is no secret there; the pieces the server echoes on lines of their own stay masked."""
+    secret = "example.test-Wm4kT8"
+    server = _hostile(role="submission", relay="refuse", tls=tls_context, implicit=True, echo_auth=True, password=secret)
+    outcome = _run([server], [SUBMISSIONS], users=True, password=secret, transcripts="all", probes=["T06", "T08", "T09", "T11", "T20"])
+    text = json.dumps(outcome)
+    whole, parts = hostilesmtp.secret_forms(USER, secret)
+    assert [form for form in whole if form in text] == []
+    lines = [line for r in outcome["results"] for line in r["transcript"]]
+    # the server echoed every piece on a reply line of its own: none of the password's survives
+    # (those of T08's deliberately wrong password may: they are no secret)
+    assert set(parts) & set(server.echoed)
+    assert [line for line in lines if line.startswith("S: ") and line[7:] in parts] == []
+    # the host's own name stays readable (it shares "exam", "test", ... with the password)
+    assert any("mx.example.test" in line for line in lines)
+    assert not any("****.****" in line for line in lines)
 
 
 def test_ehlo_reply_beyond_every_bound_falls_back_to_helo():
