@@ -34,13 +34,29 @@ from __future__ import annotations
 AGGREGATE_PROBE = "passed"
 SKIP_AGGREGATE_PROBE = "skipped"
 _AGGREGATES = (AGGREGATE_PROBE, SKIP_AGGREGATE_PROBE)
-# Keys copied from the first PASS result of a group: they are the same for the whole group.
+# Keys copied from the first result of a group: they are the same for the whole group.
 _GROUP_KEYS = ("target", "address", "port", "vantage", "source_address", "client_seen")
 
 
 def group_key(result):
-    """The group a PASS result is counted in: target, address, port and vantage."""
+    """The group a PASS or SKIP result is counted in: target, address, port and vantage."""
     return tuple(str(result.get(key)) for key in ("target", "address", "port", "vantage"))
+
+
+def _open_group(result, verdict, probe, **fields):
+    """The aggregate ``result`` opens: its group's keys, then ``verdict``, ``probe``, a zero count
+    and ``fields``."""
+    group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
+    group.update(verdict=verdict, probe=probe, count=0, probes={}, **fields)
+    return group
+
+
+def _count(group, result):
+    """Count ``result`` in ``group``; returns its probe id."""
+    probe = str(result.get("probe") or "?")
+    group["count"] += 1
+    group["probes"][probe] = group["probes"].get(probe, 0) + 1
+    return probe
 
 
 def is_aggregate(result):
@@ -66,12 +82,8 @@ class PassAggregates:
         group = self.groups.get(key)
         opened = group is None
         if opened:
-            group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
-            group.update(verdict="PASS", probe=AGGREGATE_PROBE, count=0, probes={}, duration=0.0)
-            self.groups[key] = group
-        group["count"] += 1
-        probe = str(result.get("probe") or "?")
-        group["probes"][probe] = group["probes"].get(probe, 0) + 1
+            group = self.groups[key] = _open_group(result, "PASS", AGGREGATE_PROBE, duration=0.0)
+        _count(group, result)
         try:
             group["duration"] += float(result.get("duration") or 0.0)
         except (TypeError, ValueError):
@@ -99,15 +111,11 @@ def fold_skips(results):
         key = group_key(result)
         group = groups.get(key)
         if group is None:
-            group = dict((name, result[name]) for name in _GROUP_KEYS if result.get(name) is not None)
-            group.update(verdict="SKIP", probe=SKIP_AGGREGATE_PROBE, count=0, probes={}, checks=[], duration=0.0)
+            group = groups[key] = _open_group(result, "SKIP", SKIP_AGGREGATE_PROBE, checks=[], duration=0.0)
             group["_reasons"] = {}  # reason -> the checks it skipped, in order of first appearance
-            groups[key] = group
             output.append(group)
-        probe = str(result.get("probe") or "?")
+        probe = _count(group, result)
         check = probe + ("/%s" % result["case"] if result.get("case") else "")
-        group["count"] += 1
-        group["probes"][probe] = group["probes"].get(probe, 0) + 1
         group["checks"].append(check)
         group["_reasons"].setdefault(str(result.get("reason") or "no reason given"), []).append(check)
     for group in groups.values():
